@@ -1,0 +1,1 @@
+"""calipso-telemetry agent: notifications and polls become samples."""

@@ -1,0 +1,20 @@
+"""calipso-agent-notification: the notification agent daemon."""
+
+import cotyledon
+from cotyledon import oslo_config_glue
+
+from calipso_agent.notification import manager
+from calipso_agent import service
+
+
+def main(argv=None):
+    conf = service.prepare_service(argv)
+    services = cotyledon.ServiceManager()
+    services.add(manager.NotificationService,
+                 workers=conf.notification.workers, args=(conf,))
+    oslo_config_glue.setup(services, conf)
+    services.run()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,1 @@
+"""The notification agent: bus notifications become samples."""

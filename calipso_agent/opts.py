@@ -1,0 +1,131 @@
+"""Every configuration option of calipso-telemetry, registered in one place.
+
+``list_opts`` is the ``oslo.config.opts`` entry point read by
+oslo-config-generator; ``register_opts`` is what the daemons and tools call.
+"""
+
+import socket
+
+from oslo_config import cfg
+
+DEFAULT_OPTS = [
+    cfg.StrOpt('host',
+               default=socket.gethostname(),
+               sample_default='<server-hostname.example.com>',
+               help='Name of this node, used as the publisher id of what '
+                    'this node sends.'),
+    cfg.StrOpt('state_path',
+               default='/var/lib/calipso',
+               help='Directory where calipso keeps its state (the embedded '
+                    'database, rotated files).'),
+    cfg.StrOpt('sample_source',
+               default='openstack',
+               help='Source written into every sample built on this node.'),
+    cfg.ListOpt('reserved_metadata_namespace',
+                default=['metering.'],
+                help='Prefixes of user metadata keys (instance metadata) '
+                     'copied into resource_metadata.user_metadata.'),
+    cfg.IntOpt('reserved_metadata_length',
+               default=256,
+               min=1,
+               help='Longest user metadata value kept; longer ones are '
+                    'truncated.'),
+    cfg.ListOpt('reserved_metadata_keys',
+                default=[],
+                help='Further user metadata keys copied into '
+                     'resource_metadata.user_metadata.'),
+]
+
+NOTIFICATION_OPTS = [
+    cfg.ListOpt('exchanges',
+                default=['nova', 'neutron', 'cinder', 'glance', 'heat',
+                         'keystone', 'vcpeservice'],
+                help='Exchanges the notification agent listens on.'),
+    cfg.ListOpt('topics',
+                default=['notifications'],
+                help='Notification topics listened on in every exchange.'),
+    cfg.StrOpt('pool',
+               help='Listener pool name. Agents with the same pool share '
+                    'one queue per topic (competing consumers); agents of '
+                    'different pools each get every notification. Unset: '
+                    'the services\' own topic queues are consumed.'),
+    cfg.IntOpt('batch_size',
+               default=100,
+               min=1,
+               help='Notifications handed to the endpoints at once.'),
+    cfg.IntOpt('batch_timeout',
+               default=5,
+               min=1,
+               help='Seconds to wait for a batch to fill before handling a '
+                    'partial one.'),
+    cfg.IntOpt('workers',
+               default=1,
+               min=1,
+               help='Listener processes started by the notification '
+                    'agent.'),
+    cfg.ListOpt('endpoints',
+                default=['meter', 'vsg'],
+                help='Notification endpoints to load from the '
+                     'calipso.notification namespace.'),
+    cfg.FloatOpt('requeue_backoff_initial',
+                 default=0.5,
+                 min=0,
+                 help='Seconds to wait before requeueing a batch whose '
+                      'samples could not be published; doubled on each '
+                      'consecutive failure.'),
+    cfg.FloatOpt('requeue_backoff_max',
+                 default=30.0,
+                 min=0,
+                 help='Longest wait before requeueing a failed batch.'),
+    cfg.StrOpt('pipeline_cfg_file',
+               default='pipeline.yaml',
+               help='Pipeline definition file (sources, sinks and '
+                    'publishers); a relative path is looked up in the '
+                    'configuration directories.'),
+]
+
+METER_OPTS = [
+    cfg.MultiStrOpt('meter_definitions_dirs',
+                    default=['/etc/calipso/meters.d'],
+                    help='Directories whose *.yaml files define meters, '
+                         'read in order, files sorted by name.'),
+    cfg.MultiStrOpt('meter_definitions_paths',
+                    default=[],
+                    help='Further meter definition files, read after the '
+                         'directories. A later definition of a meter name '
+                         'replaces an earlier one.'),
+]
+
+PUBLISHER_OPTS = [
+    cfg.StrOpt('telemetry_secret',
+               default='change this for valid signing',
+               secret=True,
+               help='Secret signing the samples that leave on the bus or '
+                    'over UDP (message_signature), as Ceilometer does.'),
+]
+
+PUBLISHER_NOTIFIER_OPTS = [
+    cfg.StrOpt('metering_topic',
+               default='metering',
+               help='Topic samples are published on by notifier://.'),
+    cfg.StrOpt('telemetry_driver',
+               default='messagingv2',
+               help='oslo.messaging notification driver of notifier://.'),
+]
+
+
+def list_opts():
+    """Options per group, for oslo-config-generator and register_opts."""
+    return [
+        ('DEFAULT', DEFAULT_OPTS),
+        ('notification', NOTIFICATION_OPTS),
+        ('meter', METER_OPTS),
+        ('publisher', PUBLISHER_OPTS),
+        ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
+    ]
+
+
+def register_opts(conf):
+    for group, options in list_opts():
+        conf.register_opts(options,
+                           group=None if group == 'DEFAULT' else group)

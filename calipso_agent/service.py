@@ -1,0 +1,33 @@
+"""What every calipso daemon and tool does first: options and logging."""
+
+import logging
+import sys
+
+from oslo_config import cfg
+from oslo_log import log
+import oslo_messaging
+
+from calipso_agent import opts
+
+LOG = logging.getLogger(__name__)
+
+
+def prepare_service(argv=None, config_files=None, log_setup=True,
+                    conf=None, log_to_stderr=False):
+    """A ConfigOpts with every calipso option, parsed from ``argv``.
+
+    ``conf`` may bring command-line options of its own already registered;
+    tools whose standard output is their result log to stderr.
+    """
+    conf = conf if conf is not None else cfg.ConfigOpts()
+    opts.register_opts(conf)
+    log.register_options(conf)
+    if log_to_stderr:
+        conf.set_default('use_stderr', True)
+    oslo_messaging.set_transport_defaults('calipso')
+    conf(sys.argv[1:] if argv is None else argv, project='calipso',
+         validate_default_values=True,
+         default_config_files=config_files)
+    if log_setup:
+        log.setup(conf, 'calipso')
+    return conf

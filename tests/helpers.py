@@ -1,0 +1,534 @@
+"""Test helpers shared by the unit and functional suites."""
+
+import datetime
+import glob
+import json
+import math
+import os
+
+from oslo_config import cfg
+
+from calipso_agent import opts
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get('CALIPSO_SHARED_DIR',
+                        os.path.join(os.path.dirname(REPO), 'shared'))
+FIXTURES = os.path.join(SHARED, 'fixtures')
+NOTIFICATIONS = os.path.join(FIXTURES, 'notifications')
+EXPECTED = os.path.join(FIXTURES, 'expected')
+CEILOMETER_METERS = os.path.join(FIXTURES, 'ceilometer', 'meters.yaml')
+ETC = os.path.join(REPO, 'etc', 'calipso')
+METERS_D = os.path.join(ETC, 'meters.d')
+
+RABBIT_URL = os.environ.get('CALIPSO_TEST_RABBIT_URL',
+                            'rabbit://guest:guest@127.0.0.1:5672/')
+
+
+def make_conf(**overrides):
+    """A parsed ConfigOpts with every calipso option; ``group__name=value``
+    or ``name=value`` (DEFAULT) keyword overrides."""
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf([], project='calipso', default_config_files=[])
+    for key, value in overrides.items():
+        group, _, name = key.rpartition('__')
+        conf.set_override(name, value, group=group or None)
+    return conf
+
+
+def fixture_names():
+    return sorted(os.path.basename(p)[:-len('.json')]
+                  for p in glob.glob(os.path.join(NOTIFICATIONS, '*.json')))
+
+
+def load_envelope(name):
+    with open(os.path.join(NOTIFICATIONS, name + '.json')) as handle:
+        return json.load(handle)
+
+
+def load_expected(name):
+    with open(os.path.join(EXPECTED, name + '.samples.json')) as handle:
+        return json.load(handle)
+
+
+def _instant(value):
+    ts = datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=datetime.timezone.utc)
+    return ts
+
+
+def _json_equal(a, b):
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k])
+                                            for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_json_equal, a, b))
+    return a == b
+
+
+def _context_fallback(ctxt, field):
+    keys = {'user_id': ('user_id', 'user'),
+            'project_id': ('project_id', 'tenant_id')}[field]
+    for key in keys:
+        if (ctxt or {}).get(key) is not None:
+            return ctxt[key]
+    return None
+
+
+def sample_differences(got, expected, ctxt, meters=None):
+    """How ``got`` differs from Ceilometer's ``expected`` samples under the
+    fixtures' comparison rules (README of the fixtures); [] when equal.
+
+    ``meters``: compare only these meter names (the ones Ceilometer ships)
+    when the agent defines more.
+    """
+    if meters is not None:
+        got = [s for s in got if s['name'] in meters]
+    problems = []
+    if len(got) != len(expected):
+        problems.append(f'{len(got)} samples, expected {len(expected)}')
+    by_key = {}
+    for sample in got:
+        by_key.setdefault((sample['name'], sample['resource_id']),
+                          []).append(sample)
+    for want in expected:
+        key = (want['name'], want['resource_id'])
+        if not by_key.get(key):
+            problems.append(f'missing {key}')
+            continue
+        have = by_key[key].pop(0)
+        for field in ('type', 'unit', 'source'):
+            if have[field] != want[field]:
+                problems.append(f'{key} {field}: {have[field]!r} != '
+                                f'{want[field]!r}')
+        for field in ('user_id', 'project_id'):
+            wanted = want[field]
+            if wanted is None:
+                wanted = _context_fallback(ctxt, field)
+            if have[field] != wanted:
+                problems.append(f'{key} {field}: {have[field]!r} != '
+                                f'{wanted!r}')
+        if not math.isclose(have['volume'], want['volume'], rel_tol=1e-9,
+                            abs_tol=1e-9):
+            problems.append(f'{key} volume: {have["volume"]!r} != '
+                            f'{want["volume"]!r}')
+        if _instant(have['timestamp']) != _instant(want['timestamp']):
+            problems.append(f'{key} timestamp: {have["timestamp"]} != '
+                            f'{want["timestamp"]}')
+        metadata = json.loads(json.dumps(have['resource_metadata'],
+                                         default=str))
+        if not _json_equal(metadata, want['resource_metadata']):
+            problems.append(f'{key} resource_metadata: {metadata!r} != '
+                            f'{want["resource_metadata"]!r}')
+    return problems
+
+
+# ---------------------------------------------------------------------------
+# Functional helpers: the notification agent as a subprocess, RabbitMQ.
+# ---------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+import copy  # noqa: E402
+import http.server  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+
+import kombu  # noqa: E402
+import msgpack  # noqa: E402
+import yaml  # noqa: E402
+
+AMQP_URL = 'amqp://' + RABBIT_URL.split('://', 1)[1]
+TELEMETRY_SECRET = 'functional-secret'
+INSTANCE_EXISTS = 'nova_legacy__ceilometer-tests__instance_exists'
+INSTANCE_METERS = ('disk.ephemeral.size', 'disk.root.size', 'memory',
+                   'vcpus')
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    """Poll ``predicate`` until it returns a true value (returned) or
+    ``timeout`` seconds passed (its last, false, value is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def broker_available(url=AMQP_URL, timeout=2):
+    try:
+        with kombu.Connection(url, connect_timeout=timeout) as conn:
+            conn.connect()
+            return True
+    except Exception:
+        return False
+
+
+def unique_topic(prefix='calipso_test'):
+    return f'{prefix}_{uuid.uuid4().hex}'
+
+
+def topic_queues(topic, priorities=('info', 'sample', 'error')):
+    """The queue names oslo.messaging uses for ``topic`` without a pool."""
+    return [f'{topic}.{priority}' for priority in priorities]
+
+
+def queue_counts(name, url=AMQP_URL):
+    """(ready message count, consumer count) of queue ``name``, or None
+    when it does not exist. The count is RabbitMQ's ``message_count``:
+    messages delivered but not yet acknowledged are not in it."""
+    with kombu.Connection(url) as conn:
+        channel = conn.channel()
+        try:
+            ok = channel.queue_declare(name, passive=True)
+        except conn.channel_errors:
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return ok.message_count, ok.consumer_count
+
+
+def delete_queues(names, url=AMQP_URL):
+    """Delete the queues ``names`` (only queues a test created!)."""
+    with kombu.Connection(url) as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                channel.queue_delete(name)
+            except conn.channel_errors:
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+
+
+def publish_raw(routing_key, body, exchange='nova',
+                content_type='application/json', url=AMQP_URL):
+    """Put ``body`` (bytes) on ``exchange`` as is, bypassing oslo.messaging.
+    The exchange must exist already (the agent declares it)."""
+    with kombu.Connection(url) as conn:
+        producer = kombu.Producer(conn.channel())
+        producer.publish(body, exchange=exchange, routing_key=routing_key,
+                         content_type=content_type, content_encoding='utf-8',
+                         serializer=None, declare=[], retry=True)
+
+
+def notifier_conf(exchange, url=RABBIT_URL):
+    """A ConfigOpts for an oslo.messaging Notifier sending to
+    ``exchange`` (control_exchange), as nova's or neutron's is."""
+    from oslo_messaging import opts as messaging_opts
+    conf = cfg.ConfigOpts()
+    conf([], project='calipso-functional', default_config_files=[])
+    for group, options in messaging_opts.list_opts():
+        conf.register_opts(options, group=group)
+    conf.set_override('transport_url', url)
+    conf.set_override('control_exchange', exchange)
+    return conf
+
+
+def _parse_notification_time(value):
+    text = str(value).replace('T', ' ').replace('Z', '')
+    ts = datetime.datetime.fromisoformat(text)
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(datetime.UTC).replace(tzinfo=None)
+    return ts
+
+
+def publish_notifications(topic, notifications, exchange='nova',
+                          publisher_id=None, priority=None,
+                          keep_timestamps=False, url=RABBIT_URL):
+    """Send notifications with oslo.messaging's own Notifier (driver
+    messagingv2), the way nova sends them.
+
+    ``notifications``: envelopes (``load_envelope``) or any dicts with
+    ``event_type`` and ``payload``, and optionally ``ctxt``,
+    ``publisher_id``, ``priority``; ``publisher_id`` and ``priority``
+    given here override theirs (defaults: 'compute.host1', 'info'). The
+    Notifier makes the message id and, unless ``keep_timestamps`` (then
+    the envelope's ``timestamp``), the timestamp. Returns how many were
+    sent.
+    """
+    import oslo_messaging
+    from oslo_utils import timeutils
+
+    conf = notifier_conf(exchange, url)
+    transport = oslo_messaging.get_notification_transport(conf)
+    notifier = oslo_messaging.Notifier(transport,
+                                       publisher_id='compute.host1',
+                                       driver='messagingv2', topics=[topic],
+                                       retry=3)
+    sent = 0
+    try:
+        for item in notifications:
+            prepared = notifier.prepare(
+                publisher_id=(publisher_id or item.get('publisher_id')
+                              or 'compute.host1'))
+            level = str(priority or item.get('priority') or 'info').lower()
+            send = getattr(prepared, {'warning': 'warn'}.get(level, level))
+            if keep_timestamps and item.get('timestamp'):
+                timeutils.set_time_override(
+                    _parse_notification_time(item['timestamp']))
+            try:
+                send(dict(item.get('ctxt') or {}), item['event_type'],
+                     item['payload'])
+            finally:
+                if keep_timestamps:
+                    timeutils.clear_time_override()
+            sent += 1
+    finally:
+        transport.cleanup()
+    return sent
+
+
+def instance_exists(instance_id, **payload):
+    """The instance exists fixture envelope about ``instance_id`` (4
+    samples with Ceilometer's meters.yaml), ``payload`` keys replaced; a
+    value of None removes the key."""
+    envelope = copy.deepcopy(load_envelope(INSTANCE_EXISTS))
+    envelope['publisher_id'] = 'compute.host1'
+    envelope['payload']['instance_id'] = instance_id
+    for key, value in payload.items():
+        if value is None:
+            envelope['payload'].pop(key, None)
+        else:
+            envelope['payload'][key] = value
+    return envelope
+
+
+def read_jsonl(path):
+    """The JSON lines of ``path`` ([] if it does not exist); a torn last
+    line (a writer killed mid-line) is left out."""
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b'\n')
+    if lines and lines[-1]:
+        lines = lines[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def count_lines(path):
+    try:
+        with open(path, 'rb') as handle:
+            return handle.read().count(b'\n')
+    except FileNotFoundError:
+        return 0
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A loopback port nothing listens on (right now)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class UDPCollector:
+    """A UDP socket on 127.0.0.1 collecting msgpack datagrams (what the
+    udp:// publisher sends), in a background thread."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.url = f'udp://127.0.0.1:{self.port}'
+        self.messages = []
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                self.messages.append(msgpack.unpackb(data, raw=False))
+            except Exception as exc:
+                self.errors.append(f'{type(exc).__name__}: {exc}')
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+class SampleHTTPServer:
+    """An HTTP server on 127.0.0.1:``port`` recording the JSON bodies
+    POSTed to it (what the http:// publisher sends), answering 200."""
+
+    def __init__(self, port=0):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get('Content-Length') or 0)
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', port),
+                                                      Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        daemon=True)
+        self._thread.start()
+
+    def samples(self):
+        out = []
+        for body in list(self.received):
+            out.extend(body if isinstance(body, list) else [body])
+        return out
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class AgentProcess:
+    """calipso-agent-notification run as ``python -m``, in its own session
+    (process group), with a generated config file and pipeline.yaml in
+    ``workdir``. Its log (oslo.log, on stderr) goes to ``stderr_path``;
+    restarts append to it, ``log()`` reads the current run's part.
+    """
+
+    READY = 'listening on exchanges'
+
+    def __init__(self, workdir, topic, pipeline, exchanges=('nova',
+                 'neutron'), batch_size=100, batch_timeout=1,
+                 backoff=(0.2, 2), url=RABBIT_URL, extra_config=''):
+        self.workdir = str(workdir)
+        self.topic = topic
+        self.config_file = os.path.join(self.workdir, 'calipso.conf')
+        self.pipeline_file = os.path.join(self.workdir, 'pipeline.yaml')
+        self.meters_dir = os.path.join(self.workdir, 'meters.d')
+        self.stderr_path = os.path.join(self.workdir, 'agent.stderr.log')
+        self.stdout_path = os.path.join(self.workdir, 'agent.stdout.log')
+        os.makedirs(self.meters_dir, exist_ok=True)
+        with open(self.pipeline_file, 'w') as handle:
+            yaml.safe_dump(pipeline, handle)
+        with open(self.config_file, 'w') as handle:
+            handle.write(
+                f'[DEFAULT]\n'
+                f'transport_url = {url}\n'
+                f'use_stderr = true\n'
+                f'graceful_shutdown_timeout = 10\n'
+                f'[notification]\n'
+                f'workers = 1\n'
+                f'batch_size = {batch_size}\n'
+                f'batch_timeout = {batch_timeout}\n'
+                f'exchanges = {",".join(exchanges)}\n'
+                f'topics = {topic}\n'
+                f'pipeline_cfg_file = {self.pipeline_file}\n'
+                f'requeue_backoff_initial = {backoff[0]}\n'
+                f'requeue_backoff_max = {backoff[1]}\n'
+                f'[meter]\n'
+                f'meter_definitions_dirs = {self.meters_dir}\n'
+                f'meter_definitions_paths = {CEILOMETER_METERS}\n'
+                f'[publisher]\n'
+                f'telemetry_secret = {TELEMETRY_SECRET}\n'
+                f'{extra_config}')
+        self.process = None
+        self._log_offset = 0
+
+    def start(self, wait_ready=True, timeout=30):
+        assert self.process is None or self.process.poll() is not None
+        self._log_offset = (os.path.getsize(self.stderr_path)
+                            if os.path.exists(self.stderr_path) else 0)
+        with open(self.stderr_path, 'ab') as err, \
+                open(self.stdout_path, 'ab') as out:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'calipso_agent.cmd.agent_notification',
+                 '--config-file', self.config_file],
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True)
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def alive(self):
+        return self.process is not None and self.process.poll() is None
+
+    def log(self, all_runs=False):
+        try:
+            with open(self.stderr_path, 'rb') as handle:
+                if not all_runs:
+                    handle.seek(self._log_offset)
+                return handle.read().decode('utf-8', 'replace')
+        except FileNotFoundError:
+            return ''
+
+    def wait_for_log(self, text, timeout):
+        """Whether ``text`` appears in this run's log within ``timeout``
+        seconds (False at once if the agent died)."""
+        return wait_until(lambda: text in self.log() or not self.alive(),
+                          timeout) and text in self.log()
+
+    def wait_ready(self, timeout=30):
+        if not self.wait_for_log(self.READY, timeout):
+            log = self.log()
+            self.stop()
+            raise AssertionError(
+                f'agent not listening after {timeout}s (exit code '
+                f'{self.process.returncode}); log:\n{log[-4000:]}')
+
+    def _signal_group(self, signum):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def kill(self):
+        """SIGKILL the whole process group (master and workers)."""
+        if self.process is None:
+            return None
+        self._signal_group(signal.SIGKILL)
+        return self.process.wait(10)
+
+    def stop(self, timeout=15):
+        """SIGTERM, then SIGKILL what is left of the group; the exit code
+        of the master (None if never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Workers outliving the master, or a master ignoring SIGTERM.
+        self._signal_group(signal.SIGKILL)
+        try:
+            return self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()

@@ -17,7 +17,7 @@ SAMPLE_ID_NAMESPACE = uuid.UUID('6b1e5f7c-3c4f-5d0a-9a55-2f0a0c1a1e42')
 _NAMESPACE_BYTES = SAMPLE_ID_NAMESPACE.bytes
 _VARIANT = '89ab89ab89ab89ab'
 
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 
 
 def sample_id(message_id, name, resource_id, index=0):

@@ -3,9 +3,9 @@
 import logging
 import sys
 
+import oslo_messaging
 from oslo_config import cfg
 from oslo_log import log
-import oslo_messaging
 
 from calipso_agent import opts
 

@@ -54,7 +54,7 @@ def load_expected(name):
 def _instant(value):
     ts = datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=datetime.timezone.utc)
+        ts = ts.replace(tzinfo=datetime.UTC)
     return ts
 
 

@@ -3,8 +3,8 @@
 import cotyledon
 from cotyledon import oslo_config_glue
 
-from calipso_agent.notification import manager
 from calipso_agent import service
+from calipso_agent.notification import manager
 
 
 def main(argv=None):

@@ -16,9 +16,8 @@ import sys
 
 from oslo_config import cfg
 
-from calipso_agent.notification import base
-from calipso_agent.notification import meters
 from calipso_agent import service
+from calipso_agent.notification import base, meters
 
 CLI_OPTS = [
     cfg.MultiStrOpt('meters',

@@ -28,9 +28,8 @@ import os
 import yaml
 from stevedore import extension
 
-from calipso_agent.notification import base
-from calipso_agent.notification import fields
 from calipso_agent import sample as sample_mod
+from calipso_agent.notification import base, fields
 
 LOG = logging.getLogger(__name__)
 
@@ -357,7 +356,7 @@ class MeterDefinition:
         samples = []
         seen = {}
         for (name, sample_type, unit, volume, timestamp, user_id,
-             project_id, resource_id, metadata) in zip(*rows):
+             project_id, resource_id, metadata) in zip(*rows, strict=False):
             key = (name, resource_id)
             index = seen[key] = seen.get(key, -1) + 1
             samples.append(self._build(

@@ -9,8 +9,8 @@ those of CORD's own Ceilometer plugin, so CORD dashboards keep working;
 beside the plugin's ``total_instered_entries``.
 """
 
-from calipso_agent.notification import base
 from calipso_agent import sample as sample_mod
+from calipso_agent.notification import base
 
 GAUGE = sample_mod.TYPE_GAUGE
 CUMULATIVE = sample_mod.TYPE_CUMULATIVE
@@ -92,7 +92,8 @@ class VsgEndpoint(base.NotificationEndpoint):
                 f'no vSG meter for event type {event_type}')
         resource_id = _required(payload, 'vcpe_id')
         if per_server:
-            resource_id = f'{resource_id}-{_required(payload, "upstream_server")}'
+            server = _required(payload, 'upstream_server')
+            resource_id = f'{resource_id}-{server}'
         return [self._sample(notification, name, sample_type, unit,
                              _number(_required(payload, key), key),
                              resource_id)]

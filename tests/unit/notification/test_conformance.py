@@ -4,8 +4,7 @@ request-context fallback of user_id/project_id that we implement."""
 
 import pytest
 
-from calipso_agent.notification import base
-from calipso_agent.notification import meters
+from calipso_agent.notification import base, meters
 from tests import helpers
 
 DEFINITIONS = meters.MeterDefinitions.from_files([helpers.CEILOMETER_METERS])

@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from calipso_agent.notification import base
-from calipso_agent.notification import meters
+from calipso_agent.notification import base, meters
 from tests import helpers
 
 SHIPPED = sorted(glob.glob(os.path.join(helpers.METERS_D, '*.yaml')))

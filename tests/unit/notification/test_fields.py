@@ -3,11 +3,10 @@
 import string
 
 import hypothesis
-from hypothesis import strategies as st
 import pytest
+from hypothesis import strategies as st
 
-from calipso_agent.notification import fields
-from calipso_agent.notification import meter_plugins
+from calipso_agent.notification import fields, meter_plugins
 
 KEYS = st.sampled_from(['a', 'b', 'c', 'payload', 'x y'])
 JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(),

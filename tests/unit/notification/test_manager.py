@@ -5,9 +5,7 @@ import logging
 import oslo_messaging
 import pytest
 
-from calipso_agent.notification import base
-from calipso_agent.notification import manager
-from calipso_agent.notification import meters
+from calipso_agent.notification import base, manager, meters
 from tests import helpers
 
 HANDLED = oslo_messaging.NotificationResult.HANDLED

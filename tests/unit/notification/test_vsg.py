@@ -2,8 +2,7 @@
 
 import pytest
 
-from calipso_agent.notification import base
-from calipso_agent.notification import vsg
+from calipso_agent.notification import base, vsg
 from tests import helpers
 
 
@@ -19,7 +18,8 @@ def samples_of(endpoint, fixture):
 
 
 def test_compute_stats_per_interface(endpoint):
-    samples = samples_of(endpoint, 'vcpe__cord-constructed__compute-stats-full')
+    samples = samples_of(endpoint,
+                         'vcpe__cord-constructed__compute-stats-full')
     got = {(s.name, s.resource_id): (s.type, s.unit, s.volume)
            for s in samples}
     assert got == {

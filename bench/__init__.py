@@ -1,0 +1,1 @@
+"""Benchmarks of calipso-telemetry (``python -m bench.notification_agent``)."""

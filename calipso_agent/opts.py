@@ -46,9 +46,10 @@ NOTIFICATION_OPTS = [
                 help='Notification topics listened on in every exchange.'),
     cfg.StrOpt('pool',
                help='Listener pool name. Agents with the same pool share '
-                    'one queue per topic (competing consumers); agents of '
-                    'different pools each get every notification. Unset: '
-                    'the services\' own topic queues are consumed.'),
+                    'one queue named after the pool (competing consumers); '
+                    'agents of different pools each get every '
+                    'notification. Unset: the services\' own '
+                    '<topic>.<priority> queues are consumed.'),
     cfg.IntOpt('batch_size',
                default=100,
                min=1,
@@ -77,6 +78,20 @@ NOTIFICATION_OPTS = [
                  default=30.0,
                  min=0,
                  help='Longest wait before requeueing a failed batch.'),
+    cfg.BoolOpt('batched_amqp_consumer',
+                default=True,
+                help='Consume rabbit:// transports with calipso\'s batched '
+                     'AMQP consumer (one decode per message, one ack frame '
+                     'per run of acknowledged messages) under '
+                     'oslo.messaging\'s batch listener, instead of '
+                     'oslo.messaging\'s rabbit driver. Other transports '
+                     'always use oslo.messaging\'s own driver.'),
+    cfg.IntOpt('prefetch',
+               default=1000,
+               min=1,
+               help='Notifications the batched AMQP consumer receives ahead '
+                    'of processing (AMQP prefetch count); at least '
+                    'batch_size.'),
     cfg.StrOpt('pipeline_cfg_file',
                default='pipeline.yaml',
                help='Pipeline definition file (sources, sinks and '

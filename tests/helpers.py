@@ -256,11 +256,27 @@ def publish_notifications(topic, notifications, exchange='nova',
     ``publisher_id``, ``priority``; ``publisher_id`` and ``priority``
     given here override theirs (defaults: 'compute.host1', 'info'). The
     Notifier makes the message id and, unless ``keep_timestamps`` (then
-    the envelope's ``timestamp``), the timestamp. Returns how many were
-    sent.
+    the envelope's ``timestamp``), the timestamp. Returns the message ids
+    the Notifier gave them, in order (recorded from its ``uuid4`` calls).
     """
+    from unittest import mock
+
     import oslo_messaging
+    from oslo_messaging.notify import notifier as notifier_module
     from oslo_utils import timeutils
+
+    message_ids = []
+
+    class RecordingUUID:
+        """The uuid module, as the Notifier sees it, noting uuid4s."""
+
+        def __getattr__(self, name):
+            return getattr(uuid, name)
+
+        def uuid4(self):
+            value = uuid.uuid4()
+            message_ids.append(str(value))
+            return value
 
     conf = notifier_conf(exchange, url)
     transport = oslo_messaging.get_notification_transport(conf)
@@ -270,6 +286,8 @@ def publish_notifications(topic, notifications, exchange='nova',
                                        retry=3)
     sent = 0
     try:
+        recording = mock.patch.object(notifier_module, 'uuid',
+                                      RecordingUUID())
         for item in notifications:
             prepared = notifier.prepare(
                 publisher_id=(publisher_id or item.get('publisher_id')
@@ -280,24 +298,28 @@ def publish_notifications(topic, notifications, exchange='nova',
                 timeutils.set_time_override(
                     _parse_notification_time(item['timestamp']))
             try:
-                send(dict(item.get('ctxt') or {}), item['event_type'],
-                     item['payload'])
+                with recording:
+                    send(dict(item.get('ctxt') or {}), item['event_type'],
+                         item['payload'])
             finally:
                 if keep_timestamps:
                     timeutils.clear_time_override()
             sent += 1
     finally:
         transport.cleanup()
-    return sent
+    if len(message_ids) != sent:
+        raise AssertionError(f'{sent} notifications sent but the Notifier '
+                             f'made {len(message_ids)} message ids')
+    return message_ids
 
 
 def instance_exists(instance_id, **payload):
     """The instance exists fixture envelope about ``instance_id`` (4
-    samples with Ceilometer's meters.yaml), ``payload`` keys replaced; a
-    value of None removes the key."""
+    samples with Ceilometer's meters.yaml; None: no instance_id at all),
+    ``payload`` keys replaced; a value of None removes the key."""
     envelope = copy.deepcopy(load_envelope(INSTANCE_EXISTS))
     envelope['publisher_id'] = 'compute.host1'
-    envelope['payload']['instance_id'] = instance_id
+    payload['instance_id'] = instance_id
     for key, value in payload.items():
         if value is None:
             envelope['payload'].pop(key, None)
@@ -306,9 +328,10 @@ def instance_exists(instance_id, **payload):
     return envelope
 
 
-def read_jsonl(path):
+def read_jsonl(path, bad_lines=None):
     """The JSON lines of ``path`` ([] if it does not exist); a torn last
-    line (a writer killed mid-line) is left out."""
+    line (a writer killed mid-line) is left out. Lines that are not JSON
+    raise, or are appended to the ``bad_lines`` list when one is given."""
     try:
         with open(path, 'rb') as handle:
             data = handle.read()
@@ -317,7 +340,17 @@ def read_jsonl(path):
     lines = data.split(b'\n')
     if lines and lines[-1]:
         lines = lines[:-1]
-    return [json.loads(line) for line in lines if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if bad_lines is None:
+                raise
+            bad_lines.append((number, line[:200]))
+    return records
 
 
 def count_lines(path):
@@ -418,7 +451,8 @@ class AgentProcess:
 
     def __init__(self, workdir, topic, pipeline, exchanges=('nova',
                  'neutron'), batch_size=100, batch_timeout=1,
-                 backoff=(0.2, 2), url=RABBIT_URL, extra_config=''):
+                 backoff=(0.2, 2), url=RABBIT_URL, extra_config='',
+                 batched_consumer=True):
         self.workdir = str(workdir)
         self.topic = topic
         self.config_file = os.path.join(self.workdir, 'calipso.conf')
@@ -444,6 +478,7 @@ class AgentProcess:
                 f'pipeline_cfg_file = {self.pipeline_file}\n'
                 f'requeue_backoff_initial = {backoff[0]}\n'
                 f'requeue_backoff_max = {backoff[1]}\n'
+                f'batched_amqp_consumer = {batched_consumer}\n'
                 f'[meter]\n'
                 f'meter_definitions_dirs = {self.meters_dir}\n'
                 f'meter_definitions_paths = {CEILOMETER_METERS}\n'

@@ -14,7 +14,10 @@ with the message id and drops that notification alone.
 
 import abc
 import fnmatch
+import hashlib
 import re
+
+import orjson
 
 
 class NotificationError(Exception):
@@ -105,6 +108,20 @@ def from_envelope(envelope):
         'metadata': {'message_id': envelope.get('message_id'),
                      'timestamp': envelope.get('timestamp')},
     }
+
+
+def message_key(notification):
+    """What sample ids are derived from: the notification's message_id or,
+    when it has none, a digest of its content, so that a redelivery keeps
+    its ids and two different notifications never share them."""
+    metadata = notification.get('metadata')
+    if isinstance(metadata, dict) and metadata.get('message_id'):
+        return metadata['message_id']
+    content = orjson.dumps(
+        [notification.get(k) for k in ('event_type', 'publisher_id',
+                                       'metadata', 'payload', 'ctxt')],
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return 'sha1:' + hashlib.sha1(content).hexdigest()
 
 
 class NotificationEndpoint(metaclass=abc.ABCMeta):

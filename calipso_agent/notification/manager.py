@@ -15,9 +15,11 @@ import time
 
 import cotyledon
 import oslo_messaging
+from oslo_messaging import transport as transport_mod
 from stevedore import named
 
 from calipso_agent import pipeline as pipeline_mod
+from calipso_agent.notification import amqp_consumer
 
 LOG = logging.getLogger(__name__)
 
@@ -68,7 +70,8 @@ class SampleDispatcher:
     """The oslo.messaging endpoint: one call per batch and priority.
 
     Only ``info`` and ``sample`` notifications carry measurements; the
-    others have no method here, so oslo.messaging acknowledges them.
+    other priorities are consumed and acknowledged, so their queues do not
+    grow without bound.
     """
 
     def __init__(self, endpoints, pipeline, backoff, sleep=time.sleep):
@@ -124,6 +127,28 @@ class SampleDispatcher:
 
     sample = info
 
+    def ignore(self, notifications):
+        return oslo_messaging.NotificationResult.HANDLED
+
+    audit = debug = warn = error = critical = ignore
+
+
+def notification_transport(conf):
+    """The transport the agent listens on: oslo.messaging's, or for
+    rabbit:// with ``batched_amqp_consumer`` the batched consumer driver."""
+    transport = oslo_messaging.get_notification_transport(conf)
+    if not conf.notification.batched_amqp_consumer:
+        return transport
+    url = oslo_messaging.TransportURL.parse(
+        conf, conf.oslo_messaging_notifications.transport_url
+        or conf.transport_url)
+    if url.transport != 'rabbit':
+        return transport
+    transport.cleanup()
+    driver = amqp_consumer.BatchedNotificationDriver(
+        conf, url, conf.control_exchange, conf.notification.prefetch)
+    return transport_mod.NotificationTransport(driver)
+
 
 def listener_targets(conf):
     return [oslo_messaging.Target(topic=topic, exchange=exchange)
@@ -151,7 +176,7 @@ class NotificationService(cotyledon.Service):
             endpoints, self.pipeline,
             Backoff(conf.notification.requeue_backoff_initial,
                     conf.notification.requeue_backoff_max))
-        transport = oslo_messaging.get_notification_transport(conf)
+        transport = notification_transport(conf)
         self.listener = oslo_messaging.get_batch_notification_listener(
             transport, listener_targets(conf), [self.dispatcher],
             executor='threading', allow_requeue=True,

@@ -116,7 +116,7 @@ class NotificationView:
     meters share one metadata mapping); ``value`` computes each field once.
     """
 
-    __slots__ = ('message', 'memo', 'message_id')
+    __slots__ = ('message', 'memo', 'message_id', 'key')
 
     def __init__(self, message):
         self.message = message
@@ -124,6 +124,7 @@ class NotificationView:
         metadata = message.get('metadata')
         self.message_id = (metadata.get('message_id')
                            if isinstance(metadata, dict) else None)
+        self.key = base.message_key(message)
 
     def value(self, field):
         memo = self.memo
@@ -319,7 +320,7 @@ class MeterDefinition:
                                  view.notification_timestamp()),
             resource_metadata=metadata, source=self.source,
             message_id=message_id,
-            id=sample_mod.sample_id(message_id, name, resource_id, index))
+            id=sample_mod.sample_id(view.key, name, resource_id, index))
 
     def _lookup_samples(self, view):
         message = view.message

@@ -138,4 +138,6 @@ class VsgEndpoint(base.NotificationEndpoint):
             user_id=payload.get('user_id'),
             project_id=payload.get('tenant_id'), resource_id=resource_id,
             timestamp=timestamp, resource_metadata=metadata,
-            source=self.conf.sample_source, message_id=message_id)
+            source=self.conf.sample_source, message_id=message_id,
+            id=sample_mod.sample_id(base.message_key(notification), name,
+                                    resource_id))

@@ -113,11 +113,14 @@ def test_same_sample_from_two_endpoints_is_kept_once(meter_endpoint):
     assert len(pipeline.published) == 4
 
 
-def test_only_info_and_sample_priorities_are_consumed():
-    methods = {p for p in ('audit', 'debug', 'info', 'warn', 'error',
-                           'critical', 'sample')
-               if hasattr(manager.SampleDispatcher, p)}
-    assert methods == {'info', 'sample'}
+def test_other_priorities_are_consumed_without_samples(meter_endpoint):
+    pipeline = RecordingPipeline()
+    d = dispatcher([meter_endpoint], pipeline, [])
+    for priority in ('audit', 'debug', 'warn', 'error', 'critical'):
+        assert getattr(d, priority)([nova_exists('x')]) == HANDLED
+    assert pipeline.published == []
+    assert d.sample([nova_exists('s')]) == HANDLED
+    assert len(pipeline.published) == 4
 
 
 def test_load_endpoints_in_configured_order():

@@ -381,3 +381,16 @@ def test_non_dict_payload_and_odd_event_types(tmp_path):
               'selected nothing')])
     assert defs.build_samples({'event_type': None}) == ([], [])
     assert defs.build_samples({}) == ([], [])
+
+
+def test_notifications_without_message_id_get_content_ids(tmp_path):
+    defs = load(tmp_path, SIMPLE)
+    payload = {'memory_mb': 512, 'instance_id': 'i-1'}
+    first, _ = build(defs, notification(payload=payload, message_id=None))
+    again, _ = build(defs, notification(payload=dict(payload),
+                                        message_id=None))
+    other, _ = build(defs, notification(payload=dict(payload, memory_mb=1024),
+                                        message_id=None))
+    assert first[0]['id'] == again[0]['id']
+    assert first[0]['id'] != other[0]['id']
+    assert first[0]['message_id'] is None

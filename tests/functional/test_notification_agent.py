@@ -1,0 +1,432 @@
+"""The notification agent end to end: a real subprocess, real RabbitMQ.
+
+Every test has its own topic (so its own queues, deleted at the end) on the
+shared broker, sends notifications with oslo.messaging's Notifier as nova
+and neutron do, runs ``python -m calipso_agent.cmd.agent_notification``
+and reads what the publishers delivered.
+"""
+
+import json
+import os
+import time
+
+import pytest
+
+from calipso_agent import sample as sample_mod
+from calipso_agent.publisher import utils as publisher_utils
+from tests import helpers
+
+pytestmark = pytest.mark.functional
+
+GOLDEN_FIXTURES = (
+    # (fixture, exchange it is sent on)
+    (helpers.INSTANCE_EXISTS, 'nova'),
+    ('nova_legacy__ceilometer-tests__metrics_update', 'nova'),
+    ('neutron__ceilometer-tests__l3_meter', 'neutron'),
+)
+VCPE = 'vcpe__cord-sample-publisher__vcpe'
+
+
+@pytest.fixture(scope='module', autouse=True)
+def require_broker():
+    if not helpers.broker_available():
+        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+
+
+@pytest.fixture
+def topic():
+    name = helpers.unique_topic()
+    yield name
+    helpers.delete_queues(helpers.topic_queues(
+        name, ('info', 'sample', 'error', 'warn', 'critical', 'audit',
+               'debug')))
+
+
+@pytest.fixture
+def agents(tmp_path, topic, consumer):
+    """Makes AgentProcess objects for this test; all are stopped (the
+    whole process group killed if need be) at teardown."""
+    made = []
+
+    def make(pipeline, **kwargs):
+        workdir = tmp_path / f'agent{len(made)}'
+        kwargs.setdefault('batched_consumer', consumer == 'batched')
+        agent = helpers.AgentProcess(workdir, topic, pipeline, **kwargs)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.stop()
+
+
+@pytest.fixture
+def consumer():
+    """Which AMQP consumer the agent runs: calipso's batched consumer (the
+    default); the delivery tests also run on oslo.messaging's own rabbit
+    driver (``both_consumers``)."""
+    return 'batched'
+
+
+both_consumers = pytest.mark.parametrize('consumer', ['batched', 'oslo'])
+
+
+def file_pipeline(path):
+    return {'sources': [{'name': 'all', 'meters': ['*'], 'sinks': ['file']}],
+            'sinks': [{'name': 'file', 'publishers': [f'file://{path}']}]}
+
+
+def info_ready(topic):
+    counts = helpers.queue_counts(f'{topic}.info')
+    return counts[0] if counts else None
+
+
+def expected_ids(message_ids, resource_ids, meters=helpers.INSTANCE_METERS):
+    return {sample_mod.sample_id(mid, name, rid)
+            for mid, rid in zip(message_ids, resource_ids, strict=True)
+            for name in meters}
+
+
+def assert_drained_and_acked(agent, topic):
+    """The info queue is empty with the agent running, and still empty
+    once it stopped: nothing was left unacknowledged either (unacked
+    messages go back to the queue when their consumer goes away)."""
+    assert helpers.wait_until(lambda: info_ready(topic) == 0, 10), (
+        f'{info_ready(topic)} notifications still ready')
+    assert agent.alive(), agent.log()[-3000:]
+    agent.stop()
+    assert helpers.queue_counts(f'{topic}.info') == (0, 0)
+
+
+@both_consumers
+def test_file_and_udp_publishers_get_the_golden_samples(agents, topic,
+                                                         tmp_path):
+    out = tmp_path / 'samples.jsonl'
+    udp = helpers.UDPCollector()
+    try:
+        agent = agents({
+            'sources': [{'name': 'all', 'meters': ['*'],
+                         'sinks': ['to_file', 'to_udp']}],
+            'sinks': [{'name': 'to_file', 'publishers': [f'file://{out}']},
+                      {'name': 'to_udp', 'publishers': [udp.url]}]})
+        agent.start()
+        sent = {}
+        for name, exchange in GOLDEN_FIXTURES:
+            envelope = helpers.load_envelope(name)
+            (message_id,) = helpers.publish_notifications(
+                topic, [envelope], exchange=exchange, keep_timestamps=True)
+            sent[message_id] = (name, envelope)
+        total = sum(len(helpers.load_expected(name))
+                    for name, _ in GOLDEN_FIXTURES)
+        assert total == 15
+
+        assert helpers.wait_until(
+            lambda: (helpers.count_lines(out) >= total
+                     and len(udp.messages) >= total), 20), (
+            f'{helpers.count_lines(out)} lines in the file, '
+            f'{len(udp.messages)} datagrams; want {total} of each; log:\n'
+            f'{agent.log()[-3000:]}')
+        time.sleep(1.5)  # more than the batch timeout: no extra samples
+        samples = helpers.read_jsonl(out)
+        messages = list(udp.messages)
+    finally:
+        udp.close()
+    assert len(samples) == total
+    assert len(messages) == total
+    assert not udp.errors
+
+    by_message = {}
+    for sample in samples:
+        by_message.setdefault(sample['message_id'], []).append(sample)
+    assert set(by_message) == set(sent)
+    for message_id, (name, envelope) in sent.items():
+        got = by_message[message_id]
+        assert helpers.sample_differences(
+            got, helpers.load_expected(name), envelope['ctxt']) == [], name
+        for sample in got:
+            assert sample['id'] == sample_mod.sample_id(
+                message_id, sample['name'], sample['resource_id']), sample
+
+    # The same samples over UDP, in Ceilometer's signed meter format.
+    by_id = {sample['id']: sample for sample in samples}
+    assert len(by_id) == total
+    for message in messages:
+        assert publisher_utils.verify_signature(
+            message, helpers.TELEMETRY_SECRET), message
+        sample = by_id.pop(message['message_id'])
+        assert message['counter_name'] == sample['name']
+        assert message['resource_id'] == sample['resource_id']
+        assert message['counter_volume'] == sample['volume']
+        assert message['counter_type'] == sample['type']
+        assert message['timestamp'] == sample['timestamp']
+    assert by_id == {}
+    assert_drained_and_acked(agent, topic)
+
+
+@both_consumers
+def test_http_receiver_down_keeps_notifications_queued(agents, topic):
+    port = helpers.free_port()
+    pipeline = {
+        'sources': [{'name': 'all', 'meters': ['*'], 'sinks': ['http']}],
+        'sinks': [{'name': 'http', 'publishers': [
+            f'http://127.0.0.1:{port}/v1/samples?timeout=2']}]}
+    count = 20
+    resource_ids = [f'http-vm-{i:02d}' for i in range(count)]
+    message_ids = helpers.publish_notifications(
+        topic, [helpers.instance_exists(rid) for rid in resource_ids])
+    want = {(name, rid) for rid in resource_ids
+            for name in helpers.INSTANCE_METERS}
+
+    # Receiver down: the agent keeps retrying and acknowledges nothing.
+    first = agents(pipeline)
+    first.start()
+    assert first.wait_for_log('requeueing them', 15), first.log()[-3000:]
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        assert first.alive(), first.log()[-3000:]
+        assert helpers.queue_counts(f'{topic}.info')[1] == 1
+        time.sleep(0.5)
+    log = first.log()
+    assert 'Connection refused' in log or 'Max retries' in log, log[-3000:]
+    assert first.stop() == 0
+    # Every notification is still there once the consumer has gone.
+    assert helpers.queue_counts(f'{topic}.info') == (count, 0)
+
+    second = agents(pipeline)
+    second.start()
+    assert second.wait_for_log('requeueing them', 15), second.log()[-3000:]
+    server = helpers.SampleHTTPServer(port)
+    try:
+        def delivered():
+            return {(s['name'], s['resource_id'])
+                    for s in server.samples()} >= want
+
+        assert helpers.wait_until(delivered, 20), (
+            f'{len(server.samples())} samples received; log:\n'
+            f'{second.log()[-3000:]}')
+        assert_drained_and_acked(second, topic)
+        got = server.samples()
+    finally:
+        server.close()
+    assert {(s['name'], s['resource_id']) for s in got} == want
+    assert {s['id'] for s in got} == expected_ids(message_ids, resource_ids)
+
+
+@both_consumers
+def test_sigkill_loses_no_sample(agents, topic, tmp_path):
+    out = tmp_path / 'samples.jsonl'
+    count = 5000
+    total = count * len(helpers.INSTANCE_METERS)
+    resource_ids = [f'kill-vm-{i:05d}' for i in range(count)]
+    message_ids = helpers.publish_notifications(
+        topic, (helpers.instance_exists(rid) for rid in resource_ids))
+    assert helpers.queue_counts(f'{topic}.info') == (count, 0)
+    want = expected_ids(message_ids, resource_ids)
+    assert len(want) == total
+
+    agent = agents(file_pipeline(out))
+    agent.start(wait_ready=False)
+    lines_at_kill = helpers.wait_until(
+        lambda: (helpers.count_lines(out) >= total // 5
+                 or not agent.alive()) and helpers.count_lines(out),
+        30, interval=0.005)
+    agent.kill()
+    size_at_kill = os.path.getsize(out) if lines_at_kill else 0
+    first_run = helpers.read_jsonl(out)
+    assert 0 < len(first_run) < total, (
+        f'{len(first_run)} of {total} samples written before SIGKILL; '
+        f'log:\n{agent.log()[-3000:]}')
+    # Acknowledged only once written: whatever is not complete in the
+    # file is back in the queue.
+    complete = {}
+    for sample in first_run:
+        complete.setdefault(sample['message_id'], set()).add(sample['name'])
+    complete = sum(1 for names in complete.values()
+                   if len(names) == len(helpers.INSTANCE_METERS))
+    assert helpers.wait_until(
+        lambda: helpers.queue_counts(f'{topic}.info')[1] == 0, 10)
+    ready = info_ready(topic)
+    assert ready >= count - complete, (ready, complete)
+    assert ready < count, 'nothing was acknowledged before SIGKILL'
+
+    agent.start(wait_ready=False)
+
+    def all_ids_written():
+        return {s['id'] for s in helpers.read_jsonl(out)} >= want
+
+    assert helpers.wait_until(all_ids_written, 40, interval=0.5), (
+        f'{len(want - {s["id"] for s in helpers.read_jsonl(out)})} '
+        f'samples missing; log:\n{agent.log()[-3000:]}')
+    assert_drained_and_acked(agent, topic)
+
+    bad_lines = []
+    samples = helpers.read_jsonl(out, bad_lines)
+    assert bad_lines == [], 'corrupt lines in the file output'
+    assert {s['id'] for s in samples} == want
+    assert len(samples) >= total
+    pair_ids = {}
+    for sample in samples:
+        pair_ids.setdefault((sample['name'], sample['resource_id']),
+                            set()).add(sample['id'])
+    assert len(pair_ids) == total
+    assert all(len(ids) == 1 for ids in pair_ids.values())
+    assert {s['id'] for s in samples} >= {s['id'] for s in first_run}
+    with open(out, 'rb') as handle:
+        handle.seek(size_at_kill)
+        second_run = [json.loads(line) for line in handle if line.strip()]
+    assert second_run
+    print(f'SIGKILL after {len(first_run)} of {total} samples; '
+          f'{ready} notifications back in the queue; '
+          f'{len(samples) - total} duplicate lines in the end')
+    for sample in second_run:
+        assert pair_ids[(sample['name'], sample['resource_id'])] == {
+            sample['id']}
+
+
+MALFORMED_BODIES = (
+    # (body, content type)
+    (b'\x00 not JSON at all {', 'application/json'),
+    (b'[1, 2, 3]', 'application/json'),
+    (b'{"hello": "world"}', 'application/json'),
+    (json.dumps({'oslo.version': '2.0',
+                 'oslo.message': '{"event_type": broken'}).encode(),
+     'application/json'),
+    (b'binary \xff\xfe payload', 'application/octet-stream'),
+)
+
+
+def test_malformed_messages_are_dropped_and_logged(agents, topic,
+                                                    tmp_path):
+    out = tmp_path / 'samples.jsonl'
+    agent = agents(file_pipeline(out))
+    agent.start()
+    for body, content_type in MALFORMED_BODIES:
+        helpers.publish_raw(f'{topic}.info', body,
+                            content_type=content_type)
+    message_ids = helpers.publish_notifications(
+        topic, [helpers.instance_exists('after-garbage')])
+
+    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15), (
+        agent.log()[-4000:])
+    assert agent.alive()
+    samples = helpers.read_jsonl(out)
+    assert {s['id'] for s in samples} == expected_ids(message_ids,
+                                                      ['after-garbage'])
+    log = agent.log()
+    assert log.count('Undecodable notification dropped') == len(
+        MALFORMED_BODIES), log
+    assert 'the message has no event_type' in log
+    assert 'Exception during messages handling' not in log
+    assert 'requeueing' not in log
+    assert_drained_and_acked(agent, topic)
+
+
+def test_notification_with_null_priority_does_not_block_the_queue(
+        agents, topic, tmp_path):
+    out = tmp_path / 'samples.jsonl'
+    agent = agents(file_pipeline(out))
+    agent.start()
+    poison = {'message_id': 'poison-1', 'publisher_id': 'compute.host1',
+              'event_type': 'compute.instance.exists', 'priority': None,
+              'payload': helpers.instance_exists('poisoned')['payload'],
+              'timestamp': '2024-05-01 12:00:00'}
+    helpers.publish_raw(f'{topic}.info', json.dumps(
+        {'oslo.version': '2.0', 'oslo.message': json.dumps(poison)}).encode())
+    message_ids = helpers.publish_notifications(
+        topic, [helpers.instance_exists('behind-the-poison')])
+    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15), (
+        f'the valid notification was not processed; the batch failed '
+        f'{agent.log().count("Exception during messages handling")} '
+        f'times; log:\n{agent.log()[-2000:]}')
+    assert {s['id'] for s in helpers.read_jsonl(out)} == expected_ids(
+        message_ids, ['behind-the-poison'])
+    assert_drained_and_acked(agent, topic)
+
+
+def test_unprocessable_notification_is_dropped_alone(agents, topic,
+                                                     tmp_path):
+    out = tmp_path / 'samples.jsonl'
+    vcpe = helpers.load_envelope(VCPE)
+    del vcpe['payload']['vcpe_id']
+    notifications = [
+        # No resource id: no meter can be built.
+        helpers.instance_exists(None),
+        # The vSG endpoint raises: the dispatcher drops the notification.
+        vcpe,
+        # One meter (vcpus) cannot be built, the three others are.
+        helpers.instance_exists('partial-vm', vcpus='lots'),
+        helpers.instance_exists('valid-vm'),
+    ]
+    # Queued before the agent starts: one batch.
+    no_id, bad_vcpe, partial, valid = helpers.publish_notifications(
+        topic, notifications)
+    agent = agents(file_pipeline(out))
+    agent.start()
+    want = (expected_ids([valid], ['valid-vm'])
+            | expected_ids([partial], ['partial-vm'],
+                           ('disk.ephemeral.size', 'disk.root.size',
+                            'memory')))
+    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 7, 15), (
+        agent.log()[-4000:])
+    time.sleep(1.5)
+    assert {s['id'] for s in helpers.read_jsonl(out)} == want
+    assert helpers.count_lines(out) == 7
+    log = agent.log()
+    for meter in helpers.INSTANCE_METERS:
+        assert (f'Notification {no_id} (compute.instance.exists): meter '
+                f'{meter} not built: resource_id' in log), log
+    assert (f'Notification {bad_vcpe} (vcpe) dropped: NotificationError: '
+            f'payload has no vcpe_id' in log), log
+    assert (f'Notification {partial} (compute.instance.exists): meter '
+            f"vcpus not built: volume: 'lots' is not a number" in log), log
+    assert valid not in log
+    assert 'requeueing' not in log
+    assert_drained_and_acked(agent, topic)
+
+
+def test_error_priority_on_info_queue_is_acked_and_ignored(agents, topic,
+                                                           tmp_path):
+    """A notification labelled ERROR arriving on ``<topic>.info`` (the
+    agent's own queue): acknowledged, no samples."""
+    out = tmp_path / 'samples.jsonl'
+    agent = agents(file_pipeline(out))
+    agent.start()
+    envelope = helpers.instance_exists('error-vm')
+    message = {'message_id': 'error-on-info', 'priority': 'ERROR',
+               'publisher_id': 'compute.host1',
+               'event_type': envelope['event_type'],
+               'payload': envelope['payload'],
+               'timestamp': '2024-05-01 12:00:00'}
+    helpers.publish_raw(f'{topic}.info', json.dumps(
+        {'oslo.version': '2.0', 'oslo.message': json.dumps(message)}).encode())
+    (valid,) = helpers.publish_notifications(
+        topic, [helpers.instance_exists('info-vm')])
+    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15)
+    time.sleep(1.5)
+    assert {s['id'] for s in helpers.read_jsonl(out)} == expected_ids(
+        [valid], ['info-vm'])
+    assert_drained_and_acked(agent, topic)
+
+
+@both_consumers
+def test_error_priority_notifications_are_acked(agents, topic, tmp_path):
+    out = tmp_path / 'samples.jsonl'
+    agent = agents(file_pipeline(out))
+    agent.start()
+    helpers.publish_notifications(
+        topic, [helpers.instance_exists(f'error-vm-{i}') for i in range(3)],
+        priority='error')
+    (valid,) = helpers.publish_notifications(
+        topic, [helpers.instance_exists('info-vm')])
+    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15)
+    assert {s['id'] for s in helpers.read_jsonl(out)} == expected_ids(
+        [valid], ['info-vm'])
+    try:
+        assert helpers.wait_until(
+            lambda: helpers.queue_counts(f'{topic}.error') == (0, 1), 5), (
+            f'{topic}.error: (ready, consumers) = '
+            f'{helpers.queue_counts(f"{topic}.error")}')
+    finally:
+        agent.stop()
+    assert helpers.queue_counts(f'{topic}.error') == (0, 0)
+    assert helpers.count_lines(out) == 4

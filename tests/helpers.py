@@ -1,11 +1,25 @@
 """Test helpers shared by the unit and functional suites."""
 
+import contextlib
+import copy
 import datetime
 import glob
+import http.server
 import json
 import math
 import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
 
+import kombu
+import msgpack
+import yaml
 from oslo_config import cfg
 
 from calipso_agent import opts
@@ -132,20 +146,6 @@ def sample_differences(got, expected, ctxt, meters=None):
 # Functional helpers: the notification agent as a subprocess, RabbitMQ.
 # ---------------------------------------------------------------------------
 
-import contextlib  # noqa: E402
-import copy  # noqa: E402
-import http.server  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-
-import kombu  # noqa: E402
-import msgpack  # noqa: E402
-import yaml  # noqa: E402
 
 AMQP_URL = 'amqp://' + RABBIT_URL.split('://', 1)[1]
 TELEMETRY_SECRET = 'functional-secret'
@@ -406,13 +406,15 @@ class UDPCollector:
 
 class SampleHTTPServer:
     """An HTTP server on 127.0.0.1:``port`` recording the JSON bodies
-    POSTed to it (what the http:// publisher sends), answering 200."""
+    POSTed to it (what the http:// publisher sends), answering 200 after
+    ``delay`` seconds."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, delay=0):
         received = self.received = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
+                time.sleep(delay)
                 length = int(self.headers.get('Content-Length') or 0)
                 received.append(json.loads(self.rfile.read(length)))
                 self.send_response(200)
@@ -567,3 +569,21 @@ class AgentProcess:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def close_broker_connections(name_prefix, pids):
+    """Make RabbitMQ close the AMQP connections whose client-declared
+    connection name starts with ``name_prefix`` and ends with ``:<pid>``
+    for one of ``pids``. Returns how many were closed."""
+    listing = subprocess.run(
+        ['rabbitmqctl', '-q', 'list_connections', 'pid', 'client_properties'],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    closed = 0
+    for line in listing.splitlines():
+        match = re.search(re.escape(name_prefix) + r'[^"]*:(\d+)"', line)
+        if match and int(match.group(1)) in pids:
+            subprocess.run(['rabbitmqctl', '-q', 'close_connection',
+                            line.split('\t', 1)[0], 'calipso fault test'],
+                           capture_output=True, timeout=60, check=True)
+            closed += 1
+    return closed

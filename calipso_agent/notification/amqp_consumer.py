@@ -24,6 +24,8 @@ the broker, and their late settlements are ignored.
 
 import collections
 import logging
+import os
+import socket
 import threading
 import time
 import urllib.parse
@@ -161,6 +163,9 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         self._stopped = threading.Event()
         self._retry_delay = None
         self.undecodable = 0
+        #: How the broker's management tools name this consumer.
+        self.connection_name = (f'calipso notification consumer '
+                                f'{socket.gethostname()}:{os.getpid()}')
 
     # --- called from the executor threads -------------------------------
     def settle(self, generation, tag, ack):
@@ -179,7 +184,9 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
             ';'.join(self._urls), ssl=ssl,
             heartbeat=rabbit.heartbeat_timeout_threshold,
             failover_strategy=rabbit.kombu_failover_strategy,
-            connect_timeout=rabbit.rabbit_retry_interval + 5)
+            connect_timeout=rabbit.rabbit_retry_interval + 5,
+            transport_options={'client_properties': {
+                'connection_name': self.connection_name}})
         # Deliveries may arrive while basic.consume waits for its answer:
         # they belong to the new connection already.
         self._generation += 1

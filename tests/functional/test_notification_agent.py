@@ -430,3 +430,50 @@ def test_error_priority_notifications_are_acked(agents, topic, tmp_path):
         agent.stop()
     assert helpers.queue_counts(f'{topic}.error') == (0, 0)
     assert helpers.count_lines(out) == 4
+
+
+def test_broker_closing_the_connection_loses_nothing(agents, topic):
+    """RabbitMQ drops the consumer's connection mid-stream: the consumer
+    reconnects, the broker redelivers what was not acknowledged, and every
+    sample arrives (a slow HTTP receiver keeps the stream going)."""
+    count = 600
+    resource_ids = [f'conn-vm-{i:05d}' for i in range(count)]
+    message_ids = helpers.publish_notifications(
+        topic, (helpers.instance_exists(rid) for rid in resource_ids))
+    want = expected_ids(message_ids, resource_ids)
+    receiver = helpers.SampleHTTPServer(delay=0.3)
+    try:
+        agent = agents(
+            {'sources': [{'name': 'all', 'meters': ['*'],
+                          'sinks': ['http']}],
+             'sinks': [{'name': 'http', 'publishers': [
+                 f'http://127.0.0.1:{receiver.port}/samples']}]},
+            batch_size=20, extra_config='[notification]\nprefetch = 20\n')
+        agent.start()
+        assert helpers.wait_until(lambda: receiver.samples(), 30)
+        group = os.getpgid(agent.process.pid)
+        pids = {int(p) for p in os.listdir('/proc') if p.isdigit()
+                and _process_group(int(p)) == group}
+        assert helpers.close_broker_connections(
+            'calipso notification consumer', pids) == 1
+        assert len({s['id'] for s in receiver.samples()}) < len(want)
+
+        def delivered():
+            return {s['id'] for s in receiver.samples()}
+
+        assert helpers.wait_until(lambda: delivered() >= want, 60,
+                                  interval=0.5), agent.log()[-3000:]
+        assert delivered() == want
+    finally:
+        receiver.close()
+    log = agent.log()
+    assert 'AMQP connection to amqp://127.0.0.1:5672/ failed' in log, log
+    assert log.count('Consuming notifications from') == 2, log
+    assert_drained_and_acked(agent, topic)
+
+
+def _process_group(pid):
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

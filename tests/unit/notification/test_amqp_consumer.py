@@ -1,0 +1,162 @@
+"""The batched AMQP consumer: decoding and settlement order."""
+
+import json
+
+import oslo_messaging
+import pytest
+
+from calipso_agent.notification import amqp_consumer
+from tests import helpers
+
+
+def oslo_body(message, **context):
+    inner = dict(message, **{f'_context_{k}': v for k, v in context.items()})
+    inner['_unique_id'] = 'u'
+    return json.dumps({'oslo.version': '2.0',
+                       'oslo.message': json.dumps(inner)}).encode()
+
+
+def test_decode_oslo_envelope():
+    ctxt, message = amqp_consumer.decode(oslo_body(
+        {'event_type': 'e', 'priority': 'INFO', 'payload': {'a': 1},
+         'message_id': 'm'}, user_id='u1', project_id='p1'))
+    assert ctxt == {'user_id': 'u1', 'project_id': 'p1'}
+    assert message == {'event_type': 'e', 'priority': 'INFO',
+                       'payload': {'a': 1}, 'message_id': 'm'}
+
+
+def test_decode_bare_notification():
+    ctxt, message = amqp_consumer.decode(
+        b'{"event_type": "e", "payload": {}, "_context_user": "x"}')
+    assert ctxt == {'user': 'x'} and message['event_type'] == 'e'
+
+
+@pytest.mark.parametrize('body,reason', [
+    (b'\x00 not json', 'unexpected character'),
+    (b'[1, 2]', 'not a JSON object'),
+    (b'{"hello": "world"}', 'no event_type'),
+    (b'{"oslo.message": "{broken"}', ''),
+    (oslo_body({'event_type': 'e', 'priority': None}),
+     'priority None is not a string'),
+    (b'\xff\xfe', ''),
+])
+def test_decode_rejects_garbage(body, reason):
+    with pytest.raises(ValueError, match=reason):
+        amqp_consumer.decode(body)
+
+
+class FakeChannel:
+    def __init__(self):
+        self.calls = []
+
+    def basic_ack(self, tag, multiple=False):
+        self.calls.append(('ack', tag, multiple))
+
+    def basic_reject(self, tag, requeue):
+        self.calls.append(('reject', tag, requeue))
+
+
+class Delivery:
+    def __init__(self, tag, body):
+        self.delivery_tag = tag
+        self.body = body
+        self.delivery_info = {'routing_key': 'notifications.info'}
+
+
+def make_consumer():
+    consumer = amqp_consumer.BatchedNotificationConsumer(
+        ['amqp://guest:guest@127.0.0.1:5672/'], [], None, 10)
+    consumer._channel = FakeChannel()
+    consumer._generation = 1
+    return consumer
+
+
+def deliver(consumer, count, start=1, body=None):
+    for tag in range(start, start + count):
+        consumer._on_delivery(Delivery(tag, body or oslo_body(
+            {'event_type': 'e', 'priority': 'INFO', 'message_id': f'm{tag}',
+             'payload': {}})))
+
+
+def test_acks_are_one_frame_per_settled_run():
+    consumer = make_consumer()
+    deliver(consumer, 5)
+    messages = list(consumer._received)
+    assert [m.msg_id for m in messages] == [f'm{i}' for i in range(1, 6)]
+    for m in messages[1:3]:
+        m.acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == []  # tag 1 is not settled yet
+    messages[0].acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == [('ack', 3, True)]
+    messages[3].requeue()
+    messages[4].acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls[1:] == [('reject', 4, True),
+                                           ('ack', 5, True)]
+    assert not consumer._unsettled and not consumer._settlements
+
+
+def test_undecodable_deliveries_are_acked_in_order(caplog):
+    consumer = make_consumer()
+    deliver(consumer, 1, start=1)
+    deliver(consumer, 1, start=2, body=b'garbage')
+    deliver(consumer, 1, start=3)
+    assert consumer.undecodable == 1
+    assert 'Undecodable notification dropped' in caplog.text
+    first, third = consumer._received
+    third.acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == []
+    first.acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == [('ack', 3, True)]
+
+
+def test_settlements_of_an_old_connection_are_ignored():
+    consumer = make_consumer()
+    deliver(consumer, 2)
+    old = list(consumer._received)
+    consumer._disconnect()
+    consumer._channel = FakeChannel()
+    consumer._generation = 2
+    deliver(consumer, 1, start=1)
+    for m in old:
+        m.acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == []
+    consumer._received[0].acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == [('ack', 1, True)]
+
+
+def test_kombu_urls_from_transport_url():
+    conf = helpers.make_conf()
+    url = oslo_messaging.TransportURL.parse(
+        conf, 'rabbit://u%40x:p%2Fw@h1:5673,guest:g@[::1]/v%2Fh')
+    assert amqp_consumer.kombu_urls(url) == [
+        'amqp://u%40x:p%2Fw@h1:5673/v%2Fh',
+        'amqp://guest:g@[::1]:5672/v%2Fh']
+
+
+def test_queue_arguments_follow_oslo_options():
+    class Rabbit:
+        rabbit_ha_queues = False
+        rabbit_quorum_queue = True
+        rabbit_quorum_delivery_limit = 5
+        rabbit_quorum_max_memory_length = 0
+        rabbit_quorum_max_memory_bytes = 0
+
+    assert amqp_consumer.queue_arguments(Rabbit) == {
+        'x-queue-type': 'quorum', 'x-delivery-limit': 5}
+    Rabbit.rabbit_quorum_queue = False
+    Rabbit.rabbit_ha_queues = True
+    assert amqp_consumer.queue_arguments(Rabbit) == {'x-ha-policy': 'all'}
+
+
+def test_the_driver_does_not_send():
+    driver = amqp_consumer.BatchedNotificationDriver.__new__(
+        amqp_consumer.BatchedNotificationDriver)
+    with pytest.raises(amqp_consumer.ConsumerOnlyError):
+        driver.send_notification(None, {}, {}, '2.0', None)

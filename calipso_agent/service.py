@@ -13,17 +13,20 @@ LOG = logging.getLogger(__name__)
 
 
 def prepare_service(argv=None, config_files=None, log_setup=True,
-                    conf=None, log_to_stderr=False):
+                    conf=None, log_to_stderr=False, before_parse=None):
     """A ConfigOpts with every calipso option, parsed from ``argv``.
 
     ``conf`` may bring command-line options of its own already registered;
-    tools whose standard output is their result log to stderr.
+    tools whose standard output is their result log to stderr;
+    ``before_parse(conf)`` may change defaults of a daemon's own.
     """
     conf = conf if conf is not None else cfg.ConfigOpts()
     opts.register_opts(conf)
     log.register_options(conf)
     if log_to_stderr:
         conf.set_default('use_stderr', True)
+    if before_parse is not None:
+        before_parse(conf)
     oslo_messaging.set_transport_defaults('calipso')
     conf(sys.argv[1:] if argv is None else argv, project='calipso',
          validate_default_values=True,

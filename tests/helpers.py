@@ -21,6 +21,7 @@ import kombu
 import msgpack
 import yaml
 from oslo_config import cfg
+from oslo_messaging import opts as messaging_opts
 
 from calipso_agent import opts
 
@@ -39,10 +40,12 @@ RABBIT_URL = os.environ.get('CALIPSO_TEST_RABBIT_URL',
 
 
 def make_conf(**overrides):
-    """A parsed ConfigOpts with every calipso option; ``group__name=value``
-    or ``name=value`` (DEFAULT) keyword overrides."""
+    """A parsed ConfigOpts with every calipso and oslo.messaging option;
+    ``group__name=value`` or ``name=value`` (DEFAULT) keyword overrides."""
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
+    for group, options in messaging_opts.list_opts():
+        conf.register_opts(options, group=group)
     conf([], project='calipso', default_config_files=[])
     for key, value in overrides.items():
         group, _, name = key.rpartition('__')
@@ -454,7 +457,7 @@ class AgentProcess:
     def __init__(self, workdir, topic, pipeline, exchanges=('nova',
                  'neutron'), batch_size=100, batch_timeout=1,
                  backoff=(0.2, 2), url=RABBIT_URL, extra_config='',
-                 batched_consumer=True):
+                 batched_consumer=True, workers=1):
         self.workdir = str(workdir)
         self.topic = topic
         self.config_file = os.path.join(self.workdir, 'calipso.conf')
@@ -472,7 +475,7 @@ class AgentProcess:
                 f'use_stderr = true\n'
                 f'graceful_shutdown_timeout = 10\n'
                 f'[notification]\n'
-                f'workers = 1\n'
+                f'workers = {workers}\n'
                 f'batch_size = {batch_size}\n'
                 f'batch_timeout = {batch_timeout}\n'
                 f'exchanges = {",".join(exchanges)}\n'

@@ -1,5 +1,8 @@
 """calipso-agent-notification: the notification agent daemon."""
 
+import os
+import sys
+
 import cotyledon
 from cotyledon import oslo_config_glue
 from oslo_messaging import opts as messaging_opts
@@ -24,6 +27,10 @@ def _executor_defaults(conf):
 
 def main(argv=None):
     conf = service.prepare_service(argv, before_parse=_executor_defaults)
+    pipeline = manager.pipeline_path(conf)
+    if not os.path.isfile(pipeline):
+        sys.exit(f'calipso-agent-notification: pipeline file {pipeline} '
+                 'not found ([notification] pipeline_cfg_file)')
     services = cotyledon.ServiceManager()
     services.add(manager.NotificationService,
                  workers=conf.notification.workers, args=(conf,))

@@ -43,10 +43,14 @@ def load_endpoints(conf, names=None):
     return [ext.obj for ext in manager]
 
 
-def load_pipeline(conf):
+def pipeline_path(conf):
+    """The pipeline file: as configured, or found in the config dirs."""
     path = conf.notification.pipeline_cfg_file
-    found = conf.find_file(path) or path
-    return pipeline_mod.Pipeline.from_file(conf, found)
+    return conf.find_file(path) or path
+
+
+def load_pipeline(conf):
+    return pipeline_mod.Pipeline.from_file(conf, pipeline_path(conf))
 
 
 class Backoff:

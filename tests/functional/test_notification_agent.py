@@ -477,3 +477,26 @@ def _process_group(pid):
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+def test_workers_share_the_queues(agents, topic, tmp_path):
+    """Two worker processes consume the same queues (competing consumers):
+    every sample arrives exactly once."""
+    out = tmp_path / 'samples.jsonl'
+    count = 2000
+    resource_ids = [f'worker-vm-{i:05d}' for i in range(count)]
+    message_ids = helpers.publish_notifications(
+        topic, (helpers.instance_exists(rid) for rid in resource_ids))
+    agent = agents(file_pipeline(out), workers=2, batch_size=50,
+                   extra_config='[notification]\nprefetch = 50\n')
+    agent.start()
+    want = expected_ids(message_ids, resource_ids)
+    assert helpers.wait_until(
+        lambda: helpers.count_lines(out) >= len(want), 60), agent.log()[-2000:]
+    assert helpers.wait_until(
+        lambda: helpers.queue_counts(f'{topic}.info') == (0, 2), 10)
+    samples = helpers.read_jsonl(out)
+    assert {s['id'] for s in samples} == want
+    assert len(samples) == len(want)
+    assert agent.log().count('Consuming notifications from') == 2
+    assert_drained_and_acked(agent, topic)

@@ -35,10 +35,10 @@ def test_decode_bare_notification():
     (b'\x00 not json', 'unexpected character'),
     (b'[1, 2]', 'not a JSON object'),
     (b'{"hello": "world"}', 'no event_type'),
-    (b'{"oslo.message": "{broken"}', ''),
+    (b'{"oslo.message": "{broken"}', None),
     (oslo_body({'event_type': 'e', 'priority': None}),
      'priority None is not a string'),
-    (b'\xff\xfe', ''),
+    (b'\xff\xfe', None),
 ])
 def test_decode_rejects_garbage(body, reason):
     with pytest.raises(ValueError, match=reason):

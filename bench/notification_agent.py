@@ -383,14 +383,7 @@ def configure_ours(workdir, command, args):
     meters_dir.mkdir()
     output = workdir / OUR_OUTPUT
     pipeline = workdir / 'pipeline.yaml'
-    pipeline.write_text(
-        'sources:\n'
-        '  - name: meter_source\n'
-        '    meters: ["*"]\n'
-        '    sinks: [meter_sink]\n'
-        'sinks:\n'
-        '  - name: meter_sink\n'
-        f'    publishers: ["file://{output}"]\n')
+    workload.write_file_pipeline(pipeline, output)
     count = args.memory_count if args.memory_check else args.count
     lines = [
         '[DEFAULT]',

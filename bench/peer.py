@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import workload
+
 CEILOMETER_VERSION = '27.0.0'
 DEFAULT_VENV = Path.home() / '.cache' / 'calipso-bench' / 'ceilometer27'
 BATCH_SIZE = 100
@@ -80,14 +82,7 @@ def configure(workdir, venv, package, transport_url, exchanges, topic,
     workdir = Path(workdir)
     output = workdir / OUTPUT
     pipeline = workdir / 'pipeline.yaml'
-    pipeline.write_text(
-        'sources:\n'
-        '  - name: meter_source\n'
-        '    meters: ["*"]\n'
-        '    sinks: [meter_sink]\n'
-        'sinks:\n'
-        '  - name: meter_sink\n'
-        f'    publishers: ["file://{output}"]\n')
+    workload.write_file_pipeline(pipeline, output)
     lines = [
         '[DEFAULT]',
         f'transport_url = {transport_url}',

@@ -48,6 +48,19 @@ def transport_url(vhost=DEFAULT_VHOST):
     return f'rabbit://{BROKER}/{"" if vhost == "/" else vhost}'
 
 
+def write_file_pipeline(path, output):
+    """Write the pipeline.yaml ``path`` of both agents: one source of every
+    meter, one sink publishing to the file ``output``, a sample a line."""
+    Path(path).write_text(
+        'sources:\n'
+        '  - name: meter_source\n'
+        '    meters: ["*"]\n'
+        '    sinks: [meter_sink]\n'
+        'sinks:\n'
+        '  - name: meter_sink\n'
+        f'    publishers: ["file://{output}"]\n')
+
+
 def amqp_url(vhost=DEFAULT_VHOST):
     """kombu URL of the local broker."""
     return f'amqp://{BROKER}/{vhost}'

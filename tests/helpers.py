@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 import kombu
@@ -22,8 +23,10 @@ import msgpack
 import yaml
 from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
+from stevedore import driver
 
 from calipso_agent import opts
+from calipso_agent import sample as sample_mod
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('CALIPSO_SHARED_DIR',
@@ -51,6 +54,43 @@ def make_conf(**overrides):
         group, _, name = key.rpartition('__')
         conf.set_override(name, value, group=group or None)
     return conf
+
+
+def make_sample(index=0, **overrides):
+    """A cpu Sample whose resource_id, message_id and volume vary with
+    ``index``; keyword ``overrides`` replace any Sample field."""
+    fields = dict(
+        name='cpu', type=sample_mod.TYPE_CUMULATIVE, unit='ns',
+        volume=float(index), user_id='user-1', project_id='project-1',
+        resource_id=f'vm-{index}', timestamp='2024-05-01T12:00:00+00:00',
+        resource_metadata={'flavor': {'name': 'm1.small', 'vcpus': 1}},
+        message_id=f'n-{index}')
+    fields.update(overrides)
+    return sample_mod.Sample(**fields)
+
+
+def load_publisher(conf, url):
+    """The publisher of ``url`` as the pipeline gets it: the
+    calipso.publisher entry point named by its scheme, made with
+    (conf, parsed url)."""
+    parsed = urllib.parse.urlparse(url)
+    return driver.DriverManager('calipso.publisher', parsed.scheme,
+                                invoke_on_load=True,
+                                invoke_args=(conf, parsed)).driver
+
+
+class RecordingEndpoint:
+    """An oslo.messaging notification endpoint recording the ``sample``
+    notifications it gets as (publisher_id, event_type, payload) in
+    ``received``; ``event`` is set on each."""
+
+    def __init__(self):
+        self.received = []
+        self.event = threading.Event()
+
+    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.received.append((publisher_id, event_type, payload))
+        self.event.set()
 
 
 def fixture_names():

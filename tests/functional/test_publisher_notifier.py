@@ -1,7 +1,6 @@
 """NotifierPublisher against the RabbitMQ broker on 127.0.0.1:5672."""
 
 import socket
-import threading
 import time
 import urllib.parse
 import uuid
@@ -9,17 +8,17 @@ import uuid
 import kombu
 import oslo_messaging
 import pytest
-from oslo_config import cfg
-from oslo_messaging import opts as messaging_opts
 
-from calipso_agent import opts
-from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base, notifier, utils
+from tests import helpers
+from tests.helpers import make_sample
 
 pytestmark = pytest.mark.functional
 
 BROKER = 'guest:guest@127.0.0.1:5672'
 SECRET = 'functional-secret'
+DISK_METADATA = {'flavor': {'name': 'm1.small', 'vcpus': 1},
+                 'disk_names': ['vda', 'vdb']}
 
 
 def broker_up():
@@ -38,12 +37,8 @@ def require_broker():
 
 @pytest.fixture
 def conf():
-    conf = cfg.ConfigOpts()
-    opts.register_opts(conf)
-    conf([])
-    conf.set_override('host', 'functional-node')
-    conf.set_override('telemetry_secret', SECRET, group='publisher')
-    return conf
+    return helpers.make_conf(host='functional-node',
+                             publisher__telemetry_secret=SECRET)
 
 
 @pytest.fixture
@@ -54,31 +49,11 @@ def topic():
         conn.default_channel.queue_delete(f'{name}.sample')
 
 
-def make_sample(index):
-    return sample_mod.Sample(
-        name='disk.read.bytes', type=sample_mod.TYPE_CUMULATIVE, unit='B',
-        volume=4096 * index, user_id='user-1', project_id='project-1',
-        resource_id=f'vm-{index}', timestamp='2024-05-01T12:00:00+00:00',
-        resource_metadata={'flavor': {'name': 'm1.small', 'vcpus': 1},
-                           'disk_names': ['vda', 'vdb']},
-        message_id=f'notification-{index}')
-
-
-class Endpoint:
-    def __init__(self):
-        self.received = []
-        self.event = threading.Event()
-
-    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
-        self.received.append((publisher_id, event_type, payload))
-        self.event.set()
-
-
 def consume(conf, topic, count):
     """Notifications on ``topic`` until ``count`` arrived or 10 s passed."""
     transport = oslo_messaging.get_notification_transport(
         conf, url=f'rabbit://{BROKER}/')
-    endpoint = Endpoint()
+    endpoint = helpers.RecordingEndpoint()
     listener = oslo_messaging.get_notification_listener(
         transport, [oslo_messaging.Target(topic=topic)], [endpoint],
         executor='threading')
@@ -100,8 +75,10 @@ def consume(conf, topic, count):
 def test_samples_reach_the_bus_signed(conf, topic, driver):
     url = f'notifier://{BROKER}/?topic={topic}&driver={driver}&retry=1'
     pub = notifier.NotifierPublisher(conf, urllib.parse.urlparse(url))
-    first = [make_sample(i) for i in range(3)]
-    second = [make_sample(i) for i in range(3, 203)]
+    first = [make_sample(i, resource_metadata=DISK_METADATA)
+             for i in range(3)]
+    second = [make_sample(i, resource_metadata=DISK_METADATA)
+              for i in range(3, 203)]
     try:
         # Sent before anyone listens: the queue must keep them.
         pub.publish_samples(first)
@@ -124,8 +101,6 @@ def test_samples_reach_the_bus_signed(conf, topic, driver):
 
 
 def test_configured_transport_url(conf, topic):
-    for group, options in messaging_opts.list_opts():
-        conf.register_opts(options, group=group)
     conf.set_override('transport_url', f'rabbit://{BROKER}/')
     pub = notifier.NotifierPublisher(
         conf, urllib.parse.urlparse(f'notifier://?topic={topic}'))

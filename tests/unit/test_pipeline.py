@@ -6,13 +6,7 @@ import pytest
 import yaml
 
 from calipso_agent import pipeline
-from calipso_agent import sample as sample_mod
 from tests import helpers
-
-
-def make_sample(name, resource='r'):
-    return sample_mod.Sample(name, 'gauge', 'u', 1.0, 'u', 'p', resource,
-                             '2024-01-01T00:00:00+00:00', message_id='m')
 
 
 def read_lines(path):
@@ -54,8 +48,8 @@ def test_routing_to_sinks(tmp_path):
     }
     p = pipeline.Pipeline.from_dict(conf, content)
     assert p.errors == []
-    p.publish_samples([make_sample('cpu'), make_sample('disk.read'),
-                       make_sample('memory')])
+    p.publish_samples([helpers.make_sample(name=name)
+                       for name in ('cpu', 'disk.read', 'memory')])
     p.close()
     assert sorted(read_lines(tmp_path / 'a.jsonl')) == ['cpu', 'disk.read',
                                                         'memory']
@@ -90,7 +84,7 @@ def test_broken_entries_are_reported_and_skipped(tmp_path):
     assert 'source nometers: meters must be' in text
     assert 'source 2: a source needs a name' in text
     assert all(e.startswith(str(path)) for e in p.errors)
-    p.publish_samples([make_sample('cpu')])
+    p.publish_samples([helpers.make_sample(name='cpu')])
     p.close()
     assert read_lines(tmp_path / 'out.jsonl') == ['cpu']
 
@@ -121,7 +115,7 @@ def test_publisher_failure_propagates(tmp_path):
         [pipeline.Source('s', pipeline.MeterSelector(['*']),
                          [pipeline.Sink('k', [Failing()])])], [])
     with pytest.raises(OSError):
-        p.publish_samples([make_sample('cpu')])
+        p.publish_samples([helpers.make_sample(name='cpu')])
     p.publish_samples([])
 
 

@@ -6,31 +6,17 @@ import threading
 import urllib.parse
 
 import pytest
-from oslo_config import cfg
-from stevedore import driver
 
-from calipso_agent import opts
 from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base
 from calipso_agent.publisher import file as file_pub
+from tests import helpers
+from tests.helpers import make_sample
 
 
 @pytest.fixture
 def conf():
-    conf = cfg.ConfigOpts()
-    opts.register_opts(conf)
-    conf([])
-    return conf
-
-
-def make_sample(index=0, **overrides):
-    fields = dict(
-        name='cpu', type=sample_mod.TYPE_CUMULATIVE, unit='ns',
-        volume=float(index), user_id='user-1', project_id='project-1',
-        resource_id=f'vm-{index}', timestamp='2024-05-01T12:00:00+00:00',
-        resource_metadata={'host': 'compute-1'}, message_id=f'n-{index}')
-    fields.update(overrides)
-    return sample_mod.Sample(**fields)
+    return helpers.make_conf()
 
 
 def make(conf, url):
@@ -43,11 +29,9 @@ def read_lines(path):
 
 
 def test_entry_point(conf, tmp_path):
-    url = urllib.parse.urlparse(f'file://{tmp_path}/out.json')
-    mgr = driver.DriverManager('calipso.publisher', 'file',
-                               invoke_on_load=True, invoke_args=(conf, url))
-    assert isinstance(mgr.driver, file_pub.FilePublisher)
-    mgr.driver.close()
+    pub = helpers.load_publisher(conf, f'file://{tmp_path}/out.json')
+    assert isinstance(pub, file_pub.FilePublisher)
+    pub.close()
 
 
 def test_one_json_object_per_line(conf, tmp_path):
@@ -124,7 +108,10 @@ def reference_rotation(path, max_bytes, backup_count, batches):
     (700, 3), (1000, 2), (2000, 1), (1500, 4), (250, 3)])
 def test_rotation_matches_rotating_file_handler(conf, tmp_path, max_bytes,
                                                 backup_count):
-    batches = [[make_sample(i * 10 + j) for j in range(1 + i % 4)]
+    # Short metadata: the line lengths the max_bytes above were chosen for.
+    metadata = {'host': 'compute-1'}
+    batches = [[make_sample(i * 10 + j, resource_metadata=metadata)
+                for j in range(1 + i % 4)]
                for i in range(12)]
     line_length = len(batches[0][0].to_json()) + 1
     ours = tmp_path / 'ours'

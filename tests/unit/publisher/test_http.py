@@ -7,13 +7,14 @@ import time
 import urllib.parse
 
 import pytest
-from oslo_config import cfg
-from stevedore import driver
 
-from calipso_agent import opts
 from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base
 from calipso_agent.publisher import http as http_pub
+from tests import helpers
+from tests.helpers import make_sample
+
+GAUGE = dict(name='memory.usage', type=sample_mod.TYPE_GAUGE, unit='MB')
 
 
 @pytest.fixture(autouse=True)
@@ -26,19 +27,7 @@ def no_proxy_no_backoff(monkeypatch):
 
 @pytest.fixture
 def conf():
-    conf = cfg.ConfigOpts()
-    opts.register_opts(conf)
-    conf([])
-    return conf
-
-
-def make_sample(index=0):
-    return sample_mod.Sample(
-        name='memory.usage', type=sample_mod.TYPE_GAUGE, unit='MB',
-        volume=512 + index, user_id='user-1', project_id='project-1',
-        resource_id=f'vm-{index}', timestamp='2024-05-01T12:00:00+00:00',
-        resource_metadata={'flavor': {'name': 'm1.small'}},
-        message_id=f'n-{index}')
+    return helpers.make_conf()
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -92,16 +81,14 @@ def make(conf, url):
 
 @pytest.mark.parametrize('scheme', ['http', 'https'])
 def test_entry_point(conf, scheme):
-    url = urllib.parse.urlparse(f'{scheme}://127.0.0.1:9/')
-    mgr = driver.DriverManager('calipso.publisher', scheme,
-                               invoke_on_load=True, invoke_args=(conf, url))
-    assert isinstance(mgr.driver, http_pub.HttpPublisher)
-    assert mgr.driver.target == f'{scheme}://127.0.0.1:9/'
+    pub = helpers.load_publisher(conf, f'{scheme}://127.0.0.1:9/')
+    assert isinstance(pub, http_pub.HttpPublisher)
+    assert pub.target == f'{scheme}://127.0.0.1:9/'
 
 
 def test_batch_is_one_post(conf, server):
     pub = make(conf, f'{server.url}/samples')
-    samples = [make_sample(i) for i in range(3)]
+    samples = [make_sample(i, volume=512 + i, **GAUGE) for i in range(3)]
     pub.publish_samples(samples)
     pub.close()
     assert len(server.received) == 1
@@ -113,7 +100,7 @@ def test_batch_is_one_post(conf, server):
 
 def test_no_batch_is_one_post_per_sample(conf, server):
     pub = make(conf, f'{server.url}/samples?batch=false')
-    samples = [make_sample(i) for i in range(3)]
+    samples = [make_sample(i, volume=512 + i, **GAUGE) for i in range(3)]
     pub.publish_samples(samples)
     pub.close()
     assert [json.loads(body) for _, _, body in server.received] == [

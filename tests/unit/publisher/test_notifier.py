@@ -1,60 +1,30 @@
 import socket
-import threading
 import time
 import urllib.parse
 
 import oslo_messaging
 import pytest
-from oslo_config import cfg
-from oslo_messaging import opts as messaging_opts
-from stevedore import driver
 
-from calipso_agent import opts
-from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base, notifier, utils
+from tests import helpers
+from tests.helpers import make_sample
 
 SECRET = 'bus-secret'
 
 
 @pytest.fixture
 def conf():
-    conf = cfg.ConfigOpts()
-    opts.register_opts(conf)
-    for group, options in messaging_opts.list_opts():
-        conf.register_opts(options, group=group)
-    conf([])
-    conf.set_override('transport_url', 'fake://')
-    conf.set_override('host', 'node-1')
-    conf.set_override('telemetry_secret', SECRET, group='publisher')
-    return conf
-
-
-def make_sample(index=0):
-    return sample_mod.Sample(
-        name='cpu', type=sample_mod.TYPE_CUMULATIVE, unit='ns',
-        volume=10 ** 9 + index, user_id='user-1', project_id='project-1',
-        resource_id=f'vm-{index}', timestamp='2024-05-01T12:00:00+00:00',
-        resource_metadata={'flavor': {'name': 'm1.small', 'vcpus': 1}},
-        message_id=f'n-{index}')
+    return helpers.make_conf(transport_url='fake://', host='node-1',
+                             publisher__telemetry_secret=SECRET)
 
 
 def make(conf, url):
     return notifier.NotifierPublisher(conf, urllib.parse.urlparse(url))
 
 
-class Endpoint:
-    def __init__(self):
-        self.received = []
-        self.event = threading.Event()
-
-    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
-        self.received.append((publisher_id, event_type, payload))
-        self.event.set()
-
-
 def consume(transport, topic, count=1):
     """Notifications already sent on ``topic`` of the fake transport."""
-    endpoint = Endpoint()
+    endpoint = helpers.RecordingEndpoint()
     listener = oslo_messaging.get_notification_listener(
         transport, [oslo_messaging.Target(topic=topic)], [endpoint],
         executor='threading')
@@ -69,16 +39,15 @@ def consume(transport, topic, count=1):
 
 
 def test_entry_point(conf):
-    url = urllib.parse.urlparse('notifier://')
-    mgr = driver.DriverManager('calipso.publisher', 'notifier',
-                               invoke_on_load=True, invoke_args=(conf, url))
-    assert isinstance(mgr.driver, notifier.NotifierPublisher)
-    mgr.driver.close()
+    pub = helpers.load_publisher(conf, 'notifier://')
+    assert isinstance(pub, notifier.NotifierPublisher)
+    pub.close()
 
 
 def test_samples_notification(conf):
     pub = make(conf, 'notifier://')
-    samples = [make_sample(i) for i in range(3)]
+    # Integer volumes, as cpu time in ns, through the transport.
+    samples = [make_sample(i, volume=10 ** 9 + i) for i in range(3)]
     pub.publish_samples(samples)
     (received,) = consume(pub.transport, 'metering')
     publisher_id, event_type, payload = received

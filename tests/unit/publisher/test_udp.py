@@ -4,36 +4,18 @@ import urllib.parse
 
 import msgpack
 import pytest
-from oslo_config import cfg
-from stevedore import driver
 
-from calipso_agent import opts
-from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base, udp, utils
+from tests import helpers
+from tests.helpers import make_sample
 
 SECRET = 'udp-secret'
+PORT_METADATA = {'mac': 'fa:16:3e:00:00:01', 'fixed_ips': ['10.0.0.5']}
 
 
 @pytest.fixture
 def conf():
-    conf = cfg.ConfigOpts()
-    opts.register_opts(conf)
-    conf([])
-    conf.set_override('telemetry_secret', SECRET, group='publisher')
-    return conf
-
-
-def make_sample(index=0, **overrides):
-    fields = dict(
-        name='network.incoming.bytes', type=sample_mod.TYPE_CUMULATIVE,
-        unit='B', volume=1000 + index, user_id='user-1',
-        project_id='project-1', resource_id=f'port-{index}',
-        timestamp='2024-05-01T12:00:00+00:00',
-        resource_metadata={'mac': 'fa:16:3e:00:00:01',
-                           'fixed_ips': ['10.0.0.5']},
-        message_id=f'n-{index}')
-    fields.update(overrides)
-    return sample_mod.Sample(**fields)
+    return helpers.make_conf(publisher__telemetry_secret=SECRET)
 
 
 def make(conf, url):
@@ -55,17 +37,18 @@ def receive(sock, count):
 
 def test_entry_point(conf, receiver):
     port = receiver.getsockname()[1]
-    url = urllib.parse.urlparse(f'udp://127.0.0.1:{port}')
-    mgr = driver.DriverManager('calipso.publisher', 'udp',
-                               invoke_on_load=True, invoke_args=(conf, url))
-    assert isinstance(mgr.driver, udp.UDPPublisher)
-    mgr.driver.close()
+    pub = helpers.load_publisher(conf, f'udp://127.0.0.1:{port}')
+    assert isinstance(pub, udp.UDPPublisher)
+    pub.close()
 
 
 def test_one_signed_datagram_per_sample(conf, receiver):
     port = receiver.getsockname()[1]
     pub = make(conf, f'udp://127.0.0.1:{port}')
-    samples = [make_sample(i) for i in range(3)]
+    samples = [make_sample(i, name='network.incoming.bytes', unit='B',
+                           volume=1000 + i, resource_id=f'port-{i}',
+                           resource_metadata=PORT_METADATA)
+               for i in range(3)]
     pub.publish_samples(samples)
     pub.close()
     messages = receive(receiver, 3)
@@ -96,7 +79,7 @@ def test_ipv6(conf):
     with sock:
         pub = make(conf, f'udp://[::1]:{sock.getsockname()[1]}')
         assert pub.host == '::1'
-        pub.publish_samples([make_sample()])
+        pub.publish_samples([make_sample(resource_id='port-0')])
         pub.close()
         assert receive(sock, 1)[0]['resource_id'] == 'port-0'
 
@@ -156,6 +139,6 @@ def test_oversized_sample_is_dropped_not_retried(conf, receiver):
     port = receiver.getsockname()[1]
     pub = make(conf, f'udp://127.0.0.1:{port}')
     huge = make_sample(0, resource_metadata={'blob': 'x' * 70000})
-    pub.publish_samples([huge, make_sample(1)])
+    pub.publish_samples([huge, make_sample(1, resource_id='port-1')])
     pub.close()
     assert receive(receiver, 1)[0]['resource_id'] == 'port-1'

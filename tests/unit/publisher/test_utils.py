@@ -3,22 +3,15 @@ import json
 import msgpack
 import pytest
 
-from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import utils
+from tests.helpers import make_sample
 
 SECRET = 'secret'
-
-
-def make_sample(**overrides):
-    fields = dict(
-        name='cpu', type=sample_mod.TYPE_CUMULATIVE, unit='ns', volume=1.5,
-        user_id='user-1', project_id='project-1', resource_id='vm-1',
-        timestamp='2024-05-01T12:00:00+00:00',
-        resource_metadata={'flavor': {'name': 'm1.small', 'vcpus': 1},
-                           'tags': ['a', 'b']},
-        message_id='notif-1')
-    fields.update(overrides)
-    return sample_mod.Sample(**fields)
+# make_sample(1, **SIGNED) is the sample signed below: the tampering cases
+# change one of its fields.
+SIGNED = dict(volume=1.5,
+              resource_metadata={'flavor': {'name': 'm1.small', 'vcpus': 1},
+                                 'tags': ['a', 'b']})
 
 
 # Digests computed with Ceilometer 27's own compute_signature.
@@ -42,7 +35,7 @@ def test_signature_matches_ceilometer(message, secret, digest):
 
 
 def test_meter_message_fields():
-    smp = make_sample()
+    smp = make_sample(1, **SIGNED)
     msg = utils.meter_message(smp, SECRET)
     assert set(msg) == {
         'source', 'counter_name', 'counter_type', 'counter_unit',
@@ -60,7 +53,8 @@ def test_meter_message_fields():
 
 
 def test_publisher_id_is_signed():
-    msg = utils.meter_message(make_sample(), SECRET, publisher_id='me')
+    msg = utils.meter_message(make_sample(1, **SIGNED), SECRET,
+                              publisher_id='me')
     assert msg['publisher_id'] == 'me'
     assert utils.verify_signature(msg, SECRET)
     msg['publisher_id'] = 'someone else'
@@ -76,19 +70,20 @@ def test_publisher_id_is_signed():
                            'tags': ['a', 'c']}),
 ])
 def test_tampering_breaks_signature(field, value):
-    msg = utils.meter_message(make_sample(), SECRET)
+    msg = utils.meter_message(make_sample(1, **SIGNED), SECRET)
     msg[field] = value
     assert not utils.verify_signature(msg, SECRET)
 
 
 def test_wrong_secret_fails():
-    msg = utils.meter_message(make_sample(), SECRET)
+    msg = utils.meter_message(make_sample(1, **SIGNED), SECRET)
     assert not utils.verify_signature(msg, 'other')
 
 
 def test_signature_survives_json_and_msgpack():
     msg = utils.meter_message(
-        make_sample(resource_metadata={'t': ('x', 'y'), 'n': {'b': 1}}),
+        make_sample(1, volume=1.5,
+                    resource_metadata={'t': ('x', 'y'), 'n': {'b': 1}}),
         SECRET)
     assert utils.verify_signature(json.loads(json.dumps(msg)), SECRET)
     packed = msgpack.packb(msg, use_bin_type=True)
@@ -96,25 +91,25 @@ def test_signature_survives_json_and_msgpack():
 
 
 def test_key_order_does_not_matter():
-    msg = utils.meter_message(make_sample(), SECRET)
+    msg = utils.meter_message(make_sample(1, **SIGNED), SECRET)
     reordered = dict(reversed(list(msg.items())))
     assert utils.verify_signature(reordered, SECRET)
 
 
 @pytest.mark.parametrize('signature', [None, '', 'zz', 'é', 42, b'00'])
 def test_garbage_signature_is_rejected(signature):
-    msg = utils.meter_message(make_sample(), SECRET)
+    msg = utils.meter_message(make_sample(1, **SIGNED), SECRET)
     msg['message_signature'] = signature
     assert not utils.verify_signature(msg, SECRET)
 
 
 def test_missing_signature_is_rejected():
-    msg = utils.meter_message(make_sample(), SECRET)
+    msg = utils.meter_message(make_sample(1, **SIGNED), SECRET)
     del msg['message_signature']
     assert not utils.verify_signature(msg, SECRET)
 
 
 def test_no_secret_means_unsigned():
-    msg = utils.meter_message(make_sample(), '')
+    msg = utils.meter_message(make_sample(1, **SIGNED), '')
     assert msg['message_signature'] == ''
     assert utils.verify_signature({'anything': 1}, '')

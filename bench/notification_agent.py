@@ -65,6 +65,7 @@ class Result:
     notes: list = field(default_factory=list)
     rss_start: dict = field(default_factory=dict)
     rss_end: dict = field(default_factory=dict)
+    rss_trace: list = field(default_factory=list)
 
     @property
     def rate(self):
@@ -283,9 +284,15 @@ def run_agent(name, argv, output, names_of, args, broker, workdir,
             feeder.start()
         deadline = t0 + 120 + count / 100
         seen, progress = 0, t0
+        next_trace = total // 10
         while True:
             lines = counter.poll()
             now = time.monotonic()
+            if rss and lines >= next_trace:
+                result.rss_trace.append((
+                    lines * count // total,
+                    sum(v[1] for v in memory(proc.pid).values())))
+                next_trace += total // 10
             if lines >= total:
                 break
             if lines != seen:
@@ -541,6 +548,10 @@ def report_memory(result):
     say(f'  total VmRSS: start '
         f'{sum(v[1] for v in start.values()) / 1024:,.1f} MiB, end '
         f'{sum(v[1] for v in end.values()) / 1024:,.1f} MiB')
+    if result.rss_trace:
+        say('  total VmRSS along the way: ' + ', '.join(
+            f'{fmt(rss / 1024, 1)} MiB at {done:,}'
+            for done, rss in result.rss_trace))
     for note in result.notes:
         say(f'  note: {note}')
 

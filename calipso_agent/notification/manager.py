@@ -11,7 +11,6 @@ cannot be processed at all is logged with its message id and dropped alone.
 
 import logging
 import threading
-import time
 
 import cotyledon
 import oslo_messaging
@@ -78,11 +77,10 @@ class SampleDispatcher:
     grow without bound.
     """
 
-    def __init__(self, endpoints, pipeline, backoff, sleep=time.sleep):
+    def __init__(self, endpoints, pipeline, backoff):
         self.endpoints = endpoints
         self.pipeline = pipeline
         self.backoff = backoff
-        self._sleep = sleep
         self._stopping = threading.Event()
         self.dropped = 0
 

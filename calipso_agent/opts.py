@@ -129,6 +129,54 @@ PUBLISHER_NOTIFIER_OPTS = [
 ]
 
 
+DATABASE_OPTS = [
+    cfg.StrOpt('connection',
+               secret=True,
+               help='Database URL of the sample store: sqlite:///PATH '
+                    '(embedded), postgresql://..., mongodb://... Unset: '
+                    'an SQLite file in state_path.'),
+    cfg.IntOpt('metering_time_to_live',
+               default=-1,
+               help='Seconds samples are kept; -1 keeps them forever. '
+                    'MongoDB expires them with a TTL index, the SQL stores '
+                    'with calipso-expirer.'),
+    cfg.IntOpt('max_retries',
+               default=-1,
+               help='Attempts to reach the database at start-up; -1 '
+                    'retries forever.'),
+    cfg.FloatOpt('retry_interval',
+                 default=2.0,
+                 min=0,
+                 help='Seconds between attempts to reach the database.'),
+]
+
+COLLECTOR_OPTS = [
+    cfg.IntOpt('batch_size',
+               default=500,
+               min=1,
+               help='Notifications (each a list of samples) taken from the '
+                    'bus at once; their samples are written together.'),
+    cfg.IntOpt('batch_timeout',
+               default=2,
+               min=1,
+               help='Seconds to wait for a batch to fill.'),
+    cfg.IntOpt('workers',
+               default=1,
+               min=1,
+               help='Collector processes.'),
+    cfg.FloatOpt('requeue_backoff_initial',
+                 default=0.5,
+                 min=0,
+                 help='Seconds to wait before requeueing a batch the '
+                      'database did not take; doubled on each consecutive '
+                      'failure.'),
+    cfg.FloatOpt('requeue_backoff_max',
+                 default=30.0,
+                 min=0,
+                 help='Longest wait before requeueing a failed batch.'),
+]
+
+
 def list_opts():
     """Options per group, for oslo-config-generator and register_opts."""
     return [
@@ -137,6 +185,8 @@ def list_opts():
         ('meter', METER_OPTS),
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
+        ('database', DATABASE_OPTS),
+        ('collector', COLLECTOR_OPTS),
     ]
 
 

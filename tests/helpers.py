@@ -493,6 +493,7 @@ class AgentProcess:
     """
 
     READY = 'listening on exchanges'
+    MODULE = 'calipso_agent.cmd.agent_notification'
 
     def __init__(self, workdir, topic, pipeline, exchanges=('nova',
                  'neutron'), batch_size=100, batch_timeout=1,
@@ -540,7 +541,7 @@ class AgentProcess:
         with open(self.stderr_path, 'ab') as err, \
                 open(self.stdout_path, 'ab') as out:
             self.process = subprocess.Popen(
-                [sys.executable, '-m', 'calipso_agent.cmd.agent_notification',
+                [sys.executable, '-m', self.MODULE,
                  '--config-file', self.config_file],
                 cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 start_new_session=True)
@@ -630,3 +631,332 @@ def close_broker_connections(name_prefix, pids):
                            capture_output=True, timeout=60, check=True)
             closed += 1
     return closed
+
+
+# --- Storage contract: plain-Python reference semantics -------------------
+# What every storage driver must answer, computed in Python over a list of
+# sample dicts (Sample.as_dict()) with query.matches: the oracle of the
+# property tests in tests/storage_contract.py.
+
+from calipso_agent.storage import base as storage_base  # noqa: E402
+from calipso_agent.storage import query as storage_query  # noqa: E402
+
+
+def sample_dict(item):
+    """A stored or returned sample (Sample, or a mapping) as a dict."""
+    if hasattr(item, 'as_dict'):
+        return item.as_dict()
+    return dict(item)
+
+
+def instant(value):
+    """An aware UTC datetime from an ISO 8601 string or datetime (None
+    stays None)."""
+    if value is None:
+        return None
+    return storage_base.parse_timestamp(value)
+
+
+def _order_value(sample, field):
+    value = sample.get(field)
+    if field in storage_query.TIME_FIELDS:
+        value = instant(value)
+    elif field in storage_query.NUMBER_FIELDS and value is not None:
+        value = float(value)
+    # None sorts first; the contract tests never order by a field that is
+    # None in their data (drivers differ: NULLS FIRST or LAST).
+    return (0, 0) if value is None else (1, value)
+
+
+def reference_order(samples, orderby=None):
+    """``samples`` sorted as query_samples sorts (default: timestamp
+    descending); ties keep their order."""
+    orderby = storage_query.validate_orderby(orderby) or [('timestamp',
+                                                           'desc')]
+    result = list(samples)
+    for field, direction in reversed(orderby):
+        result.sort(key=lambda s, f=field: _order_value(s, f),
+                    reverse=direction == 'desc')
+    return result
+
+
+def reference_query_samples(samples, filter_expr=None, orderby=None,
+                            limit=None):
+    """The sample dicts ``query_samples`` returns over ``samples``."""
+    expression = (storage_query.validate(filter_expr)
+                  if filter_expr is not None else None)
+    found = [sample_dict(s) for s in samples]
+    found = [s for s in found if storage_query.matches(expression, s)]
+    found = reference_order(found, orderby)
+    return found if limit is None else found[:limit]
+
+
+def group_key(value):
+    """A hashable, kind-aware key of a group value: True, 1 and '1' are
+    three groups, 1 and 1.0 one; None (missing) is its own group."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ('bool', value)
+    if isinstance(value, (int, float)):
+        return ('number', float(value))
+    if isinstance(value, str):
+        return ('string', value)
+    raise TypeError(f'cannot group by a {type(value).__name__} '
+                    f'({value!r})')
+
+
+def _group_value(sample, field):
+    value = storage_query.field_value(sample, field)
+    return None if value is storage_query._MISSING else value
+
+
+def _sort_group(key):
+    # None first, then by kind name and value: a total order over keys.
+    return tuple((0,) if k is None else (1, k[0], k[1]) for k in key)
+
+
+def _population_stddev(values):
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values)
+                     / len(values))
+
+
+def reference_statistics(samples, sample_filter=None, period=None,
+                         groupby=None, aggregates=None,
+                         cardinality_counts_none=False):
+    """The Statistics (as dicts) ``get_statistics`` returns over
+    ``samples`` (base.Connection.get_statistics semantics).
+
+    ``cardinality_counts_none``: whether a field that is None counts as
+    one more distinct value (the interface does not say; SQL's COUNT
+    DISTINCT does not count it, MongoDB's $addToSet does).
+    """
+    period, groupby, aggregates = storage_base.check_statistics_args(
+        period, groupby, aggregates)
+    expression = (sample_filter.expression()
+                  if sample_filter is not None else None)
+    found = [sample_dict(s) for s in samples]
+    found = [s for s in found if storage_query.matches(expression, s)]
+    if not found:
+        return []
+    for s in found:
+        s['_ts'] = instant(s['timestamp'])
+    origin = None
+    if period:
+        origin = (sample_filter.start_timestamp
+                  if sample_filter is not None
+                  and sample_filter.start_timestamp is not None
+                  else min(s['_ts'] for s in found))
+    partitions = {}
+    for s in found:
+        start = (storage_base.period_start(s['_ts'], origin, period)
+                 if period else None)
+        values = tuple(_group_value(s, f) for f in groupby)
+        key = (start, tuple(group_key(v) for v in values), s['unit'])
+        partitions.setdefault(key, (values, []))[1].append(s)
+    result = []
+    for (start, gkey, unit), (values, members) in partitions.items():
+        volumes = [float(s['volume']) for s in members]
+        first = min(s['_ts'] for s in members)
+        last = max(s['_ts'] for s in members)
+        computed = {
+            'count': len(volumes), 'min': min(volumes),
+            'max': max(volumes), 'sum': math.fsum(volumes),
+            'avg': math.fsum(volumes) / len(volumes),
+            'stddev': _population_stddev(volumes),
+        }
+        stats = dict.fromkeys(storage_base.Statistics.__slots__)
+        stats.update(
+            unit=unit, duration_start=first, duration_end=last,
+            duration=(last - first).total_seconds(),
+            groupby=dict(zip(groupby, values, strict=True))
+            if groupby else None)
+        if period:
+            stats.update(period=period, period_start=start,
+                         period_end=start + datetime.timedelta(
+                             seconds=period))
+        else:
+            stats.update(period=0, period_start=first, period_end=last)
+        if not aggregates:
+            for name in ('count', 'min', 'max', 'avg', 'sum'):
+                stats[name] = computed[name]
+            stats['aggregate'] = {}
+        else:
+            stats['aggregate'] = {}
+            for func, param in aggregates:
+                if func == 'cardinality':
+                    distinct = {s.get(param) for s in members}
+                    if not cardinality_counts_none:
+                        distinct.discard(None)
+                    stats['aggregate'][f'cardinality/{param}'] = len(
+                        distinct)
+                else:
+                    stats[func] = computed[func]
+                    stats['aggregate'][func] = computed[func]
+        result.append(((start or 0, _sort_group(gkey), str(unit)), stats))
+    # Sorted by period (without one, a single period: every group covers
+    # the whole range), then group values (None first; the interface
+    # leaves the order of mixed kinds open), then unit.
+    return [stats for _, stats in sorted(result, key=lambda item: item[0])]
+
+
+# --- Collector: the daemon as a subprocess, a private PostgreSQL ----------
+
+
+class CollectorProcess(AgentProcess):
+    """calipso-collector run as ``python -m`` in its own session, consuming
+    ``topic`` (its [publisher_notifier] metering_topic) into ``database``;
+    same life cycle and log handling as AgentProcess."""
+
+    READY = 'listening on topic'
+    MODULE = 'calipso_agent.cmd.collector'
+
+    def __init__(self, workdir, topic, database, batch_size=50,
+                 batch_timeout=1, backoff=(0.2, 1), url=RABBIT_URL,
+                 secret=TELEMETRY_SECRET, workers=1, extra_config=''):
+        self.workdir = str(workdir)
+        self.topic = topic
+        self.database = database
+        os.makedirs(self.workdir, exist_ok=True)
+        self.config_file = os.path.join(self.workdir, 'collector.conf')
+        self.stderr_path = os.path.join(self.workdir,
+                                        'collector.stderr.log')
+        self.stdout_path = os.path.join(self.workdir,
+                                        'collector.stdout.log')
+        with open(self.config_file, 'w') as handle:
+            handle.write(
+                f'[DEFAULT]\n'
+                f'transport_url = {url}\n'
+                f'use_stderr = true\n'
+                f'graceful_shutdown_timeout = 10\n'
+                f'[collector]\n'
+                f'requeue_backoff_initial = {backoff[0]}\n'
+                f'requeue_backoff_max = {backoff[1]}\n'
+                f'workers = {workers}\n'
+                f'batch_size = {batch_size}\n'
+                f'batch_timeout = {batch_timeout}\n'
+                f'[publisher_notifier]\n'
+                f'metering_topic = {topic}\n'
+                f'[publisher]\n'
+                f'telemetry_secret = {secret}\n'
+                f'[database]\n'
+                f'connection = {database}\n'
+                f'retry_interval = 0.5\n'
+                f'{extra_config}')
+        self.process = None
+        self._log_offset = 0
+
+
+
+def publish_samples(topic, samples, per_notification=50,
+                    secret=TELEMETRY_SECRET, url=RABBIT_URL, pause=0.0,
+                    stop=None):
+    """Put ``samples`` on the bus as notifier:// does (signed meter
+    messages, ``per_notification`` to a notification, topic ``topic`` on
+    the control exchange), ``pause`` seconds apart; ``stop`` (an Event)
+    ends it early. Returns how many samples were sent."""
+    from calipso_agent.publisher import notifier
+
+    conf = make_conf(transport_url=url, publisher__telemetry_secret=secret)
+    publisher = notifier.NotifierPublisher(
+        conf, urllib.parse.urlparse(f'notifier://?topic={topic}'))
+    sent = 0
+    try:
+        for start in range(0, len(samples), per_notification):
+            if stop is not None and stop.is_set():
+                break
+            chunk = samples[start:start + per_notification]
+            publisher.publish_samples(chunk)
+            sent += len(chunk)
+            if pause:
+                time.sleep(pause)
+    finally:
+        publisher.close()
+    return sent
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (never the shared one): a
+    fresh cluster in a temporary directory, on a spare loopback port,
+    run as the ``postgres`` user when the tests run as root (initdb
+    refuses root). Superuser ``calipso``, trust authentication, database
+    ``postgres``. ``cleanup()`` stops it and deletes the directory."""
+
+    USER = 'calipso'
+
+    def __init__(self):
+        import pwd
+        import tempfile
+
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix='calipso-pg-')
+        self.data = os.path.join(self.dir, 'data')
+        self.logfile = os.path.join(self.dir, 'postgres.log')
+        self.prefix = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam('postgres')
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+            self.prefix = ['runuser', '-u', 'postgres', '--']
+        self.url = (f'postgresql+psycopg://{self.USER}@127.0.0.1:'
+                    f'{self.port}/postgres')
+        self._run('initdb', '-D', self.data, '-U', self.USER, '-A', 'trust',
+                  '-E', 'UTF8', '--no-sync', '--no-instructions')
+
+    def _run(self, *args, check=True):
+        return subprocess.run(self.prefix + list(args), capture_output=True,
+                              text=True, timeout=60, check=check,
+                              stdin=subprocess.DEVNULL)
+
+    def start(self):
+        options = (f'-p {self.port} -c listen_addresses=127.0.0.1 '
+                   f'-c unix_socket_directories={self.dir} -c fsync=off '
+                   f'-c max_connections=50')
+        result = self._run('pg_ctl', '-D', self.data, '-l', self.logfile,
+                           '-o', options, '-w', '-t', '30', 'start',
+                           check=False)
+        if result.returncode != 0:
+            raise AssertionError(f'private PostgreSQL did not start:\n'
+                                 f'{result.stdout}{result.stderr}'
+                                 f'{self.log()[-2000:]}')
+        return self
+
+    def stop(self, mode='immediate'):
+        """pg_ctl stop; ``immediate`` is a crash: no checkpoint, clients
+        cut off, recovery from the WAL at the next start."""
+        return self._run('pg_ctl', '-D', self.data, '-m', mode, '-w',
+                         '-t', '30', 'stop', check=False).returncode == 0
+
+    def running(self):
+        return self._run('pg_ctl', '-D', self.data, 'status',
+                         check=False).returncode == 0
+
+    def log(self):
+        try:
+            with open(self.logfile, errors='replace') as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return ''
+
+    def _postmaster_pid(self):
+        try:
+            with open(os.path.join(self.data, 'postmaster.pid')) as handle:
+                return int(handle.readline())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def cleanup(self):
+        import shutil
+
+        if os.path.isdir(self.data) and self.running() and not self.stop():
+            pid = self._postmaster_pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.cleanup()

@@ -1,0 +1,49 @@
+"""Storage drivers: samples, resources, inventory, channels.
+
+``get_connection(conf)`` returns the driver for ``[database] connection``,
+loaded from the ``calipso.storage`` namespace by the URL's scheme.
+"""
+
+import urllib.parse
+
+from stevedore import driver
+
+NAMESPACE = 'calipso.storage'
+
+
+class UnknownDatabase(ValueError):  # noqa: N818
+    """No storage driver for the scheme of a database URL."""
+
+
+def get_connection_from_url(conf, url):
+    scheme = urllib.parse.urlsplit(url).scheme.split('+', 1)[0]
+    try:
+        manager = driver.DriverManager(NAMESPACE, scheme, invoke_on_load=True,
+                                       invoke_args=(conf, url))
+    except Exception as exc:
+        if type(exc).__name__ == 'NoMatches':
+            raise UnknownDatabase(
+                f'no storage driver for {scheme!r} (database URL schemes: '
+                'sqlite, postgresql, mongodb)')
+        raise
+    return manager.driver
+
+
+def get_connection(conf):
+    return get_connection_from_url(conf, database_url(conf))
+
+
+def safe_url(url):
+    """A database URL without its password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    credentials, at, location = parts.netloc.rpartition('@')
+    if not at or ':' not in credentials:
+        return url
+    user = credentials.split(':', 1)[0]
+    return parts._replace(netloc=f'{user}:***@{location}').geturl()
+
+
+def database_url(conf):
+    """``[database] connection``, or the embedded SQLite file."""
+    return (conf.database.connection or
+            f'sqlite:///{conf.state_path}/calipso.sqlite')

@@ -22,6 +22,5 @@ def test_executor_threads_default_is_small():
 
     conf = service.prepare_service(
         ['--config-file', os.devnull], log_setup=False,
-        before_parse=agent_notification._executor_defaults)
-    assert conf.executor_thread_pool_size == (
-        agent_notification.EXECUTOR_THREADS)
+        before_parse=service.limit_executor_threads)
+    assert conf.executor_thread_pool_size == service.EXECUTOR_THREADS == 4

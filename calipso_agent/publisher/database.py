@@ -1,0 +1,86 @@
+"""database:// — samples written straight into the configured store.
+
+The store is the one of ``[database] connection`` (the embedded SQLite
+file when unset); the URL takes no host, path or option. Writes are
+idempotent by sample id, so a batch the agent retries stores nothing twice.
+"""
+
+import logging
+import threading
+
+from calipso_agent import storage
+from calipso_agent.publisher import base
+from calipso_agent.storage import base as storage_base
+
+LOG = logging.getLogger(__name__)
+
+# Rejected samples named in the log line of one batch.
+REJECTED_LOGGED = 5
+
+
+def describe_rejected(rejected):
+    """A short text naming the first rejected samples and their reasons."""
+    shown = '; '.join(_describe(item) for item in rejected[:REJECTED_LOGGED])
+    more = len(rejected) - REJECTED_LOGGED
+    return shown + (f'; and {more} more' if more > 0 else '')
+
+
+def _describe(item):
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        what, reason = item
+        what = getattr(what, 'id', what)
+        return f'{what}: {reason}'
+    return str(item)
+
+
+class DatabasePublisher(base.Publisher):
+    """Writes samples with the storage driver of ``[database]``.
+
+    The connection is made on first use when the store cannot be reached
+    at start, so the agent keeps the publisher (and requeues its batches)
+    instead of dropping it as a broken pipeline entry.
+    """
+
+    def __init__(self, conf, parsed_url):
+        super().__init__(conf, parsed_url)
+        if parsed_url.netloc or parsed_url.path or parsed_url.query:
+            raise base.PublisherConfigError(
+                'database:// takes no host, path or option: it writes to '
+                'the store of [database] connection')
+        self._lock = threading.Lock()
+        self._store = None
+        try:
+            self._store = storage.get_connection(conf)
+        except storage_base.StorageError as exc:
+            LOG.warning('Database publisher: the store is unreachable (%s); '
+                        'connecting on first publish', exc)
+        except Exception as exc:
+            raise base.PublisherConfigError(
+                f'database:// cannot use [database] connection: '
+                f'{type(exc).__name__}: {exc}')
+
+    def _connection(self):
+        with self._lock:
+            if self._store is None:
+                self._store = storage.get_connection(self.conf)
+            return self._store
+
+    def publish_samples(self, samples):
+        if not samples:
+            return
+        try:
+            result = self._connection().record_samples(samples)
+        except storage_base.StorageError as exc:
+            raise base.PublisherError(
+                f'cannot store {len(samples)} samples: {exc}')
+        if result.rejected:
+            # They can never be stored: retrying the batch would not help.
+            LOG.warning('Database publisher: %d of %d samples rejected by '
+                        'the store: %s', len(result.rejected), len(samples),
+                        describe_rejected(result.rejected))
+
+    def close(self):
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()

@@ -1,0 +1,416 @@
+"""The storage interface every driver implements, and its data model.
+
+Drivers live in the ``calipso.storage`` namespace, keyed by the scheme of
+``[database] connection`` (``sqlite``, ``postgresql``, ``mongodb``).
+
+Queries are expressed in one language for every driver: Ceilometer's
+complex query (``query.py``). ``SampleFilter`` builds the common case (the
+simple ``q`` filters of the v2 API) as such an expression, so drivers
+compile one thing.
+"""
+
+import abc
+import datetime
+import math
+
+from calipso_agent import sample as sample_mod
+from calipso_agent.storage import query as query_mod
+
+AGGREGATES = ('avg', 'sum', 'min', 'max', 'count', 'stddev',
+              'cardinality')
+CARDINALITY_FIELDS = ('resource_id', 'user_id', 'project_id', 'source')
+GROUPBY_FIELDS = ('user_id', 'project_id', 'resource_id', 'source')
+
+
+class StorageError(Exception):
+    """The store failed (unreachable, refused the write): retry later."""
+
+
+InvalidQuery = query_mod.InvalidQuery
+
+
+def parse_timestamp(value):
+    """An aware UTC datetime from an ISO 8601 string or datetime."""
+    if isinstance(value, datetime.datetime):
+        ts = value
+    elif isinstance(value, str):
+        ts = datetime.datetime.fromisoformat(
+            sample_mod.normalize_timestamp(value))
+    else:
+        raise ValueError(f'timestamp {value!r} is not a string')
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=datetime.UTC)
+    return ts.astimezone(datetime.UTC)
+
+
+def validate_sample(sample):
+    """Why ``sample`` cannot be stored, or None when it can.
+
+    Checks what every store relies on: an id, a name, a known type, a
+    resource, a finite numeric volume and a parseable timestamp.
+    """
+    for field in ('id', 'name', 'resource_id'):
+        value = getattr(sample, field, None)
+        if not isinstance(value, str) or not value:
+            return f'{field} is missing or not a string'
+    if sample.type not in sample_mod.TYPES:
+        return f'type {sample.type!r} is not one of {sample_mod.TYPES}'
+    volume = sample.volume
+    if isinstance(volume, bool) or not isinstance(volume, (int, float)):
+        return f'volume {volume!r} is not a number'
+    if not math.isfinite(volume):
+        return f'volume {volume!r} is not finite'
+    try:
+        parse_timestamp(sample.timestamp)
+    except (TypeError, ValueError):
+        return f'timestamp {sample.timestamp!r} is not ISO 8601'
+    if sample.resource_metadata is not None and not isinstance(
+            sample.resource_metadata, dict):
+        return 'resource_metadata is not a mapping'
+    return None
+
+
+class RecordResult:
+    """What ``record_samples`` did: stored, and rejected with reasons."""
+
+    def __init__(self, stored=0, rejected=()):
+        self.stored = stored
+        self.rejected = list(rejected)
+
+    def __repr__(self):
+        return (f'<RecordResult stored={self.stored} '
+                f'rejected={len(self.rejected)}>')
+
+
+class SampleFilter:
+    """The simple filters of the v2 API, as a complex-query expression.
+
+    ``project_id`` (and ``user_id``, ``resource_id``) may be one value or
+    a collection: a collection means "one of these" (the proxy's project
+    scope). Timestamps bound the samples: the start is inclusive unless
+    ``start_timestamp_op='gt'``, the end exclusive unless
+    ``end_timestamp_op='le'``. ``metaquery`` maps ``resource_metadata.X``
+    to a required value. ``conditions`` adds (field, op, value) terms with
+    the ops of the complex query.
+    """
+
+    def __init__(self, user_id=None, project_id=None, resource_id=None,
+                 meter=None, source=None, message_id=None,
+                 start_timestamp=None, start_timestamp_op='ge',
+                 end_timestamp=None, end_timestamp_op='lt',
+                 metaquery=None, conditions=()):
+        if start_timestamp_op not in ('ge', 'gt'):
+            raise InvalidQuery(f'start timestamp op {start_timestamp_op!r} '
+                               'is not ge or gt')
+        if end_timestamp_op not in ('le', 'lt'):
+            raise InvalidQuery(f'end timestamp op {end_timestamp_op!r} is '
+                               'not le or lt')
+        self.user_id = user_id
+        self.project_id = project_id
+        self.resource_id = resource_id
+        self.meter = meter
+        self.source = source
+        self.message_id = message_id
+        self.start_timestamp = (parse_timestamp(start_timestamp)
+                                if start_timestamp is not None else None)
+        self.start_timestamp_op = start_timestamp_op
+        self.end_timestamp = (parse_timestamp(end_timestamp)
+                              if end_timestamp is not None else None)
+        self.end_timestamp_op = end_timestamp_op
+        self.metaquery = dict(metaquery or {})
+        self.conditions = list(conditions)
+
+    def expression(self):
+        """The filter as a complex-query expression (None: everything)."""
+        terms = []
+        for field, value in (('user_id', self.user_id),
+                             ('project_id', self.project_id),
+                             ('resource_id', self.resource_id),
+                             ('name', self.meter), ('source', self.source),
+                             ('message_id', self.message_id)):
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple, set, frozenset)):
+                terms.append({'in': {field: sorted(value)}})
+            else:
+                terms.append({'=': {field: value}})
+        if self.start_timestamp is not None:
+            op = '>=' if self.start_timestamp_op == 'ge' else '>'
+            terms.append({op: {'timestamp': self.start_timestamp}})
+        if self.end_timestamp is not None:
+            op = '<=' if self.end_timestamp_op == 'le' else '<'
+            terms.append({op: {'timestamp': self.end_timestamp}})
+        for key, value in sorted(self.metaquery.items()):
+            if not key.startswith('resource_metadata.'):
+                key = 'resource_metadata.' + key.split('.', 1)[-1]
+            terms.append({'=': {key: value}})
+        for field, op, value in self.conditions:
+            terms.append({op: {field: value}})
+        if not terms:
+            return None
+        expression = terms[0] if len(terms) == 1 else {'and': terms}
+        return query_mod.validate(expression)
+
+
+class Meter:
+    """A meter seen for a resource (the v2 API's /meters entries)."""
+
+    __slots__ = ('name', 'type', 'unit', 'resource_id', 'project_id',
+                 'user_id', 'source')
+
+    def __init__(self, name, type, unit, resource_id, project_id, user_id,
+                 source):
+        self.name = name
+        self.type = type
+        self.unit = unit
+        self.resource_id = resource_id
+        self.project_id = project_id
+        self.user_id = user_id
+        self.source = source
+
+    def as_dict(self):
+        return {f: getattr(self, f) for f in self.__slots__}
+
+    def __eq__(self, other):
+        return isinstance(other, Meter) and self.as_dict() == other.as_dict()
+
+    def __hash__(self):
+        return hash(tuple(self.as_dict().values()))
+
+    def __repr__(self):
+        return f'<Meter {self.name} {self.resource_id}>'
+
+
+class Resource:
+    """What the store knows of a resource from its samples."""
+
+    __slots__ = ('resource_id', 'project_id', 'user_id', 'source',
+                 'first_sample_timestamp', 'last_sample_timestamp',
+                 'metadata', 'meters')
+
+    def __init__(self, resource_id, project_id, user_id, source,
+                 first_sample_timestamp, last_sample_timestamp, metadata,
+                 meters=()):
+        self.resource_id = resource_id
+        self.project_id = project_id
+        self.user_id = user_id
+        self.source = source
+        self.first_sample_timestamp = first_sample_timestamp
+        self.last_sample_timestamp = last_sample_timestamp
+        self.metadata = metadata
+        self.meters = list(meters)
+
+    def as_dict(self):
+        return {f: getattr(self, f) for f in self.__slots__}
+
+    def __repr__(self):
+        return f'<Resource {self.resource_id}>'
+
+
+class Statistics:
+    """Aggregates of the samples of one period (and group)."""
+
+    __slots__ = ('unit', 'count', 'min', 'max', 'avg', 'sum', 'stddev',
+                 'aggregate', 'duration', 'duration_start', 'duration_end',
+                 'period', 'period_start', 'period_end', 'groupby')
+
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    def as_dict(self):
+        return {f: getattr(self, f) for f in self.__slots__}
+
+    def __repr__(self):
+        return (f'<Statistics {self.period_start} {self.groupby} '
+                f'count={self.count}>')
+
+
+def period_start(ts, origin, period):
+    """Start of the ``period``-second bucket holding ``ts`` (from
+    ``origin``)."""
+    offset = (ts - origin).total_seconds()
+    return origin + datetime.timedelta(
+        seconds=period * math.floor(offset / period))
+
+
+def check_statistics_args(period, groupby, aggregates):
+    """Validate the arguments of get_statistics; returns normalized
+    (period, groupby, aggregates)."""
+    if period is not None:
+        if isinstance(period, bool) or not isinstance(period, (int, float)):
+            raise InvalidQuery(f'period {period!r} is not a number')
+        if period < 0:
+            raise InvalidQuery('period must be positive')
+        period = period or None
+    groupby = list(groupby or [])
+    for field in groupby:
+        if field not in GROUPBY_FIELDS and not (
+                field.startswith('resource_metadata.')
+                and query_mod.valid_metadata_key(field)):
+            raise InvalidQuery(f'cannot group by {field!r}')
+    if len(set(groupby)) != len(groupby):
+        raise InvalidQuery('groupby names a field twice')
+    normalized = []
+    for aggregate in aggregates or ():
+        func, param = (aggregate if isinstance(aggregate, (tuple, list))
+                       else (aggregate, None))
+        if func not in AGGREGATES:
+            raise InvalidQuery(f'unknown aggregate {func!r} (one of '
+                               f'{", ".join(AGGREGATES)})')
+        if func == 'cardinality':
+            if param not in CARDINALITY_FIELDS:
+                raise InvalidQuery(f'cardinality of {param!r}: one of '
+                                   f'{", ".join(CARDINALITY_FIELDS)}')
+        elif param is not None:
+            raise InvalidQuery(f'aggregate {func} takes no parameter')
+        normalized.append((func, param))
+    return period, groupby, normalized
+
+
+class Connection(metaclass=abc.ABCMeta):
+    """A storage driver bound to one database."""
+
+    def __init__(self, conf, url):
+        self.conf = conf
+        self.url = url
+
+    # --- schema ----------------------------------------------------------
+    @abc.abstractmethod
+    def upgrade(self):
+        """Create or upgrade tables/collections and indexes (idempotent)."""
+
+    def close(self):  # noqa: B027 - drivers without resources to free
+        """Release connections."""
+
+    # --- samples ---------------------------------------------------------
+    @abc.abstractmethod
+    def record_samples(self, samples):
+        """Store samples idempotently by id; return a RecordResult.
+
+        Invalid samples (``validate_sample``) are rejected, logged with
+        their reason and counted; the rest are stored. A sample id already
+        stored changes nothing. Also maintains each resource's record and
+        the meters seen. Raises StorageError when the store fails.
+        """
+
+    @abc.abstractmethod
+    def query_samples(self, filter_expr=None, orderby=None, limit=None):
+        """Samples matching a complex-query expression.
+
+        ``orderby``: list of (field, 'asc'|'desc'); default timestamp
+        descending.
+        """
+
+    def get_samples(self, sample_filter=None, limit=None, orderby=None):
+        """Samples matching a SampleFilter, newest first by default."""
+        expression = (sample_filter.expression()
+                      if sample_filter is not None else None)
+        return self.query_samples(expression, orderby, limit)
+
+    @abc.abstractmethod
+    def get_meters(self, sample_filter=None, limit=None, unique=False):
+        """Meters (name, type, unit, resource, project, user, source)
+        having samples that match; ``unique``: one entry per name."""
+
+    @abc.abstractmethod
+    def get_resources(self, sample_filter=None, limit=None):
+        """Resources having samples that match, with first/last sample
+        timestamps within the filter and their latest metadata."""
+
+    @abc.abstractmethod
+    def get_statistics(self, sample_filter, period=None, groupby=None,
+                       aggregates=None):
+        """Statistics of the matching samples, per period, group and unit.
+
+        Computed by the store, never by reading samples into Python.
+        Arguments are checked with ``check_statistics_args`` first.
+
+        * Without a period: one Statistics per group (and unit) with
+          ``period`` 0, ``period_start``/``duration_start`` the first
+          sample's timestamp and ``period_end``/``duration_end`` the last's.
+        * With ``period`` P seconds: buckets [origin + kP, origin +
+          (k+1)P) where origin is the filter's start timestamp, or the
+          first matching sample's; one Statistics per non-empty bucket and
+          group, ``period_start``/``period_end`` the bucket's bounds,
+          ``duration_start``/``duration_end`` its first and last sample.
+        * ``duration`` is duration_end - duration_start in seconds.
+        * ``groupby``: {field: value} of the group (None where a metadata
+          key is missing); None when not grouping.
+        * ``aggregates`` None: count, min, max, avg and sum are set, and
+          ``aggregate`` is {}. Otherwise only the listed (function,
+          parameter) pairs are computed: they fill the attribute of the
+          same name (stddev is the population standard deviation) and
+          ``aggregate``, keyed by the function, or ``cardinality/<param>``
+          (the number of distinct values of the field).
+        * Sorted by period_start then group values when a period is
+          given; by group values otherwise.
+        """
+
+    @abc.abstractmethod
+    def clear_expired_samples(self, ttl):
+        """Delete samples older than ``ttl`` seconds; return how many."""
+
+    # --- inventory (DESIGN.md section 4) ---------------------------------
+    @abc.abstractmethod
+    def upsert_inventory(self, objects):
+        """Store inventory objects (dicts with at least ``id``, ``type``,
+        ``last_event_at``). An object older (``last_event_at``) than the
+        stored one is ignored, so replayed events change nothing. Returns
+        how many were written."""
+
+    @abc.abstractmethod
+    def get_inventory(self, ids=None, types=None, project_ids=None,
+                      limit=None):
+        """Inventory objects, optionally of these ids, types, projects."""
+
+    @abc.abstractmethod
+    def delete_inventory(self, ids):
+        """Delete inventory objects and their links; return how many."""
+
+    @abc.abstractmethod
+    def upsert_links(self, links):
+        """Store links (dicts with ``source_id``, ``target_id``,
+        ``link_type``; one link per triple)."""
+
+    @abc.abstractmethod
+    def get_links(self, source_id=None, target_id=None, link_type=None,
+                  project_ids=None):
+        """Links, optionally from/to an object, of a type or projects."""
+
+    @abc.abstractmethod
+    def delete_links(self, source_id=None, target_id=None, link_type=None):
+        """Delete the matching links (at least one argument); return how
+        many."""
+
+    # --- monitoring channels and subscriptions ---------------------------
+    @abc.abstractmethod
+    def create_channel(self, channel):
+        """Store a new channel (dict with ``id``, ``name``,
+        ``tenant_list``, ...); StorageError if the id exists."""
+
+    @abc.abstractmethod
+    def get_channels(self, ids=None):
+        """Channels, all or these ids."""
+
+    @abc.abstractmethod
+    def update_channel(self, channel_id, changes):
+        """Apply ``changes`` (dict) to a channel; return it, or None when
+        there is no such channel."""
+
+    @abc.abstractmethod
+    def delete_channel(self, channel_id):
+        """Delete a channel and its subscriptions; True if it existed."""
+
+    @abc.abstractmethod
+    def create_subscription(self, subscription):
+        """Store a subscription (dict with ``id``, ``app_id``,
+        ``channel_id``, ``target``, ``meters``, ``query``)."""
+
+    @abc.abstractmethod
+    def get_subscriptions(self, channel_id=None, ids=None):
+        """Subscriptions, all, of a channel, or these ids."""
+
+    @abc.abstractmethod
+    def delete_subscription(self, subscription_id):
+        """Delete a subscription; True if it existed."""

@@ -1,0 +1,1218 @@
+"""SQL storage driver (SQLAlchemy Core): SQLite embedded, PostgreSQL.
+
+Timestamps are stored as microseconds since the epoch (BIGINT), so period
+buckets are exact integer arithmetic on every engine. Metadata is JSON
+(JSONB on PostgreSQL) and complex queries compile to SQL reproducing
+``query.matches``: every term is built in a positive and a negated form
+so that NULL columns and missing metadata keys never match, not even
+under ``not``. Text columns use the "C" collation on PostgreSQL so string
+order is code point order, as in Python and SQLite.
+
+Besides ``sample``, ``resource`` keeps each resource's first/last
+timestamps and latest sample, and ``meter`` each distinct (name, type,
+unit, resource, project, user, source): both are maintained by
+``record_samples`` in the same transaction and answer unfiltered (or
+resource-only) listings without scanning samples.
+"""
+
+import contextlib
+import datetime
+import decimal
+import hashlib
+import json
+import logging
+import math
+import operator
+import os
+import re
+import threading
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from calipso_agent import sample as sample_mod
+from calipso_agent.storage import base
+from calipso_agent.storage import query as query_mod
+
+LOG = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# Serializes concurrent upgrade() calls on one PostgreSQL database.
+_UPGRADE_LOCK_KEY = 0x63616C6970736F
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+_INT64 = 2 ** 63 - 1
+
+_TEXT = sa.Text().with_variant(sa.Text(collation='C'), 'postgresql')
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')
+
+METADATA = sa.MetaData()
+
+SAMPLE = sa.Table(
+    'sample', METADATA,
+    sa.Column('id', _TEXT, primary_key=True),
+    sa.Column('name', _TEXT, nullable=False),
+    sa.Column('type', _TEXT, nullable=False),
+    sa.Column('unit', _TEXT),
+    sa.Column('volume', sa.Double(), nullable=False),
+    sa.Column('user_id', _TEXT),
+    sa.Column('project_id', _TEXT),
+    sa.Column('resource_id', _TEXT, nullable=False),
+    sa.Column('source', _TEXT),
+    sa.Column('message_id', _TEXT),
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.Column('recorded_ts', sa.BigInteger(), nullable=False),
+    sa.Column('resource_metadata', _JSON, nullable=False),
+    sa.Index('ix_sample_name_ts', 'name', 'ts'),
+    sa.Index('ix_sample_project_name_ts', 'project_id', 'name', 'ts'),
+    sa.Index('ix_sample_resource_ts', 'resource_id', 'ts'),
+    sa.Index('ix_sample_ts', 'ts'),
+)
+
+# The latest sample is the one with the greatest (ts, id). Every stored
+# batch updates its resources: free space in each page (fillfactor) and
+# no index on the updated columns let PostgreSQL update in place (HOT).
+RESOURCE = sa.Table(
+    'resource', METADATA,
+    sa.Column('resource_id', _TEXT, primary_key=True),
+    sa.Column('project_id', _TEXT),
+    sa.Column('user_id', _TEXT),
+    sa.Column('source', _TEXT),
+    sa.Column('first_ts', sa.BigInteger(), nullable=False),
+    sa.Column('last_ts', sa.BigInteger(), nullable=False),
+    sa.Column('latest_id', _TEXT, nullable=False),
+    sa.Column('metadata', _JSON, nullable=False),
+    postgresql_with={'fillfactor': 70},
+)
+
+METER_FIELDS = ('name', 'type', 'unit', 'resource_id', 'project_id',
+                'user_id', 'source')
+
+# ``key`` hashes the seven fields: a unique constraint over nullable
+# columns would let NULLs repeat.
+METER = sa.Table(
+    'meter', METADATA,
+    sa.Column('key', _TEXT, primary_key=True),
+    sa.Column('name', _TEXT, nullable=False),
+    sa.Column('type', _TEXT, nullable=False),
+    sa.Column('unit', _TEXT),
+    sa.Column('resource_id', _TEXT, nullable=False),
+    sa.Column('project_id', _TEXT),
+    sa.Column('user_id', _TEXT),
+    sa.Column('source', _TEXT),
+    sa.Index('ix_meter_name', 'name'),
+    sa.Index('ix_meter_resource', 'resource_id'),
+    sa.Index('ix_meter_project', 'project_id'),
+)
+
+INVENTORY = sa.Table(
+    'inventory', METADATA,
+    sa.Column('id', _TEXT, primary_key=True),
+    sa.Column('type', _TEXT, nullable=False),
+    sa.Column('project_id', _TEXT),
+    sa.Column('last_event_ts', sa.BigInteger(), nullable=False),
+    sa.Column('data', _JSON, nullable=False),
+    sa.Index('ix_inventory_type', 'type'),
+    sa.Index('ix_inventory_project', 'project_id'),
+)
+
+LINK = sa.Table(
+    'link', METADATA,
+    sa.Column('source_id', _TEXT, primary_key=True),
+    sa.Column('target_id', _TEXT, primary_key=True),
+    sa.Column('link_type', _TEXT, primary_key=True),
+    sa.Column('project_id', _TEXT),
+    sa.Column('data', _JSON, nullable=False),
+    sa.Index('ix_link_target', 'target_id'),
+    sa.Index('ix_link_project', 'project_id'),
+)
+
+CHANNEL = sa.Table(
+    'channel', METADATA,
+    sa.Column('id', _TEXT, primary_key=True),
+    sa.Column('data', _JSON, nullable=False),
+)
+
+SUBSCRIPTION = sa.Table(
+    'subscription', METADATA,
+    sa.Column('id', _TEXT, primary_key=True),
+    sa.Column('channel_id', _TEXT),
+    sa.Column('data', _JSON, nullable=False),
+    sa.Index('ix_subscription_channel', 'channel_id'),
+)
+
+# Staging of record_samples: one per database session.
+INCOMING = sa.Table(
+    'sample_incoming', sa.MetaData(),
+    *(sa.Column(c.name, c.type) for c in SAMPLE.c),
+    sa.Column('meter_key', _TEXT),
+    prefixes=['TEMPORARY'], postgresql_on_commit='DELETE ROWS',
+)
+
+SCHEMA = sa.Table(
+    'calipso_schema', METADATA,
+    sa.Column('version', sa.Integer(), nullable=False),
+)
+
+_METER_ORDER = ('name', 'resource_id', 'project_id', 'user_id', 'source',
+                'type', 'unit')
+_COLUMN_OF = {'timestamp': 'ts', 'recorded_at': 'recorded_ts'}
+_STRING_COLUMNS = ('id', 'name', 'type', 'unit', 'user_id', 'project_id',
+                   'resource_id', 'source', 'message_id')
+_COMPARE = {'=': operator.eq, '!=': operator.ne, '<': operator.lt,
+            '<=': operator.le, '>': operator.gt, '>=': operator.ge}
+_INTEGER_KEY = re.compile(r'^-?[0-9]+$')
+_LONG_DIGITS = re.compile(r'[0-9]{20}')
+# \u0000 in JSON text, not an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(r'(?<!\\)(?:\\\\)*\\u0000')
+_LONG_DIGITS_BYTES = re.compile(rb'[0-9]{20}')
+
+
+# --- values ----------------------------------------------------------------
+
+def to_us(value):
+    """Microseconds since the epoch of a timestamp (string or datetime)."""
+    try:
+        # What base.parse_timestamp reads, without its normalizing round
+        # trip (this runs for every sample).
+        ts = (datetime.datetime.fromisoformat(value)
+              if isinstance(value, str) else value)
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=datetime.UTC)
+        return (ts - EPOCH) // _MICROSECOND
+    except (AttributeError, TypeError, ValueError):
+        return (base.parse_timestamp(value) - EPOCH) // _MICROSECOND
+
+
+def _now_us():
+    return (datetime.datetime.now(datetime.UTC) - EPOCH) // _MICROSECOND
+
+
+def from_us(us):
+    return EPOCH + datetime.timedelta(microseconds=us)
+
+
+def _iso(us):
+    return from_us(us).isoformat()
+
+
+def _json_default(value):
+    return str(value)
+
+
+def dumps(value):
+    """JSON text of ``value`` (non-JSON values as their str); ValueError
+    when there is none (a cycle, text that is not Unicode)."""
+    try:
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits; json does not.
+        text = json.dumps(value, default=_json_default, allow_nan=False,
+                          ensure_ascii=False)
+        text.encode()
+        return text
+
+
+def loads(text):
+    """The value of JSON text; integers beyond 64 bits stay exact (orjson
+    would make them floats)."""
+    long_digits = (_LONG_DIGITS if isinstance(text, str)
+                   else _LONG_DIGITS_BYTES)
+    if long_digits.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
+
+
+def _kind(value):
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, (int, float)):
+        return float
+    return str
+
+
+def _fields(expression):
+    """Every field an expression tests."""
+    if expression is None:
+        return set()
+    ((op, operand),) = expression.items()
+    if op in ('and', 'or'):
+        return set().union(*(_fields(e) for e in operand))
+    if op == 'not':
+        return _fields(operand)
+    return set(operand)
+
+
+def _check_limit(limit):
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise base.InvalidQuery(f'limit {limit!r} is not a positive integer')
+    return limit
+
+
+def _ascending(columns):
+    """ORDER BY terms: NULL first on every engine."""
+    return [c.asc().nulls_first() if c.nullable else c.asc()
+            for c in columns]
+
+
+def _glob(pattern):
+    """The SQLite GLOB pattern (case-sensitive) of a LIKE pattern."""
+    out = []
+    for char in pattern:
+        if char == '%':
+            out.append('*')
+        elif char == '_':
+            out.append('?')
+        elif char in '*?[':
+            out.append(f'[{char}]')
+        else:
+            out.append(char)
+    return ''.join(out)
+
+
+def _group_sort_key(value):
+    """Orders group values of any kind (None first)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, (int, float)):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    return (4, dumps(value))
+
+
+# --- the query compiler ----------------------------------------------------
+
+class _Compiler:
+    """Complex-query expressions to SQL conditions on one dialect."""
+
+    def __init__(self, postgres):
+        self.postgres = postgres
+
+    def where(self, expression, table=SAMPLE):
+        if expression is None:
+            return None
+        return self._compile(expression, table, negated=False)
+
+    def _compile(self, expression, table, negated):
+        """A condition TRUE exactly when the expression holds (or, when
+        ``negated``, exactly when it does not); FALSE or NULL otherwise."""
+        ((op, operand),) = expression.items()
+        if op in ('and', 'or'):
+            parts = [self._compile(e, table, negated) for e in operand]
+            return (sa.and_ if (op == 'and') != negated else sa.or_)(*parts)
+        if op == 'not':
+            return self._compile(operand, table, not negated)
+        ((field, value),) = operand.items()
+        if field.startswith(query_mod.METADATA_PREFIX):
+            condition = self._metadata_term(op, field, value, table)
+            return sa.not_(condition) if negated else condition
+        column = table.c[_COLUMN_OF.get(field, field)]
+        if field in query_mod.TIME_FIELDS:
+            value = ([to_us(v) for v in value] if op == 'in'
+                     else to_us(value))
+        condition = self._term(column, op, value)
+        if not negated:
+            return condition
+        if column.nullable:
+            return sa.or_(column.is_(None), sa.not_(condition))
+        return sa.not_(condition)
+
+    def _term(self, expr, op, value):
+        """``expr op value``; TRUE exactly when it holds for a non-NULL
+        ``expr``."""
+        if op == 'in':
+            values = [self._bind(v) for v in value
+                      if not self._unstorable(v)]
+            return expr.in_(values) if values else sa.false()
+        if op == 'like':
+            if self._unstorable(value):
+                return sa.false()
+            if self.postgres:
+                return expr.like(value.replace('\\', '\\\\'))
+            return expr.op('GLOB', is_comparison=True)(_glob(value))
+        if self._unstorable(value):
+            # PostgreSQL text holds no NUL: nothing stored equals the
+            # value, which sorts right after its part before the NUL.
+            prefix = value.split('\x00', 1)[0]
+            if op == '=':
+                return sa.false()
+            if op == '!=':
+                return expr.is_not(None)
+            if op in ('<', '<='):
+                return expr <= prefix
+            return expr > prefix
+        return _COMPARE[op](expr, self._bind(value))
+
+    def _unstorable(self, value):
+        return (self.postgres and isinstance(value, str)
+                and '\x00' in value)
+
+    def _bind(self, value):
+        if isinstance(value, bool):
+            return sa.literal(value, sa.Boolean())
+        if not isinstance(value, (int, float)):
+            return value
+        if self.postgres:
+            # JSON numbers are compared as numeric: exact for integers,
+            # and a float is stored as its shortest repr.
+            return decimal.Decimal(repr(value) if isinstance(value, float)
+                                   else value)
+        if isinstance(value, int) and abs(value) > _INT64:
+            return float(value)
+        return value
+
+    # metadata --------------------------------------------------------------
+    def _metadata_term(self, op, field, value, table):
+        """A CASE that is TRUE or FALSE, never NULL (so NOT works)."""
+        if op == 'in':
+            by_kind = {}
+            for item in value:
+                by_kind.setdefault(_kind(item), []).append(item)
+            return sa.or_(*(self._metadata_case(field, kind, 'in', items,
+                                                table)
+                            for kind, items in by_kind.items()))
+        kind = str if op == 'like' else _kind(value)
+        return self._metadata_case(field, kind, op, value, table)
+
+    def _metadata_case(self, field, kind, op, value, table):
+        is_kind, extracted = self._metadata_value(field, kind, table)
+        return sa.case((is_kind, self._term(extracted, op, value)),
+                       else_=sa.false())
+
+    def _metadata_value(self, field, kind, table):
+        """(condition: the key holds a value of ``kind``, its value)."""
+        column = table.c.resource_metadata
+        keys = self._keys(field)
+        if self.postgres:
+            node = column.op('#>')(_pg_path(keys))
+            kind_name = {bool: 'boolean', float: 'number',
+                         str: 'string'}[kind]
+            is_kind = sa.and_(sa.func.jsonb_typeof(node) == kind_name,
+                              *self._pg_object_guards(column, keys))
+            if kind is str:
+                extracted = sa.collate(
+                    column.op('#>>', return_type=sa.Text)(_pg_path(keys)),
+                    'C')
+            elif kind is float:
+                extracted = sa.cast(node, sa.Numeric())
+            else:
+                extracted = sa.cast(node, sa.Boolean())
+            return is_kind, extracted
+        path = _sqlite_path(keys)
+        json_type = sa.func.json_type(column, path)
+        types = {bool: ('true', 'false'), float: ('integer', 'real'),
+                 str: ('text',)}[kind]
+        return json_type.in_(types), sa.func.json_extract(column, path)
+
+    def group_values(self, field):
+        """Expressions grouping by a metadata key as the reference does:
+        1 and 1.0 together, True and 1 and '1' apart, missing with null.
+
+        PostgreSQL: the jsonb value (jsonb equality already does that).
+        SQLite: its SQL value (numbers compare numerically) and its kind.
+        """
+        column = SAMPLE.c.resource_metadata
+        keys = self._keys(field)
+        if self.postgres:
+            node = column.op('#>', return_type=postgresql.JSONB)(
+                _pg_path(keys))
+            guards = self._pg_object_guards(column, keys)
+            if guards:
+                node = sa.case((sa.and_(*guards), node))
+            return [sa.func.coalesce(node,
+                                     sa.literal_column("'null'::jsonb"))]
+        path = _sqlite_path(keys)
+        json_type = sa.func.json_type(column, path)
+        kind = sa.case((json_type.in_(('integer', 'real')), 'number'),
+                       (json_type == 'null', sa.null()), else_=json_type)
+        return [sa.func.json_extract(column, path), kind]
+
+    @staticmethod
+    def _keys(field):
+        if not query_mod.valid_metadata_key(field):
+            raise base.InvalidQuery(f'invalid metadata field {field!r}')
+        return field[len(query_mod.METADATA_PREFIX):].split('.')
+
+    @staticmethod
+    def _pg_object_guards(column, keys):
+        """jsonb ``#>`` also indexes arrays by integer-like keys, where
+        the Python reference only walks mappings."""
+        return [sa.func.jsonb_typeof(column.op('#>')(_pg_path(keys[:i])))
+                == 'object'
+                for i in range(1, len(keys)) if _INTEGER_KEY.match(keys[i])]
+
+
+def _pg_path(keys):
+    # Keys match query._METADATA_KEY: no quote can reach the SQL text.
+    return sa.literal_column(
+        "'{" + ','.join(f'"{k}"' for k in keys) + "}'::text[]")
+
+
+def _sqlite_path(keys):
+    return sa.literal_column("'$" + ''.join(f'."{k}"' for k in keys) + "'")
+
+
+# --- the driver ------------------------------------------------------------
+
+class Connection(base.Connection):
+    """SQLite (embedded file) or PostgreSQL store."""
+
+    def __init__(self, conf, url):
+        super().__init__(conf, url)
+        parsed = sa.engine.make_url(url)
+        self.postgres = parsed.get_backend_name() == 'postgresql'
+        self._compiler = _Compiler(self.postgres)
+        # One writer at a time per process on SQLite; an in-memory
+        # database is one shared connection, so everything goes through.
+        self._write_lock = None
+        self._read_lock = None
+        options = dict(json_serializer=dumps, json_deserializer=loads)
+        if self.postgres:
+            if parsed.drivername == 'postgresql':
+                parsed = parsed.set(drivername='postgresql+psycopg')
+            options.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+            self._insert = postgresql.insert
+        elif parsed.get_backend_name() == 'sqlite':
+            self._insert = sqlite_dialect.insert
+            self._write_lock = threading.RLock()
+            database = parsed.database
+            connect_args = {'check_same_thread': False, 'timeout': 30}
+            if not database or database == ':memory:':
+                options['poolclass'] = sa.pool.StaticPool
+                self._read_lock = self._write_lock
+            elif not database.startswith('file:'):
+                os.makedirs(os.path.dirname(os.path.abspath(database)),
+                            exist_ok=True)
+            options['connect_args'] = connect_args
+        else:
+            raise ValueError(f'{parsed.drivername!r} is not a SQLite or '
+                             'PostgreSQL URL')
+        self.engine = sa.create_engine(parsed, **options)
+        if not self.postgres:
+            _sqlite_transactions(self.engine, in_memory=bool(
+                self._read_lock))
+        with self._transaction() as conn:
+            ready = sa.inspect(conn).has_table(SCHEMA.name)
+        if not ready:
+            self.upgrade()
+
+    @contextlib.contextmanager
+    def _transaction(self, write=False):
+        """A connection in a transaction; database errors become
+        StorageError."""
+        lock = self._write_lock if write else self._read_lock
+        # The driver's own errors too: COPY talks to psycopg directly.
+        errors = (sa.exc.DBAPIError, sa.exc.TimeoutError,
+                  self.engine.dialect.loaded_dbapi.Error)
+        with lock or contextlib.nullcontext():
+            try:
+                with self.engine.connect() as conn:
+                    if write and not self.postgres:
+                        conn.execution_options(calipso_write=True)
+                    with conn.begin():
+                        yield conn
+            except errors as exc:
+                cause = getattr(exc, 'orig', None) or exc
+                raise base.StorageError(
+                    f'{type(cause).__name__}: {cause}') from exc
+
+    def upgrade(self):
+        with self._transaction(write=True) as conn:
+            if self.postgres:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+                    _UPGRADE_LOCK_KEY)))
+            METADATA.create_all(conn)
+            version = conn.execute(sa.select(SCHEMA.c.version)).scalar()
+            if version is None:
+                conn.execute(SCHEMA.insert().values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise base.StorageError(
+                    f'the database schema is version {version}, newer than '
+                    f'this code ({SCHEMA_VERSION})')
+
+    def close(self):
+        self.engine.dispose()
+
+    # --- samples ------------------------------------------------------------
+    def record_samples(self, samples):
+        now_us = _now_us()
+        rows = {}
+        rejected = []
+        meter_keys = {}
+        for sample in samples:
+            try:
+                row = self._row(sample, now_us, meter_keys)
+            except ValueError as exc:
+                reason = str(exc)
+                LOG.warning('Sample %s rejected: %s',
+                            getattr(sample, 'id', None), reason)
+                rejected.append((sample, reason))
+                continue
+            rows.setdefault(row[0], row)
+        if not rows:
+            return base.RecordResult(0, rejected)
+        with self._transaction(write=True) as conn:
+            conn.execute(sa.schema.CreateTable(INCOMING, if_not_exists=True))
+            self._stage(conn, list(rows.values()))
+            stored = self._merge_incoming(conn)
+        return base.RecordResult(stored, rejected)
+
+    def _row(self, sample, now_us, meter_keys):
+        """The INCOMING row of a sample, or ValueError (the reason)."""
+        reason = base.validate_sample(sample)
+        if reason:
+            raise ValueError(reason)
+        for field in _STRING_COLUMNS:
+            value = getattr(sample, field)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ValueError(f'{field} {value!r} is not a string')
+                self._check_text(field, value)
+        if sample.recorded_at is None:
+            recorded_ts = now_us
+        else:
+            try:
+                recorded_ts = to_us(sample.recorded_at)
+            except (TypeError, ValueError):
+                raise ValueError(f'recorded_at {sample.recorded_at!r} is '
+                                 'not ISO 8601')
+        try:
+            metadata = dumps(sample.resource_metadata or {})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f'resource_metadata is not JSON: {exc}')
+        if self.postgres and _JSON_NUL.search(metadata):
+            raise ValueError('resource_metadata holds a NUL character, '
+                             'which PostgreSQL cannot store')
+        meter = (sample.name, sample.type, sample.unit, sample.resource_id,
+                 sample.project_id, sample.user_id, sample.source)
+        key = meter_keys.get(meter)
+        if key is None:
+            key = meter_keys[meter] = hashlib.sha1(
+                orjson.dumps(meter)).hexdigest()
+        return (sample.id, sample.name, sample.type, sample.unit,
+                float(sample.volume), sample.user_id, sample.project_id,
+                sample.resource_id, sample.source, sample.message_id,
+                to_us(sample.timestamp), recorded_ts, metadata, key)
+
+    def _check_text(self, field, value):
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError(f'{field} is not valid Unicode')
+        if self.postgres and '\x00' in value:
+            raise ValueError(f'{field} holds a NUL character, which '
+                             'PostgreSQL cannot store')
+
+    def _stage(self, conn, rows):
+        """Load rows into INCOMING: COPY on PostgreSQL, one executemany on
+        SQLite (multi-row VALUES cost more to build than to run)."""
+        if self.postgres:
+            cursor = conn.connection.driver_connection.cursor()
+            with cursor.copy(f'COPY {INCOMING.name} FROM STDIN') as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ', '.join('?' * len(INCOMING.c))
+            conn.exec_driver_sql(
+                f'INSERT INTO {INCOMING.name} VALUES ({marks})', rows)
+
+    def _merge_incoming(self, conn):
+        """INCOMING into sample, resource and meter; how many samples were
+        new. Resources and meters take only the samples inserted, so a
+        redelivered batch touches nothing. Set-based SQL in primary key
+        order: concurrent writers lock rows in the same order."""
+        new = INCOMING.c
+        columns = [c.name for c in SAMPLE.c]
+        insert = self._insert(SAMPLE).from_select(
+            columns, sa.select(*(new[c] for c in columns)).where(sa.true())
+            .order_by(new.id)).on_conflict_do_nothing(index_elements=['id'])
+        if self.postgres:
+            # One statement: what the insert returns feeds the others.
+            inserted = insert.returning(*SAMPLE.c).cte('inserted')
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(inserted)
+                .add_cte(self._resources_upsert(inserted).cte('resources'))
+                .add_cte(self._meters_insert(inserted).cte('meters'))
+            ).scalar()
+        # SQLite has no DML in WITH: drop the known samples first (the
+        # write lock is held: nobody inserts them meanwhile).
+        conn.execute(INCOMING.delete().where(
+            sa.exists().where(SAMPLE.c.id == new.id)))
+        stored = conn.execute(
+            insert.execution_options(preserve_rowcount=True)).rowcount
+        if stored:
+            conn.execute(self._resources_upsert(INCOMING))
+            conn.execute(self._meters_insert(INCOMING))
+        conn.execute(INCOMING.delete())
+        return stored
+
+    def _resources_upsert(self, rows):
+        """The first timestamp and latest sample of each resource of
+        ``rows`` (INCOMING or the inserted samples) merged into its
+        record."""
+        ranked = sa.select(
+            rows.c.resource_id, rows.c.project_id, rows.c.user_id,
+            rows.c.source,
+            sa.func.min(rows.c.ts).over(partition_by=rows.c.resource_id)
+            .label('first_ts'),
+            rows.c.ts.label('last_ts'), rows.c.id.label('latest_id'),
+            rows.c.resource_metadata.label('metadata'),
+            sa.func.row_number().over(
+                partition_by=rows.c.resource_id,
+                order_by=(rows.c.ts.desc(), rows.c.id.desc())).label('rank'),
+        ).subquery()
+        latest = sa.select(*(c for c in ranked.c if c.name != 'rank')).where(
+            ranked.c.rank == 1).order_by(ranked.c.resource_id)
+        statement = self._insert(RESOURCE).from_select(
+            [c.name for c in latest.selected_columns], latest)
+        excluded = statement.excluded
+        newer = (sa.tuple_(excluded.last_ts, excluded.latest_id)
+                 > sa.tuple_(RESOURCE.c.last_ts, RESOURCE.c.latest_id))
+        least = sa.func.least if self.postgres else sa.func.min
+        changes = {'first_ts': least(RESOURCE.c.first_ts,
+                                     excluded.first_ts)}
+        for name in ('project_id', 'user_id', 'source', 'last_ts',
+                     'latest_id', 'metadata'):
+            changes[name] = sa.case((newer, excluded[name]),
+                                    else_=RESOURCE.c[name])
+        return statement.on_conflict_do_update(
+            index_elements=['resource_id'], set_=changes)
+
+    def _meters_insert(self, rows):
+        """The meters of ``rows`` (INCOMING or the inserted samples), with
+        their key from INCOMING."""
+        new = INCOMING.c
+        meters = sa.select(new.meter_key, *(new[f] for f in METER_FIELDS))
+        meters = meters.where(sa.true() if rows is INCOMING else new.id.in_(
+            sa.select(rows.c.id)))
+        return self._insert(METER).from_select(
+            ['key', *METER_FIELDS],
+            meters.distinct().order_by(new.meter_key),
+        ).on_conflict_do_nothing(index_elements=['key'])
+
+    def _json_param(self, name):
+        """A bind parameter taking JSON text (serialized once, by us)."""
+        param = sa.bindparam(name, type_=sa.Text())
+        return sa.cast(param, postgresql.JSONB()) if self.postgres else param
+
+    def _sample_of(self, row):
+        return sample_mod.Sample(
+            id=row.id, name=row.name, type=row.type, unit=row.unit,
+            volume=row.volume, user_id=row.user_id,
+            project_id=row.project_id, resource_id=row.resource_id,
+            source=row.source, message_id=row.message_id,
+            timestamp=_iso(row.ts), recorded_at=_iso(row.recorded_ts),
+            resource_metadata=row.resource_metadata)
+
+    def _where(self, expression, table=SAMPLE):
+        if expression is not None:
+            expression = query_mod.validate(expression)
+        return self._compiler.where(expression, table)
+
+    def query_samples(self, filter_expr=None, orderby=None, limit=None):
+        where = self._where(filter_expr)
+        limit = _check_limit(limit)
+        if limit == 0:
+            return []
+        ordering = query_mod.validate_orderby(orderby) or [('timestamp',
+                                                             'desc')]
+        statement = sa.select(SAMPLE)
+        if where is not None:
+            statement = statement.where(where)
+        clauses = []
+        for field, direction in ordering:
+            column = SAMPLE.c[_COLUMN_OF.get(field, field)]
+            clause = column.asc() if direction == 'asc' else column.desc()
+            if column.nullable:
+                # NULL sorts lowest on every engine.
+                clause = (clause.nulls_first() if direction == 'asc'
+                          else clause.nulls_last())
+            clauses.append(clause)
+        if 'id' not in {field for field, _ in ordering}:
+            clauses.append(SAMPLE.c.id.asc())
+        statement = statement.order_by(*clauses).limit(limit)
+        with self._transaction() as conn:
+            return [self._sample_of(row) for row in conn.execute(statement)]
+
+    # --- meters and resources -----------------------------------------------
+    def get_meters(self, sample_filter=None, limit=None, unique=False):
+        """Distinct meters in (name, resource, project, user, source,
+        type, unit) order; ``unique``: the first of each name."""
+        expression = (sample_filter.expression()
+                      if sample_filter is not None else None)
+        limit = _check_limit(limit)
+        if limit == 0:
+            return []
+        # The meter table holds the distinct tuples of all samples: exact
+        # whenever the filter only tests fields of those tuples.
+        table = (METER if _fields(expression) <= set(METER_FIELDS)
+                 else SAMPLE)
+        where = self._where(expression, table)
+        columns = [table.c[f] for f in _METER_ORDER]
+        if unique:
+            ranked = sa.select(*columns, sa.func.row_number().over(
+                partition_by=table.c.name,
+                order_by=_ascending(columns[1:])).label('rank'))
+            if where is not None:
+                ranked = ranked.where(where)
+            ranked = ranked.subquery()
+            statement = sa.select(*(ranked.c[f] for f in _METER_ORDER)
+                                  ).where(ranked.c.rank == 1)
+            order = [ranked.c.name]
+        else:
+            statement = sa.select(*columns).distinct()
+            if where is not None:
+                statement = statement.where(where)
+            order = _ascending(columns)
+        statement = statement.order_by(*order).limit(limit)
+        with self._transaction() as conn:
+            return [base.Meter(**row._mapping)
+                    for row in conn.execute(statement)]
+
+    def get_resources(self, sample_filter=None, limit=None):
+        """Resources in id order; ``meters``: every meter seen for the
+        resource."""
+        expression = (sample_filter.expression()
+                      if sample_filter is not None else None)
+        limit = _check_limit(limit)
+        if limit == 0:
+            return []
+        if _fields(expression) <= {'resource_id'}:
+            # Every sample of a selected resource matches: the resource
+            # table already holds the answer.
+            where = self._where(expression, RESOURCE)
+            statement = sa.select(
+                RESOURCE.c.resource_id, RESOURCE.c.project_id,
+                RESOURCE.c.user_id, RESOURCE.c.source, RESOURCE.c.first_ts,
+                RESOURCE.c.last_ts, RESOURCE.c.metadata)
+            if where is not None:
+                statement = statement.where(where)
+            order = RESOURCE.c.resource_id
+        else:
+            where = self._where(expression)
+            inner = sa.select(
+                SAMPLE.c.resource_id, SAMPLE.c.project_id, SAMPLE.c.user_id,
+                SAMPLE.c.source,
+                sa.func.min(SAMPLE.c.ts).over(
+                    partition_by=SAMPLE.c.resource_id).label('first_ts'),
+                SAMPLE.c.ts.label('last_ts'),
+                SAMPLE.c.resource_metadata.label('metadata'),
+                sa.func.row_number().over(
+                    partition_by=SAMPLE.c.resource_id,
+                    order_by=(SAMPLE.c.ts.desc(), SAMPLE.c.id.desc()),
+                ).label('rank')).where(where).subquery()
+            statement = sa.select(
+                *(c for c in inner.c if c.name != 'rank')).where(
+                inner.c.rank == 1)
+            order = inner.c.resource_id
+        statement = statement.order_by(order).limit(limit)
+        with self._transaction() as conn:
+            rows = conn.execute(statement).all()
+            meters = self._meters_of(conn, [row.resource_id for row in rows])
+        return [base.Resource(
+            row.resource_id, row.project_id, row.user_id, row.source,
+            from_us(row.first_ts), from_us(row.last_ts), row.metadata,
+            meters.get(row.resource_id, ())) for row in rows]
+
+    @staticmethod
+    def _meters_of(conn, resource_ids):
+        columns = [METER.c[f] for f in _METER_ORDER]
+        statement = sa.select(*columns).where(
+            METER.c.resource_id.in_(sa.bindparam('ids', expanding=True))
+        ).order_by(*_ascending(columns))
+        meters = {}
+        for start in range(0, len(resource_ids), 500):
+            for row in conn.execute(
+                    statement, {'ids': resource_ids[start:start + 500]}):
+                meters.setdefault(row.resource_id, []).append(
+                    base.Meter(**row._mapping))
+        return meters
+
+    # --- statistics ---------------------------------------------------------
+    def get_statistics(self, sample_filter, period=None, groupby=None,
+                       aggregates=None):
+        period, groupby, wanted = base.check_statistics_args(
+            period, groupby, aggregates)
+        period_us = None
+        if period:
+            period_us = round(period * 1_000_000)
+            if period_us < 1:
+                raise base.InvalidQuery('period is shorter than a '
+                                        'microsecond')
+        expression = (sample_filter.expression()
+                      if sample_filter is not None else None)
+        where = self._where(expression)
+        with self._transaction() as conn:
+            origin_us = None
+            if period_us:
+                if sample_filter is not None and (
+                        sample_filter.start_timestamp is not None):
+                    origin_us = to_us(sample_filter.start_timestamp)
+                else:
+                    first = sa.select(sa.func.min(SAMPLE.c.ts))
+                    if where is not None:
+                        first = first.where(where)
+                    origin_us = conn.execute(first).scalar()
+                    if origin_us is None:
+                        return []
+            statement = self._statistics_query(
+                where, origin_us, period_us, groupby, wanted)
+            rows = conn.execute(statement).all()
+        results = [self._statistics_of(row, period, origin_us, period_us,
+                                       groupby, wanted) for row in rows]
+        # Without a period every group covers the same (whole) range.
+        results.sort(key=lambda s: (
+            s.period_start if period_us else 0,
+            tuple(_group_sort_key(s.groupby[f]) for f in groupby),
+            _group_sort_key(s.unit)))
+        return results
+
+    def _statistics_query(self, where, origin_us, period_us, groupby,
+                          wanted):
+        """One row per (bucket, group, unit), every aggregate in SQL."""
+        columns = [SAMPLE.c.ts, SAMPLE.c.volume, SAMPLE.c.unit]
+        keys = []
+        if period_us:
+            columns.append(((SAMPLE.c.ts - sa.literal(origin_us,
+                                                      sa.BigInteger()))
+                            // sa.literal(period_us, sa.BigInteger())
+                            ).label('bucket'))
+            keys.append('bucket')
+        for index, field in enumerate(groupby):
+            exprs = ([SAMPLE.c[field]] if field in base.GROUPBY_FIELDS
+                     else self._compiler.group_values(field))
+            # g: the value; k (SQLite): its kind.
+            for part, expr in zip('gk', exprs, strict=False):
+                columns.append(expr.label(f'{part}{index}'))
+                keys.append(f'{part}{index}')
+        keys.append('unit')
+        for param in sorted({p for f, p in wanted if f == 'cardinality'}):
+            columns.append(SAMPLE.c[param].label(param))
+        sqlite_stddev = not self.postgres and any(
+            func == 'stddev' for func, _ in wanted)
+        if sqlite_stddev:
+            partition = [c for c in columns if c.name in keys]
+            columns.append(sa.func.avg(SAMPLE.c.volume).over(
+                partition_by=partition).label('mean'))
+        inner = sa.select(*columns)
+        if where is not None:
+            inner = inner.where(where)
+        inner = inner.subquery()
+        volume = inner.c.volume
+        outputs = [inner.c[k] for k in keys] + [
+            sa.func.min(inner.c.ts).label('first_ts'),
+            sa.func.max(inner.c.ts).label('last_ts'),
+            sa.func.count().label('n')]
+        simple = {'min': sa.func.min, 'max': sa.func.max,
+                  'avg': sa.func.avg, 'sum': sa.func.sum}
+        functions = wanted or [(f, None) for f in simple]
+        for func, param in dict.fromkeys(functions):
+            if func in simple:
+                outputs.append(simple[func](volume).label(func))
+            elif func == 'stddev':
+                if sqlite_stddev:
+                    deviation = volume - inner.c.mean
+                    outputs.append(sa.func.sum(deviation * deviation)
+                                   .label('squares'))
+                else:
+                    outputs.append(sa.func.stddev_pop(volume).label(func))
+            elif func == 'cardinality':
+                # NULL (an unset id) is not a value: SQL's COUNT DISTINCT.
+                outputs.append(sa.func.count(sa.distinct(inner.c[param]))
+                               .label(f'cardinality_{param}'))
+        return sa.select(*outputs).group_by(*(inner.c[k] for k in keys))
+
+    def _statistics_of(self, row, period, origin_us, period_us, groupby,
+                       wanted):
+        values = row._mapping
+        fields = {'unit': values['unit'], 'aggregate': {},
+                  'period': period or 0,
+                  'duration_start': from_us(values['first_ts']),
+                  'duration_end': from_us(values['last_ts']),
+                  'duration': (values['last_ts'] - values['first_ts']) / 1e6}
+        if period_us:
+            start = origin_us + values['bucket'] * period_us
+            fields['period_start'] = from_us(start)
+            fields['period_end'] = from_us(start + period_us)
+        else:
+            fields['period_start'] = fields['duration_start']
+            fields['period_end'] = fields['duration_end']
+        fields['groupby'] = ({f: self._group_value(values, i)
+                              for i, f in enumerate(groupby)}
+                             if groupby else None)
+        if not wanted:
+            fields.update(count=values['n'], min=values['min'],
+                          max=values['max'], avg=values['avg'],
+                          sum=values['sum'])
+        for func, param in wanted:
+            if func == 'count':
+                value = values['n']
+            elif func == 'stddev' and 'squares' in values:
+                value = math.sqrt(max(values['squares'], 0.0) / values['n'])
+            elif func == 'cardinality':
+                value = values[f'cardinality_{param}']
+                fields['aggregate'][f'cardinality/{param}'] = value
+                continue
+            else:
+                value = values[func]
+            if func in ('min', 'max', 'avg', 'sum', 'stddev'):
+                value = float(value)
+            fields[func] = value
+            fields['aggregate'][func] = value
+        return base.Statistics(**fields)
+
+    @staticmethod
+    def _group_value(values, index):
+        value = values[f'g{index}']
+        kind = values.get(f'k{index}', '')
+        if kind in ('', 'number', 'text'):
+            return value
+        if kind in ('true', 'false'):
+            return kind == 'true'
+        if kind is None:
+            return None
+        return loads(value)
+
+    # --- expiry -------------------------------------------------------------
+    def clear_expired_samples(self, ttl):
+        cutoff = _now_us() - round(ttl * 1_000_000)
+        with self._transaction(write=True) as conn:
+            affected = [r for (r,) in conn.execute(
+                sa.select(RESOURCE.c.resource_id).where(
+                    RESOURCE.c.first_ts < cutoff))]
+            deleted = conn.execute(SAMPLE.delete().where(
+                SAMPLE.c.ts < cutoff)).rowcount
+            if affected:
+                self._refresh_resources(conn, affected)
+        LOG.info('Deleted %d samples older than %ss', deleted, ttl)
+        return deleted
+
+    def _refresh_resources(self, conn, resource_ids):
+        """After expiry: first timestamps, then resources and meters
+        without samples left."""
+        param = sa.bindparam('ids', expanding=True)
+        oldest = (sa.select(sa.func.min(SAMPLE.c.ts))
+                  .where(SAMPLE.c.resource_id == RESOURCE.c.resource_id)
+                  .scalar_subquery())
+        for start in range(0, len(resource_ids), 500):
+            ids = {'ids': resource_ids[start:start + 500]}
+            conn.execute(RESOURCE.delete().where(
+                RESOURCE.c.resource_id.in_(param),
+                ~sa.exists().where(
+                    SAMPLE.c.resource_id == RESOURCE.c.resource_id)), ids)
+            conn.execute(RESOURCE.update().where(
+                RESOURCE.c.resource_id.in_(param)).values(
+                first_ts=oldest), ids)
+            same = [SAMPLE.c[f].is_not_distinct_from(METER.c[f])
+                    if METER.c[f].nullable else SAMPLE.c[f] == METER.c[f]
+                    for f in METER_FIELDS]
+            conn.execute(METER.delete().where(
+                METER.c.resource_id.in_(param),
+                ~sa.exists().where(*same)), ids)
+
+    # --- inventory ----------------------------------------------------------
+    def upsert_inventory(self, objects):
+        newest = {}
+        for obj in objects:
+            for field in ('id', 'type'):
+                if not isinstance(obj.get(field), str) or not obj[field]:
+                    raise ValueError(f'inventory object {obj!r}: {field} is '
+                                     'missing or not a string')
+            try:
+                last = to_us(obj.get('last_event_at'))
+            except (TypeError, ValueError):
+                raise ValueError(f'inventory object {obj["id"]}: '
+                                 f'last_event_at {obj.get("last_event_at")!r}'
+                                 ' is not an ISO 8601 timestamp')
+            kept = newest.get(obj['id'])
+            if kept is None or last >= kept['last_event_ts']:
+                newest[obj['id']] = {
+                    'id': obj['id'], 'type': obj['type'],
+                    'project_id': obj.get('project_id'),
+                    'last_event_ts': last, 'data': dumps(obj)}
+        if not newest:
+            return 0
+        values = {c.name: sa.bindparam(c.name, type_=c.type)
+                  for c in INVENTORY.c if c.name != 'data'}
+        values['data'] = self._json_param('data')
+        statement = self._insert(INVENTORY).values(values)
+        new = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=['id'],
+            set_={c: new[c] for c in ('type', 'project_id', 'last_event_ts',
+                                      'data')},
+            where=new.last_event_ts >= INVENTORY.c.last_event_ts,
+        ).returning(INVENTORY.c.id)
+        with self._transaction(write=True) as conn:
+            return len(conn.execute(
+                statement, [newest[k] for k in sorted(newest)]).all())
+
+    def get_inventory(self, ids=None, types=None, project_ids=None,
+                      limit=None):
+        limit = _check_limit(limit)
+        if limit == 0:
+            return []
+        statement = sa.select(INVENTORY.c.data).order_by(INVENTORY.c.id)
+        for column, values in ((INVENTORY.c.id, ids),
+                               (INVENTORY.c.type, types),
+                               (INVENTORY.c.project_id, project_ids)):
+            if values is not None:
+                statement = statement.where(column.in_(list(values)))
+        with self._transaction() as conn:
+            return list(conn.execute(statement.limit(limit)).scalars())
+
+    def delete_inventory(self, ids):
+        ids = list(ids)
+        if not ids:
+            return 0
+        with self._transaction(write=True) as conn:
+            conn.execute(LINK.delete().where(sa.or_(
+                LINK.c.source_id.in_(ids), LINK.c.target_id.in_(ids))))
+            return conn.execute(INVENTORY.delete().where(
+                INVENTORY.c.id.in_(ids))).rowcount
+
+    def upsert_links(self, links):
+        rows = {}
+        for link in links:
+            key = tuple(link.get(f) for f in ('source_id', 'target_id',
+                                              'link_type'))
+            if not all(isinstance(k, str) and k for k in key):
+                raise ValueError(f'link {link!r} needs source_id, target_id '
+                                 'and link_type strings')
+            rows[key] = {'source_id': key[0], 'target_id': key[1],
+                         'link_type': key[2],
+                         'project_id': link.get('project_id'),
+                         'data': dumps(link)}
+        if not rows:
+            return 0
+        values = {c.name: sa.bindparam(c.name, type_=c.type)
+                  for c in LINK.c if c.name != 'data'}
+        values['data'] = self._json_param('data')
+        statement = self._insert(LINK).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=['source_id', 'target_id', 'link_type'],
+            set_={'project_id': statement.excluded.project_id,
+                  'data': statement.excluded.data})
+        with self._transaction(write=True) as conn:
+            conn.execute(statement, [rows[k] for k in sorted(rows)])
+        return len(rows)
+
+    @staticmethod
+    def _link_conditions(source_id, target_id, link_type):
+        return [column == value for column, value in (
+            (LINK.c.source_id, source_id), (LINK.c.target_id, target_id),
+            (LINK.c.link_type, link_type)) if value is not None]
+
+    def get_links(self, source_id=None, target_id=None, link_type=None,
+                  project_ids=None):
+        statement = sa.select(LINK.c.data).where(
+            *self._link_conditions(source_id, target_id, link_type))
+        if project_ids is not None:
+            statement = statement.where(
+                LINK.c.project_id.in_(list(project_ids)))
+        statement = statement.order_by(LINK.c.source_id, LINK.c.target_id,
+                                       LINK.c.link_type)
+        with self._transaction() as conn:
+            return list(conn.execute(statement).scalars())
+
+    def delete_links(self, source_id=None, target_id=None, link_type=None):
+        conditions = self._link_conditions(source_id, target_id, link_type)
+        if not conditions:
+            raise ValueError('delete_links needs source_id, target_id or '
+                             'link_type')
+        with self._transaction(write=True) as conn:
+            return conn.execute(LINK.delete().where(*conditions)).rowcount
+
+    # --- channels and subscriptions -----------------------------------------
+    def create_channel(self, channel):
+        self._create(CHANNEL, 'channel', channel, {})
+
+    def _create(self, table, what, obj, columns):
+        if not isinstance(obj.get('id'), str) or not obj['id']:
+            raise ValueError(f'{what} {obj!r}: id is missing or not a '
+                             'string')
+        statement = (self._insert(table)
+                     .values(id=obj['id'], data=obj, **columns)
+                     .on_conflict_do_nothing(index_elements=['id'])
+                     .execution_options(preserve_rowcount=True))
+        with self._transaction(write=True) as conn:
+            if not conn.execute(statement).rowcount:
+                raise base.StorageError(f'{what} {obj["id"]} exists')
+
+    def get_channels(self, ids=None):
+        statement = sa.select(CHANNEL.c.data).order_by(CHANNEL.c.id)
+        if ids is not None:
+            statement = statement.where(CHANNEL.c.id.in_(list(ids)))
+        with self._transaction() as conn:
+            return list(conn.execute(statement).scalars())
+
+    def update_channel(self, channel_id, changes):
+        with self._transaction(write=True) as conn:
+            data = conn.execute(
+                sa.select(CHANNEL.c.data).where(CHANNEL.c.id == channel_id)
+                .with_for_update()).scalar()
+            if data is None:
+                return None
+            data.update(changes)
+            data['id'] = channel_id
+            conn.execute(CHANNEL.update().where(
+                CHANNEL.c.id == channel_id).values(data=data))
+        return loads(dumps(data))
+
+    def delete_channel(self, channel_id):
+        with self._transaction(write=True) as conn:
+            conn.execute(SUBSCRIPTION.delete().where(
+                SUBSCRIPTION.c.channel_id == channel_id))
+            return bool(conn.execute(CHANNEL.delete().where(
+                CHANNEL.c.id == channel_id)).rowcount)
+
+    def create_subscription(self, subscription):
+        self._create(SUBSCRIPTION, 'subscription', subscription,
+                     {'channel_id': subscription.get('channel_id')})
+
+    def get_subscriptions(self, channel_id=None, ids=None):
+        statement = sa.select(SUBSCRIPTION.c.data).order_by(
+            SUBSCRIPTION.c.id)
+        if channel_id is not None:
+            statement = statement.where(
+                SUBSCRIPTION.c.channel_id == channel_id)
+        if ids is not None:
+            statement = statement.where(SUBSCRIPTION.c.id.in_(list(ids)))
+        with self._transaction() as conn:
+            return list(conn.execute(statement).scalars())
+
+    def delete_subscription(self, subscription_id):
+        with self._transaction(write=True) as conn:
+            return bool(conn.execute(SUBSCRIPTION.delete().where(
+                SUBSCRIPTION.c.id == subscription_id)).rowcount)
+
+
+def _sqlite_transactions(engine, in_memory):
+    """Let SQLAlchemy, not the sqlite3 module, issue BEGIN: writes take
+    the write lock up front (BEGIN IMMEDIATE), so two writers wait for
+    each other instead of failing to upgrade a read lock."""
+
+    @event.listens_for(engine, 'connect')
+    def _connect(dbapi_connection, record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute('PRAGMA journal_mode=WAL')
+            cursor.execute('PRAGMA synchronous=NORMAL')
+        cursor.close()
+
+    @event.listens_for(engine, 'begin')
+    def _begin(conn):
+        write = conn.get_execution_options().get('calipso_write')
+        conn.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')

@@ -1,0 +1,229 @@
+"""The SQL driver on the real PostgreSQL server: the storage contract,
+the checks of the generated SQL (SQLChecks) and PostgreSQL specifics.
+
+A database of its own (``calipso_test_<hex>``) is created for the session
+and dropped at the end; the tests are skipped when the server does not
+answer. ``CALIPSO_TEST_POSTGRESQL_URL`` names the server (any database on
+it: it is used to create and drop the test database).
+"""
+
+import os
+import random
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from calipso_agent.storage import base, impl_sqlalchemy, query
+from tests import helpers
+from tests.helpers import make_sample
+from tests.unit.storage.test_impl_sqlalchemy import SQLChecks, at, indexes
+
+pytest.register_assert_rewrite('tests.storage_contract')
+
+from tests.storage_contract import *  # noqa: E402,F401,F403
+
+pytestmark = pytest.mark.functional
+
+SERVER_URL = os.environ.get('CALIPSO_TEST_POSTGRESQL_URL',
+                            'postgresql://postgres@127.0.0.1:5432/test')
+TABLES = ('sample', 'resource', 'meter', 'inventory', 'link', 'channel',
+          'subscription')
+
+
+@pytest.fixture(scope='session')
+def database_url():
+    server = sa.engine.make_url(SERVER_URL).set(
+        drivername='postgresql+psycopg')
+    admin = sa.create_engine(server, isolation_level='AUTOCOMMIT',
+                             connect_args={'connect_timeout': 3})
+    name = f'calipso_test_{uuid.uuid4().hex}'
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE {name}')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f'PostgreSQL at {server.render_as_string()} does not '
+                    f'answer: {exc.orig}')
+    yield server.set(drivername='postgresql', database=name
+                     ).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE {name} WITH (FORCE)')
+    admin.dispose()
+
+
+def connect(database_url):
+    return impl_sqlalchemy.Connection(helpers.make_conf(), database_url)
+
+
+def emptied(connection):
+    connection.upgrade()  # a test may have dropped a table
+    with connection.engine.begin() as conn:
+        conn.exec_driver_sql(f'TRUNCATE {", ".join(TABLES)}')
+    return connection
+
+
+@pytest.fixture(scope='module')
+def connection_factory(database_url):
+    """The contract's fresh store: the same connection, emptied."""
+    connection = connect(database_url)
+    yield lambda: emptied(connection)
+    connection.close()
+
+
+@pytest.fixture
+def connection(connection_factory):
+    return connection_factory()
+
+
+class TestPostgreSQL(SQLChecks):
+
+    @pytest.fixture
+    def store(self, database_url):
+        connection = emptied(connect(database_url))
+        yield connection
+        connection.close()
+
+    def test_psycopg_3_serves_postgresql_urls(self, store):
+        assert store.engine.dialect.name == 'postgresql'
+        assert store.engine.dialect.driver == 'psycopg'
+
+    def test_schema(self, store):
+        with store.engine.connect() as conn:
+            types = dict(conn.execute(sa.text(
+                "SELECT column_name, data_type FROM "
+                "information_schema.columns WHERE table_name = 'sample'"
+            )).all())
+            collations = dict(conn.execute(sa.text(
+                "SELECT column_name, collation_name FROM "
+                "information_schema.columns WHERE table_name = 'sample' "
+                "AND data_type = 'text'")).all())
+            sample_indexes = {name for (name,) in conn.execute(sa.text(
+                "SELECT indexname FROM pg_indexes WHERE tablename = "
+                "'sample'"))}
+            options = conn.execute(sa.text(
+                "SELECT reloptions FROM pg_class WHERE relname = "
+                "'resource'")).scalar()
+        assert types['resource_metadata'] == 'jsonb'
+        assert (types['ts'], types['recorded_ts']) == ('bigint', 'bigint')
+        assert types['volume'] == 'double precision'
+        assert set(collations.values()) == {'C'}
+        assert sample_indexes == {
+            'sample_pkey', 'ix_sample_name_ts', 'ix_sample_project_name_ts',
+            'ix_sample_resource_ts', 'ix_sample_ts'}
+        assert options == ['fillfactor=70']
+
+    def test_concurrent_upgrades_of_an_empty_database(self, store,
+                                                      database_url):
+        with store.engine.begin() as conn:
+            impl_sqlalchemy.METADATA.drop_all(conn)
+        errors = []
+
+        def start():
+            try:
+                connection = connect(database_url)
+                connection.upgrade()
+                connection.close()
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text(
+                'SELECT version FROM calipso_schema')).all() == [
+                (impl_sqlalchemy.SCHEMA_VERSION,)]
+        assert store.record_samples([make_sample(1)]).stored == 1
+
+    def test_concurrent_overlapping_batches(self, store, database_url):
+        """Collectors redelivering to each other: each sample once, no
+        deadlock, records as if written by one."""
+        samples = [make_sample(i, resource_id=f'vm-{i % 7}',
+                               timestamp=at(i % 50, i))
+                   for i in range(300)]
+        stored = []
+        errors = []
+
+        def write(seed):
+            connection = connect(database_url)
+            try:
+                order = list(samples)
+                random.Random(seed).shuffle(order)
+                for start in range(0, 300, 60):
+                    stored.append(connection.record_samples(
+                        order[start:start + 60]).stored)
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=write, args=(n,))
+                   for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        assert sum(stored) == 300
+        assert len(store.get_samples()) == 300
+        self.assert_records_agree(store, base.SampleFilter(
+            start_timestamp=at(-1)))
+
+    def test_nul_characters(self, store):
+        result = store.record_samples([
+            make_sample(0, name='a'), make_sample(1, name='a\x00b'),
+            make_sample(2, resource_metadata={'k': 'x\x00'}),
+            make_sample(3, name='ab', user_id=None),
+            make_sample(4, name='b')])
+        assert indexes(s for s, _ in result.rejected) == [1, 2]
+        assert all('NUL' in reason for _, reason in result.rejected)
+        stored = [s.as_dict() for s in store.get_samples()]
+        for op in query.COMPARISONS + ('like', 'in'):
+            for field in ('name', 'user_id', 'resource_metadata.k'):
+                value = ['a\x00', 'b'] if op == 'in' else 'a\x00b'
+                expression = query.validate({op: {field: value}})
+                for term in (expression, {'not': expression}):
+                    want = {s['id'] for s in stored
+                            if query.matches(term, s)}
+                    got = {s.id for s in store.query_samples(term)}
+                    assert got == want, term
+
+    def test_metadata_numbers_compare_exactly(self, store):
+        values = [2 ** 53, 2 ** 53 + 1, 0.1, 1, 1.0, 2 ** 63 - 1, 10 ** 30]
+        store.record_samples([make_sample(i, resource_metadata={'n': v})
+                              for i, v in enumerate(values)])
+        stored = [s.as_dict() for s in store.get_samples()]
+        assert sorted(s['resource_metadata']['n'] for s in stored) == sorted(
+            values)
+        for want in values + [0.3, 10 ** 30 + 1]:
+            for op in query.COMPARISONS:
+                expression = {op: {'resource_metadata.n': want}}
+                assert indexes(store.query_samples(expression)) == sorted(
+                    int(s['message_id'][2:]) for s in stored
+                    if query.matches(expression, s)), expression
+
+    def test_write_rate(self, store):
+        """Batches of 1,000 through COPY: a floor far below the measured
+        rate, which catches a per-row round trip."""
+        samples = [make_sample(i, resource_id=f'vm-{i % 2000}',
+                               timestamp=at(i))
+                   for i in range(10000)]
+        start = time.perf_counter()
+        for first in range(0, len(samples), 1000):
+            assert store.record_samples(
+                samples[first:first + 1000]).stored == 1000
+        rate = len(samples) / (time.perf_counter() - start)
+        print(f'PostgreSQL write rate: {rate:.0f} samples/s')
+        assert rate > 3000
+
+
+def test_unreachable_server_is_storage_error():
+    url = f'postgresql://postgres@127.0.0.1:{helpers.free_port()}/x'
+    with pytest.raises(base.StorageError):
+        impl_sqlalchemy.Connection(helpers.make_conf(), url)

@@ -1,0 +1,318 @@
+"""The collector end to end: real RabbitMQ, real subprocesses, real stores.
+
+Every test has its own metering topic (so its own ``<topic>.sample`` queue
+on the control exchange, deleted at the end). The fault test runs a
+PostgreSQL server of its own on a spare port and crashes it mid-stream;
+the shared PostgreSQL is never touched.
+"""
+
+import contextlib
+import threading
+import time
+
+import psycopg
+import pytest
+
+from calipso_agent import sample as sample_mod
+from calipso_agent import storage
+from calipso_agent.cmd import storage as storage_cmd
+from calipso_agent.publisher import utils as publisher_utils
+from calipso_agent.storage import base as storage_base
+from tests import helpers
+from tests.helpers import make_sample
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture(scope='module', autouse=True)
+def require_broker():
+    if not helpers.broker_available():
+        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+
+
+@pytest.fixture
+def metering_topic():
+    name = helpers.unique_topic('calipso_metering')
+    yield name
+    helpers.delete_queues([f'{name}.sample'])
+
+
+@pytest.fixture
+def processes():
+    """Collects the AgentProcess/CollectorProcess objects of a test; all
+    are stopped (their process groups killed if need be) at teardown."""
+    made = []
+    yield made.append
+    for process in made:
+        process.stop()
+
+
+def store_of(url):
+    return storage.get_connection(
+        helpers.make_conf(database__connection=url))
+
+
+def synced_sqlite(tmp_path):
+    url = f'sqlite:///{tmp_path}/samples.sqlite'
+    storage_cmd.sync(helpers.make_conf(database__connection=url))
+    return url
+
+
+def stored_samples(url):
+    store = store_of(url)
+    try:
+        return store.get_samples()
+    finally:
+        store.close()
+
+
+def pg_params(pg):
+    return dict(host='127.0.0.1', port=pg.port, user=pg.USER,
+                dbname='postgres')
+
+
+def stored_count(store, meter):
+    """How many samples of ``meter`` the store holds (counted by it)."""
+    stats = store.get_statistics(storage_base.SampleFilter(meter=meter))
+    return sum(s.count for s in stats)
+
+
+def sample_queue(topic):
+    counts = helpers.queue_counts(f'{topic}.sample')
+    return counts[0] if counts else None
+
+
+def assert_drained_and_acked(collector, topic):
+    """Nothing ready with the collector running, nothing coming back once
+    it stopped (unacknowledged deliveries would be requeued)."""
+    assert helpers.wait_until(lambda: sample_queue(topic) == 0, 10), (
+        f'{sample_queue(topic)} notifications still ready')
+    assert collector.alive(), collector.log()[-3000:]
+    assert collector.stop() == 0
+    assert helpers.queue_counts(f'{topic}.sample') == (0, 0)
+
+
+def test_agent_notifier_collector_sqlite(tmp_path, metering_topic,
+                                         processes):
+    """Notifications → agent → notifier:// → bus → collector → SQLite."""
+    db = synced_sqlite(tmp_path)
+    topic = helpers.unique_topic()
+    try:
+        agent = helpers.AgentProcess(
+            tmp_path / 'agent', topic,
+            {'sources': [{'name': 'all', 'meters': ['*'],
+                          'sinks': ['bus']}],
+             'sinks': [{'name': 'bus', 'publishers': [
+                 f'notifier://?topic={metering_topic}']}]})
+        processes(agent)
+        collector = helpers.CollectorProcess(tmp_path / 'collector',
+                                             metering_topic, db)
+        processes(collector)
+        collector.start()
+        agent.start()
+        resource_ids = [f'e2e-vm-{i}' for i in range(10)]
+        message_ids = helpers.publish_notifications(
+            topic, [helpers.instance_exists(rid) for rid in resource_ids])
+        want = {sample_mod.sample_id(mid, name, rid)
+                for mid, rid in zip(message_ids, resource_ids, strict=True)
+                for name in helpers.INSTANCE_METERS}
+        assert len(want) == 40
+
+        def stored():
+            return {s.id for s in stored_samples(db)}
+
+        assert helpers.wait_until(lambda: stored() == want, 20), (
+            f'{len(stored())} of 40 stored; collector log:\n'
+            f'{collector.log()[-3000:]}\nagent log:\n{agent.log()[-2000:]}')
+        samples = stored_samples(db)
+        assert len(samples) == 40
+        by_key = {(s.name, s.resource_id): s for s in samples}
+        memory = by_key[('memory', 'e2e-vm-3')]
+        assert memory.type == 'gauge' and memory.unit == 'MiB'
+        assert memory.volume == 512
+        assert memory.message_id == memory.id
+        assert memory.resource_metadata['display_name']
+        assert_drained_and_acked(collector, metering_topic)
+        assert 'dropped' not in collector.log()
+    finally:
+        helpers.delete_queues(helpers.topic_queues(
+            topic, ('info', 'sample', 'error', 'warn', 'critical', 'audit',
+                    'debug')))
+
+
+def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
+        tmp_path, metering_topic, processes):
+    """20,000 samples on the bus; the collector's PostgreSQL is crashed
+    (pg_ctl stop -m immediate) while they stream in and started again a
+    few seconds later: every sample is stored exactly once."""
+    total = 20000
+    samples = [make_sample(i, name='fault.cpu', resource_id=f'r-{i % 97}',
+                           message_id=f'fault-{i}') for i in range(total)]
+    want = {s.id for s in samples}
+    assert len(want) == total
+    budget = time.monotonic() + 50
+
+    def left(most):
+        """At most ``most`` seconds, within the test's 50 s budget."""
+        return max(0.0, min(most, budget - time.monotonic()))
+
+    pg = helpers.PrivatePostgres()
+    publisher = None
+    stop_publishing = threading.Event()
+    try:
+        pg.start()
+        storage_cmd.sync(helpers.make_conf(database__connection=pg.url))
+        collector = helpers.CollectorProcess(
+            tmp_path / 'collector', metering_topic, pg.url, batch_size=20,
+            batch_timeout=1, backoff=(0.2, 1))
+        processes(collector)
+        collector.start()
+
+        # About 10 s of stream: 400 notifications of 50 samples.
+        sent = []
+        publisher = threading.Thread(target=lambda: sent.append(
+            helpers.publish_samples(metering_topic, samples,
+                                    per_notification=50, pause=0.025,
+                                    stop=stop_publishing)))
+        started = time.monotonic()
+        publisher.start()
+
+        store = store_of(pg.url)
+        try:
+            assert helpers.wait_until(
+                lambda: stored_count(store, 'fault.cpu') >= 3000, left(15),
+                0.2), collector.log()[-3000:]
+        finally:
+            store.close()
+        # Crash in the middle of a write: hold the collector's next insert
+        # on a table lock, then crash with its transaction open.
+        locker = psycopg.connect(**pg_params(pg))
+        try:
+            locker.execute('LOCK TABLE sample IN SHARE MODE')
+            at_crash = locker.execute(
+                "SELECT count(*) FROM sample WHERE name = 'fault.cpu'"
+            ).fetchone()[0]
+            with psycopg.connect(**pg_params(pg),
+                                 autocommit=True) as watcher:
+                assert helpers.wait_until(lambda: watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE "
+                    "wait_event_type = 'Lock' AND query LIKE "
+                    "'%INSERT INTO sample %'").fetchone()[0], left(10),
+                    0.05), collector.log()[-3000:]
+                assert pg.stop('immediate')
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                locker.close()
+        crashed_at = time.monotonic() - started
+        assert publisher.is_alive(), 'the stream ended before the crash'
+        assert at_crash < total
+        time.sleep(4)
+        assert collector.wait_for_log('requeueing them', 5), (
+            collector.log()[-3000:])
+        # The write held on the lock failed with the crash, uncommitted.
+        assert 'server closed the connection unexpectedly' in (
+            collector.log()), collector.log()[-3000:]
+        assert collector.alive(), collector.log()[-3000:]
+        pg.start()
+        restarted_at = time.monotonic() - started
+
+        publisher.join(left(20))
+        assert not publisher.is_alive() and sent == [total]
+        store = store_of(pg.url)
+        try:
+            assert helpers.wait_until(
+                lambda: stored_count(store, 'fault.cpu') >= total,
+                left(20), 0.25), (
+                f'{stored_count(store, "fault.cpu")} of {total} stored; '
+                f'log:\n{collector.log()[-3000:]}')
+            done_at = time.monotonic() - started
+            time.sleep(1.5)  # more than a batch timeout: nothing more comes
+            ids = [s.id for s in store.get_samples(
+                storage_base.SampleFilter(meter='fault.cpu'))]
+            count = stored_count(store, 'fault.cpu')
+        finally:
+            store.close()
+        assert len(ids) == count == total
+        assert len(set(ids)) == total
+        assert set(ids) == want
+        with psycopg.connect(**pg_params(pg)) as db:
+            assert db.execute(
+                "SELECT count(*), count(DISTINCT id) FROM sample "
+                "WHERE name = 'fault.cpu'").fetchone() == (total, total)
+        assert_drained_and_acked(collector, metering_topic)
+        print(f'crash after {crashed_at:.1f}s with {at_crash} stored, '
+              f'restart at {restarted_at:.1f}s, all {total} stored at '
+              f'{done_at:.1f}s')
+    finally:
+        stop_publishing.set()
+        if publisher is not None:
+            publisher.join(30)
+        pg.cleanup()
+
+
+def test_bad_meter_messages_are_dropped_alone(tmp_path, metering_topic,
+                                              processes):
+    """Missing fields, bad volumes and timestamps, bad signatures, a
+    payload that is no list: each logged with its reason and counted, the
+    rest of the batch stored and everything acknowledged."""
+    db = synced_sqlite(tmp_path)
+    collector = helpers.CollectorProcess(tmp_path / 'collector',
+                                         metering_topic, db, batch_size=50)
+    processes(collector)
+    collector.start()
+    secret = helpers.TELEMETRY_SECRET
+
+    def signed(index, key=secret, **changes):
+        message = publisher_utils.meter_message(make_sample(index), None)
+        del message['message_signature']
+        for field, value in changes.items():
+            if value is None:
+                message.pop(field)
+            else:
+                message[field] = value
+        message['message_signature'] = publisher_utils.compute_signature(
+            message, key)
+        return message
+
+    tampered = signed(9)
+    tampered['counter_volume'] = 1e9
+    bad = {
+        make_sample(2).id: signed(2, counter_name=None),
+        make_sample(3).id: signed(3, counter_volume='a lot'),
+        make_sample(4).id: signed(4, timestamp='31/12/2024 25:00'),
+        make_sample(5).id: signed(5, key='not the secret'),
+        make_sample(6).id: signed(6, resource_id=None),
+        make_sample(9).id: tampered,
+    }
+    good = [signed(i) for i in (1, 7, 8, 10)]
+    payload = [good[0], *list(bad.values())[:3], good[1],
+               *list(bad.values())[3:], *good[2:]]
+    helpers.publish_notifications(
+        metering_topic, [
+            {'event_type': 'metering', 'payload': payload},
+            {'event_type': 'metering', 'payload': 'not a list'},
+        ], exchange='calipso', priority='sample',
+        publisher_id='telemetry.publisher.test')
+    helpers.publish_samples(metering_topic, [make_sample(11)])
+
+    want = {m['message_id'] for m in good} | {make_sample(11).id}
+    assert helpers.wait_until(
+        lambda: {s.id for s in stored_samples(db)} == want, 15), (
+        collector.log()[-3000:])
+    log = collector.log()
+    for message_id, reason in (
+            (make_sample(2).id, 'missing counter_name'),
+            (make_sample(3).id, "counter_volume 'a lot' is not a number"),
+            (make_sample(4).id, "timestamp '31/12/2024 25:00' is not ISO"),
+            (make_sample(5).id, 'message_signature does not match'),
+            (make_sample(6).id, 'missing resource_id'),
+            (make_sample(9).id, 'message_signature does not match')):
+        assert f'Meter message {message_id} (notification ' in log, log
+        line = next(x for x in log.splitlines()
+                    if f'Meter message {message_id}' in x)
+        assert reason in line, line
+    assert 'payload is a str, not a list of meter messages' in log
+    assert '[4 invalid so far]' in log
+    assert '[2 bad signature so far]' in log
+    assert 'requeueing' not in log
+    assert_drained_and_acked(collector, metering_topic)

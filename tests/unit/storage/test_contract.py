@@ -1,0 +1,57 @@
+"""The storage contract (tests/storage_contract.py) on the hermetic
+drivers: SQLite in a temporary file, MongoDB on mongomock."""
+
+import itertools
+
+import mongomock
+import pytest
+
+from tests import helpers
+
+pytest.register_assert_rewrite('tests.storage_contract')
+
+from tests.storage_contract import *  # noqa: E402,F401,F403
+
+
+class Stores:
+    """Fresh, upgraded, empty stores of one driver, one per call; the
+    previous one is closed."""
+
+    def __init__(self, kind, tmp_path_factory):
+        self.kind = kind
+        self.conf = helpers.make_conf()
+        self.tmp = tmp_path_factory.mktemp(f'contract-{kind}')
+        self.numbers = itertools.count()
+        self.current = None
+
+    def __call__(self):
+        self.close()
+        number = next(self.numbers)
+        if self.kind == 'sqlite':
+            from calipso_agent.storage import impl_sqlalchemy
+            url = f'sqlite:///{self.tmp}/store-{number}.sqlite'
+            self.current = impl_sqlalchemy.Connection(self.conf, url)
+        else:
+            from calipso_agent.storage import impl_mongodb
+            self.current = impl_mongodb.Connection(
+                self.conf, f'mongodb://localhost/calipso_contract_{number}',
+                client=mongomock.MongoClient())
+        self.current.upgrade()
+        return self.current
+
+    def close(self):
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+@pytest.fixture(scope='module', params=['sqlite', 'mongodb-mongomock'])
+def connection_factory(request, tmp_path_factory):
+    stores = Stores(request.param.split('-')[0], tmp_path_factory)
+    yield stores
+    stores.close()
+
+
+@pytest.fixture
+def connection(connection_factory):
+    return connection_factory()

@@ -8,7 +8,8 @@ and two fixtures there:
 
 * ``connection_factory`` (module or session scope): a callable returning a
   fresh, upgraded, empty ``base.Connection`` each time it is called (the
-  property tests call it once per example);
+  property tests call it once per example), with a ``broken()`` method
+  returning a connection of the same driver to a store that fails;
 * ``connection``: ``connection_factory()`` for one test.
 
 The expectations are those of ``calipso_agent/storage/base.py`` (the
@@ -223,6 +224,18 @@ def test_upgrade_is_idempotent_and_keeps_data(connection):
         'vm-0', 'vm-1', 'vm-2'}
 
 
+def test_store_failure_raises_storage_error(connection_factory):
+    # ``connection_factory.broken()``: a connection of the same driver to a
+    # store that fails (a server that does not answer, a file that is not
+    # a database); making it may raise already.
+    with pytest.raises(base.StorageError):
+        broken = connection_factory.broken()
+        try:
+            broken.record_samples([make_sample(1)])
+        finally:
+            broken.close()
+
+
 # --- record_samples -------------------------------------------------------
 
 def test_record_samples_returns_record_result(connection):
@@ -234,6 +247,28 @@ def test_record_samples_returns_record_result(connection):
     got = all_stored(connection)
     assert len(got) == 3
     assert_samples_match(got, samples)
+
+
+def test_large_batch(connection, connection_factory):
+    # More rows than one SQL statement takes parameters for (PostgreSQL:
+    # 65535, SQLite: 32766); ``large_batch`` on the factory lowers it for a
+    # slow fake.
+    size = getattr(connection_factory, 'large_batch', 5000)
+    samples = [make_sample(i, resource_id=f'vm-{i % 7}',
+                           timestamp=at(i, i), volume=i % 10)
+               for i in range(size)]
+    result = connection.record_samples(samples)
+    assert (result.stored, list(result.rejected)) == (size, [])
+    (stat,) = connection.get_statistics(base.SampleFilter(), aggregates=[
+        'count', 'sum', ('cardinality', 'resource_id')])
+    check_stat(stat, count=size, sum=sum(i % 10 for i in range(size)),
+               aggregate={'count': size,
+                          'sum': sum(i % 10 for i in range(size)),
+                          'cardinality/resource_id': 7})
+    assert len(list(connection.get_samples(limit=size + 1))) == size
+    assert connection.record_samples(samples).rejected == []
+    (stat,) = connection.get_statistics(base.SampleFilter())
+    check_stat(stat, count=size)
 
 
 def test_record_empty_batch(connection):
@@ -420,10 +455,11 @@ def test_metadata_round_trips(connection):
     assert same_json(resource.metadata, METADATA), resource.metadata
 
 
-def test_metadata_keys_with_dots_round_trip(connection):
+def test_metadata_keys_with_dots_and_dollars_round_trip(connection):
     # Nova image properties have such keys (org.openstack__1__os_distro).
     metadata = {'image_meta': {'org.openstack__1__architecture': 'x86_64',
-                               'a.b.c': 1}, 'x.y': 'z'}
+                               'a.b.c': 1}, 'x.y': 'z', '$set': 1,
+                'pct%2E': 'p', '%': {'.': {'$': 'deep'}}}
     connection.record_samples([make_sample(1, resource_metadata=metadata)])
     (got,) = all_stored(connection)
     assert same_json(got.resource_metadata, metadata), got.resource_metadata

@@ -213,13 +213,14 @@ class Statistics:
     __slots__ = ('unit', 'count', 'min', 'max', 'avg', 'sum', 'stddev',
                  'aggregate', 'duration', 'duration_start', 'duration_end',
                  'period', 'period_start', 'period_end', 'groupby')
+    FIELDS = __slots__
 
     def __init__(self, **fields):
-        for name in self.__slots__:
+        for name in self.FIELDS:
             setattr(self, name, fields.get(name))
 
     def as_dict(self):
-        return {f: getattr(self, f) for f in self.__slots__}
+        return {f: getattr(self, f) for f in self.FIELDS}
 
     def __repr__(self):
         return (f'<Statistics {self.period_start} {self.groupby} '

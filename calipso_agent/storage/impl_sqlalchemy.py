@@ -18,6 +18,7 @@ resource-only) listings without scanning samples.
 import contextlib
 import datetime
 import decimal
+import functools
 import hashlib
 import json
 import logging
@@ -288,6 +289,44 @@ def _group_sort_key(value):
     if isinstance(value, str):
         return (3, value)
     return (4, dumps(value))
+
+
+def _execute_plain(conn, statement):
+    """All rows of ``statement``, without SQLAlchemy's per-value result
+    processing: statistics can run to one row per period and resource, and
+    their columns are plain numbers and strings already."""
+    compiled = statement.compile(dialect=conn.dialect,
+                                 compile_kwargs={'render_postcompile': True})
+    params = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup)
+    return conn.exec_driver_sql(str(compiled), params).all()
+
+
+class _StatisticsRow(base.Statistics):
+    """Statistics read from their SQL row when first looked at.
+
+    A long statistics answer (one row per period and resource) is returned
+    as rows; each is decoded once, on first access, instead of all of them
+    up front.
+    """
+
+    __slots__ = ('_row', '_decode', '_decoded')
+
+    def __init__(self, row, decode):
+        self._row = row
+        self._decode = decode
+        self._decoded = None
+
+    def _field(self, name):
+        if self._decoded is None:
+            self._decoded = self._decode(self._row)
+        return self._decoded.get(name)
+
+
+for _name in base.Statistics.FIELDS:
+    setattr(_StatisticsRow, _name, property(
+        lambda self, name=_name: self._field(name)))
 
 
 # --- the query compiler ----------------------------------------------------
@@ -866,11 +905,16 @@ class Connection(base.Connection):
                     origin_us = conn.execute(first).scalar()
                     if origin_us is None:
                         return []
+            in_sql_order = all(f in base.GROUPBY_FIELDS for f in groupby)
             statement = self._statistics_query(
-                where, origin_us, period_us, groupby, wanted)
-            rows = conn.execute(statement).all()
-        results = [self._statistics_of(row, period, origin_us, period_us,
-                                       groupby, wanted) for row in rows]
+                where, origin_us, period_us, groupby, wanted, in_sql_order)
+            rows = _execute_plain(conn, statement)
+        decode = functools.partial(self._statistics_fields, period=period,
+                                   origin_us=origin_us, period_us=period_us,
+                                   groupby=groupby, wanted=wanted)
+        if in_sql_order:
+            return [_StatisticsRow(row, decode) for row in rows]
+        results = [base.Statistics(**decode(row)) for row in rows]
         # Without a period every group covers the same (whole) range.
         results.sort(key=lambda s: (
             s.period_start if period_us else 0,
@@ -879,8 +923,9 @@ class Connection(base.Connection):
         return results
 
     def _statistics_query(self, where, origin_us, period_us, groupby,
-                          wanted):
-        """One row per (bucket, group, unit), every aggregate in SQL."""
+                          wanted, in_sql_order=False):
+        """One row per (bucket, group, unit), every aggregate in SQL;
+        ``in_sql_order``: sorted by SQL too (None first, code points)."""
         columns = [SAMPLE.c.ts, SAMPLE.c.volume, SAMPLE.c.unit]
         keys = []
         if period_us:
@@ -931,10 +976,15 @@ class Connection(base.Connection):
                 # NULL (an unset id) is not a value: SQL's COUNT DISTINCT.
                 outputs.append(sa.func.count(sa.distinct(inner.c[param]))
                                .label(f'cardinality_{param}'))
-        return sa.select(*outputs).group_by(*(inner.c[k] for k in keys))
+        statement = sa.select(*outputs).group_by(*(inner.c[k] for k in keys))
+        if in_sql_order:
+            statement = statement.order_by(
+                *(inner.c[k].asc().nulls_first() for k in keys))
+        return statement
 
-    def _statistics_of(self, row, period, origin_us, period_us, groupby,
-                       wanted):
+    def _statistics_fields(self, row, period, origin_us, period_us, groupby,
+                           wanted):
+        """The fields of the Statistics of one result row."""
         values = row._mapping
         fields = {'unit': values['unit'], 'aggregate': {},
                   'period': period or 0,
@@ -970,7 +1020,7 @@ class Connection(base.Connection):
                 value = float(value)
             fields[func] = value
             fields['aggregate'][func] = value
-        return base.Statistics(**fields)
+        return fields
 
     @staticmethod
     def _group_value(values, index):

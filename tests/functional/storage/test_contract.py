@@ -69,6 +69,12 @@ class PostgreSQLStores:
         self.current.upgrade()
         return self.current
 
+    def broken(self):
+        url = sa.engine.make_url(POSTGRESQL_URL).set(
+            host='127.0.0.1', port=helpers.free_port(), database=self.name)
+        return self.driver.Connection(
+            self.conf, url.render_as_string(hide_password=False))
+
     def close_current(self):
         if self.current is not None:
             self.current.close()
@@ -108,6 +114,11 @@ class MongoDBStores:
         self.current = self.driver.Connection(self.conf, self.url)
         self.current.upgrade()
         return self.current
+
+    def broken(self):
+        return self.driver.Connection(
+            self.conf, f'mongodb://127.0.0.1:{helpers.free_port()}/'
+            f'{self.name}?serverSelectionTimeoutMS=300&connectTimeoutMS=300')
 
     def close_current(self):
         if self.current is not None:

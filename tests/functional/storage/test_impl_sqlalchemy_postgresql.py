@@ -1,5 +1,6 @@
-"""The SQL driver on the real PostgreSQL server: the storage contract,
-the checks of the generated SQL (SQLChecks) and PostgreSQL specifics.
+"""The SQL driver on the real PostgreSQL server: the checks of the
+generated SQL (SQLChecks) and PostgreSQL specifics (the storage contract
+runs on PostgreSQL in test_contract.py).
 
 A database of its own (``calipso_test_<hex>``) is created for the session
 and dropped at the end; the tests are skipped when the server does not
@@ -20,10 +21,6 @@ from calipso_agent.storage import base, impl_sqlalchemy, query
 from tests import helpers
 from tests.helpers import make_sample
 from tests.unit.storage.test_impl_sqlalchemy import SQLChecks, at, indexes
-
-pytest.register_assert_rewrite('tests.storage_contract')
-
-from tests.storage_contract import *  # noqa: E402,F401,F403
 
 pytestmark = pytest.mark.functional
 

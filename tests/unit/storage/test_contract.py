@@ -23,6 +23,8 @@ class Stores:
         self.tmp = tmp_path_factory.mktemp(f'contract-{kind}')
         self.numbers = itertools.count()
         self.current = None
+        # mongomock takes seconds per thousand samples.
+        self.large_batch = 5000 if kind == 'sqlite' else 500
 
     def __call__(self):
         self.close()
@@ -38,6 +40,19 @@ class Stores:
                 client=mongomock.MongoClient())
         self.current.upgrade()
         return self.current
+
+    def broken(self):
+        if self.kind == 'sqlite':
+            from calipso_agent.storage import impl_sqlalchemy
+            # A file that is not an SQLite database.
+            garbage = self.tmp / f'garbage-{next(self.numbers)}.sqlite'
+            garbage.write_bytes(b'not an SQLite database\n' * 512)
+            return impl_sqlalchemy.Connection(self.conf,
+                                              f'sqlite:///{garbage}')
+        from calipso_agent.storage import impl_mongodb
+        return impl_mongodb.Connection(
+            self.conf, f'mongodb://127.0.0.1:{helpers.free_port()}/x'
+            '?serverSelectionTimeoutMS=300&connectTimeoutMS=300')
 
     def close(self):
         if self.current is not None:

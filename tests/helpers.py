@@ -729,8 +729,8 @@ def reference_statistics(samples, sample_filter=None, period=None,
     ``samples`` (base.Connection.get_statistics semantics).
 
     ``cardinality_counts_none``: whether a field that is None counts as
-    one more distinct value (the interface does not say; SQL's COUNT
-    DISTINCT does not count it, MongoDB's $addToSet does).
+    one more distinct value. The interface does not say; the contract
+    follows SQL's COUNT DISTINCT (and both drivers): it does not.
     """
     period, groupby, aggregates = storage_base.check_statistics_args(
         period, groupby, aggregates)

@@ -651,6 +651,9 @@ class Connection(base.Connection):
             key[f'g{index}'] = {'$cond': [{'$isNumber': value},
                                           {'$add': [value, 0.0]},
                                           {'$ifNull': [value, None]}]}
+            # Keeps true and 1 apart where group keys are compared the
+            # Python way (mongomock); a server already does.
+            key[f'n{index}'] = {'$isNumber': value}
         if period_us:
             key['bucket'] = {'$floor': {'$divide': [
                 {'$subtract': ['$ts', origin]}, period_us]}}

@@ -259,9 +259,17 @@ def delete_queues(names, url=AMQP_URL):
 def publish_raw(routing_key, body, exchange='nova',
                 content_type='application/json', url=AMQP_URL):
     """Put ``body`` (bytes) on ``exchange`` as is, bypassing oslo.messaging.
-    The exchange must exist already (the agent declares it)."""
+
+    Like oslo's Notifier, it first declares the exchange and the
+    ``routing_key`` queue (non-durable, as oslo.messaging declares them), so
+    the message waits there even if the agent is not consuming yet.
+    """
     with kombu.Connection(url) as conn:
-        producer = kombu.Producer(conn.channel())
+        channel = conn.channel()
+        target = kombu.Exchange(exchange, 'topic', durable=False)
+        kombu.Queue(routing_key, target, routing_key=routing_key,
+                    durable=False, auto_delete=False)(channel).declare()
+        producer = kombu.Producer(channel)
         producer.publish(body, exchange=exchange, routing_key=routing_key,
                          content_type=content_type, content_encoding='utf-8',
                          serializer=None, declare=[], retry=True)

@@ -70,6 +70,15 @@ def validate_sample(sample):
     return None
 
 
+def _bound(value, what):
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except (TypeError, ValueError):
+        raise InvalidQuery(f'{what} {value!r} is not an ISO 8601 timestamp')
+
+
 class RecordResult:
     """What ``record_samples`` did: stored, and rejected with reasons."""
 
@@ -111,11 +120,9 @@ class SampleFilter:
         self.meter = meter
         self.source = source
         self.message_id = message_id
-        self.start_timestamp = (parse_timestamp(start_timestamp)
-                                if start_timestamp is not None else None)
+        self.start_timestamp = _bound(start_timestamp, 'start timestamp')
         self.start_timestamp_op = start_timestamp_op
-        self.end_timestamp = (parse_timestamp(end_timestamp)
-                              if end_timestamp is not None else None)
+        self.end_timestamp = _bound(end_timestamp, 'end timestamp')
         self.end_timestamp_op = end_timestamp_op
         self.metaquery = dict(metaquery or {})
         self.conditions = list(conditions)
@@ -141,8 +148,10 @@ class SampleFilter:
             op = '<=' if self.end_timestamp_op == 'le' else '<'
             terms.append({op: {'timestamp': self.end_timestamp}})
         for key, value in sorted(self.metaquery.items()):
-            if not key.startswith('resource_metadata.'):
-                key = 'resource_metadata.' + key.split('.', 1)[-1]
+            if key.startswith('metadata.'):
+                key = 'resource_' + key
+            elif not key.startswith('resource_metadata.'):
+                key = 'resource_metadata.' + key
             terms.append({'=': {key: value}})
         for field, op, value in self.conditions:
             terms.append({op: {field: value}})
@@ -241,11 +250,15 @@ def check_statistics_args(period, groupby, aggregates):
     if period is not None:
         if isinstance(period, bool) or not isinstance(period, (int, float)):
             raise InvalidQuery(f'period {period!r} is not a number')
+        if not math.isfinite(period):
+            raise InvalidQuery(f'period {period!r} is not finite')
         if period < 0:
             raise InvalidQuery('period must be positive')
         period = period or None
     groupby = list(groupby or [])
     for field in groupby:
+        if not isinstance(field, str):
+            raise InvalidQuery(f'cannot group by {field!r}')
         if field not in GROUPBY_FIELDS and not (
                 field.startswith('resource_metadata.')
                 and query_mod.valid_metadata_key(field)):

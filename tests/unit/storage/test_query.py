@@ -687,3 +687,30 @@ def test_parse_timestamp():
     for bad in ('soon', 5, None):
         with pytest.raises(ValueError):
             base.parse_timestamp(bad)
+
+
+@pytest.mark.parametrize('key,field', [
+    ('flavor.name', 'resource_metadata.flavor.name'),
+    ('metadata.flavor.name', 'resource_metadata.flavor.name'),
+    ('resource_metadata.host', 'resource_metadata.host'),
+])
+def test_metaquery_keys_keep_every_part(key, field):
+    expression = base.SampleFilter(metaquery={key: 'x'}).expression()
+    assert expression == {'=': {field: 'x'}}
+
+
+@pytest.mark.parametrize('kwargs', [{'start_timestamp': 'yesterday'},
+                                    {'end_timestamp': 12}])
+def test_bad_filter_timestamps_are_invalid_queries(kwargs):
+    with pytest.raises(base.InvalidQuery, match='timestamp'):
+        base.SampleFilter(**kwargs)
+
+
+@pytest.mark.parametrize('period,groupby,message', [
+    (float('nan'), None, 'not finite'),
+    (float('inf'), None, 'not finite'),
+    (None, [3], 'cannot group by 3'),
+])
+def test_more_bad_statistics_args(period, groupby, message):
+    with pytest.raises(base.InvalidQuery, match=message):
+        base.check_statistics_args(period, groupby, None)

@@ -3,7 +3,9 @@
 import logging
 import sys
 
+import cotyledon
 import oslo_messaging
+from cotyledon import oslo_config_glue
 from oslo_config import cfg
 from oslo_log import log
 from oslo_messaging import opts as messaging_opts
@@ -50,3 +52,12 @@ def prepare_service(argv=None, config_files=None, log_setup=True,
     if log_setup:
         log.setup(conf, 'calipso')
     return conf
+
+
+def run_workers(conf, service_class, workers):
+    """Run ``workers`` processes of ``service_class(worker_id, conf)``
+    under cotyledon until a signal stops them (SIGHUP reloads options)."""
+    services = cotyledon.ServiceManager()
+    services.add(service_class, workers=workers, args=(conf,))
+    oslo_config_glue.setup(services, conf)
+    services.run()

@@ -493,6 +493,14 @@ class SampleHTTPServer:
         self.server.server_close()
 
 
+def daemon_defaults(url):
+    """The [DEFAULT] section every daemon run by the tests gets."""
+    return (f'[DEFAULT]\n'
+            f'transport_url = {url}\n'
+            f'use_stderr = true\n'
+            f'graceful_shutdown_timeout = 10\n')
+
+
 class AgentProcess:
     """calipso-agent-notification run as ``python -m``, in its own session
     (process group), with a generated config file and pipeline.yaml in
@@ -519,10 +527,7 @@ class AgentProcess:
             yaml.safe_dump(pipeline, handle)
         with open(self.config_file, 'w') as handle:
             handle.write(
-                f'[DEFAULT]\n'
-                f'transport_url = {url}\n'
-                f'use_stderr = true\n'
-                f'graceful_shutdown_timeout = 10\n'
+                daemon_defaults(url) +
                 f'[notification]\n'
                 f'workers = {workers}\n'
                 f'batch_size = {batch_size}\n'
@@ -834,10 +839,7 @@ class CollectorProcess(AgentProcess):
                                         'collector.stdout.log')
         with open(self.config_file, 'w') as handle:
             handle.write(
-                f'[DEFAULT]\n'
-                f'transport_url = {url}\n'
-                f'use_stderr = true\n'
-                f'graceful_shutdown_timeout = 10\n'
+                daemon_defaults(url) +
                 f'[collector]\n'
                 f'requeue_backoff_initial = {backoff[0]}\n'
                 f'requeue_backoff_max = {backoff[1]}\n'

@@ -3,9 +3,6 @@
 import os
 import sys
 
-import cotyledon
-from cotyledon import oslo_config_glue
-
 from calipso_agent import service
 from calipso_agent.notification import manager
 
@@ -17,11 +14,8 @@ def main(argv=None):
     if not os.path.isfile(pipeline):
         sys.exit(f'calipso-agent-notification: pipeline file {pipeline} '
                  'not found ([notification] pipeline_cfg_file)')
-    services = cotyledon.ServiceManager()
-    services.add(manager.NotificationService,
-                 workers=conf.notification.workers, args=(conf,))
-    oslo_config_glue.setup(services, conf)
-    services.run()
+    service.run_workers(conf, manager.NotificationService,
+                        conf.notification.workers)
 
 
 if __name__ == '__main__':

@@ -2,9 +2,6 @@
 
 import sys
 
-import cotyledon
-from cotyledon import oslo_config_glue
-
 from calipso_agent import collector, service, storage
 from calipso_agent.storage import base as storage_base
 
@@ -27,11 +24,8 @@ def main(argv=None):
     conf = service.prepare_service(
         argv, before_parse=service.limit_executor_threads)
     check_database(conf)
-    services = cotyledon.ServiceManager()
-    services.add(collector.CollectorService,
-                 workers=conf.collector.workers, args=(conf,))
-    oslo_config_glue.setup(services, conf)
-    services.run()
+    service.run_workers(conf, collector.CollectorService,
+                        conf.collector.workers)
 
 
 if __name__ == '__main__':

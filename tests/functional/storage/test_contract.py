@@ -33,7 +33,19 @@ def _psycopg(url):
     return sa.engine.make_url(url).set(drivername='postgresql+psycopg')
 
 
-class PostgreSQLStores:
+class _Stores:
+    """A fresh store per test (``__call__``); the current one is closed
+    before the next is made and at the end."""
+
+    current = None
+
+    def close_current(self):
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+class PostgreSQLStores(_Stores):
     """A database of its own; each call recreates its schema and returns a
     new, upgraded driver connection (the previous one closed)."""
 
@@ -75,10 +87,6 @@ class PostgreSQLStores:
         return self.driver.Connection(
             self.conf, url.render_as_string(hide_password=False))
 
-    def close_current(self):
-        if self.current is not None:
-            self.current.close()
-            self.current = None
 
     def close(self):
         self.close_current()
@@ -88,7 +96,7 @@ class PostgreSQLStores:
         self.server.dispose()
 
 
-class MongoDBStores:
+class MongoDBStores(_Stores):
     """A database of its own on the server, dropped before every store."""
 
     def __init__(self):
@@ -120,10 +128,6 @@ class MongoDBStores:
             self.conf, f'mongodb://127.0.0.1:{helpers.free_port()}/'
             f'{self.name}?serverSelectionTimeoutMS=300&connectTimeoutMS=300')
 
-    def close_current(self):
-        if self.current is not None:
-            self.current.close()
-            self.current = None
 
     def close(self):
         self.close_current()

@@ -43,11 +43,12 @@ def parse_timestamp(value):
     return ts.astimezone(datetime.UTC)
 
 
-def validate_sample(sample):
+def validate_sample(sample, timestamp=True):
     """Why ``sample`` cannot be stored, or None when it can.
 
     Checks what every store relies on: an id, a name, a known type, a
-    resource, a finite numeric volume and a parseable timestamp.
+    resource, a finite numeric volume and (unless ``timestamp`` is false:
+    the caller parses it itself) a parseable timestamp.
     """
     for field in ('id', 'name', 'resource_id'):
         value = getattr(sample, field, None)
@@ -60,10 +61,11 @@ def validate_sample(sample):
         return f'volume {volume!r} is not a number'
     if not math.isfinite(volume):
         return f'volume {volume!r} is not finite'
-    try:
-        parse_timestamp(sample.timestamp)
-    except (TypeError, ValueError):
-        return f'timestamp {sample.timestamp!r} is not ISO 8601'
+    if timestamp:
+        try:
+            parse_timestamp(sample.timestamp)
+        except (TypeError, ValueError):
+            return f'timestamp {sample.timestamp!r} is not ISO 8601'
     if sample.resource_metadata is not None and not isinstance(
             sample.resource_metadata, dict):
         return 'resource_metadata is not a mapping'

@@ -608,9 +608,14 @@ class Connection(base.Connection):
 
     def _row(self, sample, now_us, meter_keys):
         """The INCOMING row of a sample, or ValueError (the reason)."""
-        reason = base.validate_sample(sample)
+        reason = base.validate_sample(sample, timestamp=False)
         if reason:
             raise ValueError(reason)
+        try:
+            ts = to_us(sample.timestamp)
+        except (TypeError, ValueError):
+            raise ValueError(f'timestamp {sample.timestamp!r} is not '
+                             'ISO 8601')
         for field in _STRING_COLUMNS:
             value = getattr(sample, field)
             if value is not None:
@@ -629,7 +634,8 @@ class Connection(base.Connection):
             metadata = dumps(sample.resource_metadata or {})
         except (TypeError, ValueError) as exc:
             raise ValueError(f'resource_metadata is not JSON: {exc}')
-        if self.postgres and _JSON_NUL.search(metadata):
+        if self.postgres and '\\u0000' in metadata and _JSON_NUL.search(
+                metadata):
             raise ValueError('resource_metadata holds a NUL character, '
                              'which PostgreSQL cannot store')
         meter = (sample.name, sample.type, sample.unit, sample.resource_id,
@@ -641,7 +647,7 @@ class Connection(base.Connection):
         return (sample.id, sample.name, sample.type, sample.unit,
                 float(sample.volume), sample.user_id, sample.project_id,
                 sample.resource_id, sample.source, sample.message_id,
-                to_us(sample.timestamp), recorded_ts, metadata, key)
+                ts, recorded_ts, metadata, key)
 
     def _check_text(self, field, value):
         if not value.isascii():
@@ -673,17 +679,19 @@ class Connection(base.Connection):
         order: concurrent writers lock rows in the same order."""
         new = INCOMING.c
         columns = [c.name for c in SAMPLE.c]
-        insert = self._insert(SAMPLE).from_select(
+        plain = self._insert(SAMPLE).from_select(
             columns, sa.select(*(new[c] for c in columns)).where(sa.true())
-            .order_by(new.id)).on_conflict_do_nothing(index_elements=['id'])
+            .order_by(new.id))
+        insert = plain.on_conflict_do_nothing(index_elements=['id'])
         if self.postgres:
-            # One statement: what the insert returns feeds the others.
-            inserted = insert.returning(*SAMPLE.c).cte('inserted')
-            return conn.execute(
-                sa.select(sa.func.count()).select_from(inserted)
-                .add_cte(self._resources_upsert(inserted).cte('resources'))
-                .add_cte(self._meters_insert(inserted).cte('meters'))
-            ).scalar()
+            # Usually every sample is new, and a plain insert costs much
+            # less than ON CONFLICT's speculative one: try it first, in a
+            # savepoint; a known id (a redelivery) falls back.
+            try:
+                with conn.begin_nested():
+                    return self._merge_statement(conn, plain)
+            except sa.exc.IntegrityError:
+                return self._merge_statement(conn, insert)
         # SQLite has no DML in WITH: drop the known samples first (the
         # write lock is held: nobody inserts them meanwhile).
         conn.execute(INCOMING.delete().where(
@@ -695,6 +703,16 @@ class Connection(base.Connection):
             conn.execute(self._meters_insert(INCOMING))
         conn.execute(INCOMING.delete())
         return stored
+
+    def _merge_statement(self, conn, insert):
+        """PostgreSQL: one statement in which what ``insert`` returns
+        feeds the resource and meter maintenance."""
+        inserted = insert.returning(*SAMPLE.c).cte('inserted')
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(inserted)
+            .add_cte(self._resources_upsert(inserted).cte('resources'))
+            .add_cte(self._meters_insert(inserted).cte('meters'))
+        ).scalar()
 
     def _resources_upsert(self, rows):
         """The first timestamp and latest sample of each resource of

@@ -176,6 +176,51 @@ COLLECTOR_OPTS = [
                  help='Longest wait before requeueing a failed batch.'),
 ]
 
+API_OPTS = [
+    cfg.HostAddressOpt('host',
+                       default='0.0.0.0',
+                       help='Address calipso-api listens on.'),
+    cfg.PortOpt('port',
+                default=8777,
+                help='Port calipso-api listens on.'),
+    cfg.IntOpt('workers',
+               default=1,
+               min=1,
+               help='calipso-api worker processes.'),
+    cfg.IntOpt('threads',
+               default=4,
+               min=1,
+               help='Threads of each calipso-api worker (requests served '
+                    'at once by one worker).'),
+    cfg.StrOpt('paste_config',
+               default='api-paste.ini',
+               help='paste-deploy file of the API\'s pipelines; a relative '
+                    'path is looked up in the configuration directories, '
+                    'then in the source tree\'s etc/calipso and in '
+                    '/etc/calipso.'),
+    cfg.StrOpt('auth_strategy',
+               default='keystone',
+               choices=[('keystone', 'Keystone tokens (keystonemiddleware '
+                                     'auth_token, [keystone_authtoken])'),
+                        ('noauth', 'No authentication, for development '
+                                   'only: identity headers are trusted as '
+                                   'sent, and a request without X-Roles is '
+                                   'an admin\'s')],
+               help='Authentication: chooses the pipeline of paste_config '
+                    '(main or noauth).'),
+    cfg.IntOpt('default_api_return_limit',
+               default=100,
+               min=1,
+               help='Items returned by a list request that gives no '
+                    'limit.'),
+    cfg.StrOpt('multi_project_role',
+               default='admin',
+               help='Role of the service users (the proxy) that may name '
+                    'any set of projects in a query (q.op=in) and read '
+                    'samples and resources of any project by id. The admin '
+                    'role always sees every project.'),
+]
+
 
 def list_opts():
     """Options per group, for oslo-config-generator and register_opts."""
@@ -187,6 +232,7 @@ def list_opts():
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),
         ('collector', COLLECTOR_OPTS),
+        ('api', API_OPTS),
     ]
 
 

@@ -1,0 +1,154 @@
+"""The WSGI application and its paste-deploy factories.
+
+``setup_app(conf, storage)`` makes the application (tests give a ready
+store); ``load_app(conf)`` composes the pipeline of ``[api]
+paste_config`` chosen by ``[api] auth_strategy`` (``main`` for keystone,
+``noauth`` for development), handing ``conf`` to the factories.
+"""
+
+import json
+import logging
+import math
+import os
+import threading
+import uuid
+
+import webob
+import webob.dec
+from paste import deploy
+
+from calipso_agent import service, storage
+from calipso_agent.api import context, errors, router
+from calipso_agent.api.v2 import ROUTES
+from calipso_agent.storage import base as storage_base
+
+LOG = logging.getLogger(__name__)
+
+PIPELINES = {'keystone': 'main', 'noauth': 'noauth'}
+# paste-deploy passes only strings to the factories: the ConfigOpts of a
+# load_app call is found under the key it puts in global_conf.
+CONF_KEY = 'calipso_conf_key'
+_CONFIGS = {}
+ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'etc', 'calipso'), '/etc/calipso')
+
+
+def _finite(value):
+    """``value`` with non-finite floats (an overflowing sum) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_response(status, body):
+    try:
+        text = json.dumps(body, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(body), allow_nan=False)
+    response = webob.Response(status=status, content_type=errors.JSON_TYPE,
+                              charset='UTF-8')
+    response.text = text
+    return response
+
+
+class API:
+    """The v2 API: routes a request to its controller and answers JSON;
+    every failure is a JSON error (no input yields a 5xx other than 503
+    for a failing store)."""
+
+    def __init__(self, conf, storage_connection=None, routes=ROUTES):
+        self.conf = conf
+        self.routes = routes
+        self._storage = storage_connection
+        self._storage_lock = threading.Lock()
+
+    def storage(self):
+        """The store, connected on first use so that the API starts (and
+        answers 503) while the database is down."""
+        if self._storage is None:
+            with self._storage_lock:
+                if self._storage is None:
+                    self._storage = storage.get_connection(self.conf)
+        return self._storage
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        try:
+            return self._dispatch(request)
+        except errors.APIError as exc:
+            return errors.response_of(exc)
+        except storage_base.InvalidQuery as exc:
+            return errors.error_response(400, str(exc))
+        except storage_base.StorageError as exc:
+            LOG.warning('Storage failed on %s: %s', router.describe(request),
+                        exc)
+            return errors.error_response(
+                503, 'The store is unavailable, retry later')
+        except Exception:
+            LOG.exception('Internal error on %s', router.describe(request))
+            return errors.error_response(500, 'Internal server error')
+
+    def _dispatch(self, request):
+        route, handler, params = router.find(self.routes, request)
+        ctx = context.Context(request, self.conf, self.storage)
+        if not route.public:
+            ctx.authenticate()
+        result = handler(ctx, **params)
+        if isinstance(result, context.Reply):
+            return json_response(result.status, result.body)
+        return json_response(200, result)
+
+
+def setup_app(conf=None, storage=None):
+    """The API application; ``conf`` defaults to the calipso options of
+    the default configuration files, ``storage`` to ``[database]
+    connection``'s driver."""
+    if conf is None:
+        conf = service.prepare_service([], log_setup=False)
+    return API(conf, storage)
+
+
+def app_factory(global_conf, **local_conf):
+    """paste-deploy ``app_factory`` of the API."""
+    return setup_app(conf_of(global_conf))
+
+
+def conf_of(global_conf):
+    """The ConfigOpts a load_app call handed to the factories (None when
+    paste-deploy was started by another program)."""
+    return _CONFIGS.get((global_conf or {}).get(CONF_KEY))
+
+
+def paste_config_path(conf):
+    """The paste-deploy file of ``[api] paste_config``: an absolute path,
+    else looked up in the configuration directories, then in etc/calipso
+    and /etc/calipso. ValueError when it is nowhere."""
+    name = conf.api.paste_config
+    if os.path.isabs(name):
+        candidates = [name]
+    else:
+        found = conf.find_file(name)
+        candidates = ([found] if found else []) + [
+            os.path.join(d, name) for d in ETC_DIRS]
+    for path in candidates:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise ValueError(f'[api] paste_config {name} not found (looked in '
+                     f'{", ".join(candidates)})')
+
+
+def load_app(conf):
+    """The WSGI pipeline of ``conf``: its paste file's pipeline for
+    ``[api] auth_strategy``."""
+    key = str(uuid.uuid4())
+    _CONFIGS[key] = conf
+    try:
+        return deploy.loadapp(f'config:{paste_config_path(conf)}',
+                              name=PIPELINES[conf.api.auth_strategy],
+                              global_conf={CONF_KEY: key})
+    finally:
+        del _CONFIGS[key]

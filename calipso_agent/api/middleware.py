@@ -1,0 +1,132 @@
+"""The filters of the API's paste pipelines (etc/calipso/api-paste.ini).
+
+* ``FaultWrapper``: every error answer of the layers it wraps
+  (keystonemiddleware's 401 included) in the API's JSON error form, and a
+  500 JSON for an exception.
+* ``Healthcheck``: ``GET|HEAD /healthcheck`` answered before
+  authentication.
+* ``PublicDocument``: the OpenAPI document, before authentication.
+* ``NoAuth``: development only, no authentication (see rbac.py).
+* ``auth_token_factory``: keystonemiddleware's auth_token reading
+  ``[keystone_authtoken]`` from calipso's own configuration.
+"""
+
+import json
+import logging
+
+import webob
+import webob.dec
+from keystonemiddleware import auth_token
+
+from calipso_agent.api import app, errors, openapi, router
+
+LOG = logging.getLogger(__name__)
+
+# Headers of an error answer worth keeping when it is rewritten.
+KEPT_HEADERS = ('WWW-Authenticate', 'Allow', 'Retry-After',
+                'X-OpenStack-Request-ID')
+
+
+class Filter:
+    """A WSGI filter; ``factory`` is its paste ``filter_factory``."""
+
+    def __init__(self, application):
+        self.application = application
+
+    @classmethod
+    def factory(cls, global_conf, **local_conf):
+        return cls
+
+
+def _message_of(response):
+    """The error message of a non-API error answer."""
+    reason = response.status.split(' ', 1)[-1]
+    if response.content_type == errors.JSON_TYPE:
+        try:
+            body = json.loads(response.text)
+            message = body['error']['message']
+            if isinstance(message, str) and message:
+                return message
+        except (ValueError, KeyError, TypeError):
+            pass
+    return reason
+
+
+def _is_api_error(response):
+    if response.content_type != errors.JSON_TYPE:
+        return False
+    try:
+        return 'error_message' in json.loads(response.text)
+    except (ValueError, TypeError):
+        return False
+
+
+class FaultWrapper(Filter):
+    @webob.dec.wsgify
+    def __call__(self, request):
+        if not router.path_is_utf8(request.environ):
+            # Refused here: the layers below decode the path as UTF-8.
+            return errors.error_response(400, 'The request path is not '
+                                              'UTF-8')
+        try:
+            response = request.get_response(self.application)
+        except Exception:
+            LOG.exception('Internal error on %s', router.describe(request))
+            return errors.error_response(500, 'Internal server error')
+        if response.status_code < 400 or _is_api_error(response):
+            return response
+        rewritten = errors.error_response(response.status_code,
+                                          _message_of(response))
+        for name in KEPT_HEADERS:
+            if name in response.headers:
+                rewritten.headers[name] = response.headers[name]
+        return rewritten
+
+
+class Healthcheck(Filter):
+    """200 ``OK`` on /healthcheck while the process serves requests."""
+
+    PATH = '/healthcheck'
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        if request.environ.get('PATH_INFO', '').rstrip('/') != self.PATH:
+            return request.get_response(self.application)
+        if request.method not in ('GET', 'HEAD'):
+            return errors.response_of(errors.MethodNotAllowedError(
+                request.method, ['GET', 'HEAD']))
+        response = webob.Response(content_type='text/plain',
+                                  charset='UTF-8')
+        response.text = 'OK'
+        return response
+
+
+class PublicDocument(Filter):
+    """The OpenAPI document at its path, without authentication."""
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        if (request.environ.get('PATH_INFO') != openapi.PATH or
+                request.method != 'GET'):
+            return request.get_response(self.application)
+        return app.json_response(200, openapi.document())
+
+
+class NoAuth(Filter):
+    """Development only: trusts the identity headers as sent; a request
+    without ``X-Roles`` is an admin's."""
+
+    def __call__(self, environ, start_response):
+        if not environ.get('HTTP_X_ROLES'):
+            environ['HTTP_X_ROLES'] = 'admin'
+        return self.application(environ, start_response)
+
+
+def auth_token_factory(global_conf, **local_conf):
+    """keystonemiddleware's auth_token filter on calipso's options."""
+    options = {k: v for k, v in global_conf.items() if k != app.CONF_KEY}
+    options.update(local_conf)
+    conf = app.conf_of(global_conf)
+    if conf is not None:
+        options['oslo_config_config'] = conf
+    return auth_token.filter_factory(options)

@@ -1,0 +1,370 @@
+"""The OpenAPI 3 document of the API, served at ``/v2/openapi.json``.
+
+The unit tests validate every answer they get against it and check that
+it documents exactly the routes of ``api/v2``: keep it true.
+"""
+
+import copy
+import functools
+
+PATH = '/v2/openapi.json'
+VERSION = '2.0'
+
+SAMPLE_TYPES = ['gauge', 'delta', 'cumulative']
+SIMPLE_OPERATORS = ['lt', 'le', 'eq', 'ne', 'ge', 'gt', 'in']
+VALUE_TYPES = ['', 'integer', 'float', 'string', 'boolean', 'datetime']
+AGGREGATES = ['avg', 'sum', 'min', 'max', 'count', 'stddev', 'cardinality']
+CARDINALITY_FIELDS = ['resource_id', 'user_id', 'project_id', 'source']
+
+DATETIME_PATTERN = r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$'
+
+
+def _ref(kind, name):
+    return {'$ref': f'#/components/{kind}/{name}'}
+
+
+def _string(nullable=False, **extra):
+    schema = {'type': 'string', **extra}
+    if nullable:
+        schema['nullable'] = True
+    return schema
+
+
+def _datetime(nullable=False, description=None):
+    schema = _string(nullable, pattern=DATETIME_PATTERN)
+    schema['description'] = description or (
+        'UTC, ISO 8601 without a timezone (microseconds when not zero)')
+    return schema
+
+
+def _number(nullable=False, description=None):
+    schema = {'type': 'number'}
+    if nullable:
+        schema['nullable'] = True
+    if description:
+        schema['description'] = description
+    return schema
+
+
+def _object(properties, required=None, description=None):
+    schema = {'type': 'object', 'properties': properties,
+              'required': list(required or properties),
+              'additionalProperties': False}
+    if description:
+        schema['description'] = description
+    return schema
+
+
+def _array(items, description=None):
+    schema = {'type': 'array', 'items': items}
+    if description:
+        schema['description'] = description
+    return schema
+
+
+FLAT_METADATA = {
+    'type': 'object', 'additionalProperties': {'type': 'string'},
+    'description': 'Resource metadata flattened as Ceilometer did: one '
+                   'string per leaf, keys joined with "." (first level) '
+                   'and ":" (deeper levels).'}
+
+SCHEMAS = {
+    'Error': _object({
+        'error_message': _object({
+            'faultstring': _string(description='What went wrong.'),
+            'faultcode': {'type': 'string', 'enum': ['Client', 'Server']},
+        }),
+    }),
+    'Meter': _object({
+        'name': _string(description='The meter name.'),
+        'type': {'type': 'string', 'enum': SAMPLE_TYPES},
+        'unit': _string(nullable=True),
+        'resource_id': _string(),
+        'project_id': _string(nullable=True),
+        'user_id': _string(nullable=True),
+        'source': _string(nullable=True),
+        'meter_id': _string(description='base64 of "<resource_id>+<name>".'),
+    }),
+    'OldSample': _object({
+        'counter_name': _string(),
+        'counter_type': {'type': 'string', 'enum': SAMPLE_TYPES},
+        'counter_unit': _string(nullable=True),
+        'counter_volume': _number(),
+        'user_id': _string(nullable=True),
+        'project_id': _string(nullable=True),
+        'resource_id': _string(),
+        'source': _string(nullable=True),
+        'timestamp': _datetime(),
+        'recorded_at': _datetime(nullable=True),
+        'resource_metadata': FLAT_METADATA,
+        'message_id': _string(
+            nullable=True, description='Id of the notification the sample '
+                                       'was made from (generated for '
+                                       'posted samples).'),
+    }, description='A sample as /v2/meters/{meter_name} shows it.'),
+    'PostedSample': _object({
+        'counter_name': _string(description='Must be the meter name of the '
+                                            'URL.'),
+        'counter_type': {'type': 'string', 'enum': SAMPLE_TYPES},
+        'counter_unit': _string(),
+        'counter_volume': {'type': 'number'},
+        'resource_id': _string(minLength=1),
+        'user_id': _string(nullable=True, description='Default: the '
+                                                      "token's user."),
+        'project_id': _string(nullable=True,
+                              description="Default: the token's project; "
+                                          'only an admin may post to '
+                                          'another project.'),
+        'source': _string(nullable=True, description='Stored as '
+                                                     '"<project_id>:<source>"'
+                                                     ' (default source: '
+                                                     '[DEFAULT] '
+                                                     'sample_source).'),
+        'timestamp': _string(nullable=True, format='date-time',
+                             description='ISO 8601; default: now.'),
+        'recorded_at': _string(nullable=True, description='Ignored.'),
+        'resource_metadata': {'type': 'object', 'nullable': True,
+                              'description': 'Dotted keys are nested.'},
+    }, required=['counter_name', 'counter_type', 'counter_unit',
+                 'counter_volume', 'resource_id'],
+        description='A sample to post (message_id must not be given: it '
+                    'is generated).'),
+    'Sample': _object({
+        'id': _string(description='The unique id of the sample.'),
+        'meter': _string(),
+        'type': {'type': 'string', 'enum': SAMPLE_TYPES},
+        'unit': _string(nullable=True),
+        'volume': _number(),
+        'user_id': _string(nullable=True),
+        'project_id': _string(nullable=True),
+        'resource_id': _string(),
+        'source': _string(nullable=True),
+        'timestamp': _datetime(),
+        'recorded_at': _datetime(nullable=True),
+        'metadata': FLAT_METADATA,
+    }),
+    'Link': _object({'href': _string(), 'rel': _string()}),
+    'Resource': _object({
+        'resource_id': _string(),
+        'project_id': _string(nullable=True),
+        'user_id': _string(nullable=True),
+        'source': _string(nullable=True),
+        'first_sample_timestamp': _datetime(nullable=True),
+        'last_sample_timestamp': _datetime(nullable=True),
+        'metadata': FLAT_METADATA,
+        'links': _array(_ref('schemas', 'Link'), 'A self link, then one '
+                        'link per meter of the resource (unless '
+                        'meter_links=0).'),
+    }),
+    'Statistics': _object({
+        'groupby': {'type': 'object', 'nullable': True,
+                    'additionalProperties': {
+                        'description': 'The value of the group (string, '
+                                       'number, boolean or null).'},
+                    'description': 'The group, when grouping.'},
+        'unit': _string(nullable=True),
+        'min': _number(nullable=True),
+        'max': _number(nullable=True),
+        'avg': _number(nullable=True),
+        'sum': _number(nullable=True),
+        'count': {'type': 'integer', 'nullable': True},
+        'aggregate': {'type': 'object',
+                      'additionalProperties': {'type': 'number'},
+                      'description': 'The selected aggregates, by function '
+                                     '(cardinality/<field> for '
+                                     'cardinality).'},
+        'duration': _number(nullable=True, description='Seconds between '
+                            'duration_start and duration_end.'),
+        'duration_start': _datetime(
+            nullable=True, description='The first sample, or the query '
+                                       'start when later.'),
+        'duration_end': _datetime(
+            nullable=True, description='The last sample, or the query end '
+                                       'when earlier.'),
+        'period': {'type': 'integer', 'minimum': 0},
+        'period_start': _datetime(),
+        'period_end': _datetime(),
+    }),
+    'Capabilities': _object({
+        'api': {'type': 'object', 'additionalProperties': {
+            'type': 'boolean'}},
+        'storage': {'type': 'object', 'additionalProperties': {
+            'type': 'boolean'}},
+    }),
+    'ComplexQuery': _object({
+        'filter': _string(description='A JSON filter expression: {op: '
+                          '{field: value}} with = != < > <= =< >= => like, '
+                          '{"in": {field: [values]}}, {"and"|"or": '
+                          '[expressions]}, {"not": expression}.'),
+        'orderby': _string(description='A JSON list of {field: '
+                           '"asc"|"desc"}; default timestamp desc.'),
+        'limit': {'type': 'integer', 'minimum': 1},
+    }, required=[]),
+}
+
+
+def _query_array(name, items, description):
+    return {'name': name, 'in': 'query', 'required': False,
+            'style': 'form', 'explode': True,
+            'schema': _array(items), 'description': description}
+
+
+PARAMETERS = {
+    'q.field': _query_array(
+        'q.field', _string(), 'Field of each simple-query term: user_id, '
+        'project_id, resource_id, source, meter, message_id, timestamp, '
+        'search_offset, metadata.<key>, resource_metadata.<key>.'),
+    'q.op': _query_array(
+        'q.op', {'type': 'string', 'enum': SIMPLE_OPERATORS},
+        'Operator of each term (default eq); timestamp takes lt le gt ge, '
+        'other fields eq ne in (in: comma-separated values).'),
+    'q.value': _query_array('q.value', _string(), 'Value of each term.'),
+    'q.type': _query_array(
+        'q.type', {'type': 'string', 'enum': VALUE_TYPES},
+        'Type of each metadata value ("" guesses).'),
+    'limit': {'name': 'limit', 'in': 'query', 'required': False,
+              'schema': {'type': 'integer', 'minimum': 1},
+              'description': 'Most items returned (default [api] '
+                             'default_api_return_limit).'},
+    'unique': {'name': 'unique', 'in': 'query', 'required': False,
+               'schema': {'type': 'boolean'},
+               'description': 'One entry per meter name.'},
+    'meter_links': {'name': 'meter_links', 'in': 'query',
+                    'required': False, 'schema': {'type': 'integer'},
+                    'description': '0: no link per meter.'},
+    'groupby': _query_array(
+        'groupby', _string(), 'Group by user_id, resource_id, project_id, '
+        'source or resource_metadata.<key>.'),
+    'period': {'name': 'period', 'in': 'query', 'required': False,
+               'schema': {'type': 'integer', 'minimum': 0},
+               'description': 'Seconds per period (from the query start).'},
+    'aggregate.func': _query_array(
+        'aggregate.func', {'type': 'string', 'enum': AGGREGATES},
+        'Selected aggregation functions.'),
+    'aggregate.param': _query_array(
+        'aggregate.param', {'type': 'string', 'enum': CARDINALITY_FIELDS},
+        'The field of each cardinality.'),
+    'meter_name': {'name': 'meter_name', 'in': 'path', 'required': True,
+                   'schema': _string(minLength=1)},
+    'sample_id': {'name': 'sample_id', 'in': 'path', 'required': True,
+                  'schema': _string(minLength=1)},
+    'resource_id': {'name': 'resource_id', 'in': 'path', 'required': True,
+                    'schema': _string(minLength=1)},
+}
+
+RESPONSES = {
+    name: {'description': description, 'content': {
+        'application/json': {'schema': _ref('schemas', 'Error')}}}
+    for name, description in (
+        ('BadRequest', 'Invalid request (the message names the '
+                       'parameter).'),
+        ('Unauthorized', 'No or invalid token.'),
+        ('Forbidden', 'The token may not see or write this project.'),
+        ('NotFound', 'No such item (or one of a project the token may '
+                     'not see).'),
+        ('ServerError', 'Internal error.'),
+        ('Unavailable', 'The store is unavailable; retry later.'),
+    )}
+
+QUERY = ['q.field', 'q.op', 'q.value', 'q.type']
+
+
+def _operation(summary, parameters, status, schema, errors=(),
+               body=None):
+    responses = {str(status): {'description': summary, 'content': {
+        'application/json': {'schema': schema}}}}
+    for code, name in (('400', 'BadRequest'), ('401', 'Unauthorized'),
+                       ('403', 'Forbidden'), *errors,
+                       ('500', 'ServerError'), ('503', 'Unavailable')):
+        responses[code] = _ref('responses', name)
+    operation = {'summary': summary,
+                 'parameters': [_ref('parameters', p) for p in parameters],
+                 'responses': dict(sorted(responses.items()))}
+    if body is not None:
+        operation['requestBody'] = {'required': True, 'content': {
+            'application/json': {'schema': body}}}
+    return operation
+
+
+def _list_of(name):
+    return _array(_ref('schemas', name))
+
+
+NOT_FOUND = (('404', 'NotFound'),)
+
+PATHS = {
+    '/v2/meters': {'get': _operation(
+        'Meters (one per meter and resource).',
+        QUERY + ['limit', 'unique'], 200, _list_of('Meter'))},
+    '/v2/meters/{meter_name}': {
+        'get': _operation('Samples of a meter (an unknown meter has none).',
+                          ['meter_name'] + QUERY + ['limit'], 200,
+                          _list_of('OldSample')),
+        'post': _operation('Store samples of a meter.', ['meter_name'],
+                           201, _list_of('OldSample'),
+                           body=dict(_list_of('PostedSample'),
+                                     minItems=1)),
+    },
+    '/v2/meters/{meter_name}/statistics': {'get': _operation(
+        'Statistics of the samples of a meter.',
+        ['meter_name'] + QUERY + ['groupby', 'period', 'aggregate.func',
+                                  'aggregate.param'],
+        200, _list_of('Statistics'))},
+    '/v2/samples': {'get': _operation(
+        'Samples, newest first.', QUERY + ['limit'], 200,
+        _list_of('Sample'))},
+    '/v2/samples/{sample_id}': {'get': _operation(
+        'One sample.', ['sample_id'], 200, _ref('schemas', 'Sample'),
+        NOT_FOUND)},
+    '/v2/resources': {'get': _operation(
+        'Resources having samples.', QUERY + ['limit', 'meter_links'],
+        200, _list_of('Resource'))},
+    '/v2/resources/{resource_id}': {'get': _operation(
+        'One resource.', ['resource_id'], 200, _ref('schemas', 'Resource'),
+        NOT_FOUND)},
+    '/v2/query/samples': {'post': _operation(
+        'Samples by complex query.', [], 200, _list_of('Sample'),
+        body=_ref('schemas', 'ComplexQuery'))},
+    '/v2/capabilities': {'get': _operation(
+        'What the API and its store support.', [], 200,
+        _ref('schemas', 'Capabilities'))},
+    '/healthcheck': {'get': {
+        'summary': 'Whether the API serves requests (no authentication).',
+        'security': [],
+        'responses': {'200': {'description': 'It does.', 'content': {
+            'text/plain': {'schema': {'type': 'string', 'enum': ['OK']}}}}}}},
+    PATH: {'get': {
+        'summary': 'This document.', 'security': [],
+        'responses': {'200': {'description': 'The OpenAPI document.',
+                              'content': {'application/json': {
+                                  'schema': {'type': 'object'}}}}}}},
+}
+
+
+@functools.cache
+def _document():
+    return {
+        'openapi': '3.0.3',
+        'info': {
+            'title': 'calipso-telemetry API',
+            'version': VERSION,
+            'description': 'The Ceilometer v2-compatible query API of '
+                           'calipso-telemetry. Errors are JSON '
+                           '{"error_message": {"faultstring", '
+                           '"faultcode"}}.',
+        },
+        'paths': PATHS,
+        'components': {
+            'schemas': SCHEMAS,
+            'parameters': PARAMETERS,
+            'responses': RESPONSES,
+            'securitySchemes': {'keystone': {
+                'type': 'apiKey', 'in': 'header', 'name': 'X-Auth-Token'}},
+        },
+        'security': [{'keystone': []}],
+    }
+
+
+def document():
+    """A fresh copy of the OpenAPI document."""
+    return copy.deepcopy(_document())

@@ -1,0 +1,145 @@
+"""Who is asking, and which projects they may see.
+
+The identity comes from the headers keystonemiddleware's auth_token sets
+(``X-Identity-Status``, ``X-Roles``, ``X-Project-Id``, ``X-User-Id``); in
+the development ``noauth`` pipeline they are taken as the client sent
+them, and a request without ``X-Roles`` is an admin's.
+
+* The ``admin`` role sees every project.
+* The role of ``[api] multi_project_role`` may name any projects in a
+  query (``q.op=in`` for a set): the proxy's service user, which scopes
+  tenants itself. Without a project term it sees its own project; it reads
+  samples and resources by id in any project.
+* Any other token sees its own project only: a query naming another
+  project is refused (403), an id of another project is not found (404).
+"""
+
+from calipso_agent.api import errors
+
+ADMIN_ROLE = 'admin'
+
+
+class Identity:
+    """The caller: user, project, roles (lower case)."""
+
+    def __init__(self, user_id, project_id, roles, multi_project_role):
+        self.user_id = user_id or None
+        self.project_id = project_id or None
+        self.roles = frozenset(roles)
+        self.is_admin = ADMIN_ROLE in self.roles
+        self.multi_project = (self.is_admin or
+                              multi_project_role.lower() in self.roles)
+
+    @classmethod
+    def from_headers(cls, headers, multi_project_role=ADMIN_ROLE):
+        status = headers.get('X-Identity-Status')
+        if status is not None and status.lower() != 'confirmed':
+            raise errors.UnauthorizedError('Authentication required')
+        roles = [role.strip().lower()
+                 for role in (headers.get('X-Roles') or '').split(',')]
+        return cls(headers.get('X-User-Id'),
+                   headers.get('X-Project-Id') or headers.get(
+                       'X-Tenant-Id'),
+                   [role for role in roles if role], multi_project_role)
+
+    def own_project(self):
+        """The token's project; 403 when the token has none."""
+        if self.project_id is None:
+            raise errors.ForbiddenError('RBAC Authorization Failed: a '
+                                        'project-scoped token is required')
+        return self.project_id
+
+    def __repr__(self):
+        return (f'<Identity user={self.user_id} project={self.project_id} '
+                f'roles={sorted(self.roles)}>')
+
+
+def _not_authorized(project):
+    return errors.ForbiddenError(
+        f'Not Authorized to access project {project}')
+
+
+def query_scope(identity, project_terms):
+    """The project a simple query must be limited to (None: no limit).
+
+    ``project_terms`` are the query's Terms on project_id; a term naming
+    a project the caller may not see is refused with 403.
+    """
+    if identity.is_admin:
+        return None
+    if identity.multi_project:
+        if any(term.op in ('eq', 'in') for term in project_terms):
+            return None
+        return identity.own_project()
+    own = identity.own_project()
+    for term in project_terms:
+        values = term.value if term.op == 'in' else [term.value]
+        for value in values:
+            if value != own:
+                raise _not_authorized(value)
+    return own
+
+
+def _leaves(expression):
+    ((op, operand),) = expression.items()
+    if op in ('and', 'or'):
+        for child in operand:
+            yield from _leaves(child)
+    elif op == 'not':
+        yield from _leaves(operand)
+    else:
+        yield op, operand
+
+
+def _names_projects(expression):
+    """Whether a top-level conjunct of ``expression`` limits project_id
+    to given values (= or in)."""
+    ((op, operand),) = expression.items()
+    conjuncts = operand if op == 'and' else [expression]
+    for conjunct in conjuncts:
+        ((leaf_op, leaf),) = conjunct.items()
+        if leaf_op in ('=', 'in') and 'project_id' in leaf:
+            return True
+    return False
+
+
+def scope_expression(identity, expression):
+    """A complex-query expression limited to what the caller may see.
+
+    A non-admin's filter is wrapped as ``and(project_id = own, filter)``
+    after checking that it names no other project (403), so or/not
+    cannot escape the scope.
+    """
+    if identity.is_admin:
+        return expression
+    if identity.multi_project and expression is not None and (
+            _names_projects(expression)):
+        return expression
+    own = identity.own_project()
+    if expression is not None and not identity.multi_project:
+        for _, operand in _leaves(expression):
+            value = operand.get('project_id', own)
+            for item in value if isinstance(value, list) else [value]:
+                if item != own:
+                    raise _not_authorized(item)
+    restriction = {'=': {'project_id': own}}
+    if expression is None:
+        return restriction
+    return {'and': [restriction, expression]}
+
+
+def id_scope(identity):
+    """The project a sample or resource read by id must belong to (None:
+    any); outside it the id is not found."""
+    if identity.multi_project:
+        return None
+    return identity.own_project()
+
+
+def check_write(identity, project_id):
+    """403 unless the caller may post samples to ``project_id``."""
+    if identity.is_admin:
+        return
+    if project_id != identity.own_project():
+        raise errors.ForbiddenError(f'Not Authorized to post samples to '
+                                    f'project {project_id}')

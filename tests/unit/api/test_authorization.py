@@ -1,0 +1,184 @@
+"""Who sees what, through the API (rbac.py's rules)."""
+
+import json
+
+import pytest
+
+from calipso_agent.api import app
+from tests.unit.api import support
+from tests.unit.api.support import fault, member, query
+
+LISTS = ('/v2/samples', '/v2/meters', '/v2/meters/cpu', '/v2/resources')
+PROXY_ROLE = 'telemetry_proxy'
+
+
+def projects_of(response):
+    assert response.status_code == 200, response.text
+    return {item['project_id'] for item in response.json}
+
+
+@pytest.fixture
+def proxy(tmp_path, store):
+    """A client of an API whose multi_project_role is PROXY_ROLE, with a
+    service token of that role in its own project."""
+    conf = support.make_conf(tmp_path, api__multi_project_role=PROXY_ROLE)
+    return support.Client(app.setup_app(conf=conf, storage=store),
+                          headers=member('project-service', 'svc',
+                                         f'service,{PROXY_ROLE}'))
+
+
+@pytest.mark.parametrize('path', LISTS)
+def test_admin_sees_every_project(client, path):
+    assert projects_of(client.get(path)) == {'project-a', 'project-b'}
+
+
+@pytest.mark.parametrize('path', LISTS)
+def test_member_sees_its_own_project(client, path):
+    response = client.get(path, headers=member('project-b'))
+    assert projects_of(response) == {'project-b'}
+
+
+def test_member_statistics_are_of_its_own_project(client, samples):
+    (stats,) = client.get('/v2/meters/cpu/statistics',
+                          headers=member('project-b')).json
+    assert stats['count'] == sum(1 for s in samples if s.name == 'cpu'
+                                 and s.project_id == 'project-b')
+
+
+@pytest.mark.parametrize('terms', [
+    query(('project_id', 'eq', 'project-a')),
+    query(('project', 'eq', 'project-a')),
+    query(('project_id', 'in', 'project-a')),
+])
+def test_member_may_name_its_own_project(client, terms):
+    response = client.get('/v2/samples', terms, headers=member('project-a'))
+    assert projects_of(response) == {'project-a'}
+
+
+@pytest.mark.parametrize('path', LISTS + ('/v2/meters/cpu/statistics',))
+@pytest.mark.parametrize('terms', [
+    query(('project_id', 'eq', 'project-b')),
+    query(('project', 'eq', 'project-b')),
+    query(('project_id', 'in', 'project-a,project-b')),
+    query(('project_id', 'ne', 'project-b')),
+    query(('project_id', 'eq', 'project-a'),
+          ('project_id', 'eq', 'project-b')),
+])
+def test_member_naming_another_project_is_403(client, path, terms):
+    status, code, message = fault(client.get(path, terms,
+                                             headers=member('project-a')))
+    assert (status, code) == (403, 'Client') and 'project-b' in message
+
+
+def test_member_ne_own_project_sees_nothing(client):
+    response = client.get('/v2/samples',
+                          query(('project_id', 'ne', 'project-a')),
+                          headers=member('project-a'))
+    assert response.json == []
+
+
+def test_ids_of_other_projects_are_not_found(client, samples):
+    other = [s for s in samples if s.project_id == 'project-b'][0]
+    own = [s for s in samples if s.project_id == 'project-a'][0]
+    headers = member('project-a')
+    assert client.get(f'/v2/samples/{other.id}',
+                      headers=headers).status_code == 404
+    assert client.get(f'/v2/samples/{own.id}',
+                      headers=headers).status_code == 200
+    assert client.get('/v2/resources/vm-2',
+                      headers=headers).status_code == 404
+    assert client.get('/v2/resources/vm-0',
+                      headers=headers).status_code == 200
+
+
+def test_token_without_project_is_403(client):
+    headers = {'X-Roles': 'member', 'X-User-Id': 'u'}
+    for path in LISTS + ('/v2/samples/x', '/v2/resources/vm-0'):
+        assert client.get(path, headers=headers).status_code == 403, path
+
+
+def test_refused_token_is_401(client):
+    response = client.get('/v2/samples',
+                          headers={'X-Identity-Status': 'Invalid'})
+    assert fault(response)[:2] == (401, 'Client')
+
+
+def complex_query(client, expression, headers):
+    return client.post('/v2/query/samples',
+                       {'filter': json.dumps(expression)}, headers=headers)
+
+
+@pytest.mark.parametrize('expression', [
+    None,
+    {'=': {'meter': 'cpu'}},
+    {'or': [{'=': {'meter': 'cpu'}}, {'=': {'meter': 'memory'}}]},
+    {'not': {'=': {'project_id': 'project-a'}}},
+    {'or': [{'=': {'project': 'project-a'}}, {'not': {'=': {'user': 'x'}}}]},
+    {'!=': {'project_id': 'project-a'}},
+])
+def test_complex_query_cannot_escape_the_project(client, expression):
+    headers = member('project-a')
+    if expression is None:
+        response = client.post('/v2/query/samples', {}, headers=headers)
+    else:
+        response = complex_query(client, expression, headers)
+    assert projects_of(response) <= {'project-a'}
+
+
+@pytest.mark.parametrize('expression', [
+    {'=': {'project_id': 'project-b'}},
+    {'or': [{'=': {'meter': 'cpu'}}, {'=': {'project': 'project-b'}}]},
+    {'not': {'in': {'project_id': ['project-a', 'project-b']}}},
+    {'like': {'project_id': 'project-%'}},
+])
+def test_complex_query_naming_another_project_is_403(client, expression):
+    response = complex_query(client, expression, member('project-a'))
+    assert fault(response)[0] == 403
+
+
+def test_admin_complex_query_is_not_scoped(client):
+    response = complex_query(client, {'=': {'meter': 'cpu'}}, support.ADMIN)
+    assert projects_of(response) == {'project-a', 'project-b'}
+
+
+def test_multi_project_role_names_a_set_of_projects(proxy):
+    terms = query(('project_id', 'in', 'project-a,project-b'))
+    for path in LISTS:
+        assert projects_of(proxy.get(path, terms)) == {'project-a',
+                                                       'project-b'}
+    assert projects_of(proxy.get(
+        '/v2/samples', query(('project_id', 'eq', 'project-b')))) == {
+        'project-b'}
+
+
+def test_multi_project_role_without_project_term_sees_its_own(proxy):
+    assert proxy.get('/v2/samples').json == []
+
+
+def test_multi_project_role_complex_query(proxy):
+    both = {'and': [{'in': {'project_id': ['project-a', 'project-b']}},
+                    {'=': {'meter': 'cpu'}}]}
+    assert projects_of(complex_query(proxy, both, proxy.headers)) == {
+        'project-a', 'project-b'}
+    hidden = {'or': [{'=': {'project_id': 'project-a'}},
+                     {'=': {'meter': 'cpu'}}]}
+    assert complex_query(proxy, hidden, proxy.headers).json == []
+
+
+def test_multi_project_role_reads_ids_of_any_project(proxy, samples):
+    assert proxy.get(f'/v2/samples/{samples[2].id}').status_code == 200
+    assert proxy.get('/v2/resources/vm-2').status_code == 200
+
+
+def test_multi_project_role_is_not_admin_for_posts(proxy):
+    response = proxy.post('/v2/meters/cpu', [{
+        'counter_name': 'cpu', 'counter_type': 'gauge',
+        'counter_unit': 'ns', 'counter_volume': 1, 'resource_id': 'vm-0',
+        'project_id': 'project-a'}])
+    assert response.status_code == 403
+
+
+def test_roles_are_case_insensitive(client):
+    headers = member('project-a', roles='Member, ADMIN')
+    assert projects_of(client.get('/v2/samples', headers=headers)) == {
+        'project-a', 'project-b'}

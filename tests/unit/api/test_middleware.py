@@ -1,0 +1,208 @@
+"""The paste pipelines of etc/calipso/api-paste.ini and their filters."""
+
+import os
+
+import pytest
+import webob
+from oslo_config import cfg
+
+from calipso_agent import opts
+from calipso_agent.api import app, middleware
+from tests import helpers
+from tests.unit.api import support
+from tests.unit.api.support import fault
+
+
+@pytest.fixture
+def noauth(tmp_path, samples):
+    conf = support.make_conf(tmp_path, api__auth_strategy='noauth')
+    pipeline = app.load_app(conf)
+    app.setup_app(conf).storage().record_samples(samples)
+    return support.Client(pipeline, headers={})
+
+
+@pytest.fixture
+def keystone(tmp_path):
+    """The keystone pipeline, configured from a file as in production."""
+    path = tmp_path / 'calipso.conf'
+    path.write_text(
+        f'[database]\nconnection = sqlite:///{tmp_path}/calipso.sqlite\n'
+        '[keystone_authtoken]\n'
+        'www_authenticate_uri = http://127.0.0.1:5000/identity\n')
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf(['--config-file', str(path)], project='calipso')
+    return support.Client(app.load_app(conf), headers={})
+
+
+def test_noauth_request_without_roles_is_an_admins(noauth):
+    projects = {s['project_id'] for s in noauth.get('/v2/samples').json}
+    assert projects == {'project-a', 'project-b'}
+
+
+def test_noauth_takes_identity_headers_as_given(noauth):
+    response = noauth.get('/v2/samples',
+                          headers=support.member('project-b'))
+    assert {s['project_id'] for s in response.json} == {'project-b'}
+
+
+def test_request_id_header(noauth):
+    response = noauth.get('/v2/meters')
+    assert response.headers['x-openstack-request-id'].startswith('req-')
+
+
+@pytest.mark.parametrize('pipeline', ['noauth', 'keystone'])
+def test_healthcheck_needs_no_token(request, pipeline):
+    client = request.getfixturevalue(pipeline)
+    for method in ('GET', 'HEAD'):
+        response = webob.Request.blank(
+            '/healthcheck', method=method).get_response(client.app)
+        assert response.status_code == 200
+        assert response.content_type == 'text/plain'
+    response = webob.Request.blank('/healthcheck').get_response(client.app)
+    assert response.text == 'OK'
+    support.validate(response.text, support.DOCUMENT['paths'][
+        '/healthcheck']['get']['responses']['200']['content'][
+        'text/plain']['schema'])
+    response = webob.Request.blank('/healthcheck',
+                                   method='POST').get_response(client.app)
+    assert fault(response)[0] == 405
+
+
+@pytest.mark.parametrize('pipeline', ['noauth', 'keystone'])
+def test_openapi_document_needs_no_token(request, pipeline):
+    client = request.getfixturevalue(pipeline)
+    response = client.get('/v2/openapi.json')
+    assert response.json == support.DOCUMENT
+
+
+def test_keystone_without_token_is_401_json(keystone):
+    response = keystone.get('/v2/meters')
+    status, code, message = fault(response)
+    assert (status, code) == (401, 'Client')
+    assert 'authentication' in message
+    assert response.headers['WWW-Authenticate'].startswith('Keystone uri=')
+
+
+def test_keystone_pipeline_drops_forged_identity_headers(keystone):
+    response = keystone.get('/v2/meters', headers=support.ADMIN)
+    assert fault(response)[0] == 401
+
+
+def inner_app(status, content_type, body):
+    def application(environ, start_response):
+        start_response(status, [('Content-Type', content_type),
+                                ('WWW-Authenticate', 'Basic'),
+                                ('X-Other', 'dropped')])
+        return [body]
+    return application
+
+
+@pytest.mark.parametrize('status, content_type, body, message', [
+    ('404 Not Found', 'text/html', b'<h1>gone</h1>', 'Not Found'),
+    ('401 Unauthorized', 'application/json',
+     b'{"error": {"message": "Token expired", "code": 401}}',
+     'Token expired'),
+    ('503 Service Unavailable', 'application/json', b'[1]',
+     'Service Unavailable'),
+    ('502 Bad Gateway', 'application/json', b'{not json',
+     'Bad Gateway'),
+])
+def test_fault_wrapper_rewrites_foreign_errors(status, content_type, body,
+                                               message):
+    wrapped = middleware.FaultWrapper(inner_app(status, content_type, body))
+    response = webob.Request.blank('/').get_response(wrapped)
+    code = int(status.split()[0])
+    assert fault(response) == (code, 'Client' if code < 500 else 'Server',
+                               message)
+    assert response.headers['WWW-Authenticate'] == 'Basic'
+    assert 'X-Other' not in response.headers
+
+
+def test_fault_wrapper_keeps_api_errors_and_successes():
+    body = b'{"error_message": {"faultstring": "x", "faultcode": "Client"}}'
+    for status, content in (('400 Bad Request', body),
+                            ('200 OK', b'plain')):
+        wrapped = middleware.FaultWrapper(inner_app(status, 'text/plain'
+                                                    if content == b'plain'
+                                                    else 'application/json',
+                                                    content))
+        response = webob.Request.blank('/').get_response(wrapped)
+        assert response.body == content
+
+
+def test_fault_wrapper_turns_exceptions_into_500(caplog):
+    def broken(environ, start_response):
+        raise RuntimeError('boom')
+
+    response = webob.Request.blank('/').get_response(
+        middleware.FaultWrapper(broken))
+    assert fault(response) == (500, 'Server', 'Internal server error')
+    assert 'boom' in caplog.text
+
+
+def test_noauth_keeps_given_roles():
+    seen = {}
+
+    def application(environ, start_response):
+        seen['roles'] = environ.get('HTTP_X_ROLES')
+        start_response('200 OK', [])
+        return [b'']
+
+    filtered = middleware.NoAuth(application)
+    webob.Request.blank('/').get_response(filtered)
+    assert seen['roles'] == 'admin'
+    webob.Request.blank('/', headers={'X-Roles': 'member'}).get_response(
+        filtered)
+    assert seen['roles'] == 'member'
+
+
+def test_paste_config_lookup(tmp_path):
+    conf = helpers.make_conf()
+    assert app.paste_config_path(conf) == os.path.join(helpers.ETC,
+                                                       'api-paste.ini')
+    custom = tmp_path / 'custom-paste.ini'
+    custom.write_text('[app:main]\n')
+    conf.set_override('paste_config', str(custom), group='api')
+    assert app.paste_config_path(conf) == str(custom)
+    conf.set_override('paste_config', 'missing-paste.ini', group='api')
+    with pytest.raises(ValueError, match='missing-paste.ini'):
+        app.paste_config_path(conf)
+
+
+def test_paste_config_in_the_configuration_directory(tmp_path):
+    (tmp_path / 'calipso.conf').write_text('[api]\n')
+    (tmp_path / 'api-paste.ini').write_text('[app:main]\n')
+    conf = cfg.ConfigOpts()
+    opts.register_opts(conf)
+    conf(['--config-file', str(tmp_path / 'calipso.conf')],
+         project='calipso')
+    assert app.paste_config_path(conf) == str(tmp_path / 'api-paste.ini')
+
+
+def test_app_factory_without_load_app_reads_the_default_files(
+        monkeypatch):
+    monkeypatch.setattr('sys.argv', ['uwsgi'])
+    api = app.app_factory({})
+    assert api.conf.api.auth_strategy == 'keystone'
+
+
+@pytest.mark.parametrize('pipeline', ['noauth', 'keystone'])
+@pytest.mark.parametrize('path', ['/v2/samples/\xff', '/healthcheck\xfe'])
+def test_path_not_utf8_is_400(request, pipeline, path):
+    client = request.getfixturevalue(pipeline)
+    response = client.get('/', environ={'PATH_INFO': path})
+    assert fault(response) == (400, 'Client',
+                               'The request path is not UTF-8')
+
+
+def test_errors_on_paths_not_utf8_are_logged(caplog):
+    def broken(environ, start_response):
+        raise RuntimeError('boom')
+
+    wrapped = middleware.FaultWrapper(broken)
+    response = webob.Request.blank('/', environ={
+        'PATH_INFO': '/caf\xc3\xa9', 'QUERY_STRING': 'q=%ff'}).get_response(
+        wrapped)
+    assert fault(response)[0] == 500
+    assert "GET '/caf\\xc3\\xa9?q=%ff'" in caplog.text

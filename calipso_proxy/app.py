@@ -1,0 +1,222 @@
+"""The tenant-facing proxy of one monitoring channel (WSGI, webob).
+
+Same paths, parameters and bodies as the query API, read-only. Each
+request is authenticated (TenantAuth) before anything is forwarded, its
+query limited to the channel's projects (ProjectScope), sent with the
+service user's token (BackendClient), and the answer checked once more
+before it is passed on.
+"""
+
+import logging
+import os
+import re
+import urllib.parse
+import uuid
+
+import orjson
+import webob
+import webob.dec
+from paste import deploy
+
+from calipso_agent.api import errors
+from calipso_proxy import backend as backend_mod
+from calipso_proxy import scope as scope_mod
+from calipso_proxy import tenant_auth
+
+LOG = logging.getLogger(__name__)
+
+_SEGMENT = r'([^/]+)'
+# paste-deploy hands factories strings only: load_app registers the
+# ConfigOpts under the key it passes in global_conf.
+CONF_KEY = 'calipso_proxy_conf_key'
+_CONFIGS = {}
+ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), 'etc', 'calipso'), '/etc/calipso')
+
+
+class Route:
+    """A path pattern, its methods and how its answer is checked:
+    ``kind`` is 'list' (items with a project_id), 'item' (one such
+    object: 404 outside the scope), 'statistics', 'query' (a complex
+    query) or 'public' (no project data)."""
+
+    def __init__(self, pattern, kind, methods=('GET', 'HEAD')):
+        self.pattern = re.compile(f'^{pattern}/?$')
+        self.kind = kind
+        self.methods = methods
+
+
+ROUTES = (
+    Route('/v2/meters', 'list'),
+    Route(f'/v2/meters/{_SEGMENT}', 'list'),
+    Route(f'/v2/meters/{_SEGMENT}/statistics', 'statistics'),
+    Route('/v2/samples', 'list'),
+    Route(f'/v2/samples/{_SEGMENT}', 'item'),
+    Route('/v2/resources', 'list'),
+    Route(f'/v2/resources/{_SEGMENT}', 'item'),
+    Route('/v2/query/samples', 'query', methods=('POST',)),
+    Route('/v2/capabilities', 'public'),
+)
+
+
+class BadBackendAnswer(errors.APIError):
+    code = 502
+
+
+def _find(path):
+    for route in ROUTES:
+        match = route.pattern.match(path)
+        if match:
+            return route, match.groups()
+    return None, ()
+
+
+class ChannelProxy:
+    """The WSGI application of one channel's proxy."""
+
+    def __init__(self, conf, backend=None, auth=None):
+        self.conf = conf
+        self.channel_id = conf.proxy.channel_id
+        self.scope = scope_mod.ProjectScope(conf.proxy.authorized_projects)
+        self.backend = backend or backend_mod.BackendClient(conf)
+        self.auth = auth or tenant_auth.TenantAuth(
+            self.scope, conf.proxy.token_hash, self.backend.session,
+            conf.proxy.accept_keystone_tokens,
+            conf.proxy.keystone_token_cache_time)
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        try:
+            return self._handle(request)
+        except errors.APIError as exc:
+            return errors.response_of(exc)
+        except backend_mod.BackendError as exc:
+            LOG.warning('Channel %s: backend failed on %s %s: %s',
+                        self.channel_id, request.method, request.path_qs,
+                        exc)
+            return errors.error_response(502, 'The backend API is '
+                                         'unavailable, retry later')
+
+    def _handle(self, request):
+        path = request.path_info
+        route, segments = _find(path)
+        if route is None:
+            raise errors.NotFoundError(f'No such path: {path}')
+        if request.method not in route.methods:
+            raise errors.MethodNotAllowedError(
+                request.method, route.methods)
+        self.auth.check(request.headers)
+        forwarded_path = '/'.join(
+            urllib.parse.quote(part, safe='') for part in path.rstrip(
+                '/').split('/'))
+        if route.kind == 'query':
+            answer = self.backend.request(
+                'POST', forwarded_path,
+                body=self.scope.scoped_complex_query(request.body),
+                headers={**request.headers,
+                         'Content-Type': 'application/json'})
+        elif route.kind == 'public':
+            answer = self.backend.request('GET', forwarded_path,
+                                          request.GET.items(),
+                                          headers=request.headers)
+        else:
+            params = (request.GET.items() if route.kind == 'item'
+                      else self.scope.scoped_params(request.GET))
+            answer = self.backend.request('GET', forwarded_path, params,
+                                          headers=request.headers)
+        return self._answer(request, route, segments, answer)
+
+    def _answer(self, request, route, segments, answer):
+        if answer.status >= 400:
+            if not answer.content_type.startswith(errors.JSON_TYPE):
+                raise BadBackendAnswer(f'The backend API answered '
+                                       f'{answer.status}')
+            return self._response(answer.status, answer.body)
+        try:
+            body = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            raise BadBackendAnswer('The backend API answered something '
+                                   'that is not JSON')
+        changed = False
+        if route.kind == 'item':
+            if not self.scope.owns(body):
+                name = ('Sample' if request.path_info.startswith(
+                    '/v2/samples') else 'Resource')
+                raise errors.NotFoundError(f'{name} {segments[0]} Not '
+                                           'Found')
+            changed = self._rewrite_links(request, body)
+        elif route.kind in ('list', 'query', 'statistics'):
+            if not isinstance(body, list):
+                raise BadBackendAnswer('The backend API answered an '
+                                       'unexpected document')
+            check = (self.scope.statistics_in_scope
+                     if route.kind == 'statistics' else self.scope.owns)
+            if not all(check(item) for item in body):
+                LOG.error('Channel %s: the backend answered %s %s with '
+                          'data of another project; refused',
+                          self.channel_id, request.method, request.path)
+                raise BadBackendAnswer('The backend API answered data '
+                                       'outside the channel')
+            for item in body:
+                changed = self._rewrite_links(request, item) or changed
+        if changed:
+            return self._response(answer.status, orjson.dumps(body))
+        return self._response(answer.status, answer.body)
+
+    def _rewrite_links(self, request, item):
+        """Resource links point at the proxy, not at the backend."""
+        links = item.get('links') if isinstance(item, dict) else None
+        if not isinstance(links, list):
+            return False
+        base = self.backend.base_url
+        own = request.application_url
+        for link in links:
+            href = link.get('href') if isinstance(link, dict) else None
+            if isinstance(href, str) and href.startswith(base):
+                link['href'] = own + href[len(base):]
+        return True
+
+    @staticmethod
+    def _response(status, body):
+        response = webob.Response(status=status,
+                                  content_type=errors.JSON_TYPE,
+                                  charset='UTF-8')
+        response.body = body
+        return response
+
+
+def app_factory(global_conf, **local_conf):
+    """paste-deploy ``app_factory`` of the proxy."""
+    conf = _CONFIGS.get(global_conf.get(CONF_KEY))
+    if conf is None:
+        raise ValueError('the proxy is composed by load_app, which hands '
+                         'it its configuration')
+    return ChannelProxy(conf)
+
+
+def paste_config_path(conf):
+    """``[proxy] paste_config``: absolute, else looked up in the
+    configuration directories, then etc/calipso and /etc/calipso."""
+    name = conf.proxy.paste_config
+    if os.path.isabs(name):
+        candidates = [name]
+    else:
+        found = conf.find_file(name)
+        candidates = ([found] if found else []) + [
+            os.path.join(d, name) for d in ETC_DIRS]
+    for path in candidates:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise ValueError(f'[proxy] paste_config {name} not found (looked in '
+                     f'{", ".join(candidates)})')
+
+
+def load_app(conf):
+    """The proxy's paste pipeline, its factories handed ``conf``."""
+    key = str(uuid.uuid4())
+    _CONFIGS[key] = conf
+    try:
+        return deploy.loadapp(f'config:{paste_config_path(conf)}',
+                              global_conf={CONF_KEY: key})
+    finally:
+        del _CONFIGS[key]

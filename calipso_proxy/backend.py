@@ -1,0 +1,82 @@
+"""BackendClient: the proxy's only way to the query API.
+
+Requests carry a token of the channel's service user from a keystoneauth1
+session built from ``[service_credentials]`` (password, application
+credential or any other plugin): keystoneauth caches the token and
+renews it before it expires; a 401 from the backend (a revoked token)
+invalidates it and the request is sent once more. Without an auth plugin
+(a development backend on its noauth pipeline) requests carry no token.
+"""
+
+import logging
+
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
+
+from calipso_proxy import opts
+
+LOG = logging.getLogger(__name__)
+
+# Request headers passed on to the backend (never the tenant's token).
+FORWARDED_HEADERS = ('Accept', 'Content-Type', 'X-OpenStack-Request-ID')
+
+
+class BackendError(Exception):
+    """The backend could not be reached or refused the service user."""
+
+
+class BackendResponse:
+    __slots__ = ('status', 'content_type', 'body')
+
+    def __init__(self, status, content_type, body):
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+
+def load_session(conf):
+    """A keystoneauth1 Session of ``[service_credentials]`` (its auth
+    plugin is None when no ``auth_type`` is configured)."""
+    group = opts.SERVICE_CREDENTIALS
+    auth = ks_loading.load_auth_from_conf_options(conf, group)
+    return ks_loading.load_session_from_conf_options(conf, group, auth=auth)
+
+
+class BackendClient:
+    """Forwards requests to ``[proxy] backend_url``."""
+
+    def __init__(self, conf, session=None):
+        self.base_url = conf.proxy.backend_url.rstrip('/')
+        self.timeout = conf.proxy.backend_timeout
+        self.session = session or load_session(conf)
+        if self.session is None:
+            self.session = ks_session.Session()
+
+    def request(self, method, path, params=(), body=None, headers=None):
+        """The backend's answer to ``method path?params``; BackendError
+        when it cannot be had."""
+        sent = {name: value for name, value in (headers or {}).items()
+                if name in FORWARDED_HEADERS}
+        url = self.base_url + path
+        for attempt in (1, 2):
+            try:
+                response = self.session.request(
+                    url, method, params=list(params), data=body,
+                    headers=sent, raise_exc=False, timeout=self.timeout,
+                    authenticated=self.session.auth is not None,
+                    connect_retries=1, logger=LOG)
+            except ks_exceptions.ClientException as exc:
+                raise BackendError(f'{type(exc).__name__}: {exc}')
+            if response.status_code != 401 or self.session.auth is None:
+                break
+            if attempt == 1:
+                LOG.info('Backend refused the service token; '
+                         'authenticating again')
+                self.session.invalidate()
+        else:
+            raise BackendError('the backend refuses the service '
+                               'credentials (401)')
+        return BackendResponse(response.status_code,
+                               response.headers.get('Content-Type', ''),
+                               response.content)

@@ -1,0 +1,39 @@
+"""calipso-proxy: one monitoring channel's proxy under gunicorn.
+
+Reads only the files given with --config-file (never calipso.conf: a
+proxy holds no database credentials), normally the one the channel
+controller generated.
+"""
+
+import logging
+import sys
+
+from calipso_agent import service
+from calipso_agent.api import server
+from calipso_proxy import app, opts
+
+LOG = logging.getLogger(__name__)
+
+
+def main(argv=None):
+    conf = service.prepare_service(argv, config_files=[],
+                                   before_parse=opts.register_opts)
+    try:
+        if not conf.proxy.channel_id:
+            raise ValueError('[proxy] channel_id is not set')
+        app.load_app(conf)
+    except Exception as exc:
+        sys.exit(f'calipso-proxy: cannot start: {type(exc).__name__}: '
+                 f'{exc}')
+    LOG.info('calipso-proxy of channel %s (projects %s) serving on %s:%s, '
+             'backend %s', conf.proxy.channel_id,
+             ','.join(conf.proxy.authorized_projects), conf.proxy.host,
+             conf.proxy.port, conf.proxy.backend_url)
+    server.serve(lambda: app.load_app(conf), conf.proxy.host,
+                 conf.proxy.port, workers=conf.proxy.workers,
+                 threads=conf.proxy.threads,
+                 proc_name=f'calipso-proxy-{conf.proxy.channel_id}')
+
+
+if __name__ == '__main__':
+    main()

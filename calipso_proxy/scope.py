@@ -1,0 +1,151 @@
+"""ProjectScope: a tenant request limited to the channel's projects.
+
+Every rule of DESIGN.md section 7 that concerns what is forwarded lives
+here, away from HTTP plumbing:
+
+* a simple query keeps the tenant's terms and gains one more,
+  ``project_id in <authorized>``; the backend API intersects terms on one
+  field, so the answer can only narrow. A tenant term naming a project
+  outside the channel (``eq`` or ``in``) is refused with 403;
+* a complex query becomes ``and(project_id in <authorized>, filter)``, so
+  no ``or``/``not`` of the tenant's can reach outside the scope; ``=`` and
+  ``in`` leaves naming another project are refused with 403;
+* what comes back is checked again: an item of another project is never
+  passed on (the backend is trusted, but a leak is worse than an error).
+"""
+
+import json
+
+from calipso_agent.api import errors
+
+# The simple and complex query field names that mean project_id.
+PROJECT_FIELDS = frozenset(('project_id', 'project'))
+_QUERY_KEYS = ('q.field', 'q.op', 'q.value', 'q.type')
+# Bounds the JSON nesting a tenant can make the proxy walk.
+MAX_DEPTH = 50
+
+
+class ProjectScope:
+    """The authorized project IDs of one channel."""
+
+    def __init__(self, projects):
+        self.projects = frozenset(p for p in projects if p)
+        if not self.projects:
+            raise ValueError('a channel needs at least one project')
+        # Sorted: the same request always forwards the same URL.
+        self.ordered = sorted(self.projects)
+
+    def __contains__(self, project_id):
+        return project_id in self.projects
+
+    def _refuse(self, project):
+        raise errors.ForbiddenError(
+            f'Project {project} is not authorized for this channel '
+            f'(authorized: {", ".join(self.ordered)})')
+
+    # --- simple queries ------------------------------------------------
+    def scoped_params(self, params):
+        """The (name, value) pairs to forward for a tenant's query string
+        (a webob MultiDict): its own parameters, its q terms with an
+        explicit q.op and q.type each, and the scope term."""
+        fields, ops, values, types = (params.getall(k) for k in _QUERY_KEYS)
+        count = len(fields)
+        if len(values) != count:
+            raise errors.InvalidParameterError(
+                'q.value', f'{len(values)} q.value for {count} q.field: '
+                           'give one q.value per q.field')
+        for name, given in (('q.op', ops), ('q.type', types)):
+            if given and len(given) != count:
+                raise errors.InvalidParameterError(
+                    name, f'{len(given)} {name} for {count} q.field: give '
+                          f'none or one {name} per q.field')
+        ops = ops or [''] * count
+        types = types or [''] * count
+        forwarded = [(k, v) for k, v in params.items()
+                     if k not in _QUERY_KEYS]
+        for field, op, value, type_ in zip(fields, ops, values, types,
+                                           strict=True):
+            if field.strip() in PROJECT_FIELDS:
+                self._check_simple_term(op or 'eq', value)
+            forwarded += [('q.field', field), ('q.op', op or 'eq'),
+                          ('q.value', value), ('q.type', type_)]
+        forwarded += [('q.field', 'project_id'), ('q.op', 'in'),
+                      ('q.value', ','.join(self.ordered)), ('q.type', '')]
+        return forwarded
+
+    def _check_simple_term(self, op, value):
+        if op == 'eq':
+            named = [value]
+        elif op == 'in':
+            named = [v.strip() for v in value.split(',') if v.strip()]
+        else:
+            return
+        for project in named:
+            if project not in self.projects:
+                self._refuse(project)
+
+    # --- complex queries -----------------------------------------------
+    def scoped_complex_query(self, body):
+        """The JSON body to forward for a tenant's POST /v2/query/samples
+        body (bytes)."""
+        try:
+            query = json.loads(body or b'{}')
+        except (ValueError, RecursionError) as exc:
+            raise errors.ClientError(f'Request body is not JSON: {exc}')
+        if not isinstance(query, dict):
+            raise errors.ClientError('Request body must be a JSON object')
+        text = query.get('filter')
+        scope = {'in': {'project_id': self.ordered}}
+        if text in (None, ''):
+            query['filter'] = json.dumps(scope)
+            return json.dumps(query).encode()
+        if not isinstance(text, str):
+            raise errors.ClientError('Filter expression not valid: the '
+                                     'filter must be a JSON string')
+        try:
+            expression = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise errors.ClientError(f'Filter expression not valid: {exc}')
+        self._check_expression(expression, 0)
+        query['filter'] = json.dumps({'and': [scope, expression]})
+        return json.dumps(query).encode()
+
+    def _check_expression(self, expression, depth):
+        """403 for an = or in leaf naming another project; the rest of the
+        validation is the backend's."""
+        if depth > MAX_DEPTH:
+            raise errors.ClientError('Filter expression not valid: nested '
+                                     'too deeply')
+        if not isinstance(expression, dict):
+            return
+        for op, operand in expression.items():
+            op = op.lower() if isinstance(op, str) else op
+            if op in ('and', 'or') and isinstance(operand, list):
+                for child in operand:
+                    self._check_expression(child, depth + 1)
+            elif op == 'not':
+                self._check_expression(operand, depth + 1)
+            elif op in ('=', 'in', 'eq') and isinstance(operand, dict):
+                for field, value in operand.items():
+                    if field in PROJECT_FIELDS:
+                        values = value if isinstance(value, list) else [
+                            value]
+                        for project in values:
+                            if project not in self.projects:
+                                self._refuse(project)
+
+    # --- answers -------------------------------------------------------
+    def owns(self, item):
+        """Whether a sample, meter or resource of an answer is in
+        scope."""
+        return isinstance(item, dict) and item.get('project_id') in (
+            self.projects)
+
+    def statistics_in_scope(self, item):
+        """Statistics carry a project only when grouped by it."""
+        if not isinstance(item, dict):
+            return False
+        groupby = item.get('groupby')
+        if isinstance(groupby, dict) and 'project_id' in groupby:
+            return groupby['project_id'] in self.projects
+        return True

@@ -9,7 +9,6 @@ before it is passed on.
 
 import logging
 import os
-import re
 import urllib.parse
 import uuid
 
@@ -18,14 +17,13 @@ import webob
 import webob.dec
 from paste import deploy
 
-from calipso_agent.api import errors
+from calipso_agent.api import errors, router
 from calipso_proxy import backend as backend_mod
 from calipso_proxy import scope as scope_mod
 from calipso_proxy import tenant_auth
 
 LOG = logging.getLogger(__name__)
 
-_SEGMENT = r'([^/]+)'
 # paste-deploy hands factories strings only: load_app registers the
 # ConfigOpts under the key it passes in global_conf.
 CONF_KEY = 'calipso_proxy_conf_key'
@@ -35,25 +33,44 @@ ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 
 class Route:
-    """A path pattern, its methods and how its answer is checked:
+    """A path of the API, its methods and how its answer is checked:
     ``kind`` is 'list' (items with a project_id), 'item' (one such
     object: 404 outside the scope), 'statistics', 'query' (a complex
-    query) or 'public' (no project data)."""
+    query) or 'public' (no project data). ``{}`` is one path segment,
+    ``{id}`` the rest of the path (ids may hold slashes)."""
 
-    def __init__(self, pattern, kind, methods=('GET', 'HEAD')):
-        self.pattern = re.compile(f'^{pattern}/?$')
+    def __init__(self, template, kind, methods=('GET',)):
+        self.segments = template.strip('/').split('/')
         self.kind = kind
         self.methods = methods
+
+    def match(self, segments):
+        """The values of the template's variable parts, or None."""
+        values = []
+        for index, pattern in enumerate(self.segments):
+            if pattern == '{id}':
+                rest = segments[index:]
+                if not rest or not all(rest):
+                    return None
+                values.append('/'.join(rest))
+                return values
+            if index >= len(segments) or not segments[index]:
+                return None
+            if pattern == '{}':
+                values.append(segments[index])
+            elif segments[index] != pattern:
+                return None
+        return values if len(segments) == len(self.segments) else None
 
 
 ROUTES = (
     Route('/v2/meters', 'list'),
-    Route(f'/v2/meters/{_SEGMENT}', 'list'),
-    Route(f'/v2/meters/{_SEGMENT}/statistics', 'statistics'),
+    Route('/v2/meters/{}', 'list'),
+    Route('/v2/meters/{}/statistics', 'statistics'),
     Route('/v2/samples', 'list'),
-    Route(f'/v2/samples/{_SEGMENT}', 'item'),
+    Route('/v2/samples/{id}', 'item'),
     Route('/v2/resources', 'list'),
-    Route(f'/v2/resources/{_SEGMENT}', 'item'),
+    Route('/v2/resources/{id}', 'item'),
     Route('/v2/query/samples', 'query', methods=('POST',)),
     Route('/v2/capabilities', 'public'),
 )
@@ -63,12 +80,18 @@ class BadBackendAnswer(errors.APIError):
     code = 502
 
 
-def _find(path):
+def _find(segments):
     for route in ROUTES:
-        match = route.pattern.match(path)
-        if match:
-            return route, match.groups()
+        values = route.match(segments)
+        if values is not None:
+            return route, values
     return None, ()
+
+
+def _quoted(segments):
+    """The path of ``segments`` as sent to the backend: each one
+    percent-encoded, slashes included (an id stays one segment)."""
+    return '/' + '/'.join(urllib.parse.quote(s, safe='') for s in segments)
 
 
 class ChannelProxy:
@@ -91,24 +114,29 @@ class ChannelProxy:
         except errors.APIError as exc:
             return errors.response_of(exc)
         except backend_mod.BackendError as exc:
-            LOG.warning('Channel %s: backend failed on %s %s: %s',
-                        self.channel_id, request.method, request.path_qs,
-                        exc)
+            LOG.warning('Channel %s: backend failed on %s: %s',
+                        self.channel_id, router.describe(request), exc)
             return errors.error_response(502, 'The backend API is '
                                          'unavailable, retry later')
 
     def _handle(self, request):
-        path = request.path_info
-        route, segments = _find(path)
+        segments = router.path_segments(request)
+        route, values = _find(segments)
         if route is None:
-            raise errors.NotFoundError(f'No such path: {path}')
+            raise errors.NotFoundError(
+                f'No such path: /{"/".join(segments)}')
         if request.method not in route.methods:
             raise errors.MethodNotAllowedError(
                 request.method, route.methods)
         self.auth.check(request.headers)
-        forwarded_path = '/'.join(
-            urllib.parse.quote(part, safe='') for part in path.rstrip(
-                '/').split('/'))
+        if route.kind == 'item':
+            forwarded_path = _quoted(segments[:2] + values)
+        else:
+            forwarded_path = _quoted(segments)
+        try:
+            params = list(request.GET.items())
+        except UnicodeDecodeError:
+            raise errors.ClientError('The query string is not UTF-8')
         if route.kind == 'query':
             answer = self.backend.request(
                 'POST', forwarded_path,
@@ -116,17 +144,16 @@ class ChannelProxy:
                 headers={**request.headers,
                          'Content-Type': 'application/json'})
         elif route.kind == 'public':
-            answer = self.backend.request('GET', forwarded_path,
-                                          request.GET.items(),
-                                          headers=request.headers)
-        else:
-            params = (request.GET.items() if route.kind == 'item'
-                      else self.scope.scoped_params(request.GET))
             answer = self.backend.request('GET', forwarded_path, params,
                                           headers=request.headers)
-        return self._answer(request, route, segments, answer)
+        else:
+            if route.kind != 'item':
+                params = self.scope.scoped_params(request.GET)
+            answer = self.backend.request('GET', forwarded_path, params,
+                                          headers=request.headers)
+        return self._answer(request, route, values, answer)
 
-    def _answer(self, request, route, segments, answer):
+    def _answer(self, request, route, values, answer):
         if answer.status >= 400:
             if not answer.content_type.startswith(errors.JSON_TYPE):
                 raise BadBackendAnswer(f'The backend API answered '
@@ -142,7 +169,7 @@ class ChannelProxy:
             if not self.scope.owns(body):
                 name = ('Sample' if request.path_info.startswith(
                     '/v2/samples') else 'Resource')
-                raise errors.NotFoundError(f'{name} {segments[0]} Not '
+                raise errors.NotFoundError(f'{name} {values[0]} Not '
                                            'Found')
             changed = self._rewrite_links(request, body)
         elif route.kind in ('list', 'query', 'statistics'):
@@ -152,9 +179,9 @@ class ChannelProxy:
             check = (self.scope.statistics_in_scope
                      if route.kind == 'statistics' else self.scope.owns)
             if not all(check(item) for item in body):
-                LOG.error('Channel %s: the backend answered %s %s with '
-                          'data of another project; refused',
-                          self.channel_id, request.method, request.path)
+                LOG.error('Channel %s: the backend answered %s with data '
+                          'of another project; refused', self.channel_id,
+                          router.describe(request))
                 raise BadBackendAnswer('The backend API answered data '
                                        'outside the channel')
             for item in body:

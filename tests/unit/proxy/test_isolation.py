@@ -384,3 +384,57 @@ def test_a_leak_from_the_backend_is_never_passed_on(proxy):
                   {'X-Auth-Token': TOKEN})
     assert answer.status_code == 502
     assert 'project-7' not in answer.text
+
+
+garbage_text = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(['project_id', 'project', 'resource_id', 'timestamp',
+                     'metadata.flavor', 'eq', 'in', 'ne', 'lt', 'integer',
+                     'boolean', 'datetime', '-1', '0', '1e400', 'nan',
+                     'project-1', 'project-7', 'project-1,project-7',
+                     '2026-03-01T00:00:00', '%', '\x00', '{"a": 1}']))
+garbage_params = st.lists(st.tuples(st.sampled_from(
+    ['q.field', 'q.op', 'q.value', 'q.type', 'limit', 'groupby', 'period',
+     'aggregate.func', 'aggregate.param', 'unique', 'meter_links', 'x']),
+    garbage_text), max_size=8)
+garbage_bodies = st.one_of(
+    st.none(), st.binary(max_size=40),
+    st.builds(lambda f, o, limit: json.dumps(
+        {'filter': f, 'orderby': o, 'limit': limit}).encode(),
+        st.one_of(garbage_text, filters.map(json.dumps),
+                  st.recursive(st.none() | st.integers() | garbage_text,
+                               lambda c: st.lists(c, max_size=3)
+                               | st.dictionaries(garbage_text, c,
+                                                 max_size=3),
+                               max_leaves=8).map(json.dumps)),
+        st.one_of(garbage_text, st.just('[{"volume": "asc"}]')),
+        st.one_of(st.none(), st.integers(-5, 5), garbage_text)))
+garbage_paths = st.one_of(
+    st.sampled_from(['/v2/meters', '/v2/meters/cpu',
+                     '/v2/meters/cpu/statistics', '/v2/samples',
+                     '/v2/resources', '/v2/query/samples',
+                     '/v2/capabilities', '/v2/resources/vm-7-0',
+                     '/v2/resources/vm-1-0', '/v2/samples/x', '/',
+                     '/v2', '/v3/auth/tokens', '/v2/meters/a/b/c']),
+    st.text(alphabet='abcdefgv/2%.-_', max_size=25).map(lambda p: '/' + p))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow,
+                                 HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(['GET', 'POST', 'PUT', 'DELETE', 'HEAD']),
+       path=garbage_paths, params=garbage_params, body=garbage_bodies)
+def test_garbage_is_a_json_4xx_never_a_5xx_nor_a_leak(proxy, method, path,
+                                                      params, body):
+    answer = send(proxy, method, path, params, body,
+                  {'X-Auth-Token': TOKEN})
+    assert answer.status_code < 500, (method, path, params, body,
+                                      answer.text)
+    if method == 'HEAD':
+        return
+    assert answer.content_type == 'application/json'
+    if answer.status_code >= 400:
+        assert answer.json['error_message']['faultcode'] == 'Client'
+    else:
+        assert carried_projects(path, answer.json) <= {'project-1',
+                                                       'project-2'}

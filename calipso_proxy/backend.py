@@ -4,8 +4,9 @@ Requests carry a token of the channel's service user from a keystoneauth1
 session built from ``[service_credentials]`` (password, application
 credential or any other plugin): keystoneauth caches the token and
 renews it before it expires; a 401 from the backend (a revoked token)
-invalidates it and the request is sent once more. Without an auth plugin
-(a development backend on its noauth pipeline) requests carry no token.
+makes keystoneauth authenticate again and send the request once more.
+Without an auth plugin (a development backend on its noauth pipeline)
+requests carry no token.
 """
 
 import logging
@@ -58,23 +59,18 @@ class BackendClient:
         when it cannot be had."""
         sent = {name: value for name, value in (headers or {}).items()
                 if name in FORWARDED_HEADERS}
-        url = self.base_url + path
-        for attempt in (1, 2):
-            try:
-                response = self.session.request(
-                    url, method, params=list(params), data=body,
-                    headers=sent, raise_exc=False, timeout=self.timeout,
-                    authenticated=self.session.auth is not None,
-                    connect_retries=1, logger=LOG)
-            except ks_exceptions.ClientException as exc:
-                raise BackendError(f'{type(exc).__name__}: {exc}')
-            if response.status_code != 401 or self.session.auth is None:
-                break
-            if attempt == 1:
-                LOG.info('Backend refused the service token; '
-                         'authenticating again')
-                self.session.invalidate()
-        else:
+        authenticated = self.session.auth is not None
+        try:
+            # keystoneauth invalidates a refused token and sends the
+            # request once more with a new one (allow_reauth).
+            response = self.session.request(
+                self.base_url + path, method, params=list(params),
+                data=body, headers=sent, raise_exc=False,
+                timeout=self.timeout, authenticated=authenticated,
+                allow_reauth=True, connect_retries=1, logger=LOG)
+        except ks_exceptions.ClientException as exc:
+            raise BackendError(f'{type(exc).__name__}: {exc}')
+        if response.status_code == 401 and authenticated:
             raise BackendError('the backend refuses the service '
                                'credentials (401)')
         return BackendResponse(response.status_code,

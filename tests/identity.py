@@ -320,6 +320,14 @@ class Keystone:
         self.users[user.name] = user
         return user
 
+    def revoke_tokens(self, user):
+        """Invalidate every token ``user`` holds (Keystone revokes them
+        when the user is disabled; the user is enabled again at once)."""
+        user = self._user(user)
+        for enabled in (False, True):
+            self._admin_session.patch(f'{self.url}/users/{user.id}',
+                                      json={'user': {'enabled': enabled}})
+
     def _get(self, path):
         return self._admin_session.get(self.url + path).json()
 

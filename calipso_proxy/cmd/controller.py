@@ -1,0 +1,106 @@
+"""calipso-proxy-controller: the monitoring channel API under gunicorn and
+the reconciler keeping one proxy running per stored channel.
+
+SIGTERM (or SIGINT) stops the API and the reconciler, not the proxies:
+they are processes of their own sessions that go on serving their
+tenants, and the next controller adopts them (their pid files are in
+``[controller] proxy_state_dir``).
+"""
+
+import logging
+import os
+import sys
+
+from gunicorn import config as gunicorn_config
+
+from calipso_agent import service, storage
+from calipso_agent.api import server
+from calipso_agent.storage import base as storage_base
+from calipso_proxy import channels, launcher, opts
+from calipso_proxy.controller import app
+from calipso_proxy.controller import reconciler as reconciler_mod
+from calipso_proxy.launcher import base as launcher_base
+
+LOG = logging.getLogger(__name__)
+STOP_TIMEOUT = 10
+
+
+def _fail(message):
+    sys.exit(f'calipso-proxy-controller: {message}')
+
+
+def check_config(conf):
+    """The launcher; exit with a reason when the configuration cannot be
+    used (an unreachable store is only logged: the API answers 503 and
+    the reconciler retries meanwhile)."""
+    controller = conf.controller
+    if controller.proxy_port_min > controller.proxy_port_max:
+        _fail(f'[controller] proxy_port_min ({controller.proxy_port_min}) '
+              f'is above proxy_port_max ({controller.proxy_port_max})')
+    try:
+        os.makedirs(launcher_base.state_dir(conf), mode=0o700,
+                    exist_ok=True)
+    except OSError as exc:
+        _fail(f'cannot create [controller] proxy_state_dir: {exc}')
+    try:
+        # Registers the auth plugin's options of [service_credentials]
+        # here, before gunicorn forks, and checks they can be copied.
+        channels.render_config(conf, {
+            'id': 'check', 'tenant_list': [], 'token_hash': '',
+            'port': controller.proxy_port_min})
+    except Exception as exc:
+        _fail(f'cannot copy [service_credentials] into the proxies\' '
+              f'configuration: {type(exc).__name__}: {exc}')
+    try:
+        proxy_launcher = launcher.get_launcher(conf)
+    except Exception as exc:
+        _fail(f'cannot load [controller] launcher {controller.launcher!r}: '
+              f'{type(exc).__name__}: {exc}')
+    try:
+        app.load_app(conf)
+    except Exception as exc:
+        _fail(f'cannot load the paste pipeline ([controller] '
+              f'paste_config, auth_strategy): {type(exc).__name__}: {exc}')
+    url = storage.database_url(conf)
+    try:
+        storage.get_connection(conf).close()
+    except storage_base.StorageError as exc:
+        LOG.warning('Database %s unreachable for now: %s',
+                    storage.safe_url(url), exc)
+    except Exception as exc:
+        _fail(f'cannot use the database {storage.safe_url(url)} '
+              f'([database] connection): {type(exc).__name__}: {exc}')
+    return proxy_launcher
+
+
+def server_options():
+    """gunicorn settings of the controller beyond serve()'s."""
+    options = {'proc_name': 'calipso-proxy-controller'}
+    # Newer gunicorns open a control socket, one path per user: the
+    # proxies' gunicorns would take it over.
+    if any(s.name == 'control_socket_disable'
+           for s in gunicorn_config.KNOWN_SETTINGS):
+        options['control_socket_disable'] = True
+    return options
+
+
+def main(argv=None):
+    conf = service.prepare_service(argv, before_parse=opts.register_opts)
+    proxy_launcher = check_config(conf)
+    controller = conf.controller
+    reconciler = reconciler_mod.Reconciler(conf, proxy_launcher)
+    reconciler.start()
+    LOG.info('calipso-proxy-controller serving on %s:%s (%s pipeline, %d '
+             'workers of %d threads), proxies on %s:%s-%s', controller.host,
+             controller.port, controller.auth_strategy, controller.workers,
+             controller.threads, controller.proxy_host,
+             controller.proxy_port_min, controller.proxy_port_max)
+    server.serve(lambda: app.load_app(conf), controller.host,
+                 controller.port, workers=controller.workers,
+                 threads=controller.threads,
+                 on_exit=lambda arbiter: reconciler.stop(STOP_TIMEOUT),
+                 **server_options())
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,187 @@
+"""The channel controller's REST API, admin only, compatible with CORD's
+(XOS) monitoring channel resource. Trailing slashes are optional.
+
+    GET    /api/tenant/monitoring/monitoringchannel/        the channels
+    POST   /api/tenant/monitoring/monitoringchannel/        create: 201,
+           with the channel's token (given this once)
+    GET    /api/tenant/monitoring/monitoringchannel/{id}/   one channel
+    PUT    /api/tenant/monitoring/monitoringchannel/{id}/   new name and/or
+    PATCH                                                   tenant list
+    DELETE /api/tenant/monitoring/monitoringchannel/{id}/   stop its proxy
+           and forget it: 204
+
+Bodies are JSON objects (or forms) with ``name`` and the project IDs as
+``tenant_list`` (a list) or ``tenant_list_str`` (comma-separated).
+``load_app(conf)`` composes the pipeline of ``[controller] paste_config``
+for ``[controller] auth_strategy``: ``main`` (keystone) or ``noauth``.
+"""
+
+import json
+import logging
+import os
+import threading
+import uuid
+
+import webob
+import webob.dec
+from paste import deploy
+
+from calipso_agent import storage
+from calipso_agent.api import app as api_app
+from calipso_agent.api import errors, rbac
+from calipso_agent.storage import base as storage_base
+from calipso_proxy import channels, launcher
+
+LOG = logging.getLogger(__name__)
+
+COLLECTION = '/api/tenant/monitoring/monitoringchannel'
+PIPELINES = {'keystone': 'main', 'noauth': 'noauth'}
+COLLECTION_METHODS = ('GET', 'HEAD', 'POST')
+ITEM_METHODS = ('GET', 'HEAD', 'PUT', 'PATCH', 'DELETE')
+FORM_TYPES = ('application/x-www-form-urlencoded', 'multipart/form-data')
+
+
+def _body(request):
+    """The request body as a dict: a JSON object, or a form."""
+    if request.content_type in FORM_TYPES:
+        return dict(request.POST.items())
+    if not request.body.strip():
+        raise errors.ClientError('The request body is missing (JSON '
+                                 'expected)')
+    try:
+        body = json.loads(request.body.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise errors.ClientError(f'The request body is not valid JSON: '
+                                 f'{exc}')
+    if not isinstance(body, dict):
+        raise errors.ClientError('The request body must be a JSON object')
+    return body
+
+
+class ControllerApp:
+    """The WSGI application; ``service`` (a ChannelService) defaults to
+    one over ``[database] connection`` and ``[controller] launcher``."""
+
+    def __init__(self, conf, service=None):
+        self.conf = conf
+        self._storage = None
+        self._storage_lock = threading.Lock()
+        self.service = service or channels.ChannelService(
+            conf, launcher.get_launcher(conf), self.storage)
+
+    def storage(self):
+        """The store, connected on first use (the API answers 503 while
+        the database is down)."""
+        if self._storage is None:
+            with self._storage_lock:
+                if self._storage is None:
+                    self._storage = storage.get_connection(self.conf)
+        return self._storage
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        try:
+            return self._dispatch(request)
+        except errors.APIError as exc:
+            return errors.response_of(exc)
+        except storage_base.StorageError as exc:
+            LOG.warning('Storage failed on %s %s: %s', request.method,
+                        request.path_qs, exc)
+            return errors.error_response(
+                503, 'The store is unavailable, retry later')
+        except Exception:
+            LOG.exception('Internal error on %s %s', request.method,
+                          request.path_qs)
+            return errors.error_response(500, 'Internal server error')
+
+    def _authorize(self, request):
+        """The caller's identity; 401 without a valid token, 403 without
+        the admin role."""
+        status = request.headers.get('X-Identity-Status')
+        if status is None and self.conf.controller.auth_strategy != (
+                'noauth'):
+            raise errors.UnauthorizedError('Authentication required')
+        identity = rbac.Identity.from_headers(request.headers)
+        if self.conf.controller.admin_role.lower() not in identity.roles:
+            raise errors.ForbiddenError(
+                f'The {self.conf.controller.admin_role} role is required')
+        return identity
+
+    def _dispatch(self, request):
+        path = request.path_info.rstrip('/')
+        if path == COLLECTION:
+            channel_id, allowed = None, COLLECTION_METHODS
+        elif (path.startswith(COLLECTION + '/') and
+              '/' not in path[len(COLLECTION) + 1:]):
+            channel_id, allowed = path[len(COLLECTION) + 1:], ITEM_METHODS
+        else:
+            raise errors.NotFoundError(f'No such path: {request.path_info}')
+        identity = self._authorize(request)
+        if request.method not in allowed:
+            raise errors.MethodNotAllowedError(request.method, allowed)
+        method = 'GET' if request.method == 'HEAD' else request.method
+        if channel_id is None:
+            if method == 'GET':
+                return api_app.json_response(200, [
+                    channels.to_resource(c) for c in self.service.list()])
+            return self._create(request, identity)
+        if method == 'GET':
+            return api_app.json_response(200, channels.to_resource(
+                self.service.get(channel_id)))
+        if method == 'DELETE':
+            self.service.delete(channel_id)
+            return webob.Response(status=204, content_type=None)
+        changes = channels.parse_changes(_body(request))
+        return api_app.json_response(200, channels.to_resource(
+            self.service.update(channel_id, changes)))
+
+    def _create(self, request, identity):
+        name, tenants = channels.parse_creation(_body(request))
+        channel, token = self.service.create(name, tenants,
+                                             identity.user_id)
+        response = api_app.json_response(
+            201, channels.to_resource(channel, token=token))
+        response.headers['Location'] = (
+            f'{request.application_url}{COLLECTION}/{channel["id"]}/')
+        return response
+
+
+def app_factory(global_conf, **local_conf):
+    """paste-deploy ``app_factory`` of the controller API."""
+    conf = api_app.conf_of(global_conf)
+    if conf is None:
+        raise ValueError('the controller API is composed by load_app, '
+                         'which hands it its configuration')
+    return ControllerApp(conf)
+
+
+def paste_config_path(conf):
+    """``[controller] paste_config``: absolute, else looked up in the
+    configuration directories, then etc/calipso and /etc/calipso."""
+    name = conf.controller.paste_config
+    if os.path.isabs(name):
+        candidates = [name]
+    else:
+        found = conf.find_file(name)
+        candidates = ([found] if found else []) + [
+            os.path.join(d, name) for d in api_app.ETC_DIRS]
+    for path in candidates:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise ValueError(f'[controller] paste_config {name} not found (looked '
+                     f'in {", ".join(candidates)})')
+
+
+def load_app(conf):
+    """The pipeline of ``[controller] auth_strategy``. ``conf`` is
+    registered where calipso_agent.api's factories (auth_token_factory)
+    and ours find it."""
+    key = str(uuid.uuid4())
+    api_app._CONFIGS[key] = conf
+    try:
+        return deploy.loadapp(
+            f'config:{paste_config_path(conf)}',
+            name=PIPELINES[conf.controller.auth_strategy],
+            global_conf={api_app.CONF_KEY: key})
+    finally:
+        del api_app._CONFIGS[key]

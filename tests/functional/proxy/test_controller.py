@@ -1,0 +1,275 @@
+"""calipso-proxy-controller as a process (noauth pipeline, two API
+workers, SQLite) with the real calipso-proxy processes, on loopback.
+
+The proxies' backend is a closed port: a tenant with the channel token
+gets 502 (authenticated, nothing to forward to), without it 401.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from oslo_config import cfg
+
+from calipso_agent import storage
+from calipso_proxy import channels
+from calipso_proxy import opts as proxy_opts
+from calipso_proxy.launcher import process
+from tests import helpers
+
+pytestmark = pytest.mark.functional
+
+COLLECTION = '/api/tenant/monitoring/monitoringchannel/'
+PORTS = 4
+
+
+def command():
+    """The console script of this environment, or the module when the
+    package is not installed as scripts."""
+    script = os.path.join(os.path.dirname(sys.executable),
+                          'calipso-proxy-controller')
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, '-m', 'calipso_proxy.cmd.controller']
+
+
+def free_port_range(count):
+    for first in range(21000, 30000 - count, 97):
+        if all(channels.port_is_free('127.0.0.1', p)
+               for p in range(first, first + count)):
+            return first
+    raise AssertionError('no free port range')
+
+
+class Controller:
+    """The controller process; its log in ``workdir/controller.log``
+    (appended to by every run)."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.port = helpers.free_port()
+        self.base = f'http://127.0.0.1:{self.port}'
+        self.database = f'sqlite:///{workdir}/channels.sqlite'
+        self.state_dir = os.path.join(workdir, 'proxies')
+        self.first_port = free_port_range(PORTS)
+        self.config = os.path.join(workdir, 'controller.conf')
+        self.log_path = os.path.join(workdir, 'controller.log')
+        with open(self.config, 'w') as handle:
+            handle.write(
+                f'[DEFAULT]\nstate_path = {workdir}\nuse_stderr = true\n'
+                f'[database]\nconnection = {self.database}\n'
+                f'[controller]\nhost = 127.0.0.1\nport = {self.port}\n'
+                'workers = 2\nthreads = 4\nauth_strategy = noauth\n'
+                'proxy_host = 127.0.0.1\n'
+                f'proxy_port_min = {self.first_port}\n'
+                f'proxy_port_max = {self.first_port + PORTS - 1}\n'
+                'reconcile_interval = 0.5\nproxy_start_timeout = 30\n'
+                f'backend_url = http://127.0.0.1:{helpers.free_port()}\n')
+        self.process = None
+
+    def start(self):
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                command() + ['--config-file', self.config],
+                cwd=helpers.REPO, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f'{self.base}/healthcheck',
+                                timeout=2).status_code == 200:
+                    return self
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.2)
+
+    def stop(self):
+        """SIGTERM, as an init system stops it; its exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+    def log(self):
+        with open(self.log_path, errors='replace') as handle:
+            return handle.read()
+
+    def api(self, method, path='', **kwargs):
+        return requests.request(method, f'{self.base}{COLLECTION}{path}',
+                                timeout=30, **kwargs)
+
+    def create(self, name, tenants):
+        response = self.api('POST', json={'name': name,
+                                          'tenant_list': tenants})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def wait_url(self, channel_id, timeout=60):
+        """The channel's ceilometer_url once set."""
+        def url():
+            return self.api('GET', f'{channel_id}/').json()[
+                'ceilometer_url']
+        found = helpers.wait_until(url, timeout, interval=0.2)
+        assert found, self.log() + self.proxy_log(channel_id)
+        return found
+
+    def pid_info(self, channel_id):
+        try:
+            with open(os.path.join(self.state_dir, channel_id,
+                                   'proxy.pid')) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def proxy_log(self, channel_id):
+        try:
+            with open(os.path.join(self.state_dir, channel_id,
+                                   'proxy.log'), errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def cleanup(self):
+        """Stop the controller and every proxy it left."""
+        self.stop()
+        conf = cfg.ConfigOpts()
+        proxy_opts.register_opts(conf)
+        conf([], default_config_files=[])
+        conf.set_override('proxy_state_dir', self.state_dir, 'controller')
+        conf.set_override('proxy_stop_timeout', 2, 'controller')
+        launcher = process.ProcessLauncher(conf)
+        for channel_id in launcher.running():
+            launcher.stop(channel_id)
+
+
+@pytest.fixture
+def controller(tmp_path):
+    started = Controller(str(tmp_path))
+    try:
+        yield started.start()
+    finally:
+        started.cleanup()
+
+
+def healthcheck(url):
+    try:
+        return requests.get(f'{url}healthcheck', timeout=2).status_code
+    except requests.RequestException:
+        return None
+
+
+def tenant_get(url, token):
+    """Status of a tenant's request, None when it is not answered
+    (connection refused)."""
+    try:
+        return requests.get(f'{url}v2/meters', timeout=10,
+                            headers={'X-Auth-Token': token}).status_code
+    except requests.RequestException:
+        return None
+
+
+def restarted(controller, channel_id, old_pid):
+    info = controller.pid_info(channel_id)
+    return (info is not None and info['pid'] != old_pid and
+            healthcheck(f'http://127.0.0.1:{info["port"]}/') == 200)
+
+
+def test_channel_life(controller):
+    created = controller.create('analytics', ['p1', 'p2'])
+    channel_id, token = created['id'], created['token']
+    assert created['ceilometer_url'] == ''
+    url = controller.wait_url(channel_id)
+    assert url == f'http://127.0.0.1:{controller.first_port}/'
+    assert healthcheck(url) == 200
+    got = controller.api('GET', f'{channel_id}/').json()
+    assert got['state'] == 'running' and 'token' not in got
+    assert tenant_get(url, token) == 502
+    assert tenant_get(url, 'not-the-token') == 401
+
+    # A proxy that dies is restarted by the reconciler.
+    info = controller.pid_info(channel_id)
+    os.kill(info['pid'], signal.SIGKILL)
+    started = time.monotonic()
+    assert helpers.wait_until(
+        lambda: restarted(controller, channel_id, info['pid']), 20,
+        interval=0.2), controller.log()
+    assert time.monotonic() - started < 15
+    assert healthcheck(controller.wait_url(channel_id)) == 200
+
+    # A new tenant list: new config, new proxy process.
+    info = controller.pid_info(channel_id)
+    response = controller.api('PUT', f'{channel_id}/',
+                              json={'tenant_list_str': 'p3'})
+    assert response.status_code == 200, response.text
+    assert response.json()['tenant_list'] == ['p3']
+    assert helpers.wait_until(
+        lambda: restarted(controller, channel_id, info['pid']), 30,
+        interval=0.2), controller.log()
+    with open(os.path.join(controller.state_dir, channel_id,
+                           'proxy.conf')) as handle:
+        assert 'authorized_projects = p3\n' in handle.read()
+    assert tenant_get(controller.wait_url(channel_id), token) == 502
+
+    # Deleted: the proxy is gone when DELETE answers.
+    response = controller.api('DELETE', f'{channel_id}/')
+    assert response.status_code == 204
+    assert healthcheck(url) is None
+    assert tenant_get(url, token) is None
+    assert controller.api('GET', f'{channel_id}/').status_code == 404
+    time.sleep(2)
+    assert tenant_get(url, token) is None
+    assert not os.path.exists(os.path.join(controller.state_dir,
+                                           channel_id))
+
+    log = controller.log()
+    assert log.count('Reconciler started') == 1
+    assert f'Started the proxy of channel {channel_id}' in log
+    assert f'Restarted the proxy of channel {channel_id}' not in log
+
+
+def test_restarted_controller_adopts_proxies_and_stops_orphans(
+        controller):
+    kept = controller.create('kept', ['p1'])
+    orphan = controller.create('orphan', ['p2'])
+    kept_url = controller.wait_url(kept['id'])
+    orphan_url = controller.wait_url(orphan['id'])
+    kept_pid = controller.pid_info(kept['id'])['pid']
+
+    assert controller.stop() == 0
+    # The proxies outlive the controller.
+    assert healthcheck(kept_url) == 200
+    assert healthcheck(orphan_url) == 200
+    conf = helpers.make_conf(database__connection=controller.database)
+    store = storage.get_connection(conf)
+    try:
+        assert store.delete_channel(orphan['id'])
+    finally:
+        store.close()
+
+    controller.start()
+    assert helpers.wait_until(lambda: healthcheck(orphan_url) is None, 20,
+                              interval=0.2), controller.log()
+    assert tenant_get(orphan_url, orphan['token']) is None
+    assert healthcheck(kept_url) == 200
+    assert tenant_get(kept_url, kept['token']) == 502
+    # Adopted, not restarted.
+    assert controller.pid_info(kept['id'])['pid'] == kept_pid
+    assert controller.wait_url(kept['id']) == kept_url
+    assert helpers.wait_until(
+        lambda: f'Stopped the proxy of channel {orphan["id"]}' in
+        controller.log(), 10)
+    assert not os.path.exists(os.path.join(controller.state_dir,
+                                           orphan['id']))
+    log = controller.log()
+    assert f'Proxy of channel {kept["id"]} (pid {kept_pid}) found' in log
+    assert f'Restarted the proxy of channel {kept["id"]}' not in log

@@ -970,3 +970,109 @@ class PrivatePostgres:
 
     def __exit__(self, *exc_info):
         self.cleanup()
+
+
+# --- calipso-api: the real gunicorn server as a process --------------------
+
+
+def api_command():
+    """calipso-api of this environment: its console script, else the
+    module."""
+    script = os.path.join(os.path.dirname(sys.executable), 'calipso-api')
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, '-m', 'calipso_agent.cmd.api']
+
+
+def keystone_authtoken_config(keystone, user=None):
+    """``[keystone_authtoken]`` of a service validating tokens with the
+    test Keystone (tests/identity.py) as ``user`` (default: its service
+    user ``calipso``); no memcached (an in-process token cache)."""
+    user = user or keystone.service_user
+    return (f'[keystone_authtoken]\n'
+            f'www_authenticate_uri = {keystone.url}\n'
+            f'auth_url = {keystone.url}\n'
+            f'auth_type = password\n'
+            f'username = {user.name}\n'
+            f'password = {user.password}\n'
+            f'project_name = {user.project_name}\n'
+            f'user_domain_name = Default\n'
+            f'project_domain_name = Default\n'
+            # The fixture's catalog has only a public identity endpoint.
+            f'interface = public\n')
+
+
+class APIServer:
+    """calipso-api (gunicorn) in a session of its own on a free loopback
+    port, with a generated calipso.conf in ``workdir``; ``url`` is its
+    base URL once ``start()`` saw /healthcheck answer. ``extra_config``
+    is appended to the file (e.g. ``keystone_authtoken_config``)."""
+
+    def __init__(self, workdir, database, auth_strategy='noauth',
+                 workers=1, threads=4, extra_config=''):
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.config_file = os.path.join(self.workdir, 'calipso-api.conf')
+        self.log_path = os.path.join(self.workdir, 'calipso-api.log')
+        with open(self.config_file, 'w') as handle:
+            handle.write(
+                f'[DEFAULT]\nuse_stderr = true\n'
+                f'[database]\nconnection = {database}\n'
+                f'[api]\nhost = 127.0.0.1\nport = {self.port}\n'
+                f'workers = {workers}\nthreads = {threads}\n'
+                f'auth_strategy = {auth_strategy}\n'
+                f'{extra_config}')
+        self.process = None
+
+    def start(self, timeout=30):
+        import requests
+
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                api_command() + ['--config-file', self.config_file],
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with requests.Session() as session:
+            session.trust_env = False  # loopback, never through a proxy
+            while True:
+                with contextlib.suppress(requests.ConnectionError):
+                    if session.get(f'{self.url}/healthcheck',
+                                   timeout=2).status_code == 200:
+                        return self
+                if self.process.poll() is not None or (
+                        time.monotonic() > deadline):
+                    self.stop()
+                    raise AssertionError(
+                        f'calipso-api did not answer on {self.url}:\n'
+                        f'{self.log()[-4000:]}')
+                time.sleep(0.1)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return ''
+
+    def stop(self, timeout=15):
+        """SIGTERM the group, SIGKILL what is left; the master's exit
+        code (None if never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()

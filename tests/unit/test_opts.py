@@ -5,36 +5,45 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from calipso_agent import opts
 from tests import helpers
 
-SAMPLE = os.path.join(helpers.ETC, 'calipso.conf.sample')
-GENERATOR = os.path.join(helpers.ETC, 'calipso-config-generator.conf')
+# (sample file, generator config, our namespace)
+SAMPLES = [
+    ('calipso.conf.sample', 'calipso-config-generator.conf', 'calipso'),
+    ('calipso-proxy.conf.sample', 'calipso-proxy-config-generator.conf',
+     'calipso_proxy'),
+]
 
 
-def calipso_blocks(text):
+def own_blocks(text, namespace):
     """The parts of a sample config that our own options produce."""
     blocks = re.split(r'\n(?=\[)', text)
     ours = []
     for block in blocks:
         for part in re.split(r'\n#\n# From ', block):
-            if part.startswith('calipso\n'):
+            if part.startswith(namespace + '\n'):
                 ours.append((block.split('\n', 1)[0], part))
     return ours
 
 
-def test_sample_config_is_not_stale(tmp_path):
-    output = tmp_path / 'calipso.conf.sample'
+@pytest.mark.parametrize('sample,generator,namespace', SAMPLES)
+def test_sample_config_is_not_stale(tmp_path, sample, generator,
+                                    namespace):
+    output = tmp_path / sample
     subprocess.run([sys.executable, '-m', 'oslo_config.generator',
-                    '--config-file', GENERATOR, '--output-file',
-                    str(output)], check=True, cwd=helpers.REPO, timeout=120,
-                   capture_output=True)
-    with open(SAMPLE) as handle:
+                    '--config-file', os.path.join(helpers.ETC, generator),
+                    '--output-file', str(output)], check=True,
+                   cwd=helpers.REPO, timeout=120, capture_output=True)
+    with open(os.path.join(helpers.ETC, sample)) as handle:
         committed = handle.read()
     generated = output.read_text()
-    assert calipso_blocks(generated), 'no calipso options generated'
-    assert calipso_blocks(committed) == calipso_blocks(generated), (
-        'etc/calipso/calipso.conf.sample is stale: run tox -e genconfig')
+    assert own_blocks(generated, namespace), 'no options of ours'
+    assert own_blocks(committed, namespace) == own_blocks(
+        generated, namespace), (
+        f'etc/calipso/{sample} is stale: run tox -e genconfig')
 
 
 def test_every_group_is_listed_once():

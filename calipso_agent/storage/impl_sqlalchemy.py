@@ -292,15 +292,18 @@ def _group_sort_key(value):
 
 
 def _execute_plain(conn, statement):
-    """All rows of ``statement``, without SQLAlchemy's per-value result
-    processing: statistics can run to one row per period and resource, and
-    their columns are plain numbers and strings already."""
+    """(column names, rows as tuples) of ``statement``, without
+    SQLAlchemy's per-value result processing: statistics can run to one
+    row per period and resource, and their columns are plain numbers and
+    strings already."""
     compiled = statement.compile(dialect=conn.dialect,
                                  compile_kwargs={'render_postcompile': True})
     params = compiled.params
     if compiled.positional:
         params = tuple(params[name] for name in compiled.positiontup)
-    return conn.exec_driver_sql(str(compiled), params).all()
+    cursor = conn.exec_driver_sql(str(compiled), params).cursor
+    names = tuple(column[0] for column in cursor.description)
+    return names, cursor.fetchall()
 
 
 class _StatisticsRow(base.Statistics):
@@ -926,8 +929,9 @@ class Connection(base.Connection):
             in_sql_order = all(f in base.GROUPBY_FIELDS for f in groupby)
             statement = self._statistics_query(
                 where, origin_us, period_us, groupby, wanted, in_sql_order)
-            rows = _execute_plain(conn, statement)
-        decode = functools.partial(self._statistics_fields, period=period,
+            names, rows = _execute_plain(conn, statement)
+        decode = functools.partial(self._statistics_fields, names=names,
+                                   period=period,
                                    origin_us=origin_us, period_us=period_us,
                                    groupby=groupby, wanted=wanted)
         if in_sql_order:
@@ -1000,10 +1004,10 @@ class Connection(base.Connection):
                 *(inner.c[k].asc().nulls_first() for k in keys))
         return statement
 
-    def _statistics_fields(self, row, period, origin_us, period_us, groupby,
-                           wanted):
+    def _statistics_fields(self, row, names, period, origin_us, period_us,
+                           groupby, wanted):
         """The fields of the Statistics of one result row."""
-        values = row._mapping
+        values = dict(zip(names, row, strict=True))
         fields = {'unit': values['unit'], 'aggregate': {},
                   'period': period or 0,
                   'duration_start': from_us(values['first_ts']),

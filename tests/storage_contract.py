@@ -1444,8 +1444,9 @@ def check_record(stored, expected):
 
 
 def test_channels_crud(connection):
-    connection.create_channel(channel('ch-1'))
+    created = connection.create_channel(channel('ch-1'))
     connection.create_channel(channel('ch-2', tenant_list=['p-3']))
+    assert created == connection.get_channels(['ch-1'])[0]
     got = {mapping(c)['id']: c for c in connection.get_channels()}
     assert sorted(got) == ['ch-1', 'ch-2']
     check_record(got['ch-1'], channel('ch-1'))

@@ -403,7 +403,8 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def create_channel(self, channel):
         """Store a new channel (dict with ``id``, ``name``,
-        ``tenant_list``, ...); StorageError if the id exists."""
+        ``tenant_list``, ...) and return it as stored; StorageError if the
+        id exists."""
 
     @abc.abstractmethod
     def get_channels(self, ids=None):
@@ -421,7 +422,8 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def create_subscription(self, subscription):
         """Store a subscription (dict with ``id``, ``app_id``,
-        ``channel_id``, ``target``, ``meters``, ``query``)."""
+        ``channel_id``, ``target``, ``meters``, ``query``) and return it
+        as stored."""
 
     @abc.abstractmethod
     def get_subscriptions(self, channel_id=None, ids=None):

@@ -1208,7 +1208,7 @@ class Connection(base.Connection):
 
     # --- channels and subscriptions -----------------------------------------
     def create_channel(self, channel):
-        self._create(CHANNEL, 'channel', channel, {})
+        return self._create(CHANNEL, 'channel', channel, {})
 
     def _create(self, table, what, obj, columns):
         if not isinstance(obj.get('id'), str) or not obj['id']:
@@ -1221,6 +1221,7 @@ class Connection(base.Connection):
         with self._transaction(write=True) as conn:
             if not conn.execute(statement).rowcount:
                 raise base.StorageError(f'{what} {obj["id"]} exists')
+        return loads(dumps(obj))
 
     def get_channels(self, ids=None):
         statement = sa.select(CHANNEL.c.data).order_by(CHANNEL.c.id)
@@ -1250,7 +1251,7 @@ class Connection(base.Connection):
                 CHANNEL.c.id == channel_id)).rowcount)
 
     def create_subscription(self, subscription):
-        self._create(SUBSCRIPTION, 'subscription', subscription,
+        return self._create(SUBSCRIPTION, 'subscription', subscription,
                      {'channel_id': subscription.get('channel_id')})
 
     def get_subscriptions(self, channel_id=None, ids=None):

@@ -360,9 +360,13 @@ class _Compiler:
             return sa.not_(condition) if negated else condition
         column = table.c[_COLUMN_OF.get(field, field)]
         if field in query_mod.TIME_FIELDS:
-            value = ([to_us(v) for v in value] if op == 'in'
-                     else to_us(value))
-        condition = self._term(column, op, value)
+            # Bound as BIGINT like the column: compared as numeric (what
+            # _bind makes of a number) no index would serve them.
+            condition = self._term(column, op, [
+                sa.literal(to_us(v), sa.BigInteger()) for v in value]
+                if op == 'in' else sa.literal(to_us(value), sa.BigInteger()))
+        else:
+            condition = self._term(column, op, value)
         if not negated:
             return condition
         if column.nullable:
@@ -400,6 +404,8 @@ class _Compiler:
                 and '\x00' in value)
 
     def _bind(self, value):
+        if isinstance(value, sa.sql.ClauseElement):
+            return value
         if isinstance(value, bool):
             return sa.literal(value, sa.Boolean())
         if not isinstance(value, (int, float)):

@@ -13,6 +13,7 @@ import os
 import threading
 import uuid
 
+import orjson
 import webob
 import webob.dec
 from paste import deploy
@@ -46,12 +47,17 @@ def _finite(value):
 
 def json_response(status, body):
     try:
-        text = json.dumps(body, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(body), allow_nan=False)
+        # orjson writes non-finite floats as null, as _finite does.
+        data = orjson.dumps(body)
+    except TypeError:
+        # Integers beyond 64 bits: the standard library's encoder.
+        try:
+            data = json.dumps(body, allow_nan=False).encode()
+        except ValueError:
+            data = json.dumps(_finite(body), allow_nan=False).encode()
     response = webob.Response(status=status, content_type=errors.JSON_TYPE,
                               charset='UTF-8')
-    response.text = text
+    response.body = data
     return response
 
 

@@ -102,14 +102,18 @@ class Healthcheck(Filter):
 
 
 class PublicDocument(Filter):
-    """The OpenAPI document at its path, without authentication."""
+    """The OpenAPI document at its path and the versions document at
+    ``/``, without authentication."""
 
     @webob.dec.wsgify
     def __call__(self, request):
-        if (request.environ.get('PATH_INFO') != openapi.PATH or
-                request.method != 'GET'):
-            return request.get_response(self.application)
-        return app.json_response(200, openapi.document())
+        path = request.environ.get('PATH_INFO')
+        if request.method == 'GET' and path == openapi.PATH:
+            return app.json_response(200, openapi.document())
+        if request.method == 'GET' and path == '/':
+            return app.json_response(200, openapi.versions(
+                request.application_url))
+        return request.get_response(self.application)
 
 
 class NoAuth(Filter):

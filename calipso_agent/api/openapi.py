@@ -333,6 +333,25 @@ PATHS = {
         'security': [],
         'responses': {'200': {'description': 'It does.', 'content': {
             'text/plain': {'schema': {'type': 'string', 'enum': ['OK']}}}}}}},
+    '/': {'get': {
+        'summary': 'The API versions (Ceilometer\'s document; no '
+                   'authentication).',
+        'security': [],
+        'responses': {'200': {'description': 'The versions.', 'content': {
+            'application/json': {'schema': {
+                'type': 'object', 'required': ['versions'],
+                'properties': {'versions': {
+                    'type': 'object', 'required': ['values'],
+                    'properties': {'values': _array({
+                        'type': 'object',
+                        'required': ['id', 'status', 'links'],
+                        'properties': {
+                            'id': {'type': 'string'},
+                            'status': {'type': 'string'},
+                            'updated': {'type': 'string'},
+                            'links': _array({'type': 'object'}),
+                            'media-types': _array({'type': 'object'}),
+                        }})}}}}}}}}}},
     PATH: {'get': {
         'summary': 'This document.', 'security': [],
         'responses': {'200': {'description': 'The OpenAPI document.',
@@ -363,6 +382,18 @@ def _document():
         },
         'security': [{'keystone': []}],
     }
+
+
+def versions(base_url):
+    """Ceilometer's answer to ``GET /``: clients probe it (ceilometerclient
+    does, for aodh and panko, when given an endpoint)."""
+    return {'versions': {'values': [{
+        'id': 'v2', 'status': 'stable', 'updated': '2013-02-13T00:00:00Z',
+        'links': [{'href': f'{base_url}/v2', 'rel': 'self'}],
+        'media-types': [{
+            'base': 'application/json',
+            'type': 'application/vnd.openstack.telemetry-v2+json'}],
+    }]}}
 
 
 def document():

@@ -15,6 +15,10 @@ def openapi_document(ctx):
     return openapi.document()
 
 
+def versions_document(ctx):
+    return openapi.versions(ctx.request.application_url)
+
+
 ROUTES = [
     Route('/v2/meters', {'GET': meters.list_meters}),
     Route('/v2/meters/{meter_name}/statistics',
@@ -29,4 +33,5 @@ ROUTES = [
     Route('/v2/query/samples', {'POST': query.query_samples}),
     Route('/v2/capabilities', {'GET': capabilities.get_capabilities}),
     Route(openapi.PATH, {'GET': openapi_document}, public=True),
+    Route('/', {'GET': versions_document}, public=True),
 ]

@@ -7,6 +7,7 @@ levels joined by ``:``).
 """
 
 import base64
+import datetime
 import urllib.parse
 
 from calipso_agent.api import query as api_query
@@ -17,9 +18,23 @@ STATISTICS_FIELDS = ('groupby', 'unit', 'min', 'max', 'avg', 'sum', 'count',
                      'duration_end', 'period', 'period_start', 'period_end')
 
 
+# What the stores' UTC timestamps look like: their naive form is the text
+# before the offset (microseconds are shown only when not zero, by both).
+_UTC_LENGTHS = (len('2026-01-01T00:00:00+00:00'),
+                len('2026-01-01T00:00:00.000000+00:00'))
+
+
 def format_datetime(value):
     if value is None:
         return None
+    if (isinstance(value, str) and len(value) in _UTC_LENGTHS
+            and value.endswith('+00:00') and value[10] == 'T'
+            and not value.endswith('.000000+00:00')):
+        try:
+            datetime.datetime.fromisoformat(value)
+            return value[:-6]
+        except ValueError:
+            pass
     return api_query.naive(storage_base.parse_timestamp(value)).isoformat()
 
 
@@ -32,13 +47,31 @@ def _keypairs(mapping, separator):
             yield name, value
 
 
+def _leaves(mapping, prefix, out):
+    """(dotted key, value) of every leaf, depth first in key order."""
+    for name in sorted(mapping):
+        value = mapping[name]
+        if isinstance(value, dict):
+            _leaves(value, f'{prefix}{name}.', out)
+        else:
+            out.append((prefix + name, value))
+    return out
+
+
 def flatten_metadata(metadata):
     """Ceilometer's ``flatten_metadata``: one string per leaf."""
     if not metadata:
         return {}
-    return {key.replace('.', ':').replace(':', '.', 1): str(value)
-            for key, value in _keypairs(metadata, '.')
+    return {_flat_key(key): value if type(value) is str else str(value)
+            for key, value in _leaves(metadata, '', [])
             if not isinstance(value, (set, frozenset))}
+
+
+def _flat_key(key):
+    """The first dot stays, later ones become colons."""
+    if ':' in key or key.count('.') > 1:
+        return key.replace('.', ':').replace(':', '.', 1)
+    return key
 
 
 def flatten_capabilities(mapping):

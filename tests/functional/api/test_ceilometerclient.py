@@ -309,10 +309,6 @@ def test_query_samples_cannot_leave_the_project(client, keystone):
                                           'op': 'eq', 'value': other}])
 
 
-@pytest.mark.xfail(strict=True, raises=client_exc.HTTPNotFound, reason=(
-    'ceilometerclient probes GET / of endpoint_override for aodh and '
-    'panko while it is built; calipso-api answers 404 where Ceilometer '
-    'answered its versions document'))
 def test_session_with_endpoint_override(api, keystone, own):
     got = ceilometer_client.get_client(
         2, session=keystone.session(keystone.user_a),

@@ -29,7 +29,7 @@ class FailingStore:
 
 
 def test_unknown_path_is_404_json(client):
-    for path in ('/', '/v2', '/v3/meters', '/v2/meters/cpu/statistics/x',
+    for path in ('/v2', '/v3/meters', '/v2/meters/cpu/statistics/x',
                  '/v2//meters'):
         response = client.get(path)
         assert fault(response)[:2] == (404, 'Client'), path
@@ -135,3 +135,11 @@ def test_answers_are_json(client):
                                    headers=support.ADMIN).get_response(
         client.app)
     assert response.headers['Content-Type'] == 'application/json'
+
+
+def test_root_is_the_versions_document(client):
+    response = client.get('/', headers={})
+    assert response.status_code == 200
+    (version,) = response.json['versions']['values']
+    assert version['id'] == 'v2'
+    assert version['links'][0]['href'] == 'http://localhost/v2'

@@ -27,6 +27,9 @@ _UTC_LENGTHS = (len('2026-01-01T00:00:00+00:00'),
 def format_datetime(value):
     if value is None:
         return None
+    if value.__class__ is datetime.datetime and value.tzinfo is (
+            datetime.UTC):
+        return value.replace(tzinfo=None).isoformat()
     if (isinstance(value, str) and len(value) in _UTC_LENGTHS
             and value.endswith('+00:00') and value[10] == 'T'
             and not value.endswith('.000000+00:00')):
@@ -165,8 +168,10 @@ def statistics(item, start=None, end=None):
     falls inside them."""
     data = {field: getattr(item, field, None)
             for field in STATISTICS_FIELDS}
-    first, last = (None if value is None else
-                   storage_base.parse_timestamp(value)
+    first, last = (value if value is None or (
+                       value.__class__ is datetime.datetime
+                       and value.tzinfo is datetime.UTC)
+                   else storage_base.parse_timestamp(value)
                    for value in (data['duration_start'],
                                  data['duration_end']))
     if start is not None and first is not None and first < start:

@@ -8,28 +8,19 @@ before it is passed on.
 """
 
 import logging
-import os
 import urllib.parse
-import uuid
 
 import orjson
 import webob
 import webob.dec
-from paste import deploy
 
-from calipso_agent.api import errors, router
+from calipso_agent.api import errors, paste_app, router
 from calipso_proxy import backend as backend_mod
 from calipso_proxy import scope as scope_mod
 from calipso_proxy import tenant_auth
 
 LOG = logging.getLogger(__name__)
 
-# paste-deploy hands factories strings only: load_app registers the
-# ConfigOpts under the key it passes in global_conf.
-CONF_KEY = 'calipso_proxy_conf_key'
-_CONFIGS = {}
-ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), 'etc', 'calipso'), '/etc/calipso')
 
 
 class Route:
@@ -214,36 +205,13 @@ class ChannelProxy:
 
 def app_factory(global_conf, **local_conf):
     """paste-deploy ``app_factory`` of the proxy."""
-    conf = _CONFIGS.get(global_conf.get(CONF_KEY))
+    conf = paste_app.conf_of(global_conf)
     if conf is None:
         raise ValueError('the proxy is composed by load_app, which hands '
                          'it its configuration')
     return ChannelProxy(conf)
 
 
-def paste_config_path(conf):
-    """``[proxy] paste_config``: absolute, else looked up in the
-    configuration directories, then etc/calipso and /etc/calipso."""
-    name = conf.proxy.paste_config
-    if os.path.isabs(name):
-        candidates = [name]
-    else:
-        found = conf.find_file(name)
-        candidates = ([found] if found else []) + [
-            os.path.join(d, name) for d in ETC_DIRS]
-    for path in candidates:
-        if os.path.isfile(path):
-            return os.path.abspath(path)
-    raise ValueError(f'[proxy] paste_config {name} not found (looked in '
-                     f'{", ".join(candidates)})')
-
-
 def load_app(conf):
-    """The proxy's paste pipeline, its factories handed ``conf``."""
-    key = str(uuid.uuid4())
-    _CONFIGS[key] = conf
-    try:
-        return deploy.loadapp(f'config:{paste_config_path(conf)}',
-                              global_conf={CONF_KEY: key})
-    finally:
-        del _CONFIGS[key]
+    """The proxy's paste pipeline (``[proxy] paste_config``)."""
+    return paste_app.load(conf, 'proxy')

@@ -9,29 +9,21 @@ paste_config`` chosen by ``[api] auth_strategy`` (``main`` for keystone,
 import json
 import logging
 import math
-import os
 import threading
-import uuid
 
 import orjson
 import webob
 import webob.dec
-from paste import deploy
 
 from calipso_agent import service, storage
-from calipso_agent.api import context, errors, router
+from calipso_agent.api import context, errors, paste_app, router
 from calipso_agent.api.v2 import ROUTES
 from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
 PIPELINES = {'keystone': 'main', 'noauth': 'noauth'}
-# paste-deploy passes only strings to the factories: the ConfigOpts of a
-# load_app call is found under the key it puts in global_conf.
-CONF_KEY = 'calipso_conf_key'
-_CONFIGS = {}
-ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'etc', 'calipso'), '/etc/calipso')
+CONF_KEY = paste_app.CONF_KEY
 
 
 def _finite(value):
@@ -123,38 +115,15 @@ def app_factory(global_conf, **local_conf):
     return setup_app(conf_of(global_conf))
 
 
-def conf_of(global_conf):
-    """The ConfigOpts a load_app call handed to the factories (None when
-    paste-deploy was started by another program)."""
-    return _CONFIGS.get((global_conf or {}).get(CONF_KEY))
+conf_of = paste_app.conf_of
 
 
 def paste_config_path(conf):
-    """The paste-deploy file of ``[api] paste_config``: an absolute path,
-    else looked up in the configuration directories, then in etc/calipso
-    and /etc/calipso. ValueError when it is nowhere."""
-    name = conf.api.paste_config
-    if os.path.isabs(name):
-        candidates = [name]
-    else:
-        found = conf.find_file(name)
-        candidates = ([found] if found else []) + [
-            os.path.join(d, name) for d in ETC_DIRS]
-    for path in candidates:
-        if os.path.isfile(path):
-            return os.path.abspath(path)
-    raise ValueError(f'[api] paste_config {name} not found (looked in '
-                     f'{", ".join(candidates)})')
+    """The paste-deploy file of ``[api] paste_config``."""
+    return paste_app.config_path(conf, 'api')
 
 
 def load_app(conf):
     """The WSGI pipeline of ``conf``: its paste file's pipeline for
     ``[api] auth_strategy``."""
-    key = str(uuid.uuid4())
-    _CONFIGS[key] = conf
-    try:
-        return deploy.loadapp(f'config:{paste_config_path(conf)}',
-                              name=PIPELINES[conf.api.auth_strategy],
-                              global_conf={CONF_KEY: key})
-    finally:
-        del _CONFIGS[key]
+    return paste_app.load(conf, 'api', PIPELINES[conf.api.auth_strategy])

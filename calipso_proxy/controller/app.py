@@ -18,17 +18,14 @@ for ``[controller] auth_strategy``: ``main`` (keystone) or ``noauth``.
 
 import json
 import logging
-import os
 import threading
-import uuid
 
 import webob
 import webob.dec
-from paste import deploy
 
 from calipso_agent import storage
 from calipso_agent.api import app as api_app
-from calipso_agent.api import errors, rbac
+from calipso_agent.api import errors, paste_app, rbac
 from calipso_agent.storage import base as storage_base
 from calipso_proxy import channels, launcher
 
@@ -148,40 +145,15 @@ class ControllerApp:
 
 def app_factory(global_conf, **local_conf):
     """paste-deploy ``app_factory`` of the controller API."""
-    conf = api_app.conf_of(global_conf)
+    conf = paste_app.conf_of(global_conf)
     if conf is None:
         raise ValueError('the controller API is composed by load_app, '
                          'which hands it its configuration')
     return ControllerApp(conf)
 
 
-def paste_config_path(conf):
-    """``[controller] paste_config``: absolute, else looked up in the
-    configuration directories, then etc/calipso and /etc/calipso."""
-    name = conf.controller.paste_config
-    if os.path.isabs(name):
-        candidates = [name]
-    else:
-        found = conf.find_file(name)
-        candidates = ([found] if found else []) + [
-            os.path.join(d, name) for d in api_app.ETC_DIRS]
-    for path in candidates:
-        if os.path.isfile(path):
-            return os.path.abspath(path)
-    raise ValueError(f'[controller] paste_config {name} not found (looked '
-                     f'in {", ".join(candidates)})')
-
-
 def load_app(conf):
-    """The pipeline of ``[controller] auth_strategy``. ``conf`` is
-    registered where calipso_agent.api's factories (auth_token_factory)
-    and ours find it."""
-    key = str(uuid.uuid4())
-    api_app._CONFIGS[key] = conf
-    try:
-        return deploy.loadapp(
-            f'config:{paste_config_path(conf)}',
-            name=PIPELINES[conf.controller.auth_strategy],
-            global_conf={api_app.CONF_KEY: key})
-    finally:
-        del api_app._CONFIGS[key]
+    """The pipeline of ``[controller] auth_strategy`` of
+    ``[controller] paste_config``."""
+    return paste_app.load(conf, 'controller',
+                          PIPELINES[conf.controller.auth_strategy])

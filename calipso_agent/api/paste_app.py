@@ -1,0 +1,53 @@
+"""Composing a WSGI application from a paste-deploy file, for every
+calipso HTTP service (the API, a channel's proxy, the channel controller).
+
+paste-deploy hands its factories strings only: ``load`` registers the
+ConfigOpts under a key it passes in ``global_conf``, where ``conf_of``
+finds it.
+"""
+
+import os
+import uuid
+
+from paste import deploy
+
+CONF_KEY = 'calipso_conf_key'
+_CONFIGS = {}
+ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'etc', 'calipso'), '/etc/calipso')
+
+
+def conf_of(global_conf):
+    """The ConfigOpts a ``load`` call handed to the factories (None when
+    paste-deploy was started by another program)."""
+    return _CONFIGS.get((global_conf or {}).get(CONF_KEY))
+
+
+def config_path(conf, group):
+    """The paste-deploy file of ``[group] paste_config``: an absolute path,
+    else looked up in the configuration directories, then in etc/calipso
+    and /etc/calipso. ValueError when it is nowhere."""
+    name = conf[group].paste_config
+    if os.path.isabs(name):
+        candidates = [name]
+    else:
+        found = conf.find_file(name)
+        candidates = ([found] if found else []) + [
+            os.path.join(d, name) for d in ETC_DIRS]
+    for path in candidates:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise ValueError(f'[{group}] paste_config {name} not found (looked in '
+                     f'{", ".join(candidates)})')
+
+
+def load(conf, group, pipeline='main'):
+    """The ``pipeline`` of the paste file of ``[group]``, its factories
+    handed ``conf``."""
+    key = str(uuid.uuid4())
+    _CONFIGS[key] = conf
+    try:
+        return deploy.loadapp(f'config:{config_path(conf, group)}',
+                              name=pipeline, global_conf={CONF_KEY: key})
+    finally:
+        del _CONFIGS[key]

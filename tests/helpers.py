@@ -25,7 +25,7 @@ from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
 from stevedore import driver
 
-from calipso_agent import opts
+from calipso_agent import opts, storage
 from calipso_agent import sample as sample_mod
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1076,3 +1076,18 @@ class APIServer:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+@contextlib.contextmanager
+def keystone_api(keystone, workdir, samples):
+    """The base URL of a calipso-api authenticating with the test Keystone
+    over an SQLite store in ``workdir`` holding ``samples``."""
+    database = f'sqlite:///{workdir}/calipso.sqlite'
+    store = storage.get_connection(make_conf(database__connection=database))
+    try:
+        assert not store.record_samples(samples).rejected
+    finally:
+        store.close()
+    with APIServer(workdir, database, auth_strategy='keystone',
+                   extra_config=keystone_authtoken_config(keystone)) as api:
+        yield api.url

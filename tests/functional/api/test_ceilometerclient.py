@@ -28,7 +28,6 @@ from ceilometerclient import client as ceilometer_client
 from ceilometerclient import exc as client_exc
 from ceilometerclient.apiclient import exceptions as client_exceptions
 
-from calipso_agent import storage
 from calipso_agent.storage import base as storage_base
 from tests import helpers
 from tests.helpers import make_sample
@@ -82,19 +81,9 @@ def _flat(metadata):
 def api(keystone, tmp_path_factory):
     """(calipso-api base URL, the inserted samples as dicts)."""
     workdir = tmp_path_factory.mktemp('calipso-api-ceilometerclient')
-    database = f'sqlite:///{workdir}/calipso.sqlite'
     samples = _samples(keystone)
-    store = storage.get_connection(
-        helpers.make_conf(database__connection=database))
-    try:
-        assert not store.record_samples(samples).rejected
-    finally:
-        store.close()
-    server = helpers.APIServer(
-        workdir, database, auth_strategy='keystone',
-        extra_config=helpers.keystone_authtoken_config(keystone))
-    with server:
-        yield server.url, [s.as_dict() for s in samples]
+    with helpers.keystone_api(keystone, workdir, samples) as url:
+        yield url, [s.as_dict() for s in samples]
 
 
 def _client(keystone, url, user):

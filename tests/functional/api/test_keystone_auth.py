@@ -6,7 +6,6 @@ samples of project-a, project-b and a third project."""
 import pytest
 import requests
 
-from calipso_agent import storage
 from calipso_agent.storage import base as storage_base
 from tests import helpers
 from tests.helpers import make_sample
@@ -42,19 +41,9 @@ def api(keystone, tmp_path_factory):
     """(base URL, the stored samples as dicts) of a Keystone-authenticated
     calipso-api."""
     workdir = tmp_path_factory.mktemp('calipso-api-keystone')
-    database = f'sqlite:///{workdir}/calipso.sqlite'
     samples = _samples(keystone)
-    store = storage.get_connection(
-        helpers.make_conf(database__connection=database))
-    try:
-        assert not store.record_samples(samples).rejected
-    finally:
-        store.close()
-    server = helpers.APIServer(
-        workdir, database, auth_strategy='keystone',
-        extra_config=helpers.keystone_authtoken_config(keystone))
-    with server:
-        yield server.url, [s.as_dict() for s in samples]
+    with helpers.keystone_api(keystone, workdir, samples) as url:
+        yield url, [s.as_dict() for s in samples]
 
 
 @pytest.fixture(scope='module')

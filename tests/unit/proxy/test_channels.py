@@ -18,7 +18,6 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from calipso_agent import opts as agent_opts
-from calipso_agent import storage
 from calipso_agent.api import errors
 from calipso_proxy import channels
 from calipso_proxy import opts as proxy_opts
@@ -85,23 +84,6 @@ class FakeLauncher(launcher_base.Launcher):
 
     def actions(self):
         return [call[:2] for call in self.calls]
-
-
-@pytest.fixture
-def conf(tmp_path):
-    return make_conf(tmp_path)
-
-
-@pytest.fixture
-def store(conf):
-    connection = storage.get_connection(conf)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def launcher(conf):
-    return FakeLauncher(conf)
 
 
 @pytest.fixture

@@ -20,27 +20,10 @@ from calipso_proxy.controller import app as controller_app
 from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
-from tests.unit.proxy.test_channels import FakeLauncher, make_conf
+from tests.unit.proxy.test_channels import make_conf
 
 COLLECTION = '/api/tenant/monitoring/monitoringchannel'
 ADMIN = {'X-Roles': 'admin', 'X-User-Id': 'admin-user'}
-
-
-@pytest.fixture
-def conf(tmp_path):
-    return make_conf(tmp_path)
-
-
-@pytest.fixture
-def store(conf):
-    connection = storage.get_connection(conf)
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def launcher(conf):
-    return FakeLauncher(conf)
 
 
 @pytest.fixture

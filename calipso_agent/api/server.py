@@ -6,6 +6,8 @@ in each worker process after the fork, so connections (database, HTTP
 sessions) are never shared between processes.
 """
 
+import gc
+
 from gunicorn.app import base as gunicorn_base
 
 
@@ -28,6 +30,13 @@ class WSGIServer(gunicorn_base.BaseApplication):
         return self._load_app()
 
 
+def _freeze_loaded_objects(worker):
+    """gunicorn ``post_worker_init``: what importing and loading the
+    application allocated is never garbage, so the collector stops walking
+    it on every full collection (large answers trigger many)."""
+    gc.freeze()
+
+
 def bind_address(host, port):
     if ':' in host and not host.startswith('['):
         host = f'[{host}]'
@@ -42,6 +51,7 @@ def serve(load_app, host, port, workers=1, threads=1, **options):
                 # gunicorn's control socket (recent versions) has one
                 # default path per user: every server of a host (the API,
                 # a proxy per channel) would take the same one.
-                'control_socket_disable': True}
+                'control_socket_disable': True,
+                'post_worker_init': _freeze_loaded_objects}
     settings.update(options)
     WSGIServer(load_app, settings).run()

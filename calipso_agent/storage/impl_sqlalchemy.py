@@ -18,7 +18,6 @@ resource-only) listings without scanning samples.
 import contextlib
 import datetime
 import decimal
-import functools
 import hashlib
 import json
 import logging
@@ -326,10 +325,98 @@ class _StatisticsRow(base.Statistics):
             self._decoded = self._decode(self._row)
         return self._decoded.get(name)
 
+    def as_dict(self):
+        if self._decoded is None:
+            self._decoded = self._decode(self._row)
+        return _NO_STATISTICS | self._decoded
+
+
+_NO_STATISTICS = dict.fromkeys(base.Statistics.FIELDS)
+
 
 for _name in base.Statistics.FIELDS:
     setattr(_StatisticsRow, _name, property(
         lambda self, name=_name: self._field(name)))
+
+
+def _statistics_decoder(names, period, origin_us, period_us, groupby,
+                        wanted):
+    """The function decoding one statistics result row (columns ``names``)
+    into the fields of its Statistics. Column positions are looked up once
+    per query and period bounds once per period: a long answer has a row
+    per period and group."""
+    at = {name: index for index, name in enumerate(names)}
+    unit_at, first_at, last_at, count_at = (
+        at['unit'], at['first_ts'], at['last_ts'], at['n'])
+    bucket_at = at.get('bucket')
+    groups = [(field, at[f'g{index}'], at.get(f'k{index}'))
+              for index, field in enumerate(groupby)]
+    simple = None if wanted else tuple(
+        (name, at[name]) for name in ('min', 'max', 'avg', 'sum'))
+    computed = []
+    for func, param in wanted:
+        if func == 'count':
+            computed.append((func, None, count_at))
+        elif func == 'stddev' and 'squares' in at:
+            computed.append((func, 'squares', at['squares']))
+        elif func == 'cardinality':
+            computed.append((func, param, at[f'cardinality_{param}']))
+        else:
+            computed.append((func, None, at[func]))
+    period = period or 0
+    bounds = {}
+
+    def decode(row):
+        first_us, last_us = row[first_at], row[last_at]
+        first = from_us(first_us)
+        last = first if last_us == first_us else from_us(last_us)
+        fields = {'unit': row[unit_at], 'aggregate': {}, 'period': period,
+                  'duration_start': first, 'duration_end': last,
+                  'duration': (last_us - first_us) / 1e6}
+        if period_us:
+            bucket = row[bucket_at]
+            span = bounds.get(bucket)
+            if span is None:
+                start = origin_us + bucket * period_us
+                span = bounds[bucket] = (from_us(start),
+                                         from_us(start + period_us))
+            fields['period_start'], fields['period_end'] = span
+        else:
+            fields['period_start'], fields['period_end'] = first, last
+        fields['groupby'] = ({
+            field: _group_value(row[value_at],
+                                '' if kind_at is None else row[kind_at])
+            for field, value_at, kind_at in groups} if groups else None)
+        if simple:
+            fields['count'] = row[count_at]
+            for name, index in simple:
+                fields[name] = row[index]
+            return fields
+        aggregate = fields['aggregate']
+        for func, param, index in computed:
+            value = row[index]
+            if func == 'cardinality':
+                aggregate[f'cardinality/{param}'] = value
+                continue
+            if param == 'squares':
+                value = math.sqrt(max(value, 0.0) / row[count_at])
+            elif func != 'count':
+                value = float(value)
+            fields[func] = aggregate[func] = value
+        return fields
+
+    return decode
+
+
+def _group_value(value, kind):
+    """A group's value from its SQL value and (SQLite metadata) kind."""
+    if kind in ('', 'number', 'text'):
+        return value
+    if kind in ('true', 'false'):
+        return kind == 'true'
+    if kind is None:
+        return None
+    return loads(value)
 
 
 # --- the query compiler ----------------------------------------------------
@@ -936,10 +1023,8 @@ class Connection(base.Connection):
             statement = self._statistics_query(
                 where, origin_us, period_us, groupby, wanted, in_sql_order)
             names, rows = _execute_plain(conn, statement)
-        decode = functools.partial(self._statistics_fields, names=names,
-                                   period=period,
-                                   origin_us=origin_us, period_us=period_us,
-                                   groupby=groupby, wanted=wanted)
+        decode = _statistics_decoder(names, period, origin_us, period_us,
+                                     groupby, wanted)
         if in_sql_order:
             return [_StatisticsRow(row, decode) for row in rows]
         results = [base.Statistics(**decode(row)) for row in rows]
@@ -1009,58 +1094,6 @@ class Connection(base.Connection):
             statement = statement.order_by(
                 *(inner.c[k].asc().nulls_first() for k in keys))
         return statement
-
-    def _statistics_fields(self, row, names, period, origin_us, period_us,
-                           groupby, wanted):
-        """The fields of the Statistics of one result row."""
-        values = dict(zip(names, row, strict=True))
-        fields = {'unit': values['unit'], 'aggregate': {},
-                  'period': period or 0,
-                  'duration_start': from_us(values['first_ts']),
-                  'duration_end': from_us(values['last_ts']),
-                  'duration': (values['last_ts'] - values['first_ts']) / 1e6}
-        if period_us:
-            start = origin_us + values['bucket'] * period_us
-            fields['period_start'] = from_us(start)
-            fields['period_end'] = from_us(start + period_us)
-        else:
-            fields['period_start'] = fields['duration_start']
-            fields['period_end'] = fields['duration_end']
-        fields['groupby'] = ({f: self._group_value(values, i)
-                              for i, f in enumerate(groupby)}
-                             if groupby else None)
-        if not wanted:
-            fields.update(count=values['n'], min=values['min'],
-                          max=values['max'], avg=values['avg'],
-                          sum=values['sum'])
-        for func, param in wanted:
-            if func == 'count':
-                value = values['n']
-            elif func == 'stddev' and 'squares' in values:
-                value = math.sqrt(max(values['squares'], 0.0) / values['n'])
-            elif func == 'cardinality':
-                value = values[f'cardinality_{param}']
-                fields['aggregate'][f'cardinality/{param}'] = value
-                continue
-            else:
-                value = values[func]
-            if func in ('min', 'max', 'avg', 'sum', 'stddev'):
-                value = float(value)
-            fields[func] = value
-            fields['aggregate'][func] = value
-        return fields
-
-    @staticmethod
-    def _group_value(values, index):
-        value = values[f'g{index}']
-        kind = values.get(f'k{index}', '')
-        if kind in ('', 'number', 'text'):
-            return value
-        if kind in ('true', 'false'):
-            return kind == 'true'
-        if kind is None:
-            return None
-        return loads(value)
 
     # --- expiry -------------------------------------------------------------
     def clear_expired_samples(self, ttl):

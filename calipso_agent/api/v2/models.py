@@ -13,11 +13,6 @@ import urllib.parse
 from calipso_agent.api import query as api_query
 from calipso_agent.storage import base as storage_base
 
-STATISTICS_FIELDS = ('groupby', 'unit', 'min', 'max', 'avg', 'sum', 'count',
-                     'aggregate', 'duration', 'duration_start',
-                     'duration_end', 'period', 'period_start', 'period_end')
-
-
 # What the stores' UTC timestamps look like: their naive form is the text
 # before the offset (microseconds are shown only when not zero, by both).
 _UTC_LENGTHS = (len('2026-01-01T00:00:00+00:00'),
@@ -29,7 +24,8 @@ def format_datetime(value):
         return None
     if value.__class__ is datetime.datetime and value.tzinfo is (
             datetime.UTC):
-        return value.replace(tzinfo=None).isoformat()
+        # The ISO form of a UTC datetime ends with "+00:00".
+        return value.isoformat()[:-6]
     if (isinstance(value, str) and len(value) in _UTC_LENGTHS
             and value.endswith('+00:00') and value[10] == 'T'
             and not value.endswith('.000000+00:00')):
@@ -41,6 +37,14 @@ def format_datetime(value):
     return api_query.naive(storage_base.parse_timestamp(value)).isoformat()
 
 
+def _utc_datetime(value):
+    """``value`` (None, a UTC datetime or a timestamp) as a UTC datetime."""
+    if value is None or (value.__class__ is datetime.datetime
+                         and value.tzinfo is datetime.UTC):
+        return value
+    return storage_base.parse_timestamp(value)
+
+
 def _keypairs(mapping, separator):
     for name, value in sorted(mapping.items()):
         if isinstance(value, dict):
@@ -50,14 +54,23 @@ def _keypairs(mapping, separator):
             yield name, value
 
 
-def _leaves(mapping, prefix, out):
-    """(dotted key, value) of every leaf, depth first in key order."""
+def _flatten_into(mapping, prefix, out):
+    """Every leaf of ``mapping`` into ``out``, depth first in key order,
+    under its dotted key (sets are left out, other values become text)."""
     for name in sorted(mapping):
         value = mapping[name]
-        if isinstance(value, dict):
-            _leaves(value, f'{prefix}{name}.', out)
-        else:
-            out.append((prefix + name, value))
+        if value.__class__ is not str:
+            if isinstance(value, dict):
+                _flatten_into(value, f'{prefix}{name}.', out)
+                continue
+            if isinstance(value, (set, frozenset)):
+                continue
+            value = str(value)
+        key = prefix + name
+        if ':' in key or key.count('.') > 1:
+            # The first dot stays, later ones become colons.
+            key = key.replace('.', ':').replace(':', '.', 1)
+        out[key] = value
     return out
 
 
@@ -65,16 +78,7 @@ def flatten_metadata(metadata):
     """Ceilometer's ``flatten_metadata``: one string per leaf."""
     if not metadata:
         return {}
-    return {_flat_key(key): value if type(value) is str else str(value)
-            for key, value in _leaves(metadata, '', [])
-            if not isinstance(value, (set, frozenset))}
-
-
-def _flat_key(key):
-    """The first dot stays, later ones become colons."""
-    if ':' in key or key.count('.') > 1:
-        return key.replace('.', ':').replace(':', '.', 1)
-    return key
+    return _flatten_into(metadata, '', {})
 
 
 def flatten_capabilities(mapping):
@@ -166,28 +170,28 @@ def statistics(item, start=None, end=None):
     """Statistics with the durations clamped to the query's bounds
     [start, end], as Ceilometer: all three None when no sample time
     falls inside them."""
-    data = {field: getattr(item, field, None)
-            for field in STATISTICS_FIELDS}
-    first, last = (value if value is None or (
-                       value.__class__ is datetime.datetime
-                       and value.tzinfo is datetime.UTC)
-                   else storage_base.parse_timestamp(value)
-                   for value in (data['duration_start'],
-                                 data['duration_end']))
+    fields = item.as_dict()
+    first = _utc_datetime(fields['duration_start'])
+    last = _utc_datetime(fields['duration_end'])
     if start is not None and first is not None and first < start:
         first = start
     if end is not None and last is not None and last > end:
         last = end
     if first is not None and last is not None and first <= last:
-        data['duration'] = (last - first).total_seconds()
+        duration = (last - first).total_seconds()
     else:
-        first = last = data['duration'] = None
+        first = last = duration = None
+    data = {'groupby': fields['groupby'], 'unit': fields['unit']}
+    for name in ('min', 'max', 'avg', 'sum'):
+        value = fields[name]
+        data[name] = (value if value is None or value.__class__ is float
+                      else float(value))
+    data['count'] = fields['count']
+    data['aggregate'] = fields['aggregate'] or {}
+    data['duration'] = duration
     data['duration_start'] = format_datetime(first)
     data['duration_end'] = format_datetime(last)
-    data['period_start'] = format_datetime(data['period_start'])
-    data['period_end'] = format_datetime(data['period_end'])
-    data['aggregate'] = dict(data['aggregate'] or {})
-    for name in ('min', 'max', 'avg', 'sum'):
-        if data[name] is not None:
-            data[name] = float(data[name])
+    data['period'] = fields['period']
+    data['period_start'] = format_datetime(fields['period_start'])
+    data['period_end'] = format_datetime(fields['period_end'])
     return data

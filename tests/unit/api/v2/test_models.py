@@ -16,6 +16,20 @@ def test_flatten_metadata_as_ceilometer():
     assert models.flatten_metadata(None) == {}
 
 
+def test_flatten_metadata_keys_and_values_as_ceilometer():
+    class Text(str):
+        pass
+
+    flat = models.flatten_metadata({
+        'x.y.z': 1, 'p:q': 'v', 'tags': {'a', 'b'}, 'frozen': frozenset(),
+        'name': Text('vm'), 'n': {'m': {'k.l': False}}, 'b': b'raw'})
+    assert flat == {'x.y:z': '1', 'p.q': 'v', 'name': 'vm',
+                    'n.m:k:l': 'False', 'b': "b'raw'"}
+    assert type(flat['name']) is str
+    assert list(flat) == sorted(flat, key=['b', 'n.m:k:l', 'name', 'p.q',
+                                           'x.y:z'].index)
+
+
 def test_restore_nesting():
     assert models.restore_nesting({'a.b': 1, 'a.c': 'x', 'd': 2}) == {
         'a': {'b': 1, 'c': 'x'}, 'd': 2}

@@ -3,15 +3,24 @@
 Every test has its own metering topic (so its own ``<topic>.sample`` queue
 on the control exchange, deleted at the end). The fault test runs a
 PostgreSQL server of its own on a spare port and crashes it mid-stream;
-the shared PostgreSQL is never touched.
+the two-worker test uses a database of its own (``calipso_test_<hex>``,
+dropped at the end) on the shared PostgreSQL server
+(``CALIPSO_TEST_SHARED_POSTGRESQL_URL``) and touches nothing else there.
 """
 
 import contextlib
+import os
+import re
+import signal
+import subprocess
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from oslo_log import log as oslo_log
 
 from calipso_agent import sample as sample_mod
 from calipso_agent import storage
@@ -22,6 +31,10 @@ from tests import helpers
 from tests.helpers import make_sample
 
 pytestmark = pytest.mark.functional
+
+SHARED_POSTGRESQL_URL = os.environ.get(
+    'CALIPSO_TEST_SHARED_POSTGRESQL_URL',
+    'postgresql://root@127.0.0.1:5432/postgres')
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -82,13 +95,14 @@ def sample_queue(topic):
     return counts[0] if counts else None
 
 
-def assert_drained_and_acked(collector, topic):
+def assert_drained_and_acked(collector, topic, stop=None):
     """Nothing ready with the collector running, nothing coming back once
-    it stopped (unacknowledged deliveries would be requeued)."""
+    it stopped (unacknowledged deliveries would be requeued). ``stop``
+    stops it and returns its exit code (default: ``collector.stop``)."""
     assert helpers.wait_until(lambda: sample_queue(topic) == 0, 10), (
         f'{sample_queue(topic)} notifications still ready')
     assert collector.alive(), collector.log()[-3000:]
-    assert collector.stop() == 0
+    assert (stop or collector.stop)() == 0, collector.log()[-3000:]
     assert helpers.queue_counts(f'{topic}.sample') == (0, 0)
 
 
@@ -196,8 +210,9 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
                                  autocommit=True) as watcher:
                 assert helpers.wait_until(lambda: watcher.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE "
-                    "wait_event_type = 'Lock' AND query LIKE "
-                    "'%INSERT INTO sample %'").fetchone()[0], left(10),
+                    "wait_event_type = 'Lock' AND (query LIKE "
+                    "'COPY sample %' OR query LIKE '%INSERT INTO sample %')"
+                ).fetchone()[0], left(10),
                     0.05), collector.log()[-3000:]
                 assert pg.stop('immediate')
         finally:
@@ -209,9 +224,11 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
         time.sleep(4)
         assert collector.wait_for_log('requeueing them', 5), (
             collector.log()[-3000:])
-        # The write held on the lock failed with the crash, uncommitted.
-        assert 'server closed the connection unexpectedly' in (
-            collector.log()), collector.log()[-3000:]
+        # The write held on the lock failed with the crash, uncommitted
+        # (the writes after it found the server gone).
+        assert [line for line in collector.log().splitlines()
+                if 'failed (StorageError: OperationalError' in line
+                and 'Connection refused' not in line], collector.log()[-3000:]
         assert collector.alive(), collector.log()[-3000:]
         pg.start()
         restarted_at = time.monotonic() - started
@@ -316,3 +333,196 @@ def test_bad_meter_messages_are_dropped_alone(tmp_path, metering_topic,
     assert '[2 bad signature so far]' in log
     assert 'requeueing' not in log
     assert_drained_and_acked(collector, metering_topic)
+
+
+# --- Two workers on the shared PostgreSQL server ---------------------------
+
+
+def libpq_url(url):
+    """An SQLAlchemy PostgreSQL URL as psycopg (libpq) takes it."""
+    return sa.engine.make_url(url).set(
+        drivername='postgresql').render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def shared_postgresql_database():
+    """The URL of a database of the test's own on the shared PostgreSQL
+    server, created empty and dropped (WITH (FORCE)) at the end; the test
+    is skipped when the server does not answer."""
+    server = sa.engine.make_url(SHARED_POSTGRESQL_URL)
+    name = f'calipso_test_{uuid.uuid4().hex}'
+    try:
+        with psycopg.connect(libpq_url(server), autocommit=True,
+                             connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE {name}')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f'PostgreSQL at {server.render_as_string()} does not '
+                    f'answer: {exc}')
+    try:
+        yield server.set(drivername='postgresql+psycopg',
+                         database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq_url(server), autocommit=True,
+                             connect_timeout=10) as admin:
+            admin.execute(f'DROP DATABASE {name} WITH (FORCE)')
+
+
+def proc_stat(pid):
+    """(state, parent pid, process group) of ``pid``; None when gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as handle:
+            fields = handle.read().rsplit(')', 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def running(pid):
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != 'Z'
+
+
+def group_members(pgid):
+    """The live processes of process group ``pgid``."""
+    members = set()
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat is not None and stat[0] != 'Z' and stat[2] == pgid:
+                members.add(int(entry))
+    return members
+
+
+# oslo.log's default format: "<date> <time> <pid> <LEVEL> <logger> [...] "
+# (DEBUG lines end with the function and source line).
+WORKER_LISTENING = re.compile(
+    r'^\S+ \S+ (\d+) INFO calipso_agent\.collector \[[^\]]*\] Collector '
+    r'worker (\d+) listening on topic ', re.M)
+WORKER_STORED = re.compile(
+    r'^\S+ \S+ (\d+) DEBUG calipso_agent\.collector \[[^\]]*\] Stored '
+    r'(\d+) samples of (\d+) notifications(?: |$)', re.M)
+
+
+def stored_by_worker(log):
+    """{pid: [samples stored, notifications handled]} of the collector's
+    "Stored ..." DEBUG lines."""
+    took = {}
+    for pid, stored, handled in WORKER_STORED.findall(log):
+        counts = took.setdefault(int(pid), [0, 0])
+        counts[0] += int(stored)
+        counts[1] += int(handled)
+    return took
+
+
+def test_two_workers_share_the_stream_into_shared_postgresql(
+        tmp_path, metering_topic, processes, shared_postgresql_database):
+    """``[collector] workers = 2``: two worker processes consume the
+    ``<topic>.sample`` queue side by side, both store samples, 5,000
+    samples are stored exactly once, the queue ends drained and
+    acknowledged, and SIGTERM to the master stops it (exit 0) and both
+    workers."""
+    total, per_notification = 5000, 25
+    notifications = total // per_notification
+    # Resources shared by both workers' batches: their writes overlap on
+    # the same resource and meter rows.
+    samples = [make_sample(i, name='workers.cpu', resource_id=f'r-{i % 97}',
+                           message_id=f'workers-{i}') for i in range(total)]
+    want = {s.id for s in samples}
+    assert len(want) == total
+    db = shared_postgresql_database
+    storage_cmd.sync(helpers.make_conf(database__connection=db))
+    queue = f'{metering_topic}.sample'
+    # Each worker logs its "Stored N samples of M notifications" (DEBUG,
+    # with its pid); the other loggers keep oslo.log's default levels.
+    log_levels = ','.join(oslo_log.get_default_log_levels()
+                          + ['calipso_agent.collector=DEBUG'])
+    collector = helpers.CollectorProcess(
+        tmp_path / 'collector', metering_topic, db, workers=2,
+        batch_size=10, batch_timeout=1, backoff=(0.2, 1),
+        extra_config=(f'[notification]\nprefetch = 20\n'
+                      f'[DEFAULT]\ndefault_log_levels = {log_levels}\n'))
+    processes(collector)
+    collector.start(timeout=60)
+    master = collector.pid
+
+    # Two consumers on the queue before anything is published, one per
+    # worker process (children of the master, in its process group).
+    assert helpers.wait_until(lambda: helpers.queue_counts(queue) == (0, 2),
+                              60), (helpers.queue_counts(queue),
+                                    collector.log()[-3000:])
+    assert helpers.wait_until(
+        lambda: len(WORKER_LISTENING.findall(collector.log())) >= 2, 30), (
+        collector.log()[-3000:])
+    listening = WORKER_LISTENING.findall(collector.log())
+    workers = {int(worker): int(pid) for pid, worker in listening}
+    assert len(listening) == 2 and sorted(workers) == [0, 1], listening
+    pids = set(workers.values())
+    assert len(pids) == 2 and master not in pids, (master, workers)
+    for pid in pids:
+        stat = proc_stat(pid)
+        assert stat is not None and stat[0] != 'Z', (pid, stat)
+        assert stat[1:] == (master, master), (pid, stat, master)
+    assert collector.log().count('Consuming notifications from '
+                                 f'{queue} ') == 2, collector.log()[-3000:]
+
+    assert helpers.publish_samples(metering_topic, samples,
+                                   per_notification=per_notification) == total
+
+    store = store_of(db)
+    try:
+        assert helpers.wait_until(
+            lambda: stored_count(store, 'workers.cpu') >= total, 180, 0.5), (
+            f'{stored_count(store, "workers.cpu")} of {total} stored; '
+            f'log:\n{collector.log()[-3000:]}')
+        # Every write committed is logged after its commit.
+        assert helpers.wait_until(
+            lambda: sum(s for s, _ in stored_by_worker(
+                collector.log()).values()) >= total, 30), (
+            stored_by_worker(collector.log()))
+        time.sleep(2)  # more than a batch timeout: nothing more comes
+        ids = [s.id for s in store.get_samples(
+            storage_base.SampleFilter(meter='workers.cpu'))]
+        count = stored_count(store, 'workers.cpu')
+    finally:
+        store.close()
+    assert len(ids) == count == total
+    assert len(set(ids)) == total
+    assert set(ids) == want
+    with psycopg.connect(libpq_url(db)) as conn:
+        assert conn.execute(
+            'SELECT count(*), count(DISTINCT id) FROM sample').fetchone() == (
+            total, total)
+
+    # Both workers stored samples; together every sample once and every
+    # notification once (no batch written twice, none requeued).
+    log = collector.log()
+    took = stored_by_worker(log)
+    assert set(took) == pids, (took, workers)
+    assert all(stored > 0 for stored, _ in took.values()), took
+    assert sum(stored for stored, _ in took.values()) == total, took
+    assert sum(handled for _, handled in took.values()) == notifications, (
+        took)
+    for unexpected in ('requeueing', 'dropped', 'rejected', 'Traceback',
+                       ' ERROR ', ' WARNING '):
+        assert unexpected not in log, log[-3000:]
+    # Both still consuming, nothing left ready.
+    assert helpers.wait_until(lambda: helpers.queue_counts(queue) == (0, 2),
+                              10), helpers.queue_counts(queue)
+
+    def sigterm_master():
+        """SIGTERM to the master alone; its exit code once it and both
+        workers are gone (None if it did not exit)."""
+        os.kill(master, signal.SIGTERM)
+        try:
+            code = collector.process.wait(60)
+        except subprocess.TimeoutExpired:
+            return None
+        assert helpers.wait_until(
+            lambda: not any(running(pid) for pid in pids), 10), (
+            {pid: proc_stat(pid) for pid in pids})
+        assert helpers.wait_until(lambda: not group_members(master), 10), (
+            group_members(master))
+        return code
+
+    assert_drained_and_acked(collector, metering_topic, stop=sigterm_master)
+    print(f'worker pids {workers}; samples, notifications by pid: {took}')

@@ -151,6 +151,50 @@ class SQLChecks:
         assert result.stored == 2
         assert indexes(store.get_samples()) == [0, 1, 2, 3, 4]
 
+    def test_partly_known_batch_records_only_its_new_samples(self, store):
+        """PostgreSQL: the COPY of the batch fails on the known id, and
+        the batch is merged again, skipping it."""
+        store.record_samples([
+            make_sample(i, resource_id='vm', timestamp=at(10 + i),
+                        resource_metadata={'n': i}) for i in range(3)])
+        before = table_rows(store, impl_sqlalchemy.SAMPLE,
+                            impl_sqlalchemy.SAMPLE.c.id)
+        # Known id, other content: the latest sample and a meter of its
+        # own, were it stored.
+        known = make_sample(1, resource_id='vm', unit='other',
+                            timestamp=at(100), resource_metadata={'n': 'x'})
+        batch = [make_sample(3, resource_id='vm', timestamp=at(0),
+                             resource_metadata={'n': 3}),
+                 known,
+                 make_sample(4, resource_id='vm', timestamp=at(20),
+                             resource_metadata={'n': 4}),
+                 make_sample(5, resource_id='vm-new', timestamp=at(5))]
+        assert store.record_samples(batch).stored == 3
+        assert store.record_samples(batch[::-1]).stored == 0
+        after = table_rows(store, impl_sqlalchemy.SAMPLE,
+                           impl_sqlalchemy.SAMPLE.c.id)
+        assert [row for row in after if row[0] in {r[0] for r in before}
+                ] == before
+        assert indexes(store.get_samples()) == [0, 1, 2, 3, 4, 5]
+        vm, vm_new = store.get_resources()
+        assert (vm.resource_id, vm_new.resource_id) == ('vm', 'vm-new')
+        assert vm.first_sample_timestamp == base.parse_timestamp(at(0))
+        assert vm.last_sample_timestamp == base.parse_timestamp(at(20))
+        assert vm.metadata == {'n': 4}
+        assert {(m.resource_id, m.unit) for m in store.get_meters()} == {
+            ('vm', 'ns'), ('vm-new', 'ns')}
+        self.assert_records_agree(store, base.SampleFilter(
+            start_timestamp=at(-1)))
+
+    def test_rejected_samples_keep_their_order(self, store):
+        """Samples are written in id order; the rejected ones come back
+        in the order given."""
+        batch = [make_sample(i, volume='bad') if i % 2 else make_sample(i)
+                 for i in range(20)]
+        result = store.record_samples(batch)
+        assert result.stored == 10
+        assert [s for s, _ in result.rejected] == batch[1::2]
+
     def test_rejected_samples_are_logged_and_counted(self, store, caplog):
         bad_type = make_sample(1, type='counter')
         bad_user = make_sample(2, user_id=42)

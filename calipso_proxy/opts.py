@@ -122,6 +122,17 @@ CONTROLLER_OPTS = [
                  min=1,
                  help='Seconds a new proxy has to answer its healthcheck '
                       'before it is restarted.'),
+    cfg.FloatOpt('proxy_restart_backoff_initial',
+                 default=1.0,
+                 min=0,
+                 help='Seconds to wait before starting again a proxy that '
+                      'exited, or was restarted, without ever answering its '
+                      'healthcheck; doubled on each such start in a row.'),
+    cfg.FloatOpt('proxy_restart_backoff_max',
+                 default=60.0,
+                 min=0,
+                 help='Longest wait between two starts of a proxy that '
+                      'does not answer.'),
     cfg.FloatOpt('proxy_stop_timeout',
                  default=10.0,
                  min=0.1,

@@ -7,7 +7,10 @@ config file is not the one its channel gives or that has not answered
 its healthcheck for ``proxy_start_timeout`` seconds, marks a channel
 running (with its URL) once its proxy answers, and stops the proxies of
 channels no longer stored. Proxies found running when it starts (a
-restarted controller) are adopted: kept while they answer.
+restarted controller) are adopted: kept while they answer. A proxy that
+keeps exiting, or never answers, before its first answer is started again
+after a growing delay (``proxy_restart_backoff_initial``, doubled each
+time up to ``proxy_restart_backoff_max``), not on every pass.
 
 It runs as a thread of calipso-proxy-controller's main process, the
 gunicorn arbiter, which forks the API workers: the thread is not copied
@@ -46,6 +49,9 @@ class Reconciler:
         # channel id -> (pid, clock of its start, adoption or last
         # healthcheck answer)
         self._seen = {}
+        # channel id -> (starts since its proxy last answered, clock of
+        # the last one, the configuration they were given)
+        self._attempts = {}
         self._stop = threading.Event()
         self._thread = None
         self.starting = False
@@ -75,9 +81,10 @@ class Reconciler:
         for channel_id in sorted(running.keys() - stored.keys()):
             service.stop_orphan(channel_id)
             self._seen.pop(channel_id, None)
-        for channel_id in list(self._seen):
-            if channel_id not in stored:
-                del self._seen[channel_id]
+        for known in (self._seen, self._attempts):
+            for channel_id in list(known):
+                if channel_id not in stored:
+                    del known[channel_id]
         starting = False
         for channel_id, channel in stored.items():
             try:
@@ -89,22 +96,49 @@ class Reconciler:
                 starting = True
         return starting
 
-    def _started(self, channel_id, info):
+    def _started(self, channel, info):
+        channel_id, now = channel['id'], self.clock()
         if info is not None:
-            self._seen[channel_id] = (info['pid'], self.clock())
+            self._seen[channel_id] = (info['pid'], now)
+        attempts, _, _ = self._attempts.get(channel_id, (0, None, None))
+        self._attempts[channel_id] = (
+            attempts + 1, now, channels_mod.render_config(self.conf,
+                                                          channel))
+
+    def _may_start(self, channel):
+        """Whether the backoff of a proxy that has not answered since its
+        last start(s) is over; a new configuration (an updated channel)
+        starts at once."""
+        channel_id = channel['id']
+        attempts, last, config = self._attempts.get(channel_id,
+                                                    (0, None, None))
+        if not attempts or config != channels_mod.render_config(self.conf,
+                                                               channel):
+            return True
+        controller = self.conf.controller
+        delay = min(controller.proxy_restart_backoff_initial
+                    * 2 ** (attempts - 1),
+                    controller.proxy_restart_backoff_max)
+        if self.clock() - last >= delay:
+            LOG.warning('Proxy of channel %s has not answered since its '
+                        'last %d start(s); starting it again after %.1fs',
+                        channel_id, attempts, delay)
+            return True
+        return False
 
     def _channel(self, service, channel, info):
         """Reconcile one channel; whether its proxy answers."""
         channel_id = channel['id']
         if info is None:
+            if not self._may_start(channel):
+                return False
             reason = ('its proxy is no longer running'
                       if channel_id in self._seen else 'no proxy running')
-            self._started(channel_id, service.start_proxy(channel_id,
-                                                          reason))
+            self._started(channel, service.start_proxy(channel_id, reason))
             return False
         if (channels_mod.read_config(self.conf, channel_id) !=
                 channels_mod.render_config(self.conf, channel)):
-            self._started(channel_id, service.restart_proxy(
+            self._started(channel, service.restart_proxy(
                 channel_id, 'its configuration changed'))
             return False
         now = self.clock()
@@ -115,6 +149,7 @@ class Reconciler:
             pid, since = info['pid'], now
         if self.healthy(channel['port']):
             self._seen[channel_id] = (pid, now)
+            self._attempts.pop(channel_id, None)
             if (channel.get('state') != channels_mod.RUNNING or
                     channel.get('proxy_url') != channels_mod.proxy_url(
                         self.conf, channel['port'])):
@@ -122,8 +157,8 @@ class Reconciler:
             return True
         self._seen[channel_id] = (pid, since)
         timeout = self.conf.controller.proxy_start_timeout
-        if now - since > timeout:
-            self._started(channel_id, service.restart_proxy(
+        if now - since > timeout and self._may_start(channel):
+            self._started(channel, service.restart_proxy(
                 channel_id, f'no healthcheck answer for {timeout}s'))
         return False
 

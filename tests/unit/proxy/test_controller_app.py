@@ -314,6 +314,39 @@ def test_reconciler_starts_and_marks_running(app, reconciler, launcher,
     assert len(launcher.calls) == 1
 
 
+def test_reconciler_backs_off_a_proxy_that_never_answers(
+        app, reconciler, launcher, store, conf, caplog):
+    """A proxy dying at once is started again after 1, 2, 4... s (capped),
+    not on every pass; once it answers, a later death restarts it at
+    once."""
+    conf.set_override('proxy_restart_backoff_initial', 1.0, 'controller')
+    conf.set_override('proxy_restart_backoff_max', 4.0, 'controller')
+    channel_id = create(app)['id']
+    port = stored(store, channel_id)['port']
+    clock = reconciler.clock_value
+    starts = []
+    for _ in range(40):
+        before = len(launcher.calls)
+        reconciler.run_once()
+        if len(launcher.calls) > before:
+            starts.append(clock.now - 1000.0)
+        launcher.processes.pop(channel_id, None)
+        clock.now += 0.5
+    assert launcher.actions() == [('start', channel_id)] * len(starts)
+    assert starts == [0.0, 1.0, 3.0, 7.0, 11.0, 15.0, 19.0]
+    assert 'has not answered since its last 4 start(s)' in caplog.text
+    clock.now += 4.0
+    reconciler.run_once()
+    assert channel_id in launcher.processes
+    reconciler.answering.add(port)
+    reconciler.run_once()
+    assert stored(store, channel_id)['state'] == 'running'
+    launcher.processes.pop(channel_id)
+    before = len(launcher.calls)
+    reconciler.run_once()
+    assert launcher.actions()[before:] == [('start', channel_id)]
+
+
 def test_reconciler_restarts_a_dead_proxy(app, reconciler, launcher,
                                           store):
     channel_id = create(app)['id']

@@ -90,6 +90,16 @@ def stored_count(store, meter):
     return sum(s.count for s in stats)
 
 
+def assert_stored_once(store, meter, want):
+    """The samples of ``meter`` are those of ids ``want``, each once (as
+    listed and as counted by the store)."""
+    ids = [s.id for s in store.get_samples(
+        storage_base.SampleFilter(meter=meter))]
+    assert len(ids) == stored_count(store, meter) == len(want)
+    assert len(set(ids)) == len(want)
+    assert set(ids) == want
+
+
 def sample_queue(topic):
     counts = helpers.queue_counts(f'{topic}.sample')
     return counts[0] if counts else None
@@ -244,14 +254,9 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
                 f'log:\n{collector.log()[-3000:]}')
             done_at = time.monotonic() - started
             time.sleep(1.5)  # more than a batch timeout: nothing more comes
-            ids = [s.id for s in store.get_samples(
-                storage_base.SampleFilter(meter='fault.cpu'))]
-            count = stored_count(store, 'fault.cpu')
+            assert_stored_once(store, 'fault.cpu', want)
         finally:
             store.close()
-        assert len(ids) == count == total
-        assert len(set(ids)) == total
-        assert set(ids) == want
         with psycopg.connect(**pg_params(pg)) as db:
             assert db.execute(
                 "SELECT count(*), count(DISTINCT id) FROM sample "
@@ -480,14 +485,9 @@ def test_two_workers_share_the_stream_into_shared_postgresql(
                 collector.log()).values()) >= total, 30), (
             stored_by_worker(collector.log()))
         time.sleep(2)  # more than a batch timeout: nothing more comes
-        ids = [s.id for s in store.get_samples(
-            storage_base.SampleFilter(meter='workers.cpu'))]
-        count = stored_count(store, 'workers.cpu')
+        assert_stored_once(store, 'workers.cpu', want)
     finally:
         store.close()
-    assert len(ids) == count == total
-    assert len(set(ids)) == total
-    assert set(ids) == want
     with psycopg.connect(libpq_url(db)) as conn:
         assert conn.execute(
             'SELECT count(*), count(DISTINCT id) FROM sample').fetchone() == (

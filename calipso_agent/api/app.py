@@ -9,16 +9,13 @@ paste_config`` chosen by ``[api] auth_strategy`` (``main`` for keystone,
 import json
 import logging
 import math
-import threading
 
 import orjson
 import webob
-import webob.dec
 
-from calipso_agent import service, storage
-from calipso_agent.api import context, errors, paste_app, router
+from calipso_agent import service
+from calipso_agent.api import context, errors, paste_app, router, store_app
 from calipso_agent.api.v2 import ROUTES
-from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
@@ -53,42 +50,14 @@ def json_response(status, body):
     return response
 
 
-class API:
+class API(store_app.StoreApp):
     """The v2 API: routes a request to its controller and answers JSON;
     every failure is a JSON error (no input yields a 5xx other than 503
     for a failing store)."""
 
     def __init__(self, conf, storage_connection=None, routes=ROUTES):
-        self.conf = conf
+        super().__init__(conf, storage_connection)
         self.routes = routes
-        self._storage = storage_connection
-        self._storage_lock = threading.Lock()
-
-    def storage(self):
-        """The store, connected on first use so that the API starts (and
-        answers 503) while the database is down."""
-        if self._storage is None:
-            with self._storage_lock:
-                if self._storage is None:
-                    self._storage = storage.get_connection(self.conf)
-        return self._storage
-
-    @webob.dec.wsgify
-    def __call__(self, request):
-        try:
-            return self._dispatch(request)
-        except errors.APIError as exc:
-            return errors.response_of(exc)
-        except storage_base.InvalidQuery as exc:
-            return errors.error_response(400, str(exc))
-        except storage_base.StorageError as exc:
-            LOG.warning('Storage failed on %s: %s', router.describe(request),
-                        exc)
-            return errors.error_response(
-                503, 'The store is unavailable, retry later')
-        except Exception:
-            LOG.exception('Internal error on %s', router.describe(request))
-            return errors.error_response(500, 'Internal server error')
 
     def _dispatch(self, request):
         route, handler, params = router.find(self.routes, request)

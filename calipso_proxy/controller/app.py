@@ -18,15 +18,12 @@ for ``[controller] auth_strategy``: ``main`` (keystone) or ``noauth``.
 
 import json
 import logging
-import threading
 
 import webob
 import webob.dec
 
-from calipso_agent import storage
 from calipso_agent.api import app as api_app
-from calipso_agent.api import errors, paste_app, rbac
-from calipso_agent.storage import base as storage_base
+from calipso_agent.api import errors, paste_app, rbac, store_app
 from calipso_proxy import channels, launcher
 
 LOG = logging.getLogger(__name__)
@@ -55,41 +52,14 @@ def _body(request):
     return body
 
 
-class ControllerApp:
+class ControllerApp(store_app.StoreApp):
     """The WSGI application; ``service`` (a ChannelService) defaults to
     one over ``[database] connection`` and ``[controller] launcher``."""
 
     def __init__(self, conf, service=None):
-        self.conf = conf
-        self._storage = None
-        self._storage_lock = threading.Lock()
+        super().__init__(conf)
         self.service = service or channels.ChannelService(
             conf, launcher.get_launcher(conf), self.storage)
-
-    def storage(self):
-        """The store, connected on first use (the API answers 503 while
-        the database is down)."""
-        if self._storage is None:
-            with self._storage_lock:
-                if self._storage is None:
-                    self._storage = storage.get_connection(self.conf)
-        return self._storage
-
-    @webob.dec.wsgify
-    def __call__(self, request):
-        try:
-            return self._dispatch(request)
-        except errors.APIError as exc:
-            return errors.response_of(exc)
-        except storage_base.StorageError as exc:
-            LOG.warning('Storage failed on %s %s: %s', request.method,
-                        request.path_qs, exc)
-            return errors.error_response(
-                503, 'The store is unavailable, retry later')
-        except Exception:
-            LOG.exception('Internal error on %s %s', request.method,
-                          request.path_qs)
-            return errors.error_response(500, 'Internal server error')
 
     def _authorize(self, request):
         """The caller's identity; 401 without a valid token, 403 without

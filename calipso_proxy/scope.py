@@ -17,10 +17,10 @@ here, away from HTTP plumbing:
 import json
 
 from calipso_agent.api import errors
+from calipso_agent.api import query as api_query
 
 # The simple and complex query field names that mean project_id.
 PROJECT_FIELDS = frozenset(('project_id', 'project'))
-_QUERY_KEYS = ('q.field', 'q.op', 'q.value', 'q.type')
 # Bounds the JSON nesting a tenant can make the proxy walk.
 MAX_DEPTH = 50
 
@@ -48,23 +48,10 @@ class ProjectScope:
         """The (name, value) pairs to forward for a tenant's query string
         (a webob MultiDict): its own parameters, its q terms with an
         explicit q.op and q.type each, and the scope term."""
-        fields, ops, values, types = (params.getall(k) for k in _QUERY_KEYS)
-        count = len(fields)
-        if len(values) != count:
-            raise errors.InvalidParameterError(
-                'q.value', f'{len(values)} q.value for {count} q.field: '
-                           'give one q.value per q.field')
-        for name, given in (('q.op', ops), ('q.type', types)):
-            if given and len(given) != count:
-                raise errors.InvalidParameterError(
-                    name, f'{len(given)} {name} for {count} q.field: give '
-                          f'none or one {name} per q.field')
-        ops = ops or [''] * count
-        types = types or [''] * count
+        quadruples = api_query.query_quadruples(params)
         forwarded = [(k, v) for k, v in params.items()
-                     if k not in _QUERY_KEYS]
-        for field, op, value, type_ in zip(fields, ops, values, types,
-                                           strict=True):
+                     if k not in api_query.QUERY_KEYS]
+        for field, op, value, type_ in quadruples:
             if field.strip() in PROJECT_FIELDS:
                 self._check_simple_term(op or 'eq', value)
             forwarded += [('q.field', field), ('q.op', op or 'eq'),

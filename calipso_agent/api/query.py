@@ -181,14 +181,15 @@ def parse_term(field, op, value, type_):
     return Term(metadata_key, op, typed_value(value, type_))
 
 
-def parse_terms(params):
-    """The Terms of the repeated q.* parameters of a request (a webob
-    MultiDict): one q.field and q.value per term, q.op and q.type for
-    none or every term."""
-    fields = params.getall('q.field')
-    values = params.getall('q.value')
-    ops = params.getall('q.op')
-    types = params.getall('q.type')
+QUERY_KEYS = ('q.field', 'q.op', 'q.value', 'q.type')
+
+
+def query_quadruples(params):
+    """(field, op, value, type) of each term of the repeated q.*
+    parameters of a request (a webob MultiDict): one q.field and q.value
+    per term, q.op and q.type for none or every term ('' when not
+    given)."""
+    fields, ops, values, types = (params.getall(k) for k in QUERY_KEYS)
     count = len(fields)
     if len(values) != count:
         raise errors.InvalidParameterError(
@@ -199,10 +200,13 @@ def parse_terms(params):
             raise errors.InvalidParameterError(
                 name, f'{len(given)} {name} for {count} q.field: give '
                       f'none or one {name} per q.field')
-    ops = ops or [''] * count
-    types = types or [''] * count
-    return [parse_term(*quadruple)
-            for quadruple in zip(fields, ops, values, types, strict=True)]
+    return list(zip(fields, ops or [''] * count, values,
+                    types or [''] * count, strict=True))
+
+
+def parse_terms(params):
+    """The Terms of the repeated q.* parameters of a request."""
+    return [parse_term(*quadruple) for quadruple in query_quadruples(params)]
 
 
 class SimpleQuery:

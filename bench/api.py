@@ -254,7 +254,7 @@ def main(argv=None):
             finally:
                 load.close()
                 store.close()
-                common.stop_server(proc)
+                common.stop_process(proc)
     except Exception as exc:
         common.say(f'bench failed: {type(exc).__name__}: {exc}')
         failed = True

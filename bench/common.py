@@ -288,17 +288,24 @@ def command(script, module):
     return [sys.executable, '-m', module]
 
 
+def start_process(argv, log, env=None, cwd=None):
+    """Start a program in its own process group, output to ``log``;
+    stop_all() stops it if nothing else did."""
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                start_new_session=True)
+    _processes.append(proc)
+    return proc
+
+
 def start_server(argv, log, health_url, timeout=STARTUP_TIMEOUT):
-    """Start a server in its own process group and wait for
+    """Start a server of this repository (start_process) and wait for
     ``health_url`` to answer 200; RuntimeError with its log otherwise."""
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         filter(None, [str(REPO), env.get('PYTHONPATH')]))
-    with open(log, 'wb') as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env,
-                                cwd=REPO, start_new_session=True)
-    _processes.append(proc)
+    proc = start_process(argv, log, env=env, cwd=REPO)
     client = HttpClient(health_url, timeout=2)
     path = urllib.parse.urlsplit(health_url).path
     deadline = time.monotonic() + timeout
@@ -310,12 +317,12 @@ def start_server(argv, log, health_url, timeout=STARTUP_TIMEOUT):
         if proc.poll() is not None or time.monotonic() > deadline:
             why = (f'exited ({proc.returncode})' if proc.poll() is not None
                    else f'no answer after {timeout} s')
-            stop_server(proc)
+            stop_process(proc)
             raise RuntimeError(f'{" ".join(argv)}: {why}\n{log_tail(log)}')
         time.sleep(0.2)
 
 
-def stop_server(proc, grace=15):
+def stop_process(proc, grace=15):
     """SIGTERM the process group, SIGKILL what is left after ``grace``."""
     def signal_group(signum):
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -326,15 +333,17 @@ def stop_server(proc, grace=15):
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
     signal_group(signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
+    try:
         proc.wait(10)
+    except subprocess.TimeoutExpired:
+        say(f'  process {proc.pid} did not die')
     if proc in _processes:
         _processes.remove(proc)
 
 
 def stop_all():
     for proc in list(_processes):
-        stop_server(proc, grace=5)
+        stop_process(proc, grace=5)
 
 
 def log_tail(log, lines=15):

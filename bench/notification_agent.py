@@ -24,6 +24,7 @@ from pathlib import Path
 import kombu
 
 from bench import peer, workload
+from bench.common import log_tail, say, start_process, stop_all, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 OUR_MODULE = 'calipso_agent.cmd.agent_notification'
@@ -44,13 +45,6 @@ NAMES = {
     'ours': OUR_SCRIPT,
 }
 _CEILOMETER_NAME = re.compile(rb"'name': '([^']*)'")
-_processes = []
-
-
-def say(*args):
-    print(*args, flush=True)
-
-
 @dataclass
 class Result:
     """What one contender achieved."""
@@ -100,53 +94,6 @@ class LineCounter:
     def close(self):
         if self._file is not None:
             self._file.close()
-
-
-def start_process(argv, log, env=None, cwd=None):
-    """Start a program in its own process group, output to ``log``."""
-    with open(log, 'wb') as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                start_new_session=True)
-    _processes.append(proc)
-    return proc
-
-
-def _signal_group(proc, signum):
-    try:
-        os.killpg(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def stop_process(proc, grace=15):
-    """SIGTERM the process group, SIGKILL whatever is left after ``grace``."""
-    if proc.poll() is None:
-        _signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-    _signal_group(proc, signal.SIGKILL)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        say(f'  process {proc.pid} did not die')
-    if proc in _processes:
-        _processes.remove(proc)
-
-
-def stop_all():
-    for proc in list(_processes):
-        stop_process(proc, grace=5)
-
-
-def log_tail(log, lines=15):
-    try:
-        text = Path(log).read_text(errors='replace').splitlines()
-    except OSError:
-        return ''
-    return '\n'.join('    | ' + line for line in text[-lines:])
 
 
 def _children(pid):

@@ -16,7 +16,7 @@ LOG = logging.getLogger(__name__)
 
 
 class StoreApp:
-    """Subclasses answer a request in ``_dispatch(request)``; what it
+    """Subclasses define ``_dispatch(request)``, which answers; what it
     raises becomes a JSON error: 4xx for APIError and InvalidQuery, 503 for
     a failing store, 500 (logged with its traceback) for anything else."""
 
@@ -48,6 +48,3 @@ class StoreApp:
         except Exception:
             LOG.exception('Internal error on %s', router.describe(request))
             return errors.error_response(500, 'Internal server error')
-
-    def _dispatch(self, request):
-        raise NotImplementedError

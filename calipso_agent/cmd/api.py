@@ -5,7 +5,6 @@ import sys
 
 from calipso_agent import service, storage
 from calipso_agent.api import app, server
-from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
@@ -19,16 +18,9 @@ def check_config(conf):
         sys.exit(f'calipso-api: cannot load the paste pipeline ([api] '
                  f'paste_config, auth_strategy): {type(exc).__name__}: '
                  f'{exc}')
-    url = storage.database_url(conf)
-    try:
-        storage.get_connection(conf).close()
-    except storage_base.StorageError as exc:
-        LOG.warning('Database %s unreachable for now: %s',
-                    storage.safe_url(url), exc)
-    except Exception as exc:
-        sys.exit(f'calipso-api: cannot use the database '
-                 f'{storage.safe_url(url)} ([database] connection): '
-                 f'{type(exc).__name__}: {exc}')
+    problem = storage.startup_problem(conf)
+    if problem:
+        sys.exit(f'calipso-api: {problem}')
 
 
 def main(argv=None):

@@ -3,21 +3,14 @@
 import sys
 
 from calipso_agent import collector, service, storage
-from calipso_agent.storage import base as storage_base
 
 
 def check_database(conf):
     """Exit with a reason when ``[database] connection`` names no usable
     driver; an unreachable store is left to the workers, which retry."""
-    url = storage.database_url(conf)
-    try:
-        storage.get_connection(conf).close()
-    except storage_base.StorageError:
-        pass
-    except Exception as exc:
-        sys.exit(f'calipso-collector: cannot use the database '
-                 f'{storage.safe_url(url)} ([database] connection): '
-                 f'{type(exc).__name__}: {exc}')
+    problem = storage.startup_problem(conf)
+    if problem:
+        sys.exit(f'calipso-collector: {problem}')
 
 
 def main(argv=None):

@@ -4,9 +4,14 @@
 loaded from the ``calipso.storage`` namespace by the URL's scheme.
 """
 
+import logging
 import urllib.parse
 
 from stevedore import driver
+
+from calipso_agent.storage import base
+
+LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'calipso.storage'
 
@@ -47,3 +52,20 @@ def database_url(conf):
     """``[database] connection``, or the embedded SQLite file."""
     return (conf.database.connection or
             f'sqlite:///{conf.state_path}/calipso.sqlite')
+
+
+def startup_problem(conf):
+    """Connect once, as a service starts. None when the database answers
+    or is only unreachable for now (logged: the service answers or retries
+    until it is back); otherwise what is wrong with ``[database]
+    connection`` (no driver, a bad URL), for the service to exit with."""
+    url = database_url(conf)
+    try:
+        get_connection(conf).close()
+    except base.StorageError as exc:
+        LOG.warning('Database %s unreachable for now: %s', safe_url(url),
+                    exc)
+    except Exception as exc:
+        return (f'cannot use the database {safe_url(url)} ([database] '
+                f'connection): {type(exc).__name__}: {exc}')
+    return None

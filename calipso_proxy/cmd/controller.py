@@ -15,7 +15,6 @@ from gunicorn import config as gunicorn_config
 
 from calipso_agent import service, storage
 from calipso_agent.api import server
-from calipso_agent.storage import base as storage_base
 from calipso_proxy import channels, launcher, opts
 from calipso_proxy.controller import app
 from calipso_proxy.controller import reconciler as reconciler_mod
@@ -61,15 +60,9 @@ def check_config(conf):
     except Exception as exc:
         _fail(f'cannot load the paste pipeline ([controller] '
               f'paste_config, auth_strategy): {type(exc).__name__}: {exc}')
-    url = storage.database_url(conf)
-    try:
-        storage.get_connection(conf).close()
-    except storage_base.StorageError as exc:
-        LOG.warning('Database %s unreachable for now: %s',
-                    storage.safe_url(url), exc)
-    except Exception as exc:
-        _fail(f'cannot use the database {storage.safe_url(url)} '
-              f'([database] connection): {type(exc).__name__}: {exc}')
+    problem = storage.startup_problem(conf)
+    if problem:
+        _fail(problem)
     return proxy_launcher
 
 

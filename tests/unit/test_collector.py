@@ -407,10 +407,14 @@ def test_collector_refuses_a_database_without_driver(tmp_path):
     assert 'secret' not in message
 
 
-def test_collector_starts_while_the_database_is_down(monkeypatch):
+def test_collector_starts_while_the_database_is_down(monkeypatch, caplog):
     def get_connection(conf):
         raise storage_base.StorageError('connection refused')
 
     monkeypatch.setattr(storage, 'get_connection', get_connection)
     # The workers retry ([database] max_retries): no exit here.
-    collector_cmd.check_database(helpers.make_conf())
+    collector_cmd.check_database(helpers.make_conf(
+        database__connection='postgresql://u:secret@h/db'))
+    assert ('Database postgresql://u:***@h/db unreachable for now: '
+            'connection refused') in caplog.text
+    assert 'secret' not in caplog.text

@@ -67,7 +67,7 @@ def _flatten_into(mapping, prefix, out):
                 continue
             value = str(value)
         key = prefix + name
-        if ':' in key or key.count('.') > 1:
+        if ':' in key or ('.' in key and key.count('.') > 1):
             # The first dot stays, later ones become colons.
             key = key.replace('.', ':').replace(':', '.', 1)
         out[key] = value

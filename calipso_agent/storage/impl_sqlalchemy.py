@@ -318,15 +318,16 @@ class _StatisticsRow(base.Statistics):
         self._decode = decode
         self._decoded = None
 
-    def _field(self, name):
+    def _fields(self):
         if self._decoded is None:
             self._decoded = self._decode(self._row)
-        return self._decoded.get(name)
+        return self._decoded
+
+    def _field(self, name):
+        return self._fields().get(name)
 
     def as_dict(self):
-        if self._decoded is None:
-            self._decoded = self._decode(self._row)
-        return _NO_STATISTICS | self._decoded
+        return _NO_STATISTICS | self._fields()
 
 
 _NO_STATISTICS = dict.fromkeys(base.Statistics.FIELDS)

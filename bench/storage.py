@@ -5,7 +5,9 @@
 * bulk writes through ``record_samples`` (batches of 1,000) into SQLite and
   PostgreSQL, against the limit: the same rows, already encoded, inserted
   with a bare ``executemany`` (SQLite) or ``COPY`` (PostgreSQL) into an
-  identical empty table;
+  identical empty table; each batch of 1,000 updates 1,000 resource
+  records (the worst case), and, on PostgreSQL, the same again with ten
+  meters per resource (100 resources per batch, as a poll gives);
 * ``get_statistics`` over 1,000,000 samples on PostgreSQL (one meter, 1,000
   resources, 30 days, period 3,600 s, groupby resource_id), against one
   hand-written SQL query computing the same numbers, rows fetched.
@@ -41,6 +43,10 @@ DAYS = 30
 RESOURCES = 1000
 BATCH = 1000
 STATS_PERIOD = 3600
+# What a poll of an instance gives: several meters at once.
+POLLED_METERS = ('cpu', 'cpu_util', 'memory', 'memory.usage', 'vcpus',
+                 'disk.read.bytes', 'disk.write.bytes', 'disk.root.size',
+                 'network.incoming.bytes', 'network.outgoing.bytes')
 COLUMNS = ('id', 'name', 'type', 'unit', 'volume', 'user_id', 'project_id',
            'resource_id', 'source', 'message_id', 'ts', 'recorded_ts',
            'resource_metadata')
@@ -58,16 +64,21 @@ def say(*args):
 
 
 def make_samples(count, seed=42, meters=('cpu_util', 'memory.usage',
-                                         'disk.read.bytes')):
+                                         'disk.read.bytes'), per_resource=1):
     """Realistic samples: ``count`` spread over RESOURCES resources (ten
-    projects) and DAYS days, nova-like metadata."""
+    projects) and DAYS days, nova-like metadata. ``per_resource``
+    consecutive samples (one per meter) share a resource and a time, as a
+    poll of a resource gives: with 1, each batch of BATCH samples updates
+    BATCH resource records (the worst case)."""
     rng = random.Random(seed)
-    step = DAYS * 86400 / max(1, count // RESOURCES)
+    slots = max(1, count // per_resource)
+    step = DAYS * 86400 / max(1, slots // RESOURCES)
     samples = []
     for index in range(count):
-        resource = index % RESOURCES
+        slot = index // per_resource
+        resource = slot % RESOURCES
         ts = T0 + datetime.timedelta(
-            seconds=(index // RESOURCES) * step + rng.random() * step)
+            seconds=(slot // RESOURCES) * step + rng.random() * step)
         samples.append(sample_mod.Sample(
             name=meters[index % len(meters)], type='gauge', unit='%',
             volume=rng.uniform(0, 100),
@@ -256,6 +267,14 @@ def main(argv=None):
             if engine == 'PostgreSQL':
                 met = 'met' if rate >= 50_000 else 'NOT met'
                 say(f'  PostgreSQL target >= 50,000 samples/s: {met}')
+        polled = make_samples(args.write_samples, meters=POLLED_METERS,
+                              per_resource=len(POLLED_METERS))
+        ours_s, bare_s = bench_pg_writes(polled, args.pg_url)
+        say(f'  same on PostgreSQL with {len(POLLED_METERS)} meters per '
+            f'resource ({BATCH // len(POLLED_METERS)} resources per batch): '
+            f'record_samples {len(polled) / ours_s:,.0f}/s   bare '
+            f'{len(polled) / bare_s:,.0f}/s   ours/bare '
+            f'{bare_s / ours_s:.2f}')
     if args.only in (None, 'statistics'):
         say(f'statistics: {args.stats_samples:,} samples, 1 meter, '
             f'{RESOURCES} resources, {DAYS} days, period {STATS_PERIOD} s, '

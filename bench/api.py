@@ -224,14 +224,7 @@ def main(argv=None):
     try:
         with common.pg_database(args.pg_url) as url, \
                 tempfile.TemporaryDirectory() as workdir:
-            common.say(f'loading {args.samples:,} samples (cpu_util, '
-                       f'{args.resources:,} resources, {args.projects} '
-                       f'projects, {args.days} days) into PostgreSQL')
-            spent = common.load_store(
-                url, args.samples, resources=args.resources, days=args.days,
-                projects=args.projects)
-            common.say(f'  loaded in {spent:.1f} s (COPY, then resources '
-                       'and meters by SQL, VACUUM ANALYZE)')
+            common.load_store_said(url, args)
             base_url, proc = common.start_api(
                 workdir, url, args.api_workers, args.api_threads)
             common.say(f'calipso-api on {base_url}: gunicorn gthread, '

@@ -435,6 +435,18 @@ def meter_key(meter):
     return hashlib.sha1(orjson.dumps(tuple(meter))).hexdigest()
 
 
+def load_store_said(url, args, meters=('cpu_util',)):
+    """load_store of a benchmark's layout arguments (samples, resources,
+    projects, days), said as it goes."""
+    say(f'loading {args.samples:,} samples ({", ".join(meters)}, '
+        f'{args.resources:,} resources, {args.projects} projects, '
+        f'{args.days} days) into PostgreSQL')
+    spent = load_store(url, args.samples, resources=args.resources,
+                       days=args.days, projects=args.projects, meters=meters)
+    say(f'  loaded in {spent:.1f} s (COPY, then resources and meters by '
+        'SQL, VACUUM ANALYZE)')
+
+
 def load_store(url, count, **layout):
     """Schema by the driver's upgrade(), ``sample_rows(count, **layout)``
     by COPY, resources and meters by set-based SQL, VACUUM ANALYZE;

@@ -232,13 +232,7 @@ def main(argv=None):
     try:
         with common.pg_database(args.pg_url) as url, \
                 tempfile.TemporaryDirectory() as workdir:
-            common.say(f'loading {args.samples:,} samples ({", ".join(METERS)}'
-                       f', {args.resources:,} resources, {args.projects} '
-                       f'projects, {args.days} days) into PostgreSQL')
-            spent = common.load_store(
-                url, args.samples, resources=args.resources, days=args.days,
-                projects=args.projects, meters=METERS)
-            common.say(f'  loaded in {spent:.1f} s')
+            common.load_store_said(url, args, meters=METERS)
             api_url, api = common.start_api(
                 workdir, url, args.api_workers, args.api_threads)
             common.say(f'calipso-api on {api_url}: {args.api_workers} '

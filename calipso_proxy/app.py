@@ -205,11 +205,7 @@ class ChannelProxy:
 
 def app_factory(global_conf, **local_conf):
     """paste-deploy ``app_factory`` of the proxy."""
-    conf = paste_app.conf_of(global_conf)
-    if conf is None:
-        raise ValueError('the proxy is composed by load_app, which hands '
-                         'it its configuration')
-    return ChannelProxy(conf)
+    return ChannelProxy(paste_app.required_conf(global_conf, 'the proxy'))
 
 
 def load_app(conf):

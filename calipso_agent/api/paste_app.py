@@ -23,6 +23,17 @@ def conf_of(global_conf):
     return _CONFIGS.get((global_conf or {}).get(CONF_KEY))
 
 
+def required_conf(global_conf, what):
+    """``conf_of(global_conf)``, for an application that has no default
+    configuration; ValueError naming ``what`` when paste-deploy was started
+    by another program."""
+    conf = conf_of(global_conf)
+    if conf is None:
+        raise ValueError(f'{what} is composed by load_app, which hands it '
+                         'its configuration')
+    return conf
+
+
 def config_path(conf, group):
     """The paste-deploy file of ``[group] paste_config``: an absolute path,
     else looked up in the configuration directories, then in etc/calipso

@@ -115,11 +115,8 @@ class ControllerApp(store_app.StoreApp):
 
 def app_factory(global_conf, **local_conf):
     """paste-deploy ``app_factory`` of the controller API."""
-    conf = paste_app.conf_of(global_conf)
-    if conf is None:
-        raise ValueError('the controller API is composed by load_app, '
-                         'which hands it its configuration')
-    return ControllerApp(conf)
+    return ControllerApp(paste_app.required_conf(global_conf,
+                                                 'the controller API'))
 
 
 def load_app(conf):

@@ -13,6 +13,7 @@ from oslo_config import cfg
 from calipso_agent import opts as agent_opts
 from calipso_agent import storage
 from calipso_agent.storage import base as storage_base
+from calipso_proxy import app as proxy_app
 from calipso_proxy import channels
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.cmd import controller as controller_cmd
@@ -522,3 +523,11 @@ def test_configuration(tmp_path):
     assert conf.service_credentials.username is None
     assert controller_cmd.server_options()['proc_name'] == (
         'calipso-proxy-controller')
+
+
+@pytest.mark.parametrize('factory, what', [
+    (controller_app.app_factory, 'the controller API'),
+    (proxy_app.app_factory, 'the proxy')])
+def test_factories_refuse_a_paste_deploy_started_elsewhere(factory, what):
+    with pytest.raises(ValueError, match=f'^{what} is composed by load_app'):
+        factory({})

@@ -184,10 +184,7 @@ def measure(load, scenario, concurrency):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='python -m bench.api',
                                      description=__doc__.split('\n\n')[0])
-    parser.add_argument('--samples', type=int, default=1_000_000)
-    parser.add_argument('--resources', type=int, default=1000)
-    parser.add_argument('--days', type=int, default=30)
-    parser.add_argument('--projects', type=int, default=10)
+    common.add_layout_args(parser, samples=1_000_000)
     parser.add_argument('--requests', type=int, default=2000,
                         help='GET /v2/samples requests at --concurrency '
                              '(a quarter of it alone); default 2000')

@@ -435,6 +435,14 @@ def meter_key(meter):
     return hashlib.sha1(orjson.dumps(tuple(meter))).hexdigest()
 
 
+def add_layout_args(parser, samples):
+    """The data set options load_store_said reads."""
+    parser.add_argument('--samples', type=int, default=samples)
+    parser.add_argument('--resources', type=int, default=1000)
+    parser.add_argument('--days', type=int, default=30)
+    parser.add_argument('--projects', type=int, default=10)
+
+
 def load_store_said(url, args, meters=('cpu_util',)):
     """load_store of a benchmark's layout arguments (samples, resources,
     projects, days), said as it goes."""

@@ -191,10 +191,7 @@ def report(plain, proxied, mix, args):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='python -m bench.proxy',
                                      description=__doc__.split('\n\n')[0])
-    parser.add_argument('--samples', type=int, default=100_000)
-    parser.add_argument('--resources', type=int, default=1000)
-    parser.add_argument('--days', type=int, default=30)
-    parser.add_argument('--projects', type=int, default=10)
+    common.add_layout_args(parser, samples=100_000)
     parser.add_argument('--channel-projects', type=int, default=3,
                         help='projects of the channel (the first ones)')
     parser.add_argument('--requests', type=int, default=2000,

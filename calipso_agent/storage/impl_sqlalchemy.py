@@ -163,6 +163,13 @@ SCHEMA = sa.Table(
 _METER_ORDER = ('name', 'resource_id', 'project_id', 'user_id', 'source',
                 'type', 'unit')
 _COLUMN_OF = {'timestamp': 'ts', 'recorded_at': 'recorded_ts'}
+_SAMPLE_FIELDS = operator.attrgetter(
+    'id', 'name', 'type', 'unit', 'volume', 'user_id', 'project_id',
+    'resource_id', 'timestamp', 'recorded_at', 'resource_metadata', 'source',
+    'message_id')
+_TYPES = frozenset(sample_mod.TYPES)
+# Meter keys kept by a store (its meters, usually far fewer).
+_METER_KEYS_KEPT = 100_000
 _STRING_COLUMNS = ('id', 'name', 'type', 'unit', 'user_id', 'project_id',
                    'resource_id', 'source', 'message_id')
 _COMPARE = {'=': operator.eq, '!=': operator.ne, '<': operator.lt,
@@ -671,6 +678,8 @@ class Connection(base.Connection):
         # database is one shared connection, so everything goes through.
         self._write_lock = None
         self._read_lock = None
+        # Meter (the seven fields) -> its key, shared by the batches.
+        self._meter_keys = {}
         options = dict(json_serializer=dumps, json_deserializer=loads)
         if self.postgres:
             if parsed.drivername == 'postgresql':
@@ -764,11 +773,10 @@ class Connection(base.Connection):
         server stores the ones before.
         """
         now_us = _now_us()
-        meter_keys = {}
         previous = None
         for index, sample in sorted(enumerate(samples), key=_by_id):
             try:
-                row = self._row(sample, now_us, meter_keys)
+                row = self._row(sample, now_us)
             except ValueError as exc:
                 reason = str(exc)
                 LOG.warning('Sample %s rejected: %s',
@@ -883,58 +891,83 @@ class Connection(base.Connection):
                             str(statement.compile(dialect=dialect)))
                      for statement in statements)
 
-    def _row(self, sample, now_us, meter_keys):
-        """The INCOMING row of a sample, or ValueError (the reason)."""
-        reason = base.validate_sample(sample, timestamp=False)
-        if reason:
-            raise ValueError(reason)
+    def _row(self, sample, now_us):
+        """The INCOMING row of a sample, or ValueError (the reason).
+
+        One pass over the usual sample (ASCII text, a float volume, a
+        dict of metadata); any other goes through every check, which
+        names what is wrong or lets it through (Unicode text, an int).
+        """
         try:
-            ts = to_us(sample.timestamp)
+            (sample_id, name, type_, unit, volume, user_id, project_id,
+             resource_id, timestamp, recorded_at, metadata, source,
+             message_id) = _SAMPLE_FIELDS(sample)
+        except AttributeError:
+            self._check_sample(sample)
+            raise
+        try:
+            text = ''.join([value for value in (
+                sample_id, name, type_, unit, user_id, project_id,
+                resource_id, source, message_id) if value is not None])
+        except TypeError:
+            text = None
+        if (text is None or not text.isascii() or '\x00' in text
+                or not (sample_id and name and resource_id)
+                or type_ not in _TYPES or type(volume) is not float
+                or not math.isfinite(volume)
+                or (metadata is not None and type(metadata) is not dict)):
+            self._check_sample(sample)
+            volume = float(volume)
+        try:
+            ts = to_us(timestamp)
         except (TypeError, ValueError):
-            raise ValueError(f'timestamp {sample.timestamp!r} is not '
-                             'ISO 8601')
-        for field in _STRING_COLUMNS:
-            value = getattr(sample, field)
-            if value is not None:
-                if not isinstance(value, str):
-                    raise ValueError(f'{field} {value!r} is not a string')
-                self._check_text(field, value)
-        if sample.recorded_at is None:
+            raise ValueError(f'timestamp {timestamp!r} is not ISO 8601')
+        if recorded_at is None:
             recorded_ts = now_us
         else:
             try:
-                recorded_ts = to_us(sample.recorded_at)
+                recorded_ts = to_us(recorded_at)
             except (TypeError, ValueError):
-                raise ValueError(f'recorded_at {sample.recorded_at!r} is '
-                                 'not ISO 8601')
+                raise ValueError(f'recorded_at {recorded_at!r} is not '
+                                 'ISO 8601')
         try:
-            metadata = dumps(sample.resource_metadata or {})
+            metadata = dumps(metadata or {})
         except (TypeError, ValueError) as exc:
             raise ValueError(f'resource_metadata is not JSON: {exc}')
         if self.postgres and '\\u0000' in metadata and _JSON_NUL.search(
                 metadata):
             raise ValueError('resource_metadata holds a NUL character, '
                              'which PostgreSQL cannot store')
-        meter = (sample.name, sample.type, sample.unit, sample.resource_id,
-                 sample.project_id, sample.user_id, sample.source)
-        key = meter_keys.get(meter)
+        meter = (name, type_, unit, resource_id, project_id, user_id, source)
+        key = self._meter_keys.get(meter)
         if key is None:
-            key = meter_keys[meter] = hashlib.sha1(
+            if len(self._meter_keys) >= _METER_KEYS_KEPT:
+                self._meter_keys.clear()
+            key = self._meter_keys[meter] = hashlib.sha1(
                 orjson.dumps(meter)).hexdigest()
-        return (sample.id, sample.name, sample.type, sample.unit,
-                float(sample.volume), sample.user_id, sample.project_id,
-                sample.resource_id, sample.source, sample.message_id,
-                ts, recorded_ts, metadata, key)
+        return (sample_id, name, type_, unit, volume, user_id, project_id,
+                resource_id, source, message_id, ts, recorded_ts, metadata,
+                key)
 
-    def _check_text(self, field, value):
-        if not value.isascii():
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                raise ValueError(f'{field} is not valid Unicode')
-        if self.postgres and '\x00' in value:
-            raise ValueError(f'{field} holds a NUL character, which '
-                             'PostgreSQL cannot store')
+    def _check_sample(self, sample):
+        """ValueError naming what cannot be stored in ``sample`` (its
+        timestamps aside)."""
+        reason = base.validate_sample(sample, timestamp=False)
+        if reason:
+            raise ValueError(reason)
+        for field in _STRING_COLUMNS:
+            value = getattr(sample, field)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ValueError(f'{field} {value!r} is not a string')
+                if not value.isascii():
+                    try:
+                        value.encode()
+                    except UnicodeEncodeError:
+                        raise ValueError(f'{field} is not valid Unicode')
+                if self.postgres and '\x00' in value:
+                    raise ValueError(f'{field} holds a NUL character, '
+                                     'which PostgreSQL cannot store')
 
     def _stage(self, conn, rows):
         """Load rows into INCOMING: COPY on PostgreSQL, one executemany on

@@ -5,6 +5,7 @@ kind rules, LIKE, NULLs, string order, the resource/meter tables,
 statistics in SQL); tests/functional/storage runs it on PostgreSQL too.
 """
 
+import collections
 import datetime
 import logging
 import random
@@ -227,6 +228,25 @@ class SQLChecks:
         assert indexes(store.get_samples()) == [0, 7]
         (odd,) = store.get_samples(base.SampleFilter(message_id='n-7'))
         assert odd.resource_metadata == {'set': '{1}', 'big': 2 ** 70}
+
+    def test_samples_off_the_common_shape_are_stored(self, store):
+        """Unicode text, an int volume and a mapping that is not a plain
+        dict take the long way through the checks, and are stored."""
+        unicode_text = make_sample(1, name='caf\u00e9', unit='\u00b5s',
+                                   project_id='p\u20ac',
+                                   resource_id='vm-\U0001f600')
+        int_volume = make_sample(2, volume=3)
+        mapping = make_sample(3, resource_metadata=collections.OrderedDict(
+            [('b', 1), ('a', 'x')]))
+        result = store.record_samples([unicode_text, int_volume, mapping])
+        assert (result.stored, result.rejected) == (3, [])
+        got = {s.message_id: s for s in store.get_samples()}
+        assert (got['n-1'].name, got['n-1'].unit, got['n-1'].project_id,
+                got['n-1'].resource_id) == ('caf\u00e9', '\u00b5s', 'p\u20ac',
+                                            'vm-\U0001f600')
+        assert got['n-2'].volume == 3.0
+        assert got['n-3'].resource_metadata == {'b': 1, 'a': 'x'}
+        assert {m.name for m in store.get_meters()} == {'caf\u00e9', 'cpu'}
 
     def test_recorded_at_given_is_kept(self, store):
         store.record_samples([make_sample(1, recorded_at=at(5))])

@@ -702,6 +702,11 @@ class Connection(base.Connection):
             raise ValueError(f'{parsed.drivername!r} is not a SQLite or '
                              'PostgreSQL URL')
         self.engine = sa.create_engine(parsed, **options)
+        # PostgreSQL reads in autocommit: no BEGIN and COMMIT round trips
+        # around each query. At read committed, each statement of a
+        # transaction saw its own snapshot anyway.
+        self._read_engine = (self.engine.execution_options(
+            isolation_level='AUTOCOMMIT') if self.postgres else self.engine)
         if not self.postgres:
             _sqlite_transactions(self.engine, in_memory=bool(
                 self._read_lock))
@@ -720,7 +725,8 @@ class Connection(base.Connection):
                   self.engine.dialect.loaded_dbapi.Error)
         with lock or contextlib.nullcontext():
             try:
-                with self.engine.connect() as conn:
+                engine = self.engine if write else self._read_engine
+                with engine.connect() as conn:
                     if write and not self.postgres:
                         conn.execution_options(calipso_write=True)
                     with conn.begin():

@@ -234,6 +234,30 @@ class TestPostgreSQL(SQLChecks):
         assert counts[1] <= counts[0] + chunks - 1, statements
         assert any(s.startswith('COPY sample') for s in statements)
 
+    def test_reads_run_in_autocommit_and_writes_in_a_transaction(
+            self, store, monkeypatch):
+        """Reads spare the BEGIN and COMMIT round trips; a batch of
+        samples still commits as one."""
+        modes = []
+        execute = psycopg.Cursor.execute
+
+        def recording(cursor, query, *args, **kwargs):
+            if str(query) != ';':  # the pool's ping
+                modes.append(cursor.connection.autocommit)
+            return execute(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, 'execute', recording)
+        store.record_samples([make_sample(i) for i in range(3)])
+        assert modes and not any(modes)
+        for read in (store.get_samples, store.get_meters,
+                     store.get_resources,
+                     lambda: store.get_statistics(base.SampleFilter()),
+                     store.get_inventory, store.get_channels):
+            modes.clear()
+            read()
+            assert modes and all(modes), read
+        assert len(store.get_samples()) == 3
+
 
 def test_unreachable_server_is_storage_error():
     url = f'postgresql://postgres@127.0.0.1:{helpers.free_port()}/x'

@@ -16,13 +16,19 @@ clients (threads of this process, one keep-alive connection each), and
 of the same storage call made in this process by 1 and by 16 threads
 (statistics rows decoded). With 1 client, API requests and in-process
 calls alternate; with 16, runs of each alternate. API p50 minus
-in-process p50 is the API's own overhead (target: at most 2 ms). The
+in-process p50 is the API's own overhead (target: at most 2 ms). At 16,
+the CPU each request took is also read from /proc for both ways: in this
+process (clients, in-process calls), in the API's processes and in
+PostgreSQL's; their difference is the HTTP path's extra CPU per request,
+which a saturated machine multiplies by the queue ahead of each request.
+The
 database is dropped at the end; the exit status is 0 whatever the
 figures (1 when nothing could be measured).
 """
 
 import argparse
 import datetime
+import os
 import sys
 import tempfile
 import urllib.parse
@@ -118,21 +124,52 @@ def alone(load, scenario):
     return mixed.only(0), mixed.only(1)
 
 
-def together(load, scenario, concurrency):
+def together(load, scenario, concurrency, meter):
     """``concurrency`` clients, then as many threads in process, in
-    ROUNDS alternating runs: (API, in-process) results."""
+    ROUNDS alternating runs: (API, in-process) results and the CPU ms
+    per request of each (CpuMeter parts)."""
     api = local = None
     share = max(1, scenario.requests // ROUNDS)
+    cpu = {'API': dict.fromkeys(meter.PARTS, 0.0),
+           'in-process': dict.fromkeys(meter.PARTS, 0.0)}
 
     def call(_):
         scenario.call()
 
+    def timed(kind, run):
+        before = meter.read()
+        result = run()
+        used = meter.per_request(before, meter.read(), result.count)
+        for part, ms in used.items():
+            cpu[kind][part] += ms / ROUNDS
+        return result
+
     for _ in range(ROUNDS):
-        a = load.run([scenario.request], share)
-        b = common.run_concurrently([call] * concurrency, share)
+        a = timed('API', lambda: load.run([scenario.request], share))
+        b = timed('in-process', lambda: common.run_concurrently(
+            [call] * concurrency, share))
         api = a if api is None else api.merge(a)
         local = b if local is None else local.merge(b)
-    return api, local
+    return api, local, cpu
+
+
+def cpu_lines(cpu, concurrency):
+    """The CPU per request of both ways, and the p50 difference it
+    implies on this machine when the clients saturate it."""
+    cores = os.cpu_count() or 1
+    lines = []
+    for kind, parts in cpu.items():
+        detail = ', '.join(f'{part} {ms:.2f}' for part, ms in parts.items())
+        lines.append(f'  CPU per request at {concurrency}, {kind}: '
+                     f'{sum(parts.values()):.2f} ms ({detail})')
+    extra = sum(cpu['API'].values()) - sum(cpu['in-process'].values())
+    lines.append(
+        f'  extra CPU per request of the HTTP path: {extra:+.2f} ms; when '
+        f'{concurrency} closed-loop clients keep all {cores} CPUs busy '
+        f'either way, each request waits behind the others and the p50 '
+        f'grows by about {concurrency} x {extra:.2f} / {cores} = '
+        f'{concurrency * extra / cores:+.1f} ms')
+    return lines
 
 
 def http_floor(load, count=500):
@@ -154,7 +191,7 @@ def overhead(api, local):
             f'(means: {mean_ms(api) - mean_ms(local):+.2f} ms)')
 
 
-def measure(load, scenario, concurrency):
+def measure(load, scenario, concurrency, meter):
     items, size = check_answer(load, scenario)
     common.say(f'{scenario.name}: GET {scenario.request.path}')
     common.say(f'  answer: {items:,} items, {size:,} bytes of JSON (as '
@@ -164,7 +201,7 @@ def measure(load, scenario, concurrency):
     common.run_concurrently([lambda _: scenario.call()] * concurrency,
                             warmup)
     api_1, local_1 = alone(load, scenario)
-    api_n, local_n = together(load, scenario, concurrency)
+    api_n, local_n, cpu = together(load, scenario, concurrency, meter)
     common.say(common.HEADER)
     common.say(common.row('API, 1 client', api_1))
     common.say(common.row('in-process, 1 thread', local_1))
@@ -172,6 +209,8 @@ def measure(load, scenario, concurrency):
     common.say(common.row(f'in-process, {concurrency} threads', local_n))
     common.say(f'  1 client:   {overhead(api_1, local_1)}')
     common.say(f'  {concurrency} clients: {overhead(api_n, local_n)}')
+    for line in cpu_lines(cpu, concurrency):
+        common.say(line)
     for name, result in (('API, 1 client', api_1),
                          ('in-process, 1 thread', local_1),
                          (f'API, {concurrency} clients', api_n),
@@ -233,6 +272,7 @@ def main(argv=None):
                        'here')
             store = impl_sqlalchemy.Connection(common.make_conf(), url)
             load = common.LoadGenerator(base_url, args.concurrency)
+            meter = common.CpuMeter(proc.pid)
             try:
                 floor = http_floor(load)
                 common.say(f'HTTP round trip floor (GET /healthcheck, no '
@@ -240,7 +280,7 @@ def main(argv=None):
                            f'p99 {floor.p(99):.2f} ms')
                 for scenario in scenarios(store, args):
                     results.append(measure(load, scenario,
-                                           args.concurrency))
+                                           args.concurrency, meter))
             finally:
                 load.close()
                 store.close()

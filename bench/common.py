@@ -73,6 +73,62 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+# --- CPU accounting --------------------------------------------------------
+
+def _proc_stats():
+    """{pid: (ppid, command name, CPU seconds)} of every process: its own
+    and that of its children that exited (a PostgreSQL backend's, once
+    it ended, is its postmaster's)."""
+    found = {}
+    tick = os.sysconf('SC_CLK_TCK')
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f'/proc/{entry}/stat') as stat:
+                text = stat.read()
+            name = text[text.index('(') + 1:text.rindex(')')]
+            fields = text[text.rindex(')') + 2:].split()
+            found[int(entry)] = (int(fields[1]), name,
+                                 sum(map(int, fields[11:15])) / tick)
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by this process (load generator and in-process
+    calls), by a server's process tree and by PostgreSQL's processes,
+    read from /proc before and after a run: unlike wall times, they do
+    not swell with the queueing of a saturated machine."""
+
+    PARTS = ('this process', 'server', 'PostgreSQL')
+
+    def __init__(self, server_pid=None):
+        self.server_pid = server_pid
+
+    def read(self):
+        stats = _proc_stats()
+        tree, grown = {self.server_pid}, True
+        while grown:
+            grown = False
+            for pid, (ppid, _, _) in stats.items():
+                if ppid in tree and pid not in tree:
+                    tree.add(pid)
+                    grown = True
+        return {
+            'this process': time.process_time(),
+            'server': sum(stats[p][2] for p in tree if p in stats),
+            'PostgreSQL': sum(cpu for _, name, cpu in stats.values()
+                              if name.startswith('postgres')),
+        }
+
+    @staticmethod
+    def per_request(before, after, requests):
+        """CPU milliseconds per request of each part, between two
+        reads."""
+        return {part: 1000 * (after[part] - before[part]) / max(1, requests)
+                for part in CpuMeter.PARTS}
+
+
 # --- percentiles and results ----------------------------------------------
 
 def percentile(values, q):

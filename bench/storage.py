@@ -7,7 +7,9 @@
   with a bare ``executemany`` (SQLite) or ``COPY`` (PostgreSQL) into an
   identical empty table; each batch of 1,000 updates 1,000 resource
   records (the worst case), and, on PostgreSQL, the same again with ten
-  meters per resource (100 resources per batch, as a poll gives);
+  meters per resource (100 resources per batch, as a poll gives) and the
+  worst case again by two writer processes taking the batches in turn (a
+  collector with two workers), against a COPY by as many processes;
 * ``get_statistics`` over 1,000,000 samples on PostgreSQL (one meter, 1,000
   resources, 30 days, period 3,600 s, groupby resource_id), against one
   hand-written SQL query computing the same numbers, rows fetched.
@@ -21,6 +23,7 @@ figures.
 
 import argparse
 import datetime
+import multiprocessing
 import os
 import random
 import sqlite3
@@ -185,6 +188,87 @@ def bench_pg_writes(samples, admin_url):
     return ours_s, bare_s
 
 
+def _run_share(prepare, share, barrier):
+    """In a writer process: get ready, start with the others, write."""
+    write = prepare(share)
+    barrier.wait(timeout=120)
+    write()
+
+
+def in_processes(prepare, shares):
+    """``prepare(share)`` in one forked process per share, returning what
+    writes the share; all start writing together. Wall seconds from the
+    start to the end of the last one."""
+    context = multiprocessing.get_context('fork')
+    barrier = context.Barrier(len(shares) + 1)
+    processes = [context.Process(target=_run_share,
+                                 args=(prepare, share, barrier))
+                 for share in shares]
+    for process in processes:
+        process.start()
+    try:
+        barrier.wait(timeout=120)
+        start = time.perf_counter()
+        for process in processes:
+            process.join()
+        elapsed = time.perf_counter() - start
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise RuntimeError(f'writer processes failed: exit codes {failed}')
+    return elapsed
+
+
+def bench_pg_parallel_writes(samples, admin_url, writers):
+    """``writers`` processes sharing the batches in turn, as the workers
+    of one collector share its queue (every batch still updates its
+    resource records, which the writers then take in turn): (ours, bare)
+    seconds; bare is a COPY of the same rows by as many processes."""
+    rows = encoded_rows(samples)
+    starts = range(0, len(samples), BATCH)
+    url, drop = pg_database(admin_url)
+    try:
+        impl_sqlalchemy.Connection(make_conf(), url).close()
+
+        def ours(share):
+            store = impl_sqlalchemy.Connection(make_conf(), url)
+
+            def write():
+                for start in share:
+                    result = store.record_samples(
+                        samples[start:start + BATCH])
+                    if result.rejected:
+                        raise RuntimeError(f'rejected: {result.rejected[:3]}')
+                store.close()
+            return write
+
+        def bare(share):
+            conn = psycopg.connect(url, autocommit=True)
+
+            def write():
+                for start in share:
+                    with conn.transaction(), conn.cursor() as cur, \
+                            cur.copy(f'COPY bare ({", ".join(COLUMNS)}) '
+                                     'FROM STDIN') as copy:
+                        for row in rows[start:start + BATCH]:
+                            copy.write_row(row)
+                conn.close()
+            return write
+
+        shares = [starts[k::writers] for k in range(writers)]
+        ours_s = in_processes(ours, shares)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute('CREATE TABLE bare (LIKE sample INCLUDING ALL)')
+        bare_s = in_processes(bare, shares)
+    finally:
+        drop()
+    return ours_s, bare_s
+
+
 HAND_WRITTEN_STATISTICS = '''
 SELECT resource_id, unit, (ts - %(origin)s) / %(period)s AS bucket,
        count(*), min(volume), max(volume), avg(volume), sum(volume),
@@ -248,6 +332,8 @@ def main(argv=None):
     parser.add_argument('--write-samples', type=int, default=100_000)
     parser.add_argument('--stats-samples', type=int, default=1_000_000)
     parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--writers', type=int, default=2,
+                        help='writer processes of the parallel write run')
     parser.add_argument('--only', choices=('writes', 'statistics'))
     parser.add_argument('--pg-url', default=os.environ.get(
         'CALIPSO_BENCH_PG_URL', 'postgresql://postgres@127.0.0.1:5432/test'))
@@ -267,6 +353,15 @@ def main(argv=None):
             if engine == 'PostgreSQL':
                 met = 'met' if rate >= 50_000 else 'NOT met'
                 say(f'  PostgreSQL target >= 50,000 samples/s: {met}')
+        ours_s, bare_s = bench_pg_parallel_writes(samples, args.pg_url,
+                                                  args.writers)
+        rate = len(samples) / ours_s
+        say(f'  PostgreSQL, {args.writers} writer processes (a collector '
+            f'with workers = {args.writers}): record_samples {rate:,.0f}/s   '
+            f'bare COPY by {args.writers} processes '
+            f'{len(samples) / bare_s:,.0f}/s   ours/bare '
+            f'{bare_s / ours_s:.2f}   >= 50,000/s: '
+            f'{"met" if rate >= 50_000 else "NOT met"}')
         polled = make_samples(args.write_samples, meters=POLLED_METERS,
                               per_resource=len(POLLED_METERS))
         ours_s, bare_s = bench_pg_writes(polled, args.pg_url)

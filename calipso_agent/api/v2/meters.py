@@ -196,8 +196,10 @@ def statistics(ctx, meter_name):
             aggregates=aggregates or None)
         # Rows may be decoded as they are read: a period ending past the
         # year 9999 fails here.
+        period_texts = {}
         return [models.statistics(item, simple_query.start,
-                                  simple_query.end) for item in computed]
+                                  simple_query.end, period_texts)
+                for item in computed]
     except OverflowError as exc:
         raise errors.InvalidParameterError('period',
                                            f'Invalid period {period}: {exc}')

@@ -166,10 +166,12 @@ def resource(item, base_url, meter_links=True):
     }
 
 
-def statistics(item, start=None, end=None):
+def statistics(item, start=None, end=None, period_texts=None):
     """Statistics with the durations clamped to the query's bounds
     [start, end], as Ceilometer: all three None when no sample time
-    falls inside them."""
+    falls inside them. ``period_texts`` (a dict shared by the items of
+    one answer) keeps the text of each period bound: grouped answers
+    repeat the same periods for every group."""
     fields = item.as_dict()
     first = _utc_datetime(fields['duration_start'])
     last = _utc_datetime(fields['duration_end'])
@@ -192,6 +194,12 @@ def statistics(item, start=None, end=None):
     data['duration_start'] = format_datetime(first)
     data['duration_end'] = format_datetime(last)
     data['period'] = fields['period']
-    data['period_start'] = format_datetime(fields['period_start'])
-    data['period_end'] = format_datetime(fields['period_end'])
+    if period_texts is None:
+        period_texts = {}
+    for name in ('period_start', 'period_end'):
+        value = fields[name]
+        text = period_texts.get(value)
+        if text is None:
+            text = period_texts[value] = format_datetime(value)
+        data[name] = text
     return data

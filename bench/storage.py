@@ -116,11 +116,28 @@ def timed(function):
     return time.perf_counter() - start
 
 
-def record_all(connection, samples):
-    for start in range(0, len(samples), BATCH):
+def batch_starts(count):
+    return range(0, count, BATCH)
+
+
+def record_all(connection, samples, starts=None):
+    """``samples`` through record_samples, a batch per start (every batch
+    by default)."""
+    for start in batch_starts(len(samples)) if starts is None else starts:
         result = connection.record_samples(samples[start:start + BATCH])
         if result.rejected:
             raise RuntimeError(f'rejected: {result.rejected[:3]}')
+
+
+def copy_all(conn, rows, starts=None):
+    """The limit: ``rows`` COPied into table bare, a transaction per batch
+    (every batch by default)."""
+    for start in batch_starts(len(rows)) if starts is None else starts:
+        with conn.transaction(), conn.cursor() as cur, \
+                cur.copy(f'COPY bare ({", ".join(COLUMNS)}) FROM STDIN') \
+                as copy:
+            for row in rows[start:start + BATCH]:
+                copy.write_row(row)
 
 
 def pg_database(admin_url):
@@ -173,16 +190,7 @@ def bench_pg_writes(samples, admin_url):
         ours.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute('CREATE TABLE bare (LIKE sample INCLUDING ALL)')
-
-            def copy():
-                for start in range(0, len(rows), BATCH):
-                    with conn.transaction(), conn.cursor() as cur, \
-                            cur.copy(f'COPY bare ({", ".join(COLUMNS)}) '
-                                     'FROM STDIN') as copy_:
-                        for row in rows[start:start + BATCH]:
-                            copy_.write_row(row)
-
-            bare_s = timed(copy)
+            bare_s = timed(lambda: copy_all(conn, rows))
     finally:
         drop()
     return ours_s, bare_s
@@ -229,7 +237,6 @@ def bench_pg_parallel_writes(samples, admin_url, writers):
     resource records, which the writers then take in turn): (ours, bare)
     seconds; bare is a COPY of the same rows by as many processes."""
     rows = encoded_rows(samples)
-    starts = range(0, len(samples), BATCH)
     url, drop = pg_database(admin_url)
     try:
         impl_sqlalchemy.Connection(make_conf(), url).close()
@@ -238,11 +245,7 @@ def bench_pg_parallel_writes(samples, admin_url, writers):
             store = impl_sqlalchemy.Connection(make_conf(), url)
 
             def write():
-                for start in share:
-                    result = store.record_samples(
-                        samples[start:start + BATCH])
-                    if result.rejected:
-                        raise RuntimeError(f'rejected: {result.rejected[:3]}')
+                record_all(store, samples, share)
                 store.close()
             return write
 
@@ -250,15 +253,11 @@ def bench_pg_parallel_writes(samples, admin_url, writers):
             conn = psycopg.connect(url, autocommit=True)
 
             def write():
-                for start in share:
-                    with conn.transaction(), conn.cursor() as cur, \
-                            cur.copy(f'COPY bare ({", ".join(COLUMNS)}) '
-                                     'FROM STDIN') as copy:
-                        for row in rows[start:start + BATCH]:
-                            copy.write_row(row)
+                copy_all(conn, rows, share)
                 conn.close()
             return write
 
+        starts = batch_starts(len(samples))
         shares = [starts[k::writers] for k in range(writers)]
         ours_s = in_processes(ours, shares)
         with psycopg.connect(url, autocommit=True) as conn:

@@ -28,9 +28,10 @@ class Route:
     ``kind`` is 'list' (items with a project_id), 'item' (one such
     object: 404 outside the scope), 'statistics', 'query' (a complex
     query) or 'public' (no project data). ``{}`` is one path segment,
-    ``{id}`` the rest of the path (ids may hold slashes)."""
+    ``{id}`` the rest of the path (ids may hold slashes). A route read
+    with GET also answers HEAD (the same answer without its body)."""
 
-    def __init__(self, template, kind, methods=('GET',)):
+    def __init__(self, template, kind, methods=('GET', 'HEAD')):
         self.segments = template.strip('/').split('/')
         self.kind = kind
         self.methods = methods
@@ -67,8 +68,23 @@ ROUTES = (
 )
 
 
+# Path segments an HTTP client or server may remove or merge: a path
+# holding one is refused, so what is forwarded is what was checked.
+DOT_SEGMENTS = frozenset(('', '.', '..'))
+
+
 class BadBackendAnswer(errors.APIError):
     code = 502
+
+
+def _check_path(segments):
+    """400 for a path that normalization would change: an empty, ``.``
+    or ``..`` segment, encoded or not, also inside an id holding encoded
+    slashes (``a%2F..%2Fb``)."""
+    for segment in segments:
+        if any(part in DOT_SEGMENTS for part in segment.split('/')):
+            raise errors.ClientError(
+                'The request path holds an empty, "." or ".." segment')
 
 
 def _find(segments):
@@ -81,8 +97,20 @@ def _find(segments):
 
 def _quoted(segments):
     """The path of ``segments`` as sent to the backend: each one
-    percent-encoded, slashes included (an id stays one segment)."""
+    percent-encoded, slashes included (an id stays one segment; dot
+    segments never get here, see _check_path)."""
     return '/' + '/'.join(urllib.parse.quote(s, safe='') for s in segments)
+
+
+def public_base(conf):
+    """The URL resource links are rewritten to: ``[proxy] public_url``,
+    else the proxy's own address; never the request's Host header."""
+    if conf.proxy.public_url:
+        return conf.proxy.public_url.rstrip('/')
+    host = conf.proxy.host
+    if ':' in host and not host.startswith('['):
+        host = f'[{host}]'
+    return f'http://{host}:{conf.proxy.port}'
 
 
 class ChannelProxy:
@@ -93,10 +121,9 @@ class ChannelProxy:
         self.channel_id = conf.proxy.channel_id
         self.scope = scope_mod.ProjectScope(conf.proxy.authorized_projects)
         self.backend = backend or backend_mod.BackendClient(conf)
-        self.auth = auth or tenant_auth.TenantAuth(
-            self.scope, conf.proxy.token_hash, self.backend.session,
-            conf.proxy.accept_keystone_tokens,
-            conf.proxy.keystone_token_cache_time)
+        self.auth = auth or tenant_auth.TenantAuth.from_conf(
+            conf, self.scope, self.backend.session)
+        self.public_base = public_base(conf)
 
     @webob.dec.wsgify
     def __call__(self, request):
@@ -112,6 +139,7 @@ class ChannelProxy:
 
     def _handle(self, request):
         segments = router.path_segments(request)
+        _check_path(segments)
         route, values = _find(segments)
         if route is None:
             raise errors.NotFoundError(
@@ -119,8 +147,11 @@ class ChannelProxy:
         if request.method not in route.methods:
             raise errors.MethodNotAllowedError(
                 request.method, route.methods)
-        self.auth.check(request.headers)
+        self.auth.check(request.headers, request.remote_addr)
         if route.kind == 'item':
+            if request.query_string:
+                raise errors.ClientError('A sample or resource read by id '
+                                         'takes no query parameters')
             forwarded_path = _quoted(segments[:2] + values)
         else:
             forwarded_path = _quoted(segments)
@@ -187,7 +218,7 @@ class ChannelProxy:
         if not isinstance(links, list):
             return False
         base = self.backend.base_url
-        own = request.application_url
+        own = self.public_base
         for link in links:
             href = link.get('href') if isinstance(link, dict) else None
             if isinstance(href, str) and href.startswith(base):

@@ -232,6 +232,7 @@ def render_config(conf, channel):
         'token_hash': channel['token_hash'],
         'host': controller.proxy_host,
         'port': channel['port'],
+        'public_url': proxy_url(conf, channel['port']),
     }
     lines = [f'# Written by calipso-proxy-controller for channel '
              f'{channel["id"]}; rewritten at every change.', '[proxy]']

@@ -37,7 +37,46 @@ PROXY_OPTS = [
                default=60,
                min=0,
                help='Seconds a validated Keystone token is trusted before '
-                    'it is validated again (never beyond its expiry).'),
+                    'it is validated again (never beyond its expiry). A '
+                    'token revoked in Keystone keeps working on this proxy '
+                    'for up to this time: lower it (0: validate every '
+                    'request) where revocation must act at once.'),
+    cfg.IntOpt('negative_cache_time',
+               default=10,
+               min=0,
+               help='Seconds a token Keystone refused is refused again '
+                    'without asking Keystone (0: no negative cache).'),
+    cfg.IntOpt('negative_cache_size',
+               default=10000,
+               min=0,
+               help='Refused tokens remembered (least recently refused '
+                    'forgotten first).'),
+    cfg.IntOpt('max_identity_lookups',
+               default=4,
+               min=1,
+               help='Keystone token validations one proxy worker process '
+                    'runs at once; a request needing one more is answered '
+                    '503 with Retry-After. Keep it well below [proxy] '
+                    'threads so that unknown tokens never hold every '
+                    'thread.'),
+    cfg.IntOpt('failed_auth_burst',
+               default=20,
+               min=0,
+               help='Failed authentications a client address may make in '
+                    'a row before it is answered 429 with Retry-After '
+                    '(0: no limit). Valid tokens are never limited. '
+                    'Behind a reverse proxy every client has its '
+                    'address: raise it there.'),
+    cfg.FloatOpt('failed_auth_rate',
+                 default=1.0,
+                 min=0.001,
+                 help='Failed authentications a second a client address '
+                      'earns back once it reached failed_auth_burst.'),
+    cfg.URIOpt('public_url',
+               help='URL tenants reach this proxy at (the channel\'s '
+                    'ceilometer_url, written by the controller): resource '
+                    'links point there. Default: http://<host>:<port>. '
+                    'The request\'s Host header is never used.'),
     cfg.FloatOpt('backend_timeout',
                  default=60.0,
                  min=0.1,

@@ -6,10 +6,12 @@ here, away from HTTP plumbing:
 * a simple query keeps the tenant's terms and gains one more,
   ``project_id in <authorized>``; the backend API intersects terms on one
   field, so the answer can only narrow. A tenant term naming a project
-  outside the channel (``eq`` or ``in``) is refused with 403;
+  outside the channel, whatever its operator, is refused with 403 (the
+  API's rule for a member token);
 * a complex query becomes ``and(project_id in <authorized>, filter)``, so
-  no ``or``/``not`` of the tenant's can reach outside the scope; ``=`` and
-  ``in`` leaves naming another project are refused with 403;
+  no ``or``/``not`` of the tenant's can reach outside the scope; a leaf
+  naming another project, whatever its operator, is refused with 403, a
+  project value that is not a string (or a list of strings) with 400;
 * what comes back is checked again: an item of another project is never
   passed on (the backend is trusted, but a leak is worse than an error).
 """
@@ -61,12 +63,10 @@ class ProjectScope:
         return forwarded
 
     def _check_simple_term(self, op, value):
-        if op == 'eq':
-            named = [value]
-        elif op == 'in':
+        if op == 'in':
             named = [v.strip() for v in value.split(',') if v.strip()]
         else:
-            return
+            named = [value]
         for project in named:
             if project not in self.projects:
                 self._refuse(project)
@@ -98,35 +98,41 @@ class ProjectScope:
         return json.dumps(query).encode()
 
     def _check_expression(self, expression, depth):
-        """403 for an = or in leaf naming another project; the rest of the
-        validation is the backend's."""
+        """Walk every object and list of the filter: the value of any
+        project field, under any operator, must name channel projects
+        only (403) and be a string or a list of strings (400). The rest
+        of the validation is the backend's."""
         if depth > MAX_DEPTH:
             raise errors.ClientError('Filter expression not valid: nested '
                                      'too deeply')
-        if not isinstance(expression, dict):
-            return
-        for op, operand in expression.items():
-            op = op.lower() if isinstance(op, str) else op
-            if op in ('and', 'or') and isinstance(operand, list):
-                for child in operand:
-                    self._check_expression(child, depth + 1)
-            elif op == 'not':
-                self._check_expression(operand, depth + 1)
-            elif op in ('=', 'in', 'eq') and isinstance(operand, dict):
-                for field, value in operand.items():
-                    if field in PROJECT_FIELDS:
-                        values = value if isinstance(value, list) else [
-                            value]
-                        for project in values:
-                            if project not in self.projects:
-                                self._refuse(project)
+        if isinstance(expression, list):
+            for child in expression:
+                self._check_expression(child, depth + 1)
+        elif isinstance(expression, dict):
+            for key, value in expression.items():
+                if key.strip().lower() in PROJECT_FIELDS:
+                    self._check_project_value(value)
+                else:
+                    self._check_expression(value, depth + 1)
+
+    def _check_project_value(self, value):
+        values = value if isinstance(value, list) else [value]
+        for project in values:
+            if not isinstance(project, str):
+                raise errors.ClientError(
+                    'Filter expression not valid: a project value must be '
+                    'a string or a list of strings')
+            if project not in self.projects:
+                self._refuse(project)
 
     # --- answers -------------------------------------------------------
     def owns(self, item):
         """Whether a sample, meter or resource of an answer is in
         scope."""
-        return isinstance(item, dict) and item.get('project_id') in (
-            self.projects)
+        if not isinstance(item, dict):
+            return False
+        project = item.get('project_id')
+        return isinstance(project, str) and project in self.projects
 
     def statistics_in_scope(self, item):
         """Statistics carry a project only when grouped by it."""
@@ -134,5 +140,6 @@ class ProjectScope:
             return False
         groupby = item.get('groupby')
         if isinstance(groupby, dict) and 'project_id' in groupby:
-            return groupby['project_id'] in self.projects
+            project = groupby['project_id']
+            return isinstance(project, str) and project in self.projects
         return True

@@ -2,7 +2,8 @@
 
 The command is ``sys.executable -m calipso_proxy.cmd.proxy --config-file
 PATH`` (no console script needed on PATH); its output is appended to
-``proxy.log`` and its pid file ``proxy.pid`` (JSON) written in the
+``proxy.log`` (mode 0600, like the config: it may name tokens' projects
+and the service user) and its pid file ``proxy.pid`` (JSON) written in the
 channel's directory. The pid file holds the channel id, the config path
 and the process's start time read from /proc/<pid>/stat: a pid counts as
 the proxy only while its start time is that one and its command line
@@ -129,7 +130,10 @@ class ProcessLauncher(base.Launcher):
         directory = base.channel_dir(self.conf, channel_id)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         now = datetime.datetime.now(datetime.UTC)
-        with open(os.path.join(directory, LOG_FILE), 'ab') as log:
+        fd = os.open(os.path.join(directory, LOG_FILE),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, 'ab') as log:
             log.write(f'--- {now.isoformat()} calipso-proxy-controller: '
                       f'starting the proxy of channel {channel_id} on port '
                       f'{port}\n'.encode())

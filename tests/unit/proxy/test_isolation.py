@@ -33,6 +33,7 @@ METERS = ('cpu', 'memory')
 T0 = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
 TOKEN = 'channel-secret-token'
 BACKEND_URL = 'http://backend.invalid:8777'
+PUBLIC_URL = 'http://channel.invalid:9100/'
 # keystonemiddleware's headers for the proxy's service user (the role of
 # [api] multi_project_role) and for an admin reading the reference.
 SERVICE_USER = {'X-Roles': 'service', 'X-Project-Id': 'service-project',
@@ -81,6 +82,7 @@ def proxy_conf(projects):
     conf.set_override('authorized_projects', sorted(projects), 'proxy')
     conf.set_override('backend_url', BACKEND_URL, 'proxy')
     conf.set_override('token_hash', tenant_auth.token_hash(TOKEN), 'proxy')
+    conf.set_override('public_url', PUBLIC_URL, 'proxy')
     return conf
 
 
@@ -204,17 +206,18 @@ def tenant_requests(draw):
 
 
 def names_outside(method, params, body, channel):
-    """Whether the request names a project outside the channel in an
-    eq/in term (simple query) or an =/in leaf (complex query)."""
+    """Whether the request names a project outside the channel in a
+    term (simple query) or a leaf (complex query), whatever the
+    operator."""
     named = []
     fields = [v for k, v in params if k == 'q.field']
     ops = [v for k, v in params if k == 'q.op']
     values = [v for k, v in params if k == 'q.value']
     for field, op, value in zip(fields, ops, values, strict=True):
-        if field in ('project_id', 'project') and op == 'eq':
-            named.append(value)
-        elif field in ('project_id', 'project') and op == 'in':
+        if field in ('project_id', 'project') and op == 'in':
             named += value.split(',')
+        elif field in ('project_id', 'project'):
+            named.append(value)
     if method == 'POST' and body:
         text = json.loads(body).get('filter')
 
@@ -225,7 +228,7 @@ def names_outside(method, params, body, channel):
                     walk(child)
             elif op == 'not':
                 walk(operand)
-            elif op in ('=', 'in'):
+            else:
                 for field, value in operand.items():
                     if field in ('project_id', 'project'):
                         named.extend(value if isinstance(value, list)
@@ -366,13 +369,15 @@ def test_statistics_are_computed_over_the_union(proxy):
     assert stats['aggregate']['cardinality/project_id'] == 2
 
 
-def test_resource_links_point_at_the_proxy(proxy):
-    answer = send(proxy, 'GET', '/v2/resources/vm-1-0', [], None,
-                  {'X-Auth-Token': TOKEN})
+@pytest.mark.parametrize('path', ['/v2/resources/vm-1-0', '/v2/resources'])
+def test_resource_links_point_at_the_public_url_whatever_the_host(proxy,
+                                                                   path):
+    answer = send(proxy, 'GET', path, [], None,
+                  {'X-Auth-Token': TOKEN, 'Host': 'evil.example:666'})
     assert answer.status_code == 200, answer.text
-    hrefs = [link['href'] for link in answer.json['links']]
-    assert hrefs and all(h.startswith('http://proxy.invalid:9100/v2/')
-                         for h in hrefs)
+    items = answer.json if isinstance(answer.json, list) else [answer.json]
+    hrefs = [link['href'] for item in items for link in item['links']]
+    assert hrefs and all(h.startswith(PUBLIC_URL + 'v2/') for h in hrefs)
 
 
 def test_a_leak_from_the_backend_is_never_passed_on(proxy):

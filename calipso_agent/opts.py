@@ -214,11 +214,17 @@ API_OPTS = [
                help='Items returned by a list request that gives no '
                     'limit.'),
     cfg.StrOpt('multi_project_role',
-               default='admin',
-               help='Role of the service users (the proxy) that may name '
-                    'any set of projects in a query (q.op=in) and read '
-                    'samples and resources of any project by id. The admin '
-                    'role always sees every project.'),
+               default='calipso_reader',
+               help='Read-only role of the channel proxies\' service user: '
+                    'it never posts samples, and reads only inside the '
+                    'projects each request names in the '
+                    'X-Calipso-Project-Scope header (a query must limit '
+                    'project_id to them; ids are read in them only). Give '
+                    'the proxies a user with this role (and Keystone\'s '
+                    '"service" role, to validate tenant tokens), never '
+                    'admin. Do not use a role Keystone implies for members '
+                    '(such as "reader"). The admin role always sees every '
+                    'project.'),
 ]
 
 

@@ -7,6 +7,12 @@ renews it before it expires; a 401 from the backend (a revoked token)
 makes keystoneauth authenticate again and send the request once more.
 Without an auth plugin (a development backend on its noauth pipeline)
 requests carry no token.
+
+Every request also names the channel's projects in
+``X-Calipso-Project-Scope``, taken from ``[proxy] authorized_projects``
+and never from the tenant's request: the API reads nothing outside them
+for the proxies' reader role, whatever the forwarded query says
+(calipso_agent/api/rbac.py).
 """
 
 import logging
@@ -15,6 +21,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 
+from calipso_agent.api import rbac
 from calipso_proxy import opts
 
 LOG = logging.getLogger(__name__)
@@ -50,6 +57,8 @@ class BackendClient:
     def __init__(self, conf, session=None):
         self.base_url = conf.proxy.backend_url.rstrip('/')
         self.timeout = conf.proxy.backend_timeout
+        self.scope_header = ','.join(sorted(
+            p for p in conf.proxy.authorized_projects if p))
         self.session = session or load_session(conf)
         if self.session is None:
             self.session = ks_session.Session()
@@ -59,6 +68,7 @@ class BackendClient:
         when it cannot be had."""
         sent = {name: value for name, value in (headers or {}).items()
                 if name in FORWARDED_HEADERS}
+        sent[rbac.SCOPE_HEADER] = self.scope_header
         authenticated = self.session.auth is not None
         try:
             # keystoneauth invalidates a refused token and sends the

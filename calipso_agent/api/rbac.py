@@ -6,10 +6,14 @@ the development ``noauth`` pipeline they are taken as the client sent
 them, and a request without ``X-Roles`` is an admin's.
 
 * The ``admin`` role sees every project.
-* The role of ``[api] multi_project_role`` may name any projects in a
-  query (``q.op=in`` for a set): the proxy's service user, which scopes
-  tenants itself. Without a project term it sees its own project; it reads
-  samples and resources by id in any project.
+* The role of ``[api] multi_project_role`` (without admin) is the reader
+  of the channel proxies' service user: it reads, never writes, and only
+  inside the projects its request names in ``X-Calipso-Project-Scope``
+  (the channel's, from the proxy's configuration, not from its query
+  rewriting). Every query of such a token must limit project_id (``eq``
+  or ``in``, at the top level of a complex query) to projects of that
+  header, and name no other; an id is read in those projects only. So a
+  bug in the proxy's rewriting is refused (403), never widened.
 * Any other token sees its own project only: a query naming another
   project is refused (403), an id of another project is not found (404).
 """
@@ -17,18 +21,24 @@ them, and a request without ``X-Roles`` is an admin's.
 from calipso_agent.api import errors
 
 ADMIN_ROLE = 'admin'
+SCOPE_HEADER = 'X-Calipso-Project-Scope'
 
 
 class Identity:
     """The caller: user, project, roles (lower case)."""
 
-    def __init__(self, user_id, project_id, roles, multi_project_role):
+    def __init__(self, user_id, project_id, roles, multi_project_role,
+                 project_scope=None):
         self.user_id = user_id or None
         self.project_id = project_id or None
         self.roles = frozenset(roles)
         self.is_admin = ADMIN_ROLE in self.roles
-        self.multi_project = (self.is_admin or
-                              multi_project_role.lower() in self.roles)
+        self.is_reader = (not self.is_admin and
+                          multi_project_role.lower() in self.roles)
+        self.multi_project = self.is_admin or self.is_reader
+        self.project_scope = frozenset(
+            p.strip() for p in (project_scope or '').split(',')
+            if p.strip())
 
     @classmethod
     def from_headers(cls, headers, multi_project_role=ADMIN_ROLE):
@@ -40,7 +50,8 @@ class Identity:
         return cls(headers.get('X-User-Id'),
                    headers.get('X-Project-Id') or headers.get(
                        'X-Tenant-Id'),
-                   [role for role in roles if role], multi_project_role)
+                   [role for role in roles if role], multi_project_role,
+                   headers.get(SCOPE_HEADER))
 
     def own_project(self):
         """The token's project; 403 when the token has none."""
@@ -48,6 +59,14 @@ class Identity:
             raise errors.ForbiddenError('RBAC Authorization Failed: a '
                                         'project-scoped token is required')
         return self.project_id
+
+    def reader_scope(self):
+        """The projects a reader's request declared; 403 without."""
+        if not self.project_scope:
+            raise errors.ForbiddenError(
+                f'RBAC Authorization Failed: the reader role requires '
+                f'{SCOPE_HEADER}')
+        return self.project_scope
 
     def __repr__(self):
         return (f'<Identity user={self.user_id} project={self.project_id} '
@@ -67,10 +86,9 @@ def query_scope(identity, project_terms):
     """
     if identity.is_admin:
         return None
-    if identity.multi_project:
-        if any(term.op in ('eq', 'in') for term in project_terms):
-            return None
-        return identity.own_project()
+    if identity.is_reader:
+        _check_reader_terms(identity, project_terms)
+        return None
     own = identity.own_project()
     for term in project_terms:
         values = term.value if term.op == 'in' else [term.value]
@@ -78,6 +96,20 @@ def query_scope(identity, project_terms):
             if value != own:
                 raise _not_authorized(value)
     return own
+
+
+def _check_reader_terms(identity, project_terms):
+    """403 unless the terms limit project_id to the declared scope and
+    name no project outside it."""
+    scope = identity.reader_scope()
+    for term in project_terms:
+        values = term.value if term.op == 'in' else [term.value]
+        for value in values:
+            if value not in scope:
+                raise _not_authorized(value)
+    if not any(term.op in ('eq', 'in') for term in project_terms):
+        raise errors.ForbiddenError('RBAC Authorization Failed: a reader '
+                                    'query must limit project_id')
 
 
 def _leaves(expression):
@@ -94,6 +126,8 @@ def _leaves(expression):
 def _names_projects(expression):
     """Whether a top-level conjunct of ``expression`` limits project_id
     to given values (= or in)."""
+    if expression is None:
+        return False
     ((op, operand),) = expression.items()
     conjuncts = operand if op == 'and' else [expression]
     for conjunct in conjuncts:
@@ -112,11 +146,22 @@ def scope_expression(identity, expression):
     """
     if identity.is_admin:
         return expression
-    if identity.multi_project and expression is not None and (
-            _names_projects(expression)):
+    if identity.is_reader:
+        scope = identity.reader_scope()
+        for _, operand in _leaves(expression or {'and': []}):
+            value = operand.get('project_id')
+            if value is None:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                if item not in scope:
+                    raise _not_authorized(item)
+        if not _names_projects(expression):
+            raise errors.ForbiddenError('RBAC Authorization Failed: a '
+                                        'reader query must limit '
+                                        'project_id')
         return expression
     own = identity.own_project()
-    if expression is not None and not identity.multi_project:
+    if expression is not None:
         for _, operand in _leaves(expression):
             value = operand.get('project_id', own)
             for item in value if isinstance(value, list) else [value]:
@@ -129,17 +174,22 @@ def scope_expression(identity, expression):
 
 
 def id_scope(identity):
-    """The project a sample or resource read by id must belong to (None:
-    any); outside it the id is not found."""
-    if identity.multi_project:
+    """The project (or set of a reader's) a sample or resource read by id
+    must belong to (None: any); outside it the id is not found."""
+    if identity.is_admin:
         return None
+    if identity.is_reader:
+        return set(identity.reader_scope())
     return identity.own_project()
 
 
 def check_write(identity, project_id):
-    """403 unless the caller may post samples to ``project_id``."""
+    """403 unless the caller may post samples to ``project_id``: never a
+    reader's."""
     if identity.is_admin:
         return
+    if identity.is_reader:
+        raise errors.ForbiddenError('The reader role may not post samples')
     if project_id != identity.own_project():
         raise errors.ForbiddenError(f'Not Authorized to post samples to '
                                     f'project {project_id}')

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from calipso_agent.api import app
+from calipso_agent.api import app, rbac
 from tests.unit.api import support
 from tests.unit.api.support import fault, member, query
 
@@ -19,12 +19,14 @@ def projects_of(response):
 
 @pytest.fixture
 def proxy(tmp_path, store):
-    """A client of an API whose multi_project_role is PROXY_ROLE, with a
-    service token of that role in its own project."""
+    """A client of an API whose multi_project_role (the reader) is
+    PROXY_ROLE, with a service token of that role in its own project
+    declaring the scope of a channel of project-a and project-b."""
     conf = support.make_conf(tmp_path, api__multi_project_role=PROXY_ROLE)
+    headers = member('project-service', 'svc', f'service,{PROXY_ROLE}')
+    headers[rbac.SCOPE_HEADER] = 'project-a,project-b'
     return support.Client(app.setup_app(conf=conf, storage=store),
-                          headers=member('project-service', 'svc',
-                                         f'service,{PROXY_ROLE}'))
+                          headers=headers)
 
 
 @pytest.mark.parametrize('path', LISTS)
@@ -151,30 +153,62 @@ def test_multi_project_role_names_a_set_of_projects(proxy):
         'project-b'}
 
 
-def test_multi_project_role_without_project_term_sees_its_own(proxy):
-    assert proxy.get('/v2/samples').json == []
+@pytest.mark.parametrize('path', LISTS + ('/v2/meters/cpu/statistics',))
+@pytest.mark.parametrize('terms', [
+    [], query(('resource_id', 'eq', 'vm-0')),
+    query(('project_id', 'ne', 'project-a')),
+    query(('project_id', 'in', 'project-a,project-c')),
+    query(('project_id', 'in', 'project-a'),
+          ('project_id', 'ne', 'project-c')),
+])
+def test_reader_query_outside_or_without_its_scope_is_403(proxy, path,
+                                                          terms):
+    assert fault(proxy.get(path, terms))[0] == 403
 
 
-def test_multi_project_role_complex_query(proxy):
+def test_reader_without_a_declared_scope_is_403(proxy, samples):
+    headers = {k: v for k, v in proxy.headers.items()
+               if k != rbac.SCOPE_HEADER}
+    terms = query(('project_id', 'in', 'project-a'))
+    assert fault(proxy.get('/v2/samples', terms, headers=headers))[0] == 403
+    assert fault(proxy.get(f'/v2/samples/{samples[0].id}',
+                           headers=headers))[0] == 403
+
+
+def test_reader_complex_query(proxy):
     both = {'and': [{'in': {'project_id': ['project-a', 'project-b']}},
                     {'=': {'meter': 'cpu'}}]}
     assert projects_of(complex_query(proxy, both, proxy.headers)) == {
         'project-a', 'project-b'}
-    hidden = {'or': [{'=': {'project_id': 'project-a'}},
-                     {'=': {'meter': 'cpu'}}]}
-    assert complex_query(proxy, hidden, proxy.headers).json == []
+    for refused in ({'or': [{'=': {'project_id': 'project-a'}},
+                            {'=': {'meter': 'cpu'}}]},
+                    {'=': {'meter': 'cpu'}},
+                    {'in': {'project_id': ['project-a', 'project-c']}}):
+        response = complex_query(proxy, refused, proxy.headers)
+        assert fault(response)[0] == 403
 
 
-def test_multi_project_role_reads_ids_of_any_project(proxy, samples):
-    assert proxy.get(f'/v2/samples/{samples[2].id}').status_code == 200
-    assert proxy.get('/v2/resources/vm-2').status_code == 200
+def test_reader_reads_ids_of_its_scope_only(proxy, samples):
+    headers = dict(proxy.headers)
+    headers[rbac.SCOPE_HEADER] = samples[2].project_id
+    assert proxy.get(f'/v2/samples/{samples[2].id}',
+                     headers=headers).status_code == 200
+    other = next(s for s in samples
+                 if s.project_id != samples[2].project_id)
+    assert proxy.get(f'/v2/samples/{other.id}',
+                     headers=headers).status_code == 404
+    assert proxy.get(f'/v2/resources/{other.resource_id}',
+                     headers=headers).status_code == 404
 
 
-def test_multi_project_role_is_not_admin_for_posts(proxy):
-    response = proxy.post('/v2/meters/cpu', [{
-        'counter_name': 'cpu', 'counter_type': 'gauge',
-        'counter_unit': 'ns', 'counter_volume': 1, 'resource_id': 'vm-0',
-        'project_id': 'project-a'}])
+@pytest.mark.parametrize('project', ['project-a', 'project-service', None])
+def test_reader_never_posts(proxy, project):
+    sample = {'counter_name': 'cpu', 'counter_type': 'gauge',
+              'counter_unit': 'ns', 'counter_volume': 1,
+              'resource_id': 'vm-0'}
+    if project:
+        sample['project_id'] = project
+    response = proxy.post('/v2/meters/cpu', [sample])
     assert response.status_code == 403
 
 

@@ -6,11 +6,17 @@ from calipso_agent.api import errors, rbac
 from calipso_agent.api.query import Term
 
 
-def identity(roles='member', project='p1', role='admin'):
+def identity(roles='member', project='p1', role='admin', scope=None):
     headers = {'X-Roles': roles, 'X-User-Id': 'u1'}
     if project is not None:
         headers['X-Project-Id'] = project
+    if scope is not None:
+        headers[rbac.SCOPE_HEADER] = scope
     return rbac.Identity.from_headers(headers, role)
+
+
+def reader(scope='p2,p3'):
+    return identity('svc', role='svc', scope=scope)
 
 
 def test_identity_from_headers():
@@ -38,13 +44,24 @@ def test_query_scope():
         rbac.query_scope(identity(project=None), [])
 
 
-def test_query_scope_of_the_multi_project_role():
-    proxy = identity('svc', role='svc')
-    assert not proxy.is_admin and proxy.multi_project
-    assert rbac.query_scope(proxy, []) == 'p1'
+def test_query_scope_of_the_reader_role():
+    proxy = reader()
+    assert not proxy.is_admin and proxy.is_reader and proxy.multi_project
     assert rbac.query_scope(proxy, [Term('project_id', 'in',
                                          ['p2', 'p3'])]) is None
-    assert rbac.query_scope(proxy, [Term('project_id', 'ne', 'p2')]) == 'p1'
+    assert rbac.query_scope(proxy, [Term('project_id', 'eq', 'p3'),
+                                    Term('project_id', 'ne', 'p2')]) is None
+    # No project limit, a project outside the declared scope (whatever
+    # the operator), no declared scope: refused, never widened.
+    for terms in ([], [Term('project_id', 'ne', 'p2')],
+                  [Term('project_id', 'in', ['p2', 'p9'])],
+                  [Term('project_id', 'in', ['p2']),
+                   Term('project_id', 'lt', 'p9')]):
+        with pytest.raises(errors.ForbiddenError):
+            rbac.query_scope(proxy, terms)
+    with pytest.raises(errors.ForbiddenError, match='Project-Scope'):
+        rbac.query_scope(reader(scope=None), [Term('project_id', 'in',
+                                                   ['p2'])])
 
 
 def test_scope_expression_wraps_a_members_filter():
@@ -59,24 +76,33 @@ def test_scope_expression_wraps_a_members_filter():
             'in': {'project_id': ['p1', 'p2']}}}]})
 
 
-def test_scope_expression_of_the_multi_project_role():
-    proxy = identity('svc', role='svc')
+def test_scope_expression_of_the_reader_role():
+    proxy = reader()
     scoped = {'and': [{'in': {'project_id': ['p2', 'p3']}},
                       {'=': {'name': 'cpu'}}]}
     assert rbac.scope_expression(proxy, scoped) is scoped
     single = {'=': {'project_id': 'p2'}}
     assert rbac.scope_expression(proxy, single) is single
-    unscoped = {'or': [{'=': {'project_id': 'p2'}}, {'=': {'name': 'x'}}]}
-    assert rbac.scope_expression(proxy, unscoped) == {
-        'and': [{'=': {'project_id': 'p1'}}, unscoped]}
+    for refused in (
+            None, {'=': {'name': 'x'}},
+            {'or': [{'=': {'project_id': 'p2'}}, {'=': {'name': 'x'}}]},
+            {'and': [{'in': {'project_id': ['p2', 'p9']}}]},
+            {'and': [single, {'not': {'=': {'project_id': 'p9'}}}]}):
+        with pytest.raises(errors.ForbiddenError):
+            rbac.scope_expression(proxy, refused)
 
 
 def test_id_scope_and_writes():
     assert rbac.id_scope(identity()) == 'p1'
-    assert rbac.id_scope(identity('svc', role='svc')) is None
+    assert rbac.id_scope(identity('admin')) is None
+    assert rbac.id_scope(reader()) == {'p2', 'p3'}
+    with pytest.raises(errors.ForbiddenError):
+        rbac.id_scope(reader(scope=None))
     rbac.check_write(identity(), 'p1')
     rbac.check_write(identity('admin'), 'p9')
-    with pytest.raises(errors.ForbiddenError):
-        rbac.check_write(identity(), 'p2')
+    for caller, project in ((identity(), 'p2'), (reader(), 'p2'),
+                            (reader(), 'p1')):
+        with pytest.raises(errors.ForbiddenError):
+            rbac.check_write(caller, project)
     with pytest.raises(errors.ForbiddenError):
         rbac.check_write(identity(), None)

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calipso_agent.api import app as api_app
+from calipso_agent.api import rbac
 from calipso_agent.storage import impl_sqlalchemy
 from calipso_proxy import app as proxy_app
 from calipso_proxy import backend as backend_mod
@@ -50,6 +51,7 @@ class WSGIBackend(backend_mod.BackendClient):
         self.base_url = conf.proxy.backend_url.rstrip('/')
         self.session = None
         self.application = application
+        self.scope_header = ','.join(sorted(conf.proxy.authorized_projects))
 
     def request(self, method, path, params=(), body=None, headers=None):
         url = self.base_url + path
@@ -58,6 +60,7 @@ class WSGIBackend(backend_mod.BackendClient):
             url += '?' + urllib.parse.urlencode(params)
         request = webob.Request.blank(url, method=method)
         request.headers.update(SERVICE_USER)
+        request.headers[rbac.SCOPE_HEADER] = self.scope_header
         if body is not None:
             request.body = body
             request.content_type = 'application/json'

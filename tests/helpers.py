@@ -20,6 +20,7 @@ import uuid
 
 import kombu
 import msgpack
+import requests
 import yaml
 from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
@@ -27,6 +28,7 @@ from stevedore import driver
 
 from calipso_agent import opts, storage
 from calipso_agent import sample as sample_mod
+from calipso_proxy import tenant_auth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('CALIPSO_SHARED_DIR',
@@ -1091,3 +1093,74 @@ def keystone_api(keystone, workdir, samples):
     with APIServer(workdir, database, auth_strategy='keystone',
                    extra_config=keystone_authtoken_config(keystone)) as api:
         yield api.url
+
+
+# --- calipso-proxy ----------------------------------------------------------
+
+CHANNEL_TOKEN = 'channel-token-of-the-tenant'
+
+
+class ProxyServer:
+    """calipso-proxy in a session of its own on a free loopback port, with
+    the config file the controller would write (``options``: more
+    ``[proxy]`` options; no ``credentials``: no token sent to the
+    backend)."""
+
+    def __init__(self, workdir, projects, backend_url, credentials,
+                 **options):
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.config_file = os.path.join(self.workdir, 'proxy.conf')
+        self.log_path = os.path.join(self.workdir, 'proxy.log')
+        lines = ['[DEFAULT]', 'use_stderr = true', '[proxy]',
+                 'channel_id = channel-1',
+                 f'authorized_projects = {",".join(projects)}',
+                 f'backend_url = {backend_url}',
+                 f'token_hash = {tenant_auth.token_hash(CHANNEL_TOKEN)}',
+                 'keystone_token_cache_time = 0',
+                 'host = 127.0.0.1', f'port = {self.port}']
+        lines += [f'{k} = {v}' for k, v in options.items()]
+        lines += ['[service_credentials]']
+        lines += [f'{k} = {v}' for k, v in credentials.items()]
+        with open(self.config_file, 'w') as handle:
+            handle.write('\n'.join(lines) + '\n')
+        self.process = None
+
+    def start(self, timeout=30):
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'calipso_proxy.cmd.proxy',
+                 '--config-file', self.config_file], cwd=REPO,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f'{self.url}/healthcheck',
+                                timeout=2).status_code == 200:
+                    return self
+            if self.process.poll() is not None or (
+                    time.monotonic() > deadline):
+                self.stop()
+                with open(self.log_path) as handle:
+                    raise AssertionError(handle.read()[-4000:])
+            time.sleep(0.1)
+
+    def stop(self):
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def get(self, path, token=CHANNEL_TOKEN, **kwargs):
+        headers = {'X-Auth-Token': token} if token else {}
+        headers.update(kwargs.pop('headers', {}))
+        return requests.get(self.url + path, headers=headers, timeout=30,
+                            **kwargs)

@@ -5,9 +5,11 @@ Keystone comes from PyPI into a virtualenv of its own
 under gunicorn on SQLite with fernet tokens, in a temporary directory that
 holds its configuration, database, key repositories and log
 (``keystone.log``). Once it answers, the admin creates over the REST API a
-``service`` project with the ``calipso`` service user (``admin`` there) and
-two tenants, ``project-a`` and ``project-b``, each with one ``member``
-user.
+``service`` project with the ``calipso`` service user (``admin`` there),
+the channel proxies' user ``calipso-proxy`` (roles ``service``, to
+validate tenant tokens, and ``calipso_reader``, the API's read-only
+``[api] multi_project_role``; no admin) and two tenants, ``project-a`` and
+``project-b``, each with one ``member`` user.
 """
 
 import dataclasses
@@ -32,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTALL_SCRIPT = os.path.join(REPO, 'tools', 'install-keystone.sh')
 HOST = '127.0.0.1'
 REGION = 'RegionOne'
+READER_ROLE = 'calipso_reader'
 DOMAIN = 'default'
 
 # Run by the venv's python: every keystone-manage step in one process,
@@ -110,6 +113,7 @@ threads = 8
 timeout = 300
 graceful_timeout = 2
 control_socket_disable = True
+accesslog = 'access.log'
 '''
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -285,7 +289,7 @@ class Keystone:
         self._admin_session = self.session(self.admin)
         self.roles = {role['name']: role['id']
                       for role in self._get('/roles')['roles']}
-        for name in ('admin', 'member', 'reader'):
+        for name in ('admin', 'member', 'reader', 'service', READER_ROLE):
             if name not in self.roles:
                 self.roles[name] = self._post(
                     '/roles', {'role': {'name': name}})['role']['id']
@@ -294,12 +298,16 @@ class Keystone:
         self.admin = self._make_user(self.admin, create=False)
         self.service_user = self._make_user(
             User('calipso', secrets.token_hex(12), 'service'), role='admin')
+        self.proxy_user = self._make_user(
+            User('calipso-proxy', secrets.token_hex(12), 'service'),
+            role=('service', READER_ROLE))
         self.user_a = self._make_user(
             User('user-a', secrets.token_hex(12), 'project-a'))
         self.user_b = self._make_user(
             User('user-b', secrets.token_hex(12), 'project-b'))
 
     def _make_user(self, user, role='member', create=True):
+        """``role``: a role name or a tuple of them."""
         if user.project_name not in self.projects:
             self.projects[user.project_name] = self._post('/projects', {
                 'project': {'name': user.project_name, 'domain_id': DOMAIN},
@@ -310,9 +318,10 @@ class Keystone:
                 'name': user.name, 'password': user.password,
                 'domain_id': DOMAIN, 'default_project_id': project_id,
             }})['user']['id']
-            self._admin_session.put(
-                f'{self.url}/projects/{project_id}/users/{user_id}/roles/'
-                f'{self.roles[role]}')
+            for name in (role,) if isinstance(role, str) else role:
+                self._admin_session.put(
+                    f'{self.url}/projects/{project_id}/users/{user_id}/'
+                    f'roles/{self.roles[name]}')
         else:
             users = self._get(f'/users?name={user.name}')['users']
             user_id = users[0]['id']
@@ -345,6 +354,16 @@ class Keystone:
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+    def token_validations(self):
+        """How many token validations (GET /v3/auth/tokens) Keystone
+        answered so far, from its server's access log."""
+        try:
+            with open(os.path.join(self.dir, 'access.log'),
+                      errors='replace') as f:
+                return sum('"GET /v3/auth/tokens ' in line for line in f)
+        except (OSError, TypeError):
+            return 0
 
     def log_tail(self, lines=40):
         """The last lines of keystone.log."""

@@ -36,7 +36,7 @@ def deployment(keystone, tmp_path_factory):
     api.start()
     (workdir / 'controller').mkdir()
     controller = test_controller.Controller(str(workdir / 'controller'))
-    user = keystone.service_user
+    user = keystone.proxy_user
     with open(controller.config) as handle:
         config = handle.read()
     config = config.replace('auth_strategy = noauth',

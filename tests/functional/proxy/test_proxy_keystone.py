@@ -10,10 +10,7 @@ project-b is outside.
 
 import contextlib
 import datetime
-import os
-import signal
-import subprocess
-import sys
+import json
 import time
 
 import pytest
@@ -21,79 +18,19 @@ import requests
 from ceilometerclient import client as ceilometer_client
 
 from calipso_agent import storage
-from calipso_proxy import tenant_auth
 from tests import helpers
 from tests.identity import Keystone
 
 pytestmark = pytest.mark.functional
 
-CHANNEL_TOKEN = 'channel-token-of-the-tenant'
+CHANNEL_TOKEN = helpers.CHANNEL_TOKEN
+ProxyServer = helpers.ProxyServer
 T0 = datetime.datetime(2026, 4, 1, tzinfo=datetime.UTC)
 
 
-class ProxyServer:
-    """calipso-proxy in a session of its own on a free loopback port, with
-    the config file the controller would write."""
-
-    def __init__(self, workdir, projects, backend_url, credentials):
-        self.workdir = str(workdir)
-        os.makedirs(self.workdir, exist_ok=True)
-        self.port = helpers.free_port()
-        self.url = f'http://127.0.0.1:{self.port}'
-        self.config_file = os.path.join(self.workdir, 'proxy.conf')
-        self.log_path = os.path.join(self.workdir, 'proxy.log')
-        lines = ['[DEFAULT]', 'use_stderr = true', '[proxy]',
-                 'channel_id = channel-1',
-                 f'authorized_projects = {",".join(projects)}',
-                 f'backend_url = {backend_url}',
-                 f'token_hash = {tenant_auth.token_hash(CHANNEL_TOKEN)}',
-                 'keystone_token_cache_time = 0',
-                 'host = 127.0.0.1', f'port = {self.port}',
-                 '[service_credentials]']
-        lines += [f'{k} = {v}' for k, v in credentials.items()]
-        with open(self.config_file, 'w') as handle:
-            handle.write('\n'.join(lines) + '\n')
-        self.process = None
-
-    def start(self, timeout=30):
-        with open(self.log_path, 'ab') as log:
-            self.process = subprocess.Popen(
-                [sys.executable, '-m', 'calipso_proxy.cmd.proxy',
-                 '--config-file', self.config_file], cwd=helpers.REPO,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f'{self.url}/healthcheck',
-                                timeout=2).status_code == 200:
-                    return self
-            if self.process.poll() is not None or (
-                    time.monotonic() > deadline):
-                self.stop()
-                with open(self.log_path) as handle:
-                    raise AssertionError(handle.read()[-4000:])
-            time.sleep(0.1)
-
-    def stop(self):
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def get(self, path, token=CHANNEL_TOKEN, **kwargs):
-        headers = {'X-Auth-Token': token} if token else {}
-        return requests.get(self.url + path, headers=headers, timeout=30,
-                            **kwargs)
-
-
 def service_credentials(keystone):
-    user = keystone.service_user
+    """The proxies' reader-only user (never the admin)."""
+    user = keystone.proxy_user
     return {'auth_type': 'password', 'auth_url': keystone.url,
             'username': user.name, 'password': user.password,
             'project_name': user.project_name,
@@ -195,9 +132,9 @@ def test_a_revoked_service_token_makes_the_proxy_authenticate_again(
         keystone, deployed):
     api, proxy, _ = deployed
     assert proxy.get('/v2/meters').status_code == 200
-    before = keystone.token(keystone.service_user)
+    before = keystone.token(keystone.proxy_user)
     time.sleep(1.1)
-    keystone.revoke_tokens(keystone.service_user)
+    keystone.revoke_tokens(keystone.proxy_user)
     time.sleep(1.1)
     assert keystone.validate(before) is None, 'the tokens were not revoked'
     answer = proxy.get('/v2/meters')
@@ -243,3 +180,124 @@ def test_an_expired_service_token_is_renewed(tmp_path):
         time.sleep(5)
         answer = proxy.get('/v2/meters')
         assert answer.status_code == 200, answer.text
+
+
+# --- issue 11: hostile tenants ------------------------------------------------
+
+def error_of(answer, status):
+    assert answer.status_code == status, answer.text
+    assert answer.headers['Content-Type'].startswith('application/json')
+    return answer.json()['error_message']
+
+
+@pytest.mark.parametrize('expression', [
+    {'=': {'project_id': {'a': 1}}},
+    {'in': {'project_id': [['x']]}},
+    {'and': [{'=': {'volume': 1}}, {'not': {'in': {'project': [None]}}}]},
+])
+def test_a_complex_query_with_a_project_not_a_string_is_400(deployed,
+                                                            expression):
+    _, proxy, _ = deployed
+    answer = requests.post(
+        proxy.url + '/v2/query/samples', timeout=30,
+        json={'filter': json.dumps(expression)},
+        headers={'X-Auth-Token': CHANNEL_TOKEN})
+    assert error_of(answer, 400)['faultcode'] == 'Client'
+
+
+@pytest.mark.parametrize('op', ['eq', 'ne', 'lt', 'le', 'gt', 'ge', 'like',
+                                'in'])
+def test_a_term_naming_a_foreign_project_is_403_whatever_the_operator(
+        keystone, deployed, op):
+    _, proxy, _ = deployed
+    project_b = keystone.projects['project-b']
+    answer = proxy.get('/v2/samples', params={
+        'q.field': 'project_id', 'q.op': op, 'q.value': project_b})
+    assert project_b in error_of(answer, 403)['faultstring']
+    answer = requests.post(
+        proxy.url + '/v2/query/samples', timeout=30,
+        headers={'X-Auth-Token': CHANNEL_TOKEN},
+        json={'filter': json.dumps({'not': {
+            {'eq': '=', 'ne': '!=', 'lt': '<', 'le': '<=', 'gt': '>',
+             'ge': '>='}.get(op, op): {'project_id': project_b}}})})
+    assert project_b in error_of(answer, 403)['faultstring']
+
+
+@pytest.mark.parametrize('path', ['/v2/resources', '/v2/resources/vm-0-0'])
+def test_the_host_header_does_not_change_the_links(deployed, path):
+    _, proxy, _ = deployed
+    answer = proxy.get(path, headers={'Host': 'evil.example:666'})
+    assert answer.status_code == 200, answer.text
+    items = answer.json() if isinstance(answer.json(), list) else [
+        answer.json()]
+    hrefs = [link['href'] for item in items for link in item['links']]
+    assert hrefs and all(h.startswith(proxy.url + '/v2/') for h in hrefs)
+
+
+@pytest.mark.parametrize('path', ['/v2/meters', '/v2/samples',
+                                  '/v2/resources/vm-0-0',
+                                  '/v2/meters/cpu/statistics',
+                                  '/v2/capabilities'])
+def test_head_answers_as_get_without_a_body(deployed, path):
+    _, proxy, _ = deployed
+    headers = {'X-Auth-Token': CHANNEL_TOKEN}
+    got = requests.get(proxy.url + path, headers=headers, timeout=30)
+    head = requests.head(proxy.url + path, headers=headers, timeout=30)
+    assert (head.status_code, got.status_code) == (200, 200), head.text
+    assert head.content == b''
+    assert head.headers['Content-Type'] == got.headers['Content-Type']
+    assert head.headers['Content-Length'] == str(len(got.content))
+
+
+# The proxies' service user is a reader: the API refuses what a proxy bug
+# or a stolen proxy.conf could ask beyond the channel's reads.
+
+def test_the_reader_service_user_never_writes(keystone, deployed):
+    api, _, _ = deployed
+    project_a = keystone.projects['project-a']
+    token = keystone.token(keystone.proxy_user)
+    for project in (project_a, keystone.proxy_user.project_id):
+        answer = requests.post(
+            api.url + '/v2/meters/cpu', timeout=30,
+            headers={'X-Auth-Token': token, 'X-Calipso-Project-Scope':
+                     project_a},
+            json=[{'counter_name': 'cpu', 'counter_type': 'gauge',
+                   'counter_unit': 'ns', 'counter_volume': 1,
+                   'resource_id': 'vm-x', 'project_id': project}])
+        error_of(answer, 403)
+
+
+def test_the_reader_reads_only_the_declared_projects(keystone, deployed):
+    api, _, samples = deployed
+    project_a = keystone.projects['project-a']
+    project_b = keystone.projects['project-b']
+    token = keystone.token(keystone.proxy_user)
+
+    def read(path, scope, **params):
+        headers = {'X-Auth-Token': token}
+        if scope:
+            headers['X-Calipso-Project-Scope'] = scope
+        return requests.get(api.url + path, params=params, headers=headers,
+                            timeout=30)
+
+    both = {'q.field': 'project_id', 'q.op': 'in',
+            'q.value': f'{project_a},{project_b}'}
+    only_a = dict(both, **{'q.value': project_a})
+    # A query beyond the declared scope, or without a project limit (a
+    # proxy that lost its scope term), or without a declared scope.
+    error_of(read('/v2/samples', project_a, **both), 403)
+    error_of(read('/v2/samples', project_a), 403)
+    error_of(read('/v2/samples', None, **only_a), 403)
+    answer = read('/v2/samples', project_a, **only_a)
+    assert answer.status_code == 200, answer.text
+    assert projects_of(answer.json()) == {project_a}
+    other = next(s for s in samples if s.project_id == project_b)
+    error_of(read(f'/v2/samples/{other.id}', project_a), 404)
+    assert read(f'/v2/samples/{other.id}', project_b).status_code == 200
+
+
+def test_the_proxy_credentials_are_not_an_admins(keystone):
+    body = keystone.validate(keystone.token(keystone.proxy_user))
+    roles = {role['name'] for role in body['roles']}
+    assert 'admin' not in roles
+    assert 'calipso_reader' in roles

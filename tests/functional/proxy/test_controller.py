@@ -194,6 +194,13 @@ def test_channel_life(controller):
     got = controller.api('GET', f'{channel_id}/').json()
     assert got['state'] == 'running' and 'token' not in got
     assert tenant_get(url, token) == 502
+    # Its files are the controller's user's only; links point at url.
+    directory = os.path.join(controller.state_dir, channel_id)
+    for name in ('proxy.conf', 'proxy.log'):
+        mode = os.stat(os.path.join(directory, name)).st_mode & 0o777
+        assert mode == 0o600, (name, oct(mode))
+    with open(os.path.join(directory, 'proxy.conf')) as handle:
+        assert f'public_url = {url}\n' in handle.read()
     assert tenant_get(url, 'not-the-token') == 401
 
     # A proxy that dies is restarted by the reconciler: a new process

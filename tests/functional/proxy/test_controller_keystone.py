@@ -69,6 +69,13 @@ def test_the_controller_api_is_admin_only(keystone, deployment):
         'POST', json={'name': 'x', 'tenant_list': ['p']},
         headers={'X-Auth-Token': keystone.token(keystone.user_a)})
     assert refused.status_code == 403
+    # The proxies' service user (a reader, in every proxy.conf) is not
+    # an admin of the controller.
+    for method, body in (('GET', None),
+                         ('POST', {'name': 'x', 'tenant_list': ['p']})):
+        refused = controller.api(method, json=body, headers={
+            'X-Auth-Token': keystone.token(keystone.proxy_user)})
+        assert refused.status_code == 403, refused.text
     admin = controller.api(
         'GET', headers={'X-Auth-Token': keystone.token(keystone.admin)})
     assert admin.status_code == 200, admin.text

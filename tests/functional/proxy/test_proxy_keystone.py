@@ -8,9 +8,12 @@ The channel authorizes project-a and a project Keystone does not know
 project-b is outside.
 """
 
+import collections
 import contextlib
 import datetime
 import json
+import secrets
+import threading
 import time
 
 import pytest
@@ -301,3 +304,104 @@ def test_the_proxy_credentials_are_not_an_admins(keystone):
     roles = {role['name'] for role in body['roles']}
     assert 'admin' not in roles
     assert 'calipso_reader' in roles
+
+
+# --- unknown tokens cannot starve a proxy ---------------------------------------
+
+def random_token():
+    """A token of Keystone's format (fernet-like) that Keystone refuses."""
+    return secrets.token_urlsafe(140)
+
+
+@contextlib.contextmanager
+def own_proxy(keystone, deployed, tmp_path, **options):
+    api, _, _ = deployed
+    proxy = ProxyServer(tmp_path / 'proxy', [keystone.projects['project-a'],
+                                             'project-z'],
+                        api.url, service_credentials(keystone), **options)
+    try:
+        yield proxy.start()
+    finally:
+        proxy.stop()
+
+
+def test_refused_tokens_cost_one_keystone_lookup_at_most(keystone, deployed,
+                                                         tmp_path):
+    with own_proxy(keystone, deployed, tmp_path,
+                   failed_auth_burst=1000) as proxy:
+        before = keystone.token_validations()
+        # Malformed for both formats: never asked.
+        for token in ('garbage', 'x' * 31, 'a b' * 20, 'é' * 40,
+                      'y' * 2049, 'token;' * 10):
+            assert proxy.get('/v2/meters', token=token).status_code == 401
+        assert keystone.token_validations() == before
+        # A well-formed unknown token: asked once, then refused from the
+        # negative cache.
+        token = random_token()
+        for _ in range(10):
+            answer = proxy.get('/v2/meters', token=token)
+            assert error_of(answer, 401)['faultcode'] == 'Client'
+        assert keystone.token_validations() == before + 1
+        # The channel token never costs a lookup.
+        assert proxy.get('/v2/meters').status_code == 200
+        assert keystone.token_validations() == before + 1
+
+
+def test_failed_authentications_are_limited_per_address(keystone, deployed,
+                                                        tmp_path):
+    with own_proxy(keystone, deployed, tmp_path, failed_auth_burst=5,
+                   failed_auth_rate=0.2) as proxy:
+        before = keystone.token_validations()
+        for _ in range(5):
+            assert proxy.get('/v2/meters',
+                             token=random_token()).status_code == 401
+        limited = proxy.get('/v2/meters', token=random_token())
+        assert error_of(limited, 429)['faultcode'] == 'Client'
+        assert 1 <= int(limited.headers['Retry-After']) <= 5
+        assert keystone.token_validations() == before + 5
+        assert proxy.get('/v2/meters').status_code == 200
+
+
+def test_a_proxy_hammered_with_unknown_tokens_serves_its_tenant(
+        keystone, deployed, tmp_path):
+    # No per-address limit: every hammering request is well-formed and
+    # new, so only the bound on lookups protects the threads.
+    with own_proxy(keystone, deployed, tmp_path, failed_auth_burst=0,
+                   max_identity_lookups=2) as proxy:
+        stop = threading.Event()
+        statuses = collections.Counter()
+        missing_retry_after = []
+
+        def hammer():
+            http = requests.Session()
+            while not stop.is_set():
+                answer = http.get(proxy.url + '/v2/meters', timeout=30,
+                                  headers={'X-Auth-Token': random_token()})
+                statuses[answer.status_code] += 1
+                if (answer.status_code == 503 and
+                        'Retry-After' not in answer.headers):
+                    missing_retry_after.append(answer.headers)
+
+        threads = [threading.Thread(target=hammer) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        health, tenant = [], []
+        try:
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                # As the controller checks it: 1 s to answer.
+                try:
+                    health.append(requests.get(
+                        proxy.url + '/healthcheck', timeout=1).status_code)
+                except requests.RequestException as exc:
+                    health.append(repr(exc))
+                tenant.append(proxy.get('/v2/meters').status_code)
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        assert set(health) == {200}, health
+        assert set(tenant) == {200}, tenant
+        assert set(statuses) <= {401, 503}, statuses
+        assert statuses[503] > 0 and not missing_retry_after, statuses

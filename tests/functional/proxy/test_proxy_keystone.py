@@ -185,7 +185,7 @@ def test_an_expired_service_token_is_renewed(tmp_path):
         assert answer.status_code == 200, answer.text
 
 
-# --- issue 11: hostile tenants ------------------------------------------------
+# --- issue 11: hostile tenants --------------------------------------------
 
 def error_of(answer, status):
     assert answer.status_code == status, answer.text
@@ -306,7 +306,7 @@ def test_the_proxy_credentials_are_not_an_admins(keystone):
     assert 'calipso_reader' in roles
 
 
-# --- unknown tokens cannot starve a proxy ---------------------------------------
+# --- unknown tokens cannot starve a proxy ---------------------------------
 
 def random_token():
     """A token of Keystone's format (fernet-like) that Keystone refuses."""

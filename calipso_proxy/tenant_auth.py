@@ -44,6 +44,9 @@ CLIENTS_TRACKED = 4096
 # (hex). Anything else is refused without asking Keystone.
 KEYSTONE_TOKEN = re.compile(r'[A-Za-z0-9_.=-]{32,2048}')
 LOOKUP_RETRY_AFTER = 1
+# A lookup holds a thread and a place among max_identity_lookups: a
+# Keystone that hangs must not keep them.
+LOOKUP_TIMEOUT = 10
 
 
 class IdentityUnavailable(errors.APIError):
@@ -206,7 +209,7 @@ class TenantAuth:
                 endpoint_filter={'service_type': 'identity',
                                  'interface': 'public',
                                  'version': (3, 0)},
-                raise_exc=False)
+                raise_exc=False, timeout=LOOKUP_TIMEOUT)
         except ks_exceptions.ClientException as exc:
             LOG.warning('Cannot validate a Keystone token: %s', exc)
             raise IdentityUnavailable('Keystone is unreachable: the token '

@@ -90,7 +90,7 @@ class LivenessWatch:
     """The reconciler's check of one proxy, on its schedule; counts the
     restarts it would order (no answer for proxy_start_timeout)."""
 
-    def __init__(self, port):
+    def __init__(self, proxy):
         conf = cfg.ConfigOpts()
         proxy_opts.register_opts(conf)
         conf([])
@@ -98,7 +98,7 @@ class LivenessWatch:
         self.check = reconciler.Reconciler(conf, launcher=None,
                                            connect=lambda: None,
                                            lock=object())
-        self.port = port
+        self.channel = {'id': proxy.channel_id, 'port': proxy.port}
         self.failures = self.restarts = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -106,7 +106,7 @@ class LivenessWatch:
     def _run(self):
         answered = time.monotonic()
         while not self._stop.wait(self.controller.reconcile_interval):
-            if self.check.healthy(self.port):
+            if self.check.healthy(self.channel):
                 answered = time.monotonic()
                 continue
             self.failures += 1
@@ -158,7 +158,7 @@ def phase(name, proxy, keystone, seconds, attackers, target=None):
             target=attack, args=((target or proxy).url, attackers, seconds,
                                  answers))
         process.start()
-    with LivenessWatch(proxy.port) as watch:
+    with LivenessWatch(proxy) as watch:
         latencies, errors = tenant_run(proxy, seconds)
     counts = answers.get(timeout=120) if process else {}
     if process:

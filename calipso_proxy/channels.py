@@ -156,6 +156,11 @@ def healthcheck_url(conf, port):
     return f'http://{_url_host(host)}:{port}/healthcheck'
 
 
+def liveness_socket(channel_id):
+    """The abstract socket a channel's proxy answers liveness on."""
+    return f'calipso-proxy-{channel_id}'
+
+
 def to_resource(channel, token=None):
     """A channel as the CORD/XOS monitoring channel resource: what every
     answer of the API shows. ``ceilometer_url`` stays empty until the
@@ -233,6 +238,7 @@ def render_config(conf, channel):
         'host': controller.proxy_host,
         'port': channel['port'],
         'public_url': proxy_url(conf, channel['port']),
+        'liveness_socket': liveness_socket(channel['id']),
     }
     lines = [f'# Written by calipso-proxy-controller for channel '
              f'{channel["id"]}; rewritten at every change.', '[proxy]']

@@ -72,6 +72,12 @@ PROXY_OPTS = [
                  min=0.001,
                  help='Failed authentications a second a client address '
                       'earns back once it reached failed_auth_burst.'),
+    cfg.StrOpt('liveness_socket',
+               help='Name of an abstract Unix socket (Linux) on which the '
+                    'proxy\'s master process answers liveness checks, '
+                    'even while every worker thread is busy (the '
+                    'controller sets it: calipso-proxy-<channel id>). '
+                    'Unset: only /healthcheck on the proxy\'s port.'),
     cfg.URIOpt('public_url',
                help='URL tenants reach this proxy at (the channel\'s '
                     'ceilometer_url, written by the controller): resource '

@@ -28,7 +28,7 @@ from stevedore import driver
 
 from calipso_agent import opts, storage
 from calipso_agent import sample as sample_mod
-from calipso_proxy import tenant_auth
+from calipso_proxy import channels, tenant_auth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('CALIPSO_SHARED_DIR',
@@ -1114,8 +1114,11 @@ class ProxyServer:
         self.url = f'http://127.0.0.1:{self.port}'
         self.config_file = os.path.join(self.workdir, 'proxy.conf')
         self.log_path = os.path.join(self.workdir, 'proxy.log')
+        self.channel_id = f'channel-{uuid.uuid4()}'
         lines = ['[DEFAULT]', 'use_stderr = true', '[proxy]',
-                 'channel_id = channel-1',
+                 f'channel_id = {self.channel_id}',
+                 'liveness_socket = '
+                 f'{channels.liveness_socket(self.channel_id)}',
                  f'authorized_projects = {",".join(projects)}',
                  f'backend_url = {backend_url}',
                  f'token_hash = {tenant_auth.token_hash(CHANNEL_TOKEN)}',

@@ -10,7 +10,7 @@ import sys
 
 from calipso_agent import service
 from calipso_agent.api import server
-from calipso_proxy import app, opts
+from calipso_proxy import app, liveness, opts
 
 LOG = logging.getLogger(__name__)
 
@@ -32,7 +32,26 @@ def main(argv=None):
     server.serve(lambda: app.load_app(conf), conf.proxy.host,
                  conf.proxy.port, workers=conf.proxy.workers,
                  threads=conf.proxy.threads,
-                 proc_name=f'calipso-proxy-{conf.proxy.channel_id}')
+                 proc_name=f'calipso-proxy-{conf.proxy.channel_id}',
+                 **liveness_hooks(conf.proxy.liveness_socket))
+
+
+def liveness_hooks(name):
+    """gunicorn hooks serving the liveness socket from the arbiter."""
+    if not name:
+        return {}
+    listener = None
+
+    def when_ready(arbiter):
+        nonlocal listener
+        listener = liveness.LivenessListener(name, arbiter)
+        listener.start()
+
+    def post_fork(arbiter, worker):
+        if listener is not None:
+            listener.close()
+
+    return {'when_ready': when_ready, 'post_fork': post_fork}
 
 
 if __name__ == '__main__':

@@ -4,7 +4,8 @@ Every ``[controller] reconcile_interval`` seconds (more often while a
 proxy is starting) it starts the proxy of every stored channel that has
 none running (a new channel, a proxy that died), restarts a proxy whose
 config file is not the one its channel gives or that has not answered
-its healthcheck for ``proxy_start_timeout`` seconds, marks a channel
+its liveness check (calipso_proxy/liveness.py: answered by the proxy's
+master, whatever its load) for ``proxy_start_timeout`` seconds, marks a channel
 running (with its URL) once its proxy answers, and stops the proxies of
 channels no longer stored. Proxies found running when it starts (a
 restarted controller) are adopted: kept while they answer. A proxy that
@@ -26,6 +27,7 @@ import requests
 
 from calipso_agent import storage as storage_mod
 from calipso_proxy import channels as channels_mod
+from calipso_proxy import liveness
 
 LOG = logging.getLogger(__name__)
 
@@ -56,7 +58,15 @@ class Reconciler:
         self._thread = None
         self.starting = False
 
-    def healthy(self, port):
+    def healthy(self, channel):
+        """Whether the proxy of ``channel`` is alive: its master's
+        liveness socket (answered whatever the load), else, for a proxy
+        without one, its /healthcheck."""
+        timeout = self.conf.controller.proxy_healthcheck_timeout
+        if liveness.check(channels_mod.liveness_socket(channel['id']),
+                          timeout):
+            return True
+        port = channel['port']
         try:
             answer = self.http.get(
                 channels_mod.healthcheck_url(self.conf, port),
@@ -147,7 +157,7 @@ class Reconciler:
             LOG.info('Proxy of channel %s (pid %s) found running',
                      channel_id, info['pid'])
             pid, since = info['pid'], now
-        if self.healthy(channel['port']):
+        if self.healthy(channel):
             self._seen[channel_id] = (pid, now)
             self._attempts.pop(channel_id, None)
             if (channel.get('state') != channels_mod.RUNNING or

@@ -18,7 +18,7 @@ import requests
 from oslo_config import cfg
 
 from calipso_agent import storage
-from calipso_proxy import channels
+from calipso_proxy import channels, liveness
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.launcher import process
 from tests import helpers
@@ -201,6 +201,8 @@ def test_channel_life(controller):
         assert mode == 0o600, (name, oct(mode))
     with open(os.path.join(directory, 'proxy.conf')) as handle:
         assert f'public_url = {url}\n' in handle.read()
+    # The liveness the reconciler asks, answered by the proxy's master.
+    assert liveness.check(channels.liveness_socket(channel_id), 1)
     assert tenant_get(url, 'not-the-token') == 401
 
     # A proxy that dies is restarted by the reconciler: a new process

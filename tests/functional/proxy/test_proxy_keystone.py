@@ -21,6 +21,7 @@ import requests
 from ceilometerclient import client as ceilometer_client
 
 from calipso_agent import storage
+from calipso_proxy import channels, liveness
 from tests import helpers
 from tests.identity import Keystone
 
@@ -385,14 +386,16 @@ def test_a_proxy_hammered_with_unknown_tokens_serves_its_tenant(
         threads = [threading.Thread(target=hammer) for _ in range(32)]
         for thread in threads:
             thread.start()
-        health, tenant = [], []
+        health, alive, tenant = [], [], []
+        name = channels.liveness_socket(proxy.channel_id)
         try:
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline:
                 # As the controller checks it: 1 s to answer.
+                alive.append(liveness.check(name, 1))
                 try:
                     health.append(requests.get(
-                        proxy.url + '/healthcheck', timeout=1).status_code)
+                        proxy.url + '/healthcheck', timeout=5).status_code)
                 except requests.RequestException as exc:
                     health.append(repr(exc))
                 tenant.append(proxy.get('/v2/meters').status_code)
@@ -401,7 +404,9 @@ def test_a_proxy_hammered_with_unknown_tokens_serves_its_tenant(
             stop.set()
             for thread in threads:
                 thread.join(60)
+        assert all(alive), alive
         assert set(health) == {200}, health
         assert set(tenant) == {200}, tenant
         assert set(statuses) <= {401, 503}, statuses
         assert statuses[503] > 0 and not missing_retry_after, statuses
+    assert not liveness.check(name, 1), 'a stopped proxy is alive'

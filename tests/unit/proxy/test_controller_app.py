@@ -288,7 +288,8 @@ def reconciler(conf, launcher):
         clock=clock)
     reconciler.clock_value = clock
     reconciler.answering = set()
-    reconciler.healthy = lambda port: port in reconciler.answering
+    reconciler.healthy = lambda channel: (channel['port'] in
+                                          reconciler.answering)
     return reconciler
 
 
@@ -478,11 +479,11 @@ def test_real_healthcheck_and_thread(conf, launcher, store):
     conf.set_override('reconcile_interval', 0.1, 'controller')
     reconciler = reconciler_mod.Reconciler(conf, launcher)
     try:
-        assert reconciler.healthy(port)
+        assert reconciler.healthy({'id': 'no-liveness', 'port': port})
     finally:
         server.shutdown()
         server.server_close()
-    assert not reconciler.healthy(port)
+    assert not reconciler.healthy({'id': 'no-liveness', 'port': port})
     service = channels.ChannelService(conf, launcher, lambda: store)
     channel, _ = service.create('a', ['p1'])
     reconciler.start()

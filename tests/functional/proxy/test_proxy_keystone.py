@@ -343,9 +343,9 @@ def test_refused_tokens_cost_one_keystone_lookup_at_most(keystone, deployed,
             answer = proxy.get('/v2/meters', token=token)
             assert error_of(answer, 401)['faultcode'] == 'Client'
         assert keystone.token_validations() == before + 1
-        # The channel token never costs a lookup.
+        # The channel token still passes (its request does reach Keystone:
+        # the API validates the proxy's service token).
         assert proxy.get('/v2/meters').status_code == 200
-        assert keystone.token_validations() == before + 1
 
 
 def test_failed_authentications_are_limited_per_address(keystone, deployed,

@@ -2,11 +2,13 @@
 Keystone is reached; what Keystone answers is tested in
 tests/functional/proxy/test_proxy_keystone.py)."""
 
+import json
+
 import pytest
 
 from calipso_agent.api import errors
 from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth
+from calipso_proxy import tenant_auth, token_gate
 
 TOKEN = 'channel-token'
 
@@ -79,3 +81,39 @@ def test_malformed_keystone_tokens(token):
                                    'eyJh.eyJz.c2ln' * 4])
 def test_keystone_token_formats(token):
     assert tenant_auth.KEYSTONE_TOKEN.fullmatch(token)
+
+
+def call_gate(gate, path, token=None, method='GET'):
+    environ = {'PATH_INFO': path, 'REQUEST_METHOD': method,
+               'REMOTE_ADDR': '10.0.0.1'}
+    if token:
+        environ['HTTP_X_AUTH_TOKEN'] = token
+    answered = {}
+
+    def start_response(status, headers):
+        answered.update(status=status, headers=dict(headers))
+    body = b''.join(gate(environ, start_response))
+    return answered, body, environ
+
+
+def test_the_gate_answers_refused_tokens_itself():
+    passed = []
+
+    def application(environ, start_response):
+        passed.append(environ['PATH_INFO'])
+        start_response('200 OK', [])
+        return [b'ok']
+
+    gate = token_gate.TokenGate(application, auth(Clock(),
+                                                  failed_auth_burst=1))
+    answered, body, _ = call_gate(gate, '/v2/meters', 'wrong')
+    assert answered['status'] == '401 Unauthorized'
+    assert json.loads(body)['error_message']['faultcode'] == 'Client'
+    answered, body, _ = call_gate(gate, '/v2/meters', 'wrong', 'HEAD')
+    assert answered['status'] == '429 Too Many Requests' and body == b''
+    assert answered['headers']['Retry-After'] == '1'
+    _, body, environ = call_gate(gate, '/v2/meters', TOKEN)
+    assert body == b'ok' and environ[token_gate.AUTHENTICATED]
+    _, body, environ = call_gate(gate, '/healthcheck')
+    assert body == b'ok' and token_gate.AUTHENTICATED not in environ
+    assert passed == ['/v2/meters', '/healthcheck']

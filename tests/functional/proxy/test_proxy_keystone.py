@@ -350,15 +350,17 @@ def test_refused_tokens_cost_one_keystone_lookup_at_most(keystone, deployed,
 
 def test_failed_authentications_are_limited_per_address(keystone, deployed,
                                                         tmp_path):
+    # One try earned back every 100 s: none while the test runs, however
+    # slow Keystone is.
     with own_proxy(keystone, deployed, tmp_path, failed_auth_burst=5,
-                   failed_auth_rate=0.2) as proxy:
+                   failed_auth_rate=0.01) as proxy:
         before = keystone.token_validations()
         for _ in range(5):
             assert proxy.get('/v2/meters',
                              token=random_token()).status_code == 401
         limited = proxy.get('/v2/meters', token=random_token())
         assert error_of(limited, 429)['faultcode'] == 'Client'
-        assert 1 <= int(limited.headers['Retry-After']) <= 5
+        assert 1 <= int(limited.headers['Retry-After']) <= 100
         assert keystone.token_validations() == before + 5
         assert proxy.get('/v2/meters').status_code == 200
 

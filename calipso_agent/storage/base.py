@@ -332,7 +332,14 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def get_resources(self, sample_filter=None, limit=None):
         """Resources having samples that match, with first/last sample
-        timestamps within the filter and their latest metadata."""
+        timestamps within the filter and their latest metadata.
+
+        A filter limited to projects (``project_id``) sees every resource
+        as a store holding only those projects' samples would show it:
+        timestamps, latest sample's fields and meters never come from
+        another project's samples on the same resource id (ids are the
+        writers' choice, so they collide across projects).
+        """
 
     @abc.abstractmethod
     def get_statistics(self, sample_filter, period=None, groupby=None,

@@ -219,6 +219,14 @@ API_OPTS = [
                     'any set of projects in a query (q.op=in) and read '
                     'samples and resources of any project by id. The admin '
                     'role always sees every project.'),
+    cfg.URIOpt('public_url',
+               schemes=['http', 'https'],
+               help='URL at which clients reach calipso-api (scheme, host, '
+                    'port and any path prefix, e.g. '
+                    'https://telemetry.example.com:8777). The links of '
+                    'answers (resources, versions) start with it. Unset: '
+                    'the URL of each request, which a client chooses with '
+                    'its Host header.'),
 ]
 
 

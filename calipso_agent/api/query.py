@@ -34,6 +34,9 @@ FIELDS = tuple(VALUE_FIELDS) + ('timestamp', 'search_offset') + tuple(
 STORAGE_OPS = {'eq': '=', 'ne': '!=', 'in': 'in'}
 # The largest limit handed to a store (a 64-bit signed LIMIT).
 MAX_LIMIT = 2 ** 63 - 1
+# The longest statistics period: a century of seconds. Stores count
+# periods in microseconds (64-bit), and timestamps end in the year 9999.
+MAX_PERIOD = 100 * 36525 * 864
 
 
 class Term:
@@ -268,8 +271,8 @@ class SimpleQuery:
                 arguments['project_id'] = project_scope
             else:
                 conditions.append(('project_id', '=', project_scope))
-        offset = datetime.timedelta(minutes=self.search_offset)
         try:
+            offset = datetime.timedelta(minutes=self.search_offset)
             if self.start is not None:
                 arguments['start_timestamp'] = self.start - offset
                 arguments['start_timestamp_op'] = self.start_op
@@ -297,6 +300,22 @@ def parse_limit(params, default):
     if limit <= 0:
         raise errors.ClientError('Limit must be positive')
     return min(limit, MAX_LIMIT)
+
+
+def parse_period(params):
+    """The statistics ``period`` in seconds: None when absent or 0 (no
+    period), 400 unless an integer from 0 to MAX_PERIOD."""
+    period = parse_int(params, 'period', None)
+    if period is None:
+        return None
+    if period < 0:
+        raise errors.InvalidParameterError('period', 'Period must be '
+                                                     'positive.')
+    if period > MAX_PERIOD:
+        raise errors.InvalidParameterError(
+            'period', f'{period} is longer than {MAX_PERIOD} seconds (a '
+                      'century)')
+    return period or None
 
 
 def parse_int(params, name, default):

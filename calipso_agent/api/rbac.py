@@ -80,6 +80,22 @@ def query_scope(identity, project_terms):
     return own
 
 
+def check_named_projects(identity, terms):
+    """403 when one of the (op, value text) of simple-query terms on
+    project_id names a project other than the caller's own (``in``: a
+    comma-separated list)."""
+    own = identity.own_project()
+    for op, value in terms:
+        names = value.split(',') if op == 'in' else [value]
+        for name in names:
+            if op == 'in':
+                name = name.strip()
+                if not name:
+                    continue
+            if name != own:
+                raise _not_authorized(name)
+
+
 def _leaves(expression):
     ((op, operand),) = expression.items()
     if op in ('and', 'or'):

@@ -736,11 +736,11 @@ class Connection(base.Connection):
     @contextlib.contextmanager
     def _transaction(self, write=False):
         """A connection in a transaction; database errors become
-        StorageError."""
+        StorageError, but a read's data errors InvalidQuery."""
         lock = self._write_lock if write else self._read_lock
         # The driver's own errors too: COPY talks to psycopg directly.
-        errors = (sa.exc.DBAPIError, sa.exc.TimeoutError,
-                  self.engine.dialect.loaded_dbapi.Error)
+        dbapi = self.engine.dialect.loaded_dbapi
+        errors = (sa.exc.DBAPIError, sa.exc.TimeoutError, dbapi.Error)
         with lock or contextlib.nullcontext():
             try:
                 engine = self.engine if write else self._read_engine
@@ -751,6 +751,13 @@ class Connection(base.Connection):
                         yield conn
             except errors as exc:
                 cause = getattr(exc, 'orig', None) or exc
+                if not write and isinstance(cause, dbapi.DataError):
+                    # A value of a query the database cannot take (a
+                    # number out of range): the question is wrong, not
+                    # the store.
+                    raise base.InvalidQuery(
+                        'the store cannot evaluate the query: '
+                        f'{str(cause).splitlines()[0]}') from exc
                 raise base.StorageError(
                     f'{type(cause).__name__}: {cause}') from exc
 

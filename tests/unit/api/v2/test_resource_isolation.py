@@ -50,7 +50,7 @@ class Stores:
         self.numbers = itertools.count()
         self.opened = []
 
-    def __call__(self, samples):
+    def __call__(self):
         number = next(self.numbers)
         if self.kind == 'sqlite':
             store = impl_sqlalchemy.Connection(
@@ -61,8 +61,6 @@ class Stores:
                 client=mongomock.MongoClient())
         store.upgrade()
         self.opened.append(store)
-        if samples:
-            assert not store.record_samples(samples).rejected
         return store
 
     def close(self):
@@ -127,23 +125,20 @@ def answers(client, scope_terms, terms):
     return got
 
 
-@pytest.mark.parametrize('caller', sorted(CALLERS))
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=list(HealthCheck))
-@given(samples=stored_samples(), terms=filter_terms)
-def test_resources_are_seen_from_the_callers_projects_only(
-        stores, caller, samples, terms):
+def check_isolation(conf, full_store, alone_store, caller, samples,
+                    terms):
+    """``caller`` gets the same answers from a store holding ``samples``
+    (``full_store``) as from one holding only its projects' samples
+    (``alone_store``); the items answer what the list shows."""
     headers, allowed, scope_terms = CALLERS[caller]
     own = [s for s in samples if s.project_id in allowed]
-    try:
-        full = support.Client(app.setup_app(stores.conf, stores(samples)),
-                              headers)
-        alone = support.Client(app.setup_app(stores.conf, stores(own)),
-                               headers)
-        got = answers(full, scope_terms, terms)
-        assert got == answers(alone, scope_terms, terms)
-    finally:
-        stores.close()
+    for store, stored in ((full_store, samples), (alone_store, own)):
+        if stored:
+            assert not store.record_samples(stored).rejected
+    full = support.Client(app.setup_app(conf, full_store), headers)
+    alone = support.Client(app.setup_app(conf, alone_store), headers)
+    got = answers(full, scope_terms, terms)
+    assert got == answers(alone, scope_terms, terms)
     listed = {r['resource_id']: r for r in got['list'][1]}
     assert sorted(listed) == sorted({s.resource_id for s in own})
     for rid in RESOURCES + ('nope',):
@@ -152,6 +147,22 @@ def test_resources_are_seen_from_the_callers_projects_only(
             assert (status, body) == (200, listed[rid]), rid
         else:
             assert status == 404, rid
+
+
+ISOLATION = settings(max_examples=25, deadline=None,
+                     suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize('caller', sorted(CALLERS))
+@ISOLATION
+@given(samples=stored_samples(), terms=filter_terms)
+def test_resources_are_seen_from_the_callers_projects_only(
+        stores, caller, samples, terms):
+    try:
+        check_isolation(stores.conf, stores(), stores(), caller, samples,
+                        terms)
+    finally:
+        stores.close()
 
 
 def test_a_foreign_writer_changes_nothing_a_member_sees(writer):

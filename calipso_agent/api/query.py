@@ -86,7 +86,12 @@ def _number(value):
     # JSON numbers are doubles to the stores; an integer past 64 bits
     # cannot be bound as one.
     if abs(value) >= 2 ** 63:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise errors.InvalidParameterError(
+                'q.value', f'the integer of {len(str(value))} digits is '
+                           'beyond the range of numbers')
     return value
 
 

@@ -29,7 +29,7 @@ TIMESTAMPS = ('0001-01-01T00:00:00', '0001-01-01T00:00:00+14:00',
 numbers = st.one_of(
     st.sampled_from(NUMBERS),
     st.builds(lambda sign, digits, offset: str(sign * 10 ** digits + offset),
-              st.sampled_from([1, -1]), st.integers(0, 40),
+              st.sampled_from([1, -1]), st.integers(0, 400),
               st.integers(-2, 2)),
     st.floats().map(repr))
 values = st.one_of(numbers, st.sampled_from(TIMESTAMPS))
@@ -85,6 +85,8 @@ def get_parameters(draw):
 json_numbers = st.one_of(
     st.integers(-2 ** 70, 2 ** 70), st.floats(allow_nan=False,
                                                allow_infinity=False),
+    st.builds(lambda sign, digits: sign * 10 ** digits,
+              st.sampled_from([1, -1]), st.integers(0, 400)),
     numbers)
 
 
@@ -156,6 +158,8 @@ def test_out_of_range_statistics_parameters_are_400(api, params):
     [('limit', '0')], [('limit', '1e3')], [('limit', '-5')],
     support.query(('timestamp', 'gt', '0001-01-01T00:00:00+14:00')),
     support.query(('timestamp', 'lt', '10000-01-01T00:00:00')),
+    support.query(('metadata.size', 'eq', '9' * 400, 'integer')),
+    support.query(('metadata.size', 'in', '1,' + '9' * 400, '')),
 ])
 def test_out_of_range_list_parameters_are_400(api, params):
     response = support.Client(api).get('/v2/samples', params)

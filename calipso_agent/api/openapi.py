@@ -171,10 +171,11 @@ SCHEMAS = {
         'sum': _number(nullable=True),
         'count': {'type': 'integer', 'nullable': True},
         'aggregate': {'type': 'object',
-                      'additionalProperties': {'type': 'number'},
+                      'additionalProperties': _number(nullable=True),
                       'description': 'The selected aggregates, by function '
                                      '(cardinality/<field> for '
-                                     'cardinality).'},
+                                     'cardinality); null when not finite '
+                                     '(an overflowing sum).'},
         'duration': _number(nullable=True, description='Seconds between '
                             'duration_start and duration_end.'),
         'duration_start': _datetime(

@@ -75,9 +75,8 @@ def _posted_sample(ctx, meter_name, index, item, now):
         volume = float(volume)
         if not math.isfinite(volume):
             raise ValueError
-    except (TypeError, ValueError):
-        raise invalid('counter_volume', f'{volume!r} is not a finite '
-                                        'number')
+    except (TypeError, ValueError, OverflowError):
+        raise invalid('counter_volume', 'not a finite number')
     timestamp = now
     if item.get('timestamp') is not None:
         try:

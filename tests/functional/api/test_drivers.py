@@ -25,9 +25,14 @@ STORES = {'postgresql': real_stores.PostgreSQLStores,
 
 
 @pytest.fixture(scope='module', params=sorted(STORES))
-def store_pair(request):
+def kind(request):
+    return request.param
+
+
+@pytest.fixture(scope='module')
+def store_pair(kind):
     """Two stores of one server, recreated empty on each call."""
-    pair = (STORES[request.param](), STORES[request.param]())
+    pair = (STORES[kind](), STORES[kind]())
     yield pair
     for stores in pair:
         stores.close()
@@ -45,22 +50,30 @@ def test_resources_are_seen_from_the_callers_projects_only(
 
 
 @pytest.fixture(scope='module')
-def api(store_pair, tmp_path_factory):
-    store = store_pair[0]()
-    samples = support.dataset()
-    assert not store.record_samples(samples).rejected
-    return app.setup_app(
-        conf=support.make_conf(tmp_path_factory.getbasetemp()),
-        storage=store)
+def apis(kind, tmp_path_factory):
+    """(the API over the data set, the API over an empty store)."""
+    made = (STORES[kind](), STORES[kind]())
+    stores = [each() for each in made]
+    assert not stores[0].record_samples(support.dataset()).rejected
+    conf = support.make_conf(tmp_path_factory.getbasetemp())
+    yield tuple(app.setup_app(conf=conf, storage=s) for s in stores)
+    for each in made:
+        each.close()
+
+
+@pytest.fixture(scope='module')
+def api(apis):
+    return apis[0]
 
 
 @pytest.mark.parametrize('identity', ['admin', 'member'])
 @settings(max_examples=100, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_no_parameter_value_gives_a_server_error(api, identity, data):
+def test_no_parameter_value_gives_a_server_error(apis, identity, data):
     headers = support.ADMIN if identity == 'admin' else support.member()
-    parameters.check_parameters(support.Client(api, headers), data)
+    parameters.check_parameters(support.Client(apis[0], headers),
+                                support.Client(apis[1], headers), data)
 
 
 def test_period_out_of_range_is_400(api):

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from calipso_agent import storage
 from calipso_agent.api import app
 from calipso_agent.storage import impl_mongodb
 from tests.unit.api import support
@@ -103,6 +104,18 @@ def query_bodies(draw):
     return body
 
 
+@st.composite
+def posted_samples(draw):
+    sample = {'counter_name': 'cpu', 'counter_type': 'gauge',
+              'counter_unit': 'ns', 'counter_volume': draw(json_numbers),
+              'resource_id': 'posted', 'project_id': 'project-a'}
+    if draw(st.booleans()):
+        sample['timestamp'] = draw(st.sampled_from(TIMESTAMPS))
+    if draw(st.booleans()):
+        sample['resource_metadata'] = {'size': draw(json_numbers)}
+    return [sample]
+
+
 def check_answer(response):
     assert response.status_code < 500, (response.status_code, response.text)
     if response.status_code >= 400:
@@ -110,36 +123,56 @@ def check_answer(response):
         assert faultcode == 'Client', response.text
 
 
-def check_parameters(client, data):
-    """A request to every route with drawn parameters: no 5xx."""
+def check_parameters(client, writer, data):
+    """A request to every route with drawn parameters: no 5xx. Samples
+    are posted through ``writer`` (over a store of its own: what they
+    hold would change the data set of the other tests)."""
     for path in GET_ROUTES:
         check_answer(client.get(path, data.draw(get_parameters(),
                                                 label=f'GET {path}')))
     body = data.draw(query_bodies(), label='POST /v2/query/samples')
     check_answer(client.post('/v2/query/samples', body))
+    body = data.draw(posted_samples(), label='POST /v2/meters/cpu')
+    check_answer(writer.post('/v2/meters/cpu', body))
+
+
+def mongomock_store(conf, name, samples=()):
+    connection = impl_mongodb.Connection(
+        conf, f'mongodb://localhost/{name}', client=mongomock.MongoClient())
+    connection.upgrade()
+    if samples:
+        assert not connection.record_samples(samples).rejected
+    return connection
 
 
 @pytest.fixture(scope='module', params=['sqlite', 'mongodb-mongomock'])
-def api(request, store_conf, store, samples):
+def apis(request, store_conf, store, samples, tmp_path_factory):
+    """(the API over the data set, the API over an empty store) of a
+    driver."""
     if request.param == 'sqlite':
-        yield app.setup_app(conf=store_conf, storage=store)
-        return
-    connection = impl_mongodb.Connection(
-        store_conf, 'mongodb://localhost/parameters',
-        client=mongomock.MongoClient())
-    connection.upgrade()
-    assert not connection.record_samples(samples).rejected
-    yield app.setup_app(conf=store_conf, storage=connection)
-    connection.close()
+        conf = support.make_conf(tmp_path_factory.mktemp('writes'))
+        stores = [store, storage.get_connection(conf)]
+    else:
+        stores = [mongomock_store(store_conf, 'parameters', samples),
+                  mongomock_store(store_conf, 'writes')]
+    yield tuple(app.setup_app(conf=store_conf, storage=s) for s in stores)
+    for made in stores[1:] if request.param == 'sqlite' else stores:
+        made.close()
+
+
+@pytest.fixture(scope='module')
+def api(apis):
+    return apis[0]
 
 
 @pytest.mark.parametrize('identity', ['admin', 'member'])
 @settings(max_examples=150, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_no_parameter_value_gives_a_server_error(api, identity, data):
+def test_no_parameter_value_gives_a_server_error(apis, identity, data):
     headers = support.ADMIN if identity == 'admin' else support.member()
-    check_parameters(support.Client(api, headers), data)
+    check_parameters(support.Client(apis[0], headers),
+                     support.Client(apis[1], headers), data)
 
 
 @pytest.mark.parametrize('params', [

@@ -9,7 +9,8 @@ them, and a request without ``X-Roles`` is an admin's.
 * The role of ``[api] multi_project_role`` may name any projects in a
   query (``q.op=in`` for a set): the proxy's service user, which scopes
   tenants itself. Without a project term it sees its own project; it reads
-  samples and resources by id in any project.
+  samples and resources by id in any project (a resource by id, in the
+  projects its q terms name).
 * Any other token sees its own project only: a query naming another
   project is refused (403), an id of another project is not found (404).
 """
@@ -86,12 +87,9 @@ def check_named_projects(identity, terms):
     comma-separated list)."""
     own = identity.own_project()
     for op, value in terms:
-        names = value.split(',') if op == 'in' else [value]
+        names = ([name.strip() for name in value.split(',') if name.strip()]
+                 if op == 'in' else [value])
         for name in names:
-            if op == 'in':
-                name = name.strip()
-                if not name:
-                    continue
             if name != own:
                 raise _not_authorized(name)
 

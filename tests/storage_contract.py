@@ -1216,6 +1216,8 @@ def test_statistics_respect_the_filter(stats_store):
 
 @pytest.mark.parametrize('kwargs', [
     {'period': -1}, {'period': '60'}, {'period': True},
+    {'period': base.MAX_PERIOD + 1}, {'period': 10 ** 20},
+    {'period': float('inf')},
     {'groupby': ['volume']}, {'groupby': ['name']}, {'groupby': ['bogus']},
     {'groupby': ['resource_metadata.']},
     {'groupby': ['resource_metadata.a b']},

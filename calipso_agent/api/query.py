@@ -34,9 +34,7 @@ FIELDS = tuple(VALUE_FIELDS) + ('timestamp', 'search_offset') + tuple(
 STORAGE_OPS = {'eq': '=', 'ne': '!=', 'in': 'in'}
 # The largest limit handed to a store (a 64-bit signed LIMIT).
 MAX_LIMIT = 2 ** 63 - 1
-# The longest statistics period: a century of seconds. Stores count
-# periods in microseconds (64-bit), and timestamps end in the year 9999.
-MAX_PERIOD = 100 * 36525 * 864
+MAX_PERIOD = storage_base.MAX_PERIOD
 
 
 class Term:

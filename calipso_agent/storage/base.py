@@ -20,6 +20,9 @@ AGGREGATES = ('avg', 'sum', 'min', 'max', 'count', 'stddev',
               'cardinality')
 CARDINALITY_FIELDS = ('resource_id', 'user_id', 'project_id', 'source')
 GROUPBY_FIELDS = ('user_id', 'project_id', 'resource_id', 'source')
+# The longest statistics period: a century of seconds. Stores count in
+# 64-bit microseconds, and timestamps end in the year 9999.
+MAX_PERIOD = 100 * 36525 * 864
 
 
 class StorageError(Exception):
@@ -256,6 +259,9 @@ def check_statistics_args(period, groupby, aggregates):
             raise InvalidQuery(f'period {period!r} is not finite')
         if period < 0:
             raise InvalidQuery('period must be positive')
+        if period > MAX_PERIOD:
+            raise InvalidQuery(f'period {period} is longer than '
+                               f'{MAX_PERIOD} seconds (a century)')
         period = period or None
     groupby = list(groupby or [])
     for field in groupby:

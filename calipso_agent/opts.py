@@ -225,6 +225,14 @@ API_OPTS = [
                     'admin. Do not use a role Keystone implies for members '
                     '(such as "reader"). The admin role always sees every '
                     'project.'),
+    cfg.URIOpt('public_url',
+               schemes=['http', 'https'],
+               help='URL at which clients reach calipso-api (scheme, host, '
+                    'port and any path prefix, e.g. '
+                    'https://telemetry.example.com:8777). The links of '
+                    'answers (resources, versions) start with it. Unset: '
+                    'the URL of each request, which a client chooses with '
+                    'its Host header.'),
 ]
 
 

@@ -48,7 +48,11 @@ def normalize_timestamp(value):
         ts = datetime.datetime.fromisoformat(text)
     if ts.tzinfo is None:
         return ts.isoformat() + '+00:00'
-    return ts.astimezone(_UTC).isoformat()
+    try:
+        return ts.astimezone(_UTC).isoformat()
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 is before the first UTC datetime.
+        raise ValueError(f'timestamp {value!r} is out of range')
 
 
 class Sample:

@@ -1216,6 +1216,8 @@ def test_statistics_respect_the_filter(stats_store):
 
 @pytest.mark.parametrize('kwargs', [
     {'period': -1}, {'period': '60'}, {'period': True},
+    {'period': base.MAX_PERIOD + 1}, {'period': 10 ** 20},
+    {'period': float('inf')},
     {'groupby': ['volume']}, {'groupby': ['name']}, {'groupby': ['bogus']},
     {'groupby': ['resource_metadata.']},
     {'groupby': ['resource_metadata.a b']},
@@ -1849,12 +1851,32 @@ def _unique(values):
 _AMBIGUOUS = object()
 
 
+def project_scope(expression):
+    """The top-level conjuncts of ``expression`` on project_id (None when
+    it does not limit the projects): what a caller limited to some
+    projects adds to its filters."""
+    if expression is None:
+        return None
+    ((op, operand),) = expression.items()
+    conjuncts = operand if op == 'and' else [expression]
+    terms = [term for term in conjuncts
+             if set(next(iter(term.values()))) == {'project_id'}
+             and next(iter(term)) in ('=', 'in')]
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else {'and': terms}
+
+
 def check_resources(got, samples, expression):
-    """get_resources' answer over ``samples`` for a filter."""
+    """get_resources' answer over ``samples`` for a filter. A filter
+    limited to projects sees nothing of other projects' samples: every
+    field of a resource comes from the samples in those projects."""
     got = list(got)
     matching = [s for s in map(sample_dict, samples)
                 if query.matches(expression, s)]
-    every = [sample_dict(s) for s in samples]
+    scope = project_scope(expression)
+    every = [s for s in map(sample_dict, samples)
+             if query.matches(scope, s)]
     by_resource = {}
     for s in matching:
         by_resource.setdefault(s['resource_id'], []).append(s)
@@ -1936,6 +1958,120 @@ def test_property_sample_filter(connection_factory, store, data):
     check_meters(connection.get_meters(sample_filter),
                  connection.get_meters(sample_filter, unique=True),
                  samples, expression)
+
+
+# --- resources seen from some projects ---------------------------------------
+# A project may write any resource id, so ids collide across projects; a
+# reader limited to some projects must see each resource exactly as a store
+# holding only those projects' samples shows it.
+
+def resource_view(resource):
+    """Everything a Resource says, comparable across stores."""
+    return {
+        'resource_id': resource.resource_id,
+        'project_id': resource.project_id, 'user_id': resource.user_id,
+        'source': resource.source,
+        'first': instant(resource.first_sample_timestamp),
+        'last': instant(resource.last_sample_timestamp),
+        'metadata': resource.metadata or {},
+        'meters': sorted((tuple(getattr(m, f) for f in METER_FIELDS)
+                          for m in resource.meters or ()), key=repr),
+    }
+
+
+def same_views(got, want):
+    assert [v['resource_id'] for v in got] == [
+        v['resource_id'] for v in want], 'resources'
+    for mine, reference in zip(got, want, strict=True):
+        for field in mine:
+            same = (same_json(mine[field], reference[field])
+                    if field == 'metadata' else
+                    mine[field] == reference[field])
+            assert same, (mine['resource_id'], field, mine[field],
+                          reference[field])
+
+
+def scoped_reads(connection, projects, filter_kwargs, ids):
+    """Every way to read resources limited to ``projects``: the list
+    (bare and filtered) and each id as an item (a list of one)."""
+    reads = {'list': base.SampleFilter(project_id=projects),
+             'filtered': base.SampleFilter(**{**filter_kwargs,
+                                              'project_id': projects})}
+    for rid in ids:
+        reads[f'item {rid}'] = base.SampleFilter(resource_id=rid,
+                                                 project_id=projects)
+    return {route: [resource_view(r) for r in connection.get_resources(
+        sample_filter, limit=1 if route.startswith('item') else None)]
+        for route, sample_filter in reads.items()}
+
+
+@PROPERTY
+@given(store=stores(), data=st.data())
+def test_property_resources_of_some_projects(connection_factory, store,
+                                             data):
+    samples, batches = store
+    projects = data.draw(st.one_of(
+        st.sampled_from(PROJECTS),
+        st.lists(st.sampled_from(PROJECTS + ('p-9',)), min_size=1,
+                 max_size=3, unique=True)), label='projects')
+    filter_kwargs = data.draw(sample_filters(value_pools(samples),
+                                             sparse=True), label='filter')
+    filter_kwargs.pop('project_id', None)
+    allowed = {projects} if isinstance(projects, str) else set(projects)
+    ids = RESOURCES + ('nope',)
+    connection = connection_factory()
+    record_all(connection, batches)
+    got = scoped_reads(connection, projects, filter_kwargs, ids)
+    for route, views in got.items():
+        assert all(v['project_id'] in allowed for v in views), route
+    own = [s for s in samples if s.project_id in allowed]
+    connection = connection_factory()
+    record_all(connection, [[s for s in batch if s.project_id in allowed]
+                            for batch in batches])
+    want = scoped_reads(connection, projects, filter_kwargs, ids)
+    for route in got:
+        same_views(got[route], want[route])
+    # The item answers what the list shows of that id.
+    listed = {v['resource_id']: v for v in got['list']}
+    for rid in ids:
+        same_views(got[f'item {rid}'], [listed[rid]] if rid in listed
+                   else [])
+    assert sorted(listed) == sorted({s.resource_id for s in own})
+
+
+def test_resource_of_some_projects_ignores_other_projects(connection):
+    """A foreign project writes on an allowed resource's id: first and
+    last, the latest sample's fields and the meters stay the allowed
+    project's, in the list and the item."""
+    connection.record_samples([
+        make_sample(0, resource_id='vm-1', project_id='p-1',
+                    user_id='u-1', timestamp=at(HOUR),
+                    resource_metadata={'state': 'mine'}),
+        make_sample(1, resource_id='vm-1', project_id='p-evil',
+                    user_id='u-evil', timestamp=at(0), name='secret',
+                    resource_metadata={'state': 'theirs-first'}),
+        make_sample(2, resource_id='vm-1', project_id='p-evil',
+                    user_id='u-evil', timestamp=at(2 * HOUR),
+                    name='secret', source='evil',
+                    resource_metadata={'state': 'theirs-last'}),
+    ])
+    for sample_filter in (
+            base.SampleFilter(project_id='p-1'),
+            base.SampleFilter(project_id={'p-1', 'p-2'}),
+            base.SampleFilter(project_id=['p-1'], resource_id='vm-1'),
+            base.SampleFilter(project_id='p-1', meter='cpu')):
+        (resource,) = connection.get_resources(sample_filter)
+        assert resource.project_id == 'p-1'
+        assert resource.user_id == 'u-1'
+        assert instant(resource.first_sample_timestamp) == instant(at(HOUR))
+        assert instant(resource.last_sample_timestamp) == instant(at(HOUR))
+        assert resource.metadata == {'state': 'mine'}
+        assert meter_names(resource) == {'cpu'}
+        assert {m.project_id for m in resource.meters} == {'p-1'}
+    (union,) = connection.get_resources()
+    assert meter_names(union) == {'cpu', 'secret'}
+    assert connection.get_resources(base.SampleFilter(
+        project_id='p-2', resource_id='vm-1')) == []
 
 
 def stat_key(stat, groupby):

@@ -12,6 +12,7 @@ and ``id``. The orderby is a JSON string ``[{field: "asc"|"desc"}]``.
 """
 
 import json
+import re
 
 from calipso_agent.api import errors
 from calipso_agent.api import query as api_query
@@ -34,6 +35,7 @@ FIELDS = {
 }
 METADATA_PREFIXES = ('metadata.', 'resource_metadata.')
 MAX_DEPTH = 50
+_DECIMAL = re.compile(r'\s*[+-]?[0-9]+\s*')
 
 
 class InvalidExpressionError(ValueError):
@@ -178,9 +180,13 @@ def parse_orderby(text):
 
 
 def parse_limit(value):
-    """The body's limit: None (no limit, as Ceilometer) or positive."""
+    """The body's limit: None (no limit, as Ceilometer) or positive; an
+    integer or its decimal text (python-ceilometerclient sends
+    ``"limit": "2"``)."""
     if value is None:
         return None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise errors.InvalidParameterError('limit', f'{value!r} is not an '
                                                'integer')

@@ -2,6 +2,16 @@
 the store, the caller's identity."""
 
 from calipso_agent.api import complex_query, errors, rbac
+from calipso_agent.api import query as api_query
+
+
+def public_base_url(conf, request):
+    """The start of the API's links: ``[api] public_url``, else the
+    scheme, host and script name of ``request`` (also without ``conf``)."""
+    public_url = conf.api.public_url if conf is not None else None
+    if public_url:
+        return public_url.rstrip('/')
+    return request.application_url
 
 
 class Reply:
@@ -45,8 +55,23 @@ class Context:
 
     @property
     def base_url(self):
-        """Scheme, host and script name of the request, for links."""
-        return self.request.application_url
+        """Where links point: ``[api] public_url``, else the scheme, host
+        and script name of the request."""
+        return public_base_url(self.conf, self.request)
+
+    def simple_query(self):
+        """The simple query of the request's q.* parameters. A caller
+        limited to its own project is refused (403) any term on
+        project_id naming another, whatever its operator: checked before
+        the terms are, so that every such term is refused alike."""
+        quadruples = api_query.query_quadruples(self.params)
+        if not self.identity.multi_project:
+            rbac.check_named_projects(self.identity, [
+                (op, value) for field, op, value, _ in quadruples
+                if api_query.FIELD_ALIASES.get(field, field) ==
+                'project_id'])
+        return api_query.SimpleQuery(
+            [api_query.parse_term(*quadruple) for quadruple in quadruples])
 
     def json_body(self):
         """The decoded JSON body; 400 when it is missing or not JSON."""

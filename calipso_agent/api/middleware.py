@@ -11,6 +11,7 @@
   ``[keystone_authtoken]`` from calipso's own configuration.
 """
 
+import functools
 import json
 import logging
 
@@ -18,7 +19,7 @@ import webob
 import webob.dec
 from keystonemiddleware import auth_token
 
-from calipso_agent.api import app, errors, openapi, router
+from calipso_agent.api import app, context, errors, openapi, paste_app, router
 
 LOG = logging.getLogger(__name__)
 
@@ -103,16 +104,24 @@ class Healthcheck(Filter):
 
 class PublicDocument(Filter):
     """The OpenAPI document at its path and the versions document at
-    ``/``, without authentication."""
+    ``/``, without authentication (GET, and HEAD without the body)."""
+
+    def __init__(self, application, conf=None):
+        super().__init__(application)
+        self.conf = conf
+
+    @classmethod
+    def factory(cls, global_conf, **local_conf):
+        return functools.partial(cls, conf=paste_app.conf_of(global_conf))
 
     @webob.dec.wsgify
     def __call__(self, request):
         path = request.environ.get('PATH_INFO')
-        if request.method == 'GET' and path == openapi.PATH:
+        if request.method in ('GET', 'HEAD') and path == openapi.PATH:
             return app.json_response(200, openapi.document())
-        if request.method == 'GET' and path == '/':
+        if request.method in ('GET', 'HEAD') and path == '/':
             return app.json_response(200, openapi.versions(
-                request.application_url))
+                context.public_base_url(self.conf, request)))
         return request.get_response(self.application)
 
 

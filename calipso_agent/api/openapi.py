@@ -7,6 +7,8 @@ it documents exactly the routes of ``api/v2``: keep it true.
 import copy
 import functools
 
+from calipso_agent.api import query as api_query
+
 PATH = '/v2/openapi.json'
 VERSION = '2.0'
 
@@ -169,10 +171,11 @@ SCHEMAS = {
         'sum': _number(nullable=True),
         'count': {'type': 'integer', 'nullable': True},
         'aggregate': {'type': 'object',
-                      'additionalProperties': {'type': 'number'},
+                      'additionalProperties': _number(nullable=True),
                       'description': 'The selected aggregates, by function '
                                      '(cardinality/<field> for '
-                                     'cardinality).'},
+                                     'cardinality); null when not finite '
+                                     '(an overflowing sum).'},
         'duration': _number(nullable=True, description='Seconds between '
                             'duration_start and duration_end.'),
         'duration_start': _datetime(
@@ -198,7 +201,11 @@ SCHEMAS = {
                           '[expressions]}, {"not": expression}.'),
         'orderby': _string(description='A JSON list of {field: '
                            '"asc"|"desc"}; default timestamp desc.'),
-        'limit': {'type': 'integer', 'minimum': 1},
+        'limit': {'oneOf': [
+            {'type': 'integer', 'minimum': 1},
+            {'type': 'string', 'pattern': r'^\s*\+?[0-9]*[1-9][0-9]*\s*$',
+             'description': 'The limit as decimal text (as '
+                            'python-ceilometerclient sends it).'}]},
     }, required=[]),
 }
 
@@ -236,8 +243,10 @@ PARAMETERS = {
         'groupby', _string(), 'Group by user_id, resource_id, project_id, '
         'source or resource_metadata.<key>.'),
     'period': {'name': 'period', 'in': 'query', 'required': False,
-               'schema': {'type': 'integer', 'minimum': 0},
-               'description': 'Seconds per period (from the query start).'},
+               'schema': {'type': 'integer', 'minimum': 0,
+                          'maximum': api_query.MAX_PERIOD},
+               'description': 'Seconds per period (from the query start), '
+                              'at most a century; 0: no period.'},
     'aggregate.func': _query_array(
         'aggregate.func', {'type': 'string', 'enum': AGGREGATES},
         'Selected aggregation functions.'),
@@ -320,7 +329,9 @@ PATHS = {
         'Resources having samples.', QUERY + ['limit', 'meter_links'],
         200, _list_of('Resource'))},
     '/v2/resources/{resource_id}': {'get': _operation(
-        'One resource.', ['resource_id'], 200, _ref('schemas', 'Resource'),
+        'One resource, as the list shows it for this id; terms on '
+        'project_id (only) limit it as they limit the list.',
+        ['resource_id'] + QUERY, 200, _ref('schemas', 'Resource'),
         NOT_FOUND)},
     '/v2/query/samples': {'post': _operation(
         'Samples by complex query.', [], 200, _list_of('Sample'),

@@ -34,6 +34,7 @@ FIELDS = tuple(VALUE_FIELDS) + ('timestamp', 'search_offset') + tuple(
 STORAGE_OPS = {'eq': '=', 'ne': '!=', 'in': 'in'}
 # The largest limit handed to a store (a 64-bit signed LIMIT).
 MAX_LIMIT = 2 ** 63 - 1
+MAX_PERIOD = storage_base.MAX_PERIOD
 
 
 class Term:
@@ -83,7 +84,12 @@ def _number(value):
     # JSON numbers are doubles to the stores; an integer past 64 bits
     # cannot be bound as one.
     if abs(value) >= 2 ** 63:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise errors.InvalidParameterError(
+                'q.value', f'the integer of {len(str(value))} digits is '
+                           'beyond the range of numbers')
     return value
 
 
@@ -268,8 +274,8 @@ class SimpleQuery:
                 arguments['project_id'] = project_scope
             else:
                 conditions.append(('project_id', '=', project_scope))
-        offset = datetime.timedelta(minutes=self.search_offset)
         try:
+            offset = datetime.timedelta(minutes=self.search_offset)
             if self.start is not None:
                 arguments['start_timestamp'] = self.start - offset
                 arguments['start_timestamp_op'] = self.start_op
@@ -297,6 +303,22 @@ def parse_limit(params, default):
     if limit <= 0:
         raise errors.ClientError('Limit must be positive')
     return min(limit, MAX_LIMIT)
+
+
+def parse_period(params):
+    """The statistics ``period`` in seconds: None when absent or 0 (no
+    period), 400 unless an integer from 0 to MAX_PERIOD."""
+    period = parse_int(params, 'period', None)
+    if period is None:
+        return None
+    if period < 0:
+        raise errors.InvalidParameterError('period', 'Period must be '
+                                                     'positive.')
+    if period > MAX_PERIOD:
+        raise errors.InvalidParameterError(
+            'period', f'{period} is longer than {MAX_PERIOD} seconds (a '
+                      'century)')
+    return period or None
 
 
 def parse_int(params, name, default):

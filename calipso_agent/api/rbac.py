@@ -112,6 +112,19 @@ def _check_reader_terms(identity, project_terms):
                                     'query must limit project_id')
 
 
+def check_named_projects(identity, terms):
+    """403 when one of the (op, value text) of simple-query terms on
+    project_id names a project other than the caller's own (``in``: a
+    comma-separated list)."""
+    own = identity.own_project()
+    for op, value in terms:
+        names = ([name.strip() for name in value.split(',') if name.strip()]
+                 if op == 'in' else [value])
+        for name in names:
+            if name != own:
+                raise _not_authorized(name)
+
+
 def _leaves(expression):
     ((op, operand),) = expression.items()
     if op in ('and', 'or'):

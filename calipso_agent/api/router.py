@@ -20,6 +20,21 @@ class Route:
         self.public = public
         self.segments = template.strip('/').split('/')
 
+    def allowed(self):
+        """The methods the route takes: HEAD wherever GET."""
+        methods = set(self.handlers)
+        if 'GET' in methods:
+            methods.add('HEAD')
+        return sorted(methods)
+
+    def handler(self, method):
+        """The handler of ``method`` (HEAD: GET's; the server leaves the
+        body out); 405 when the route does not take it."""
+        handler = self.handlers.get('GET' if method == 'HEAD' else method)
+        if handler is None:
+            raise errors.MethodNotAllowedError(method, self.allowed())
+        return handler
+
     @property
     def openapi_path(self):
         """The template as OpenAPI writes it (``{name}``)."""
@@ -87,15 +102,11 @@ def path_segments(request):
 
 def find(routes, request):
     """(route, handler, path parameters) of a request; 404 when no route
-    matches its path, 405 when none takes its method."""
+    matches its path, 405 when it does not take the method."""
     segments = path_segments(request)
     for route in routes:
         params = route.match(segments)
         if params is None:
             continue
-        handler = route.handlers.get(request.method)
-        if handler is None:
-            raise errors.MethodNotAllowedError(request.method,
-                                               sorted(route.handlers))
-        return route, handler, params
+        return route, route.handler(request.method), params
     raise errors.NotFoundError('No resource at /' + '/'.join(segments))

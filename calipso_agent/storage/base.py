@@ -20,6 +20,9 @@ AGGREGATES = ('avg', 'sum', 'min', 'max', 'count', 'stddev',
               'cardinality')
 CARDINALITY_FIELDS = ('resource_id', 'user_id', 'project_id', 'source')
 GROUPBY_FIELDS = ('user_id', 'project_id', 'resource_id', 'source')
+# The longest statistics period: a century of seconds. Stores count in
+# 64-bit microseconds, and timestamps end in the year 9999.
+MAX_PERIOD = 100 * 36525 * 864
 
 
 class StorageError(Exception):
@@ -256,6 +259,9 @@ def check_statistics_args(period, groupby, aggregates):
             raise InvalidQuery(f'period {period!r} is not finite')
         if period < 0:
             raise InvalidQuery('period must be positive')
+        if period > MAX_PERIOD:
+            raise InvalidQuery(f'period {period} is longer than '
+                               f'{MAX_PERIOD} seconds (a century)')
         period = period or None
     groupby = list(groupby or [])
     for field in groupby:
@@ -332,7 +338,14 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def get_resources(self, sample_filter=None, limit=None):
         """Resources having samples that match, with first/last sample
-        timestamps within the filter and their latest metadata."""
+        timestamps within the filter and their latest metadata.
+
+        A filter limited to projects (``project_id``) sees every resource
+        as a store holding only those projects' samples would show it:
+        timestamps, latest sample's fields and meters never come from
+        another project's samples on the same resource id (ids are the
+        writers' choice, so they collide across projects).
+        """
 
     @abc.abstractmethod
     def get_statistics(self, sample_filter, period=None, groupby=None,

@@ -257,6 +257,24 @@ def _fields(expression):
     return set(operand)
 
 
+def _meter_terms(expression):
+    """The top-level conjuncts of ``expression`` that test only fields of
+    a meter record (None: there are none). A resource's meters are read
+    from its meter records under these terms: a caller limited to some
+    projects (a conjunct on project_id) gets only the meters its projects'
+    samples have, never those another project wrote on the same
+    resource id."""
+    if expression is None:
+        return None
+    ((op, operand),) = expression.items()
+    conjuncts = operand if op == 'and' else [expression]
+    terms = [term for term in conjuncts
+             if _fields(term) <= set(METER_FIELDS)]
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else {'and': terms}
+
+
 def _check_limit(limit):
     if limit is None:
         return None
@@ -718,11 +736,11 @@ class Connection(base.Connection):
     @contextlib.contextmanager
     def _transaction(self, write=False):
         """A connection in a transaction; database errors become
-        StorageError."""
+        StorageError, but a read's data errors InvalidQuery."""
         lock = self._write_lock if write else self._read_lock
         # The driver's own errors too: COPY talks to psycopg directly.
-        errors = (sa.exc.DBAPIError, sa.exc.TimeoutError,
-                  self.engine.dialect.loaded_dbapi.Error)
+        dbapi = self.engine.dialect.loaded_dbapi
+        errors = (sa.exc.DBAPIError, sa.exc.TimeoutError, dbapi.Error)
         with lock or contextlib.nullcontext():
             try:
                 engine = self.engine if write else self._read_engine
@@ -733,6 +751,13 @@ class Connection(base.Connection):
                         yield conn
             except errors as exc:
                 cause = getattr(exc, 'orig', None) or exc
+                if not write and isinstance(cause, dbapi.DataError):
+                    # A value of a query the database cannot take (a
+                    # number out of range): the question is wrong, not
+                    # the store.
+                    raise base.InvalidQuery(
+                        'the store cannot evaluate the query: '
+                        f'{str(cause).splitlines()[0]}') from exc
                 raise base.StorageError(
                     f'{type(cause).__name__}: {cause}') from exc
 
@@ -1187,20 +1212,26 @@ class Connection(base.Connection):
                 inner.c.rank == 1)
             order = inner.c.resource_id
         statement = statement.order_by(order).limit(limit)
+        meter_where = self._where(_meter_terms(expression), METER)
         with self._transaction() as conn:
             rows = conn.execute(statement).all()
-            meters = self._meters_of(conn, [row.resource_id for row in rows])
+            meters = self._meters_of(conn, [row.resource_id for row in rows],
+                                     meter_where)
         return [base.Resource(
             row.resource_id, row.project_id, row.user_id, row.source,
             from_us(row.first_ts), from_us(row.last_ts), row.metadata,
             meters.get(row.resource_id, ())) for row in rows]
 
     @staticmethod
-    def _meters_of(conn, resource_ids):
+    def _meters_of(conn, resource_ids, where=None):
+        """The meters of these resources (``where``: only those meter
+        records, e.g. of the projects a caller may see)."""
         columns = [METER.c[f] for f in _METER_ORDER]
         statement = sa.select(*columns).where(
             METER.c.resource_id.in_(sa.bindparam('ids', expanding=True))
         ).order_by(*_ascending(columns))
+        if where is not None:
+            statement = statement.where(where)
         meters = {}
         for start in range(0, len(resource_ids), 500):
             for row in conn.execute(

@@ -70,6 +70,12 @@ def _scalar(value):
 
 def _check_value(field, op, value):
     """The value normalized for ``field`` (timestamps parsed)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise InvalidQuery(f'{field}: an integer of {len(str(value))} '
+                               'digits is beyond the range of numbers')
     if field in TIME_FIELDS:
         if op == 'like':
             raise InvalidQuery(f'like does not apply to {field}')

@@ -16,7 +16,7 @@ def openapi_document(ctx):
 
 
 def versions_document(ctx):
-    return openapi.versions(ctx.request.application_url)
+    return openapi.versions(ctx.base_url)
 
 
 ROUTES = [

@@ -29,8 +29,7 @@ def list_meters(ctx):
     limit = api_query.parse_limit(params,
                                   ctx.conf.api.default_api_return_limit)
     unique = api_query.parse_bool(params, 'unique', False)
-    sample_filter = ctx.sample_filter(
-        api_query.SimpleQuery.from_params(params))
+    sample_filter = ctx.sample_filter(ctx.simple_query())
     return [models.meter(item) for item in ctx.storage.get_meters(
         sample_filter, limit=limit, unique=unique)]
 
@@ -39,8 +38,7 @@ def list_samples(ctx, meter_name):
     params = ctx.params
     limit = api_query.parse_limit(params,
                                   ctx.conf.api.default_api_return_limit)
-    sample_filter = ctx.sample_filter(
-        api_query.SimpleQuery.from_params(params), meter=meter_name)
+    sample_filter = ctx.sample_filter(ctx.simple_query(), meter=meter_name)
     return [models.old_sample(item) for item in ctx.storage.get_samples(
         sample_filter, limit=limit)]
 
@@ -77,9 +75,8 @@ def _posted_sample(ctx, meter_name, index, item, now):
         volume = float(volume)
         if not math.isfinite(volume):
             raise ValueError
-    except (TypeError, ValueError):
-        raise invalid('counter_volume', f'{volume!r} is not a finite '
-                                        'number')
+    except (TypeError, ValueError, OverflowError):
+        raise invalid('counter_volume', 'not a finite number')
     timestamp = now
     if item.get('timestamp') is not None:
         try:
@@ -182,11 +179,8 @@ def _aggregates(params):
 
 def statistics(ctx, meter_name):
     params = ctx.params
-    simple_query = api_query.SimpleQuery.from_params(params)
-    period = api_query.parse_int(params, 'period', None)
-    if period is not None and period < 0:
-        raise errors.InvalidParameterError('period',
-                                           'Period must be positive.')
+    simple_query = ctx.simple_query()
+    period = api_query.parse_period(params)
     groupby = _groupby(params)
     aggregates = _aggregates(params)
     sample_filter = ctx.sample_filter(simple_query, meter=meter_name)

@@ -10,8 +10,7 @@ def list_samples(ctx):
     params = ctx.params
     limit = api_query.parse_limit(params,
                                   ctx.conf.api.default_api_return_limit)
-    sample_filter = ctx.sample_filter(
-        api_query.SimpleQuery.from_params(params))
+    sample_filter = ctx.sample_filter(ctx.simple_query())
     return [models.sample(item) for item in ctx.storage.get_samples(
         sample_filter, limit=limit)]
 

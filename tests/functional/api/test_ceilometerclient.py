@@ -304,3 +304,10 @@ def test_session_with_endpoint_override(api, keystone, own):
         endpoint_override=api[0])
     assert len(got.meters.list()) == len(
         {(s['name'], s['resource_id']) for s in own})
+
+
+def test_query_samples_limit_as_the_cli_gives_it(client, own):
+    """`ceilometer query-samples --limit 2` hands the client the text
+    of the option, which it sends as is."""
+    got = client.query_samples.query(limit='2')
+    assert len(got) == 2 and len(own) > 2

@@ -267,3 +267,49 @@ def test_member_posts_to_its_project_only(api, http, tokens, keystone):
     assert [s['project_id'] for s in response.json()] == [a.project_id] * 2
     response = _get(http, tokens, base, f'/v2/meters/{POSTED}', 'user-b')
     assert response.json() == []
+
+
+def test_resource_reused_by_another_project_shows_nothing_of_it(
+        api, http, tokens, keystone):
+    """Another project's member posts on a resource id of project-a,
+    before and after its samples: project-a's member, and the service
+    user naming project-a, see the resource as project-a's samples make
+    it, in the list and the item alike."""
+    base, stored = api
+    a = keystone.user_a
+    for stamp in ('2024-05-01T09:00:00', '2024-05-01T13:00:00'):
+        response = http.post(f'{base}/v2/meters/{POSTED}', json=[{
+            'counter_name': POSTED, 'counter_type': 'gauge',
+            'counter_unit': 'item', 'counter_volume': 1,
+            'resource_id': 'vm-a1', 'timestamp': stamp,
+            'resource_metadata': {'writer': 'project-b'}}],
+            headers={'X-Auth-Token': tokens('user-b')}, timeout=10)
+        assert response.status_code == 201, response.text
+    own = [s for s in stored if s['resource_id'] == 'vm-a1']
+    in_a = [('q.field', 'project_id'), ('q.op', 'in'),
+            ('q.value', a.project_id)]
+    for user, scope in (('user-a', []), ('calipso', in_a)):
+        headers = {'X-Auth-Token': tokens(user)}
+        by_id = [('q.field', 'resource_id'), ('q.op', 'eq'),
+                 ('q.value', 'vm-a1')]
+        listed = http.get(f'{base}/v2/resources', params=by_id + scope,
+                          headers=headers, timeout=10)
+        assert listed.status_code == 200, listed.text
+        item = http.get(f'{base}/v2/resources/vm-a1', params=scope,
+                        headers=headers, timeout=10)
+        assert item.status_code == 200, item.text
+        assert listed.json() == [item.json()], user
+        resource = item.json()
+        assert resource['project_id'] == a.project_id
+        assert resource['first_sample_timestamp'] == '2024-05-01T10:00:00'
+        assert resource['last_sample_timestamp'] == '2024-05-01T12:30:00'
+        assert 'writer' not in resource['metadata']
+        assert sorted(link['rel'] for link in resource['links']) == sorted(
+            {'self'} | {s['name'] for s in own})
+    # HEAD answers as GET, without the body.
+    head = http.head(f'{base}/v2/resources/vm-a1', timeout=10,
+                     headers={'X-Auth-Token': tokens('user-a')})
+    assert head.status_code == 200 and head.content == b''
+    # A period no store can count in is a 400, not a 503.
+    _assert_error(_get(http, tokens, base, '/v2/meters/cpu/statistics',
+                       'user-a', period='99999999999999999999'), 400)

@@ -263,3 +263,16 @@ def test_unreachable_server_is_storage_error():
     url = f'postgresql://postgres@127.0.0.1:{helpers.free_port()}/x'
     with pytest.raises(base.StorageError):
         impl_sqlalchemy.Connection(helpers.make_conf(), url)
+
+
+def test_data_error_of_a_read_is_invalid_query(connection):
+    """A value the database cannot take in a read (a BIGINT overflow)
+    is a wrong question, not a failing store; in a write it stays a
+    StorageError (retried, never dropped as the caller's fault)."""
+    overflow = 'SELECT 9223372036854775807::bigint + 1'
+    with pytest.raises(base.InvalidQuery, match='out of range'):
+        with connection._transaction() as conn:
+            conn.exec_driver_sql(overflow)
+    with pytest.raises(base.StorageError, match='out of range'):
+        with connection._transaction(write=True) as conn:
+            conn.exec_driver_sql(overflow)

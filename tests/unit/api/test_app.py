@@ -37,11 +37,11 @@ def test_unknown_path_is_404_json(client):
 
 
 @pytest.mark.parametrize('method, path, allowed', [
-    ('POST', '/v2/samples', 'GET'),
-    ('DELETE', '/v2/meters', 'GET'),
-    ('PUT', '/v2/meters/cpu', 'GET, POST'),
+    ('POST', '/v2/samples', 'GET, HEAD'),
+    ('DELETE', '/v2/meters', 'GET, HEAD'),
+    ('PUT', '/v2/meters/cpu', 'GET, HEAD, POST'),
     ('GET', '/v2/query/samples', 'POST'),
-    ('HEAD', '/v2/resources/vm-0', 'GET'),
+    ('HEAD', '/v2/query/samples', 'POST'),
 ])
 def test_wrong_method_is_405(client, method, path, allowed):
     response = client.request(method, path)
@@ -49,6 +49,24 @@ def test_wrong_method_is_405(client, method, path, allowed):
     assert response.headers['Allow'] == allowed
     if method != 'HEAD':
         assert fault(response)[1] == 'Client'
+
+
+@pytest.mark.parametrize('path, params', [
+    ('/v2/meters', ()), ('/v2/meters/cpu', ()),
+    ('/v2/meters/cpu/statistics', [('period', '600')]),
+    ('/v2/samples', ()), ('/v2/resources', ()),
+    ('/v2/resources/vm-0', ()), ('/v2/resources/nope', ()),
+    ('/v2/capabilities', ()), ('/v2/meters/cpu/statistics',
+                               [('period', '-1')]),
+    ('/', ()), ('/v2/openapi.json', ()),
+])
+def test_head_answers_as_get_without_a_body(client, path, params):
+    got = client.get(path, params)
+    head = client.request('HEAD', path, params)
+    assert head.status_code == got.status_code
+    assert head.body == b''
+    assert head.content_type == got.content_type
+    assert int(head.headers['Content-Length']) == len(got.body)
 
 
 def test_trailing_slash_is_ignored(client):

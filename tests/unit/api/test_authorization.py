@@ -72,6 +72,32 @@ def test_member_naming_another_project_is_403(client, path, terms):
     assert (status, code) == (403, 'Client') and 'project-b' in message
 
 
+SIMPLE_OPS = ('eq', 'ne', 'lt', 'le', 'gt', 'ge', 'in', 'like', 'nope')
+
+
+@pytest.mark.parametrize('path', LISTS + ('/v2/meters/cpu/statistics',
+                                          '/v2/resources/vm-0'))
+@pytest.mark.parametrize('op', SIMPLE_OPS)
+def test_member_naming_another_project_is_403_whatever_the_op(client, path,
+                                                              op):
+    """One rule: a term naming a project outside the caller's is refused,
+    even with an operator the field does not take."""
+    for value in ('project-b', 'project-%', 'project-a,project-b'):
+        status, code, message = fault(client.get(
+            path, query(('project_id', op, value)),
+            headers=member('project-a')))
+        assert (status, code) == (403, 'Client'), (op, value)
+        assert 'project-' in message
+
+
+@pytest.mark.parametrize('op', ('lt', 'le', 'gt', 'ge', 'like'))
+def test_member_own_project_with_an_unknown_op_is_400(client, op):
+    status, _, message = fault(client.get(
+        '/v2/samples', query(('project_id', op, 'project-a')),
+        headers=member('project-a')))
+    assert status == 400 and 'q.op' in message
+
+
 def test_member_ne_own_project_sees_nothing(client):
     response = client.get('/v2/samples',
                           query(('project_id', 'ne', 'project-a')),
@@ -125,6 +151,18 @@ def test_complex_query_cannot_escape_the_project(client, expression):
     else:
         response = complex_query(client, expression, headers)
     assert projects_of(response) <= {'project-a'}
+
+
+@pytest.mark.parametrize('op', ('=', '!=', '<', '<=', '>', '>=', '=<',
+                                '=>', 'like'))
+def test_complex_query_naming_another_project_is_403_whatever_the_op(
+        client, op):
+    for expression in ({op: {'project_id': 'project-b'}},
+                       {'not': {op: {'project': 'project-b'}}},
+                       {'and': [{'=': {'project_id': 'project-a'}},
+                                {op: {'project_id': 'project-b'}}]}):
+        response = complex_query(client, expression, member('project-a'))
+        assert fault(response)[:2] == (403, 'Client'), expression
 
 
 @pytest.mark.parametrize('expression', [

@@ -206,3 +206,38 @@ def test_errors_on_paths_not_utf8_are_logged(caplog):
         wrapped)
     assert fault(response)[0] == 500
     assert "GET '/caf\\xc3\\xa9?q=%ff'" in caplog.text
+
+
+@pytest.mark.parametrize('public_url, expected', [
+    ('https://telemetry.example.com:8777/metering/',
+     'https://telemetry.example.com:8777/metering'),
+    (None, 'http://evil.example:666'),
+])
+def test_links_start_with_the_public_url(tmp_path, samples, public_url,
+                                         expected):
+    """A client's Host header chooses the links only when [api]
+    public_url is unset."""
+    conf = support.make_conf(tmp_path, api__auth_strategy='noauth',
+                             api__public_url=public_url)
+    app.setup_app(conf).storage().record_samples(samples)
+    client = support.Client(app.load_app(conf), headers={})
+    host = {'Host': 'evil.example:666'}
+    hrefs = [link['href'] for resource in client.get(
+        '/v2/resources', headers=host).json for link in resource['links']]
+    hrefs += [link['href'] for link in client.get(
+        '/v2/resources/vm-0', headers=host).json['links']]
+    versions = client.get('/', headers=host).json
+    hrefs += [link['href'] for link in
+              versions['versions']['values'][0]['links']]
+    assert len(hrefs) > 4
+    assert all(href.startswith(expected + '/v2/') or
+               href == expected + '/v2' for href in hrefs), hrefs
+
+
+def test_versions_through_the_api_route_use_the_public_url(tmp_path):
+    conf = support.make_conf(tmp_path,
+                             api__public_url='https://t.example/')
+    client = support.Client(app.setup_app(conf), headers={})
+    versions = client.get('/', headers={'Host': 'evil.example'}).json
+    assert versions['versions']['values'][0]['links'] == [
+        {'href': 'https://t.example/v2', 'rel': 'self'}]

@@ -107,7 +107,10 @@ def test_orderby_and_limit(client, samples):
     ({'orderby': ['volume']}, 'JSON string'),
     ({'limit': 0}, 'Limit should be positive'),
     ({'limit': -2}, 'Limit should be positive'),
-    ({'limit': '5'}, 'limit'),
+    ({'limit': '5x'}, 'limit'),
+    ({'limit': '2.0'}, 'limit'),
+    ({'limit': '-2'}, 'Limit should be positive'),
+    ({'limit': 2.5}, 'limit'),
     ({'limit': True}, 'limit'),
     ({'colour': 'red'}, 'colour'),
     ([], 'JSON object'),
@@ -127,3 +130,11 @@ def test_body_must_be_json(client, body):
 def test_huge_limit(client, samples):
     response = ask(client, limit=10 ** 40)
     assert len(response.json) == len(samples)
+
+
+@pytest.mark.parametrize('limit', ['2', ' 2', '+2', 2])
+def test_limit_as_numeric_text(client, limit):
+    """python-ceilometerclient sends the body's limit as text."""
+    response = ask(client, limit=limit)
+    assert response.status_code == 200, response.text
+    assert len(response.json) == 2

@@ -43,6 +43,7 @@ EXCHANGE_BY_PREFIX = {
     'vcpe': 'vcpeservice',
 }
 DEFAULT_EXCHANGE = 'openstack'
+SERVICE_EXCHANGES = ('nova', 'neutron', 'cinder', 'glance')
 PRIORITIES = ('audit', 'debug', 'info', 'warn', 'error', 'critical',
               'sample')
 
@@ -52,14 +53,17 @@ class EnvelopeError(ValueError):
 
 
 def exchange_for(envelope):
-    """The exchange the service that sent ``envelope`` publishes on."""
-    for text in (envelope.get('event_type'), envelope.get('publisher_id')):
+    """The exchange the service that sent ``envelope`` publishes on: the
+    service a publisher id names (``nova-compute:host``), else the one of
+    the event type's or the publisher id's first word."""
+    publisher = str(envelope.get('publisher_id') or '')
+    service = publisher.split(':', 1)[0].split('-', 1)[0]
+    if service in SERVICE_EXCHANGES:
+        return service
+    for text in (envelope.get('event_type'), publisher):
         prefix = str(text or '').split('.', 1)[0]
         if prefix in EXCHANGE_BY_PREFIX:
             return EXCHANGE_BY_PREFIX[prefix]
-        prefix = prefix.split('-', 1)[0].split(':', 1)[0]
-        if prefix in ('nova', 'neutron', 'cinder', 'glance'):
-            return prefix
     return DEFAULT_EXCHANGE
 
 

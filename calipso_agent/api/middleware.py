@@ -127,10 +127,28 @@ class NoAuth(Filter):
 
 
 def auth_token_factory(global_conf, **local_conf):
-    """keystonemiddleware's auth_token filter on calipso's options."""
+    """keystonemiddleware's auth_token filter on calipso's options.
+
+    A ``[keystone_authtoken]`` without an auth plugin would answer every
+    request 500 (the middleware cannot validate tokens): loading fails
+    instead, so the daemon refuses to start and says why.
+    """
     options = {k: v for k, v in global_conf.items() if k != app.CONF_KEY}
     options.update(local_conf)
     conf = app.conf_of(global_conf)
     if conf is not None:
         options['oslo_config_config'] = conf
-    return auth_token.filter_factory(options)
+    make_filter = auth_token.filter_factory(options)
+
+    def filter_(application):
+        middleware = make_filter(application)
+        if conf is not None and not conf.keystone_authtoken.auth_type:
+            raise ValueError(
+                '[keystone_authtoken] has no auth_type: configure the '
+                'Keystone service user that validates tokens (auth_type = '
+                'password, auth_url, username, password, project_name, '
+                'user_domain_name, project_domain_name, '
+                'www_authenticate_uri), or use auth_strategy = noauth for '
+                'development (doc/auth.md)')
+        return middleware
+    return filter_

@@ -23,21 +23,27 @@ import subprocess
 import sys
 import threading
 
+from oslo_config import cfg
+
+from calipso_agent import opts, storage
 from calipso_agent.allinone import supervisor as supervisor_mod
 from calipso_agent.allinone import workspace as workspace_mod
+from calipso_proxy import launcher
+from calipso_proxy import opts as proxy_opts
 
 LOG = logging.getLogger('calipso.run')
+DEFAULT_TRANSPORT = workspace_mod.Settings.transport_url
 
 BANNER = """
 calipso is running ({auth}).
-  query API            {api}/v2/   (Ceilometer v2; OpenAPI: {api}/v2/openapi.json)
+  query API            {api}/v2/  (OpenAPI: {api}/v2/openapi.json)
   channel controller   {controller}/api/tenant/monitoring/monitoringchannel/
   store                {database}
   state and logs       {state}
   configuration        {config}
 {credentials}
 Publish the shared fixtures' notifications (or your own) on the bus:
-  calipso-replay --url {transport} ../shared/fixtures/notifications
+  calipso-replay {transport}../shared/fixtures/notifications
 
 Three queries:
   curl -s {headers}{api}/v2/meters
@@ -85,7 +91,7 @@ def parse_args(argv):
                           'state directory), e.g. '
                           'postgresql://user@127.0.0.1/calipso')
     run.add_argument('--transport-url',
-                     default=workspace_mod.Settings.transport_url,
+                     default=DEFAULT_TRANSPORT,
                      help='the notification bus (default: %(default)s)')
     run.add_argument('--keystone-config', default='',
                      help='a configuration file with [keystone_authtoken] '
@@ -157,13 +163,6 @@ def sync_store(workspace):
 def stop_proxies(workspace):
     """Stop the channel proxies the controller left running (a
     controller stops only itself, so a restarted one adopts them)."""
-    from oslo_config import cfg
-
-    from calipso_proxy import launcher
-    from calipso_proxy import opts as proxy_opts
-
-    from calipso_agent import opts
-
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     proxy_opts.register_opts(conf)
@@ -193,11 +192,12 @@ def banner(workspace):
         controller=workspace.controller_url,
         database=_safe(workspace.database_url), state=workspace.root,
         config=workspace.config_file, credentials=credentials,
-        transport=_safe(settings.transport_url), headers=headers)
+        transport=('' if settings.transport_url == DEFAULT_TRANSPORT
+                   else '--url <transport URL> '),
+        headers=headers)
 
 
 def _safe(url):
-    from calipso_agent import storage
     return storage.safe_url(url)
 
 

@@ -28,11 +28,22 @@ def keystone(tmp_path):
     path.write_text(
         f'[database]\nconnection = sqlite:///{tmp_path}/calipso.sqlite\n'
         '[keystone_authtoken]\n'
-        'www_authenticate_uri = http://127.0.0.1:5000/identity\n')
+        'www_authenticate_uri = http://127.0.0.1:5000/identity\n'
+        + helpers.KEYSTONE_SERVICE_USER)
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf(['--config-file', str(path)], project='calipso')
     return support.Client(app.load_app(conf), headers={})
+
+
+def test_keystone_pipeline_without_auth_plugin_does_not_load(tmp_path):
+    """Every request would be a 500 (MissingAuthPlugin): loading fails,
+    so calipso-api refuses to start and says what to configure."""
+    conf = support.make_conf(tmp_path)
+    assert conf.api.auth_strategy == 'keystone'
+    with pytest.raises(ValueError, match=r'\[keystone_authtoken\] has no '
+                                         r'auth_type'):
+        app.load_app(conf)
 
 
 def test_noauth_request_without_roles_is_an_admins(noauth):

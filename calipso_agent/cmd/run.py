@@ -10,7 +10,7 @@ Writes a working configuration into the state directory (once; see
 starts the notification agent (which stores its samples with the
 ``database://`` publisher), the query API and the channel controller,
 prints their URLs and example queries, and runs until Ctrl-C or SIGTERM.
-Then it stops the controller, the channel proxies, the API and the agent,
+Then it stops the agent, the controller, the channel proxies and the API,
 in that order: a notification the agent had not yet stored stays on the
 broker for the next start.
 """
@@ -128,14 +128,13 @@ def _script(name):
 
 
 def daemons(workspace):
+    """In the order they start; they stop in the reverse one, so the
+    agent stops taking notifications first."""
     config = []
     for path in workspace.config_files:
         config += ['--config-file', path]
     log_dir = workspace.path(workspace_mod.LOG_DIR)
     return [
-        supervisor_mod.Daemon(
-            'agent', [_script('calipso-agent-notification')] + config,
-            log_dir, ready_log='listening on exchanges', stop_timeout=40),
         supervisor_mod.Daemon(
             'api', [_script('calipso-api')] + config, log_dir,
             ready_url=f'{workspace.api_url}/healthcheck'),
@@ -143,6 +142,9 @@ def daemons(workspace):
             'controller', [_script('calipso-proxy-controller')] + config,
             log_dir, ready_url=f'{workspace.controller_url}/healthcheck',
             after_stop=lambda: stop_proxies(workspace)),
+        supervisor_mod.Daemon(
+            'agent', [_script('calipso-agent-notification')] + config,
+            log_dir, ready_log='listening on exchanges', stop_timeout=40),
     ]
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import os
 import socket
+import urllib.parse
 
 from calipso_agent import shipped
 
@@ -64,6 +65,26 @@ def is_loopback(host):
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == 'localhost'
+
+
+def broker_problem(transport_url, timeout=3.0):
+    """Why the first broker of a ``rabbit://`` transport URL cannot be
+    reached (None when it answers, or for other transports)."""
+    parsed = urllib.parse.urlsplit(transport_url)
+    if parsed.scheme != 'rabbit':
+        return None
+    first = parsed.netloc.split(',')[0].rsplit('@', 1)[-1]
+    host, _, port = first.rpartition(':') if ':' in first else (first, '',
+                                                                 '')
+    host = host.strip('[]') or '127.0.0.1'
+    try:
+        with socket.create_connection((host, int(port or 5672)),
+                                      timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        return (f'the notification bus {host}:{port or 5672} does not '
+                f'answer ({exc}): start RabbitMQ (rabbitmq-server -detached) '
+                f'or give --transport-url')
 
 
 def port_in_use(host, port):
@@ -125,6 +146,9 @@ class Workspace:
                 settings.keystone_config):
             raise WorkspaceError(f'--keystone-config '
                                  f'{settings.keystone_config}: no such file')
+        problem = broker_problem(settings.transport_url)
+        if problem:
+            raise WorkspaceError(problem)
         low, high = settings.proxy_ports
         if not 0 < low <= high < 65536:
             raise WorkspaceError(f'--proxy-ports {low}-{high} is not a '
@@ -160,6 +184,9 @@ class Workspace:
         settings = self.settings
         etc = shipped.etc_dir()
         auth = 'noauth' if settings.development_auth else 'keystone'
+        problem = broker_problem(settings.transport_url)
+        if problem:
+            raise WorkspaceError(problem)
         low, high = settings.proxy_ports
         return (
             '# Written by calipso run from the package defaults; edit it '

@@ -72,6 +72,7 @@ def test_postgresql_and_keystone(tmp_path):
     keystone.write_text('[keystone_authtoken]\nwww_authenticate_uri = '
                         'http://127.0.0.1:5000\n')
     workspace = make(tmp_path, database='postgresql://u@127.0.0.1/db',
+                     transport_url='fake:/',
                      keystone_config=str(keystone))
     workspace.check()
     workspace.prepare()
@@ -100,3 +101,17 @@ def test_port_in_use(tmp_path):
         with pytest.raises(workspace_mod.WorkspaceError,
                            match=f'api port 127.0.0.1:{port} is in use'):
             make(tmp_path, api_port=port).check()
+
+
+def test_broker_that_does_not_answer(tmp_path):
+    port = helpers.free_port()
+    with pytest.raises(workspace_mod.WorkspaceError,
+                       match=f'notification bus 127.0.0.1:{port} does not '
+                             f'answer'):
+        make(tmp_path, transport_url=f'rabbit://guest:guest@127.0.0.1:'
+                                     f'{port}/').check()
+
+
+@pytest.mark.parametrize('url', ['kafka://127.0.0.1:1/', 'fake:/'])
+def test_other_transports_are_not_probed(url):
+    assert workspace_mod.broker_problem(url) is None

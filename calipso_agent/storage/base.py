@@ -291,10 +291,15 @@ class Connection(metaclass=abc.ABCMeta):
         self.conf = conf
         self.url = url
 
+    #: What connecting created, for drivers that create a missing schema
+    #: as they connect (the SQL ones): the line upgrade() gave then.
+    created_on_connect = None
+
     # --- schema ----------------------------------------------------------
     @abc.abstractmethod
     def upgrade(self):
-        """Create or upgrade tables/collections and indexes (idempotent)."""
+        """Create or upgrade tables/collections and indexes (idempotent);
+        one line saying what was done (created, upgraded, up to date)."""
 
     def close(self):  # noqa: B027 - drivers without resources to free
         """Release connections."""

@@ -4,7 +4,8 @@
   (keystonemiddleware's 401 included) in the API's JSON error form, and a
   500 JSON for an exception.
 * ``Healthcheck``: ``GET|HEAD /healthcheck`` answered before
-  authentication.
+  authentication; ``StoreHealthcheck``: the same, 503 while the store
+  does not answer.
 * ``PublicDocument``: the OpenAPI document, before authentication.
 * ``NoAuth``: development only, no authentication (see rbac.py).
 * ``auth_token_factory``: keystonemiddleware's auth_token reading
@@ -13,12 +14,15 @@
 
 import json
 import logging
+import threading
 
 import webob
 import webob.dec
 from keystonemiddleware import auth_token
 
-from calipso_agent.api import app, errors, openapi, router
+from calipso_agent import storage
+from calipso_agent.api import app, errors, openapi, paste_app, router
+from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
@@ -99,6 +103,46 @@ class Healthcheck(Filter):
                                   charset='UTF-8')
         response.text = 'OK'
         return response
+
+
+class StoreHealthcheck(Healthcheck):
+    """/healthcheck of a service over the store (the API, the controller):
+    200 ``OK`` while the store answers, 503 (JSON, with the reason) while
+    it does not, so a load balancer takes the node out of rotation."""
+
+    def __init__(self, application, conf):
+        super().__init__(application)
+        self.conf = conf
+        self._store = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def factory(cls, global_conf, **local_conf):
+        conf = paste_app.required_conf(global_conf, 'StoreHealthcheck')
+        return lambda application: cls(application, conf)
+
+    def _store_problem(self):
+        try:
+            with self._lock:
+                if self._store is None:
+                    self._store = storage.get_connection(self.conf)
+            self._store.ping()
+        except storage_base.StorageError as exc:
+            return ' '.join(str(exc).split())
+        return None
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        if request.environ.get('PATH_INFO', '').rstrip('/') != self.PATH:
+            return request.get_response(self.application)
+        problem = (request.method in ('GET', 'HEAD')
+                   and self._store_problem())
+        if problem:
+            LOG.warning('Healthcheck: the store does not answer: %s',
+                        problem)
+            return errors.error_response(
+                503, f'The store does not answer: {problem}')
+        return super().__call__(request)
 
 
 class PublicDocument(Filter):

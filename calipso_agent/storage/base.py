@@ -301,6 +301,11 @@ class Connection(metaclass=abc.ABCMeta):
         """Create or upgrade tables/collections and indexes (idempotent);
         one line saying what was done (created, upgraded, up to date)."""
 
+    @abc.abstractmethod
+    def ping(self):
+        """Return when the store answers; StorageError when it does not
+        (the healthcheck of the services over the store)."""
+
     def close(self):  # noqa: B027 - drivers without resources to free
         """Release connections."""
 

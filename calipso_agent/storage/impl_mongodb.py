@@ -328,6 +328,10 @@ class Connection(base.Connection):
                        else client)
         self.db = self.client.get_database(_database_name(url))
 
+    @_translate_errors
+    def ping(self):
+        self.db.command('ping')
+
     def close(self):
         if self._owns_client:
             self.client.close()

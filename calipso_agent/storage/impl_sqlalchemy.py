@@ -759,6 +759,10 @@ class Connection(base.Connection):
                     f'{", ".join(created)}')
         return f'schema version {SCHEMA_VERSION} is up to date'
 
+    def ping(self):
+        with self._transaction() as conn:
+            conn.execute(sa.text('SELECT 1'))
+
     def close(self):
         self.engine.dispose()
 

@@ -80,6 +80,26 @@ def test_healthcheck_needs_no_token(request, pipeline):
     assert fault(response)[0] == 405
 
 
+def test_healthcheck_is_503_while_the_store_does_not_answer(tmp_path):
+    port = helpers.free_port()
+    conf = helpers.make_conf(
+        api__auth_strategy='noauth', state_path=str(tmp_path),
+        database__connection=f'postgresql://postgres@127.0.0.1:{port}/x'
+                             f'?connect_timeout=2')
+    pipeline = app.load_app(conf)
+    for method in ('GET', 'HEAD'):
+        response = webob.Request.blank(
+            '/healthcheck', method=method).get_response(pipeline)
+        assert response.status_code == 503
+    response = webob.Request.blank('/healthcheck').get_response(pipeline)
+    status, code, message = fault(response)
+    assert (status, code) == (503, 'Server')
+    assert message.startswith('The store does not answer: ')
+    assert str(port) in message
+    support.validate(response.json, support.DOCUMENT['components'][
+        'schemas']['Error'])
+
+
 @pytest.mark.parametrize('pipeline', ['noauth', 'keystone'])
 def test_openapi_document_needs_no_token(request, pipeline):
     client = request.getfixturevalue(pipeline)

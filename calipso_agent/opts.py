@@ -109,6 +109,12 @@ METER_OPTS = [
                     help='Further meter definition files, read after the '
                          'directories. A later definition of a meter name '
                          'replaces an earlier one.'),
+    cfg.BoolOpt('allow_no_definitions',
+                default=False,
+                help='Start the notification agent with the meter '
+                     'endpoint although no meter definition loaded (it '
+                     'then makes no sample from notifications). Off: such '
+                     'a start fails, naming the places looked at.'),
 ]
 
 PUBLISHER_OPTS = [

@@ -1,6 +1,7 @@
 """What every calipso daemon and tool does first: options and logging."""
 
 import logging
+import os
 import sys
 
 import cotyledon
@@ -46,12 +47,30 @@ def prepare_service(argv=None, config_files=None, log_setup=True,
     if before_parse is not None:
         before_parse(conf)
     oslo_messaging.set_transport_defaults('calipso')
-    conf(sys.argv[1:] if argv is None else argv, project='calipso',
-         validate_default_values=True,
-         default_config_files=config_files)
+    try:
+        conf(sys.argv[1:] if argv is None else argv, project='calipso',
+             validate_default_values=True,
+             default_config_files=config_files)
+    except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError,
+            cfg.ConfigFileValueError) as exc:
+        sys.exit(f'{_program()}: {config_problem(exc)}')
     if log_setup:
         log.setup(conf, 'calipso')
     return conf
+
+
+def _program():
+    return os.path.basename(sys.argv[0]) or 'calipso'
+
+
+def config_problem(exc):
+    """One line saying what is wrong with the configuration files."""
+    if isinstance(exc, cfg.ConfigFilesNotFoundError):
+        names = ', '.join(exc.config_files)
+        return (f'configuration file {names} not found: create it from '
+                f'etc/calipso/calipso.conf.sample, or let "calipso run" '
+                f'write a working one (README, "Install and run")')
+    return ' '.join(str(exc).split())
 
 
 def run_workers(conf, service_class, workers):

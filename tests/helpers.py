@@ -40,6 +40,13 @@ CEILOMETER_METERS = os.path.join(FIXTURES, 'ceilometer', 'meters.yaml')
 ETC = os.path.join(REPO, 'etc', 'calipso')
 METERS_D = os.path.join(ETC, 'meters.d')
 
+# A [keystone_authtoken] service user: enough for the middleware to load
+# (it contacts Keystone only to validate a token).
+KEYSTONE_SERVICE_USER = (
+    'auth_type = password\nauth_url = http://127.0.0.1:5000/identity\n'
+    'username = calipso\npassword = secret\nproject_name = service\n'
+    'user_domain_name = Default\nproject_domain_name = Default\n')
+
 RABBIT_URL = os.environ.get('CALIPSO_TEST_RABBIT_URL',
                             'rabbit://guest:guest@127.0.0.1:5672/')
 

@@ -211,9 +211,14 @@ def test_fresh_store_is_empty(connection):
     assert list(connection.get_subscriptions()) == []
 
 
+def test_ping_answers(connection):
+    assert connection.ping() is None
+
+
 def test_upgrade_is_idempotent_and_keeps_data(connection):
     connection.upgrade()
-    connection.upgrade()
+    said = connection.upgrade()
+    assert isinstance(said, str) and 'up to date' in said
     samples = [make_sample(i, timestamp=at(i)) for i in range(3)]
     connection.record_samples(samples)
     connection.upsert_inventory([inventory_object('i-1')])

@@ -4,7 +4,8 @@
   (keystonemiddleware's 401 included) in the API's JSON error form, and a
   500 JSON for an exception.
 * ``Healthcheck``: ``GET|HEAD /healthcheck`` answered before
-  authentication.
+  authentication; ``StoreHealthcheck``: the same, 503 while the store
+  does not answer.
 * ``PublicDocument``: the OpenAPI document, before authentication.
 * ``NoAuth``: development only, no authentication (see rbac.py).
 * ``auth_token_factory``: keystonemiddleware's auth_token reading
@@ -14,12 +15,15 @@
 import functools
 import json
 import logging
+import threading
 
 import webob
 import webob.dec
 from keystonemiddleware import auth_token
 
+from calipso_agent import storage
 from calipso_agent.api import app, context, errors, openapi, paste_app, router
+from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
@@ -102,6 +106,46 @@ class Healthcheck(Filter):
         return response
 
 
+class StoreHealthcheck(Healthcheck):
+    """/healthcheck of a service over the store (the API, the controller):
+    200 ``OK`` while the store answers, 503 (JSON, with the reason) while
+    it does not, so a load balancer takes the node out of rotation."""
+
+    def __init__(self, application, conf):
+        super().__init__(application)
+        self.conf = conf
+        self._store = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def factory(cls, global_conf, **local_conf):
+        conf = paste_app.required_conf(global_conf, 'StoreHealthcheck')
+        return lambda application: cls(application, conf)
+
+    def _store_problem(self):
+        try:
+            with self._lock:
+                if self._store is None:
+                    self._store = storage.get_connection(self.conf)
+            self._store.ping()
+        except storage_base.StorageError as exc:
+            return ' '.join(str(exc).split())
+        return None
+
+    @webob.dec.wsgify
+    def __call__(self, request):
+        if request.environ.get('PATH_INFO', '').rstrip('/') != self.PATH:
+            return request.get_response(self.application)
+        problem = (request.method in ('GET', 'HEAD')
+                   and self._store_problem())
+        if problem:
+            LOG.warning('Healthcheck: the store does not answer: %s',
+                        problem)
+            return errors.error_response(
+                503, f'The store does not answer: {problem}')
+        return super().__call__(request)
+
+
 class PublicDocument(Filter):
     """The OpenAPI document at its path and the versions document at
     ``/``, without authentication (GET, and HEAD without the body)."""
@@ -136,10 +180,28 @@ class NoAuth(Filter):
 
 
 def auth_token_factory(global_conf, **local_conf):
-    """keystonemiddleware's auth_token filter on calipso's options."""
+    """keystonemiddleware's auth_token filter on calipso's options.
+
+    A ``[keystone_authtoken]`` without an auth plugin would answer every
+    request 500 (the middleware cannot validate tokens): loading fails
+    instead, so the daemon refuses to start and says why.
+    """
     options = {k: v for k, v in global_conf.items() if k != app.CONF_KEY}
     options.update(local_conf)
     conf = app.conf_of(global_conf)
     if conf is not None:
         options['oslo_config_config'] = conf
-    return auth_token.filter_factory(options)
+    make_filter = auth_token.filter_factory(options)
+
+    def filter_(application):
+        middleware = make_filter(application)
+        if conf is not None and not conf.keystone_authtoken.auth_type:
+            raise ValueError(
+                '[keystone_authtoken] has no auth_type: configure the '
+                'Keystone service user that validates tokens (auth_type = '
+                'password, auth_url, username, password, project_name, '
+                'user_domain_name, project_domain_name, '
+                'www_authenticate_uri), or use auth_strategy = noauth for '
+                'development (doc/auth.md)')
+        return middleware
+    return filter_

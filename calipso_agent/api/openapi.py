@@ -340,10 +340,14 @@ PATHS = {
         'What the API and its store support.', [], 200,
         _ref('schemas', 'Capabilities'))},
     '/healthcheck': {'get': {
-        'summary': 'Whether the API serves requests (no authentication).',
+        'summary': 'Whether the API serves requests and its store answers '
+                   '(no authentication).',
         'security': [],
-        'responses': {'200': {'description': 'It does.', 'content': {
-            'text/plain': {'schema': {'type': 'string', 'enum': ['OK']}}}}}}},
+        'responses': {
+            '200': {'description': 'It does.', 'content': {
+                'text/plain': {'schema': {'type': 'string',
+                                          'enum': ['OK']}}}},
+            '503': _ref('responses', 'Unavailable')}}},
     '/': {'get': {
         'summary': 'The API versions (Ceilometer\'s document; no '
                    'authentication).',

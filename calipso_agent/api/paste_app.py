@@ -11,10 +11,10 @@ import uuid
 
 from paste import deploy
 
+from calipso_agent import shipped
+
 CONF_KEY = 'calipso_conf_key'
 _CONFIGS = {}
-ETC_DIRS = (os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), 'etc', 'calipso'), '/etc/calipso')
 
 
 def conf_of(global_conf):
@@ -44,7 +44,7 @@ def config_path(conf, group):
     else:
         found = conf.find_file(name)
         candidates = ([found] if found else []) + [
-            os.path.join(d, name) for d in ETC_DIRS]
+            os.path.join(d, name) for d in shipped.ETC_DIRS]
     for path in candidates:
         if os.path.isfile(path):
             return os.path.abspath(path)

@@ -4,7 +4,9 @@ For each notification file (the oslo.messaging envelope: event_type,
 publisher_id, priority, timestamp, message_id, payload, ctxt) prints one
 JSON line ``{"file": ..., "samples": [...], "reason": ...}``: the samples
 the definitions build and, when there are none, why. ``--meters FILE``
-(repeatable) replaces the configured definitions.
+(once per file) replaces the configured definitions; without it and
+without configured definitions, the package's shipped ones are used (said
+on stderr).
 
 Exit status: 0 when every definition loaded and every file was read, 1 when
 a definition could not be loaded, 2 when a notification file could not be
@@ -16,14 +18,15 @@ import sys
 
 from oslo_config import cfg
 
-from calipso_agent import service
+from calipso_agent import service, shipped
 from calipso_agent.notification import base, meters
 
 CLI_OPTS = [
     cfg.MultiStrOpt('meters',
                     default=[],
                     help='Meter definition file to use instead of the '
-                         'configured ones (repeatable).'),
+                         'configured ones; give it once per file: '
+                         '--meters a.yaml --meters b.yaml.'),
     cfg.MultiStrOpt('notifications',
                     positional=True,
                     default=[],
@@ -55,18 +58,39 @@ def explain(definitions, envelope):
     return [s.as_dict() for s in samples], reason
 
 
+def _from_files(conf, files):
+    return meters.MeterDefinitions.from_files(
+        files, meters.ReservedMetadata.from_conf(conf), conf.sample_source)
+
+
 def _load_definitions(conf):
     if conf.meters:
-        return meters.MeterDefinitions.from_files(
-            conf.meters, meters.ReservedMetadata.from_conf(conf),
-            conf.sample_source)
-    return meters.MeterDefinitions.from_conf(conf)
+        return _from_files(conf, conf.meters)
+    definitions = meters.MeterDefinitions.from_conf(conf)
+    if definitions.definitions or definitions.report.errors:
+        return definitions
+    shipped_dir = shipped.meter_definitions_dir()
+    sys.stderr.write(f'calipso-meter-test: no configured meter definition; '
+                     f'using the shipped ones in {shipped_dir}\n')
+    return _from_files(conf, meters.definition_files([shipped_dir], []))
+
+
+def misplaced_definitions(paths):
+    """The notification arguments that are meter definition files (a
+    second file after one --meters)."""
+    return [p for p in paths if p.endswith(('.yaml', '.yml'))]
 
 
 def main(argv=None):
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(CLI_OPTS)
     conf = service.prepare_service(argv, conf=conf, log_to_stderr=True)
+    misplaced = misplaced_definitions(conf.notifications)
+    if misplaced:
+        sys.stderr.write(f'calipso-meter-test: {", ".join(misplaced)}: a '
+                         f'meter definition file given as a notification; '
+                         f'give --meters once per definition file\n')
+        return EXIT_INPUT_ERROR
     definitions = _load_definitions(conf)
     status = 0
     if definitions.report.errors:

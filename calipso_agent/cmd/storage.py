@@ -22,13 +22,18 @@ def sync(conf):
     try:
         store = storage.get_connection(conf)
         try:
-            store.upgrade()
+            done = store.upgrade()
+            done = store.created_on_connect or done
         finally:
             store.close()
     except Exception as exc:
         _fail('calipso-dbsync', conf, 'upgrade', exc)
+    embedded = ('' if conf.database.connection else
+                ' (no [database] connection configured: the embedded SQLite '
+                'file)')
     print(f'calipso-dbsync: database '
-          f'{storage.safe_url(storage.database_url(conf))} is up to date')
+          f'{storage.safe_url(storage.database_url(conf))}{embedded}: '
+          f'{done}')
 
 
 def expire(conf):

@@ -297,10 +297,20 @@ class Connection(metaclass=abc.ABCMeta):
         self.conf = conf
         self.url = url
 
+    #: What connecting created, for drivers that create a missing schema
+    #: as they connect (the SQL ones): the line upgrade() gave then.
+    created_on_connect = None
+
     # --- schema ----------------------------------------------------------
     @abc.abstractmethod
     def upgrade(self):
-        """Create or upgrade tables/collections and indexes (idempotent)."""
+        """Create or upgrade tables/collections and indexes (idempotent);
+        one line saying what was done (created, upgraded, up to date)."""
+
+    @abc.abstractmethod
+    def ping(self):
+        """Return when the store answers; StorageError when it does not
+        (the healthcheck of the services over the store)."""
 
     def close(self):  # noqa: B027 - drivers without resources to free
         """Release connections."""

@@ -328,6 +328,10 @@ class Connection(base.Connection):
                        else client)
         self.db = self.client.get_database(_database_name(url))
 
+    @_translate_errors
+    def ping(self):
+        self.db.command('ping')
+
     def close(self):
         if self._owns_client:
             self.client.close()
@@ -335,6 +339,7 @@ class Connection(base.Connection):
     # --- schema -----------------------------------------------------------
     @_translate_errors
     def upgrade(self):
+        existing = set(self.db.list_collection_names())
         samples = self.db.sample
         for name, keys in _SAMPLE_INDEXES:
             samples.create_index(keys, name=name)
@@ -353,6 +358,10 @@ class Connection(base.Connection):
         self.db.link.create_index([('project_id', 1)], name='link_project')
         self.db.subscription.create_index([('channel_id', 1)],
                                           name='subscription_channel')
+        if 'sample' not in existing:
+            return (f'created the collections and indexes in database '
+                    f'{self.db.name}')
+        return f'indexes of database {self.db.name} are up to date'
 
     def _ensure_ttl(self, ttl):
         """The TTL index on ``timestamp`` when ttl > 0, none otherwise.

@@ -731,7 +731,7 @@ class Connection(base.Connection):
         with self._transaction() as conn:
             ready = sa.inspect(conn).has_table(SCHEMA.name)
         if not ready:
-            self.upgrade()
+            self.created_on_connect = self.upgrade()
 
     @contextlib.contextmanager
     def _transaction(self, write=False):
@@ -766,6 +766,7 @@ class Connection(base.Connection):
             if self.postgres:
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
                     _UPGRADE_LOCK_KEY)))
+            existing = set(sa.inspect(conn).get_table_names())
             METADATA.create_all(conn)
             version = conn.execute(sa.select(SCHEMA.c.version)).scalar()
             if version is None:
@@ -774,6 +775,18 @@ class Connection(base.Connection):
                 raise base.StorageError(
                     f'the database schema is version {version}, newer than '
                     f'this code ({SCHEMA_VERSION})')
+        created = sorted(set(METADATA.tables) - existing)
+        if not existing & set(METADATA.tables):
+            return (f'created schema version {SCHEMA_VERSION} '
+                    f'({len(created)} tables: {", ".join(created)})')
+        if created:
+            return (f'schema version {SCHEMA_VERSION}: added the tables '
+                    f'{", ".join(created)}')
+        return f'schema version {SCHEMA_VERSION} is up to date'
+
+    def ping(self):
+        with self._transaction() as conn:
+            conn.execute(sa.text('SELECT 1'))
 
     def close(self):
         self.engine.dispose()

@@ -36,8 +36,13 @@ FORM_TYPES = ('application/x-www-form-urlencoded', 'multipart/form-data')
 
 
 def _body(request):
-    """The request body as a dict: a JSON object, or a form."""
-    if request.content_type in FORM_TYPES:
+    """The request body as a dict: a JSON object, or a form.
+
+    ``curl -d '{...}'`` labels a JSON body as a form: a body that starts
+    as a JSON object is read as one whatever its Content-Type says.
+    """
+    if (request.content_type in FORM_TYPES
+            and not request.body.lstrip().startswith(b'{')):
         return dict(request.POST.items())
     if not request.body.strip():
         raise errors.ClientError('The request body is missing (JSON '

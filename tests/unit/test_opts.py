@@ -52,3 +52,15 @@ def test_every_group_is_listed_once():
     conf = helpers.make_conf()
     assert conf.notification.batch_size == 100
     assert conf.meter.meter_definitions_dirs == ['/etc/calipso/meters.d']
+
+
+def test_configuration_reference_is_not_stale(tmp_path):
+    """doc/configuration.md is what tools/config_reference.py writes."""
+    output = tmp_path / 'configuration.md'
+    subprocess.run([sys.executable, os.path.join('tools',
+                                                 'config_reference.py'),
+                    str(output)], check=True, cwd=helpers.REPO, timeout=120,
+                   capture_output=True)
+    with open(os.path.join(helpers.REPO, 'doc', 'configuration.md')) as f:
+        assert f.read() == output.read_text(), (
+            'doc/configuration.md is stale: run tox -e genconfig')

@@ -28,11 +28,22 @@ def keystone(tmp_path):
     path.write_text(
         f'[database]\nconnection = sqlite:///{tmp_path}/calipso.sqlite\n'
         '[keystone_authtoken]\n'
-        'www_authenticate_uri = http://127.0.0.1:5000/identity\n')
+        'www_authenticate_uri = http://127.0.0.1:5000/identity\n'
+        + helpers.KEYSTONE_SERVICE_USER)
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf(['--config-file', str(path)], project='calipso')
     return support.Client(app.load_app(conf), headers={})
+
+
+def test_keystone_pipeline_without_auth_plugin_does_not_load(tmp_path):
+    """Every request would be a 500 (MissingAuthPlugin): loading fails,
+    so calipso-api refuses to start and says what to configure."""
+    conf = support.make_conf(tmp_path)
+    assert conf.api.auth_strategy == 'keystone'
+    with pytest.raises(ValueError, match=r'\[keystone_authtoken\] has no '
+                                         r'auth_type'):
+        app.load_app(conf)
 
 
 def test_noauth_request_without_roles_is_an_admins(noauth):
@@ -67,6 +78,26 @@ def test_healthcheck_needs_no_token(request, pipeline):
     response = webob.Request.blank('/healthcheck',
                                    method='POST').get_response(client.app)
     assert fault(response)[0] == 405
+
+
+def test_healthcheck_is_503_while_the_store_does_not_answer(tmp_path):
+    port = helpers.free_port()
+    conf = helpers.make_conf(
+        api__auth_strategy='noauth', state_path=str(tmp_path),
+        database__connection=f'postgresql://postgres@127.0.0.1:{port}/x'
+                             f'?connect_timeout=2')
+    pipeline = app.load_app(conf)
+    for method in ('GET', 'HEAD'):
+        response = webob.Request.blank(
+            '/healthcheck', method=method).get_response(pipeline)
+        assert response.status_code == 503
+    response = webob.Request.blank('/healthcheck').get_response(pipeline)
+    status, code, message = fault(response)
+    assert (status, code) == (503, 'Server')
+    assert message.startswith('The store does not answer: ')
+    assert str(port) in message
+    support.validate(response.json, support.DOCUMENT['components'][
+        'schemas']['Error'])
 
 
 @pytest.mark.parametrize('pipeline', ['noauth', 'keystone'])

@@ -95,3 +95,37 @@ def test_console_script(tmp_path):
         capture_output=True, text=True, timeout=60, check=True)
     (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [s['name'] for s in line['samples']] == ['volume.size']
+
+
+def test_shipped_definitions_without_configuration(capsys, tmp_path):
+    conf = tmp_path / 'calipso.conf'
+    conf.write_text(f'[meter]\nmeter_definitions_dirs = {tmp_path}/none\n')
+    status = meter_test.main(['--config-file', str(conf), fixture(
+        'cinder__ceilometer-tests__volume_exists')])
+    out, err = capsys.readouterr()
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert status == 0
+    assert [s['name'] for s in line['samples']] == ['volume.size']
+    assert 'using the shipped ones in' in err
+
+
+def test_second_definition_file_after_one_flag_is_refused(capsys):
+    status = meter_test.main([
+        '--config-file', os.devnull, '--meters', helpers.CEILOMETER_METERS,
+        os.path.join(helpers.METERS_D, 'cinder.yaml'),
+        fixture('cinder__ceilometer-tests__volume_exists')])
+    out, err = capsys.readouterr()
+    assert status == meter_test.EXIT_INPUT_ERROR
+    assert out == ''
+    assert 'cinder.yaml: a meter definition file given as a notification' \
+        in err
+
+
+def test_meters_flag_once_per_file(capsys):
+    status, lines = run([
+        '--config-file', os.devnull,
+        '--meters', os.path.join(helpers.METERS_D, 'nova.yaml'),
+        '--meters', os.path.join(helpers.METERS_D, 'cinder.yaml'),
+        fixture('cinder__ceilometer-tests__volume_exists')], capsys)
+    assert status == 0
+    assert [s['name'] for s in lines[0]['samples']] == ['volume.size']

@@ -41,6 +41,8 @@ def ago(seconds):
 
 
 class FakeStore:
+    created_on_connect = None
+
     def __init__(self, deleted=0):
         self.deleted = deleted
         self.ttls = []
@@ -49,6 +51,7 @@ class FakeStore:
 
     def upgrade(self):
         self.upgrades += 1
+        return 'up to date'
 
     def clear_expired_samples(self, ttl):
         self.ttls.append(ttl)
@@ -68,8 +71,13 @@ def test_dbsync_creates_the_schema_and_is_idempotent(db_url, capsys):
         assert [s.id for s in store.get_samples()] == [make_sample(1).id]
     finally:
         store.close()
-    out = capsys.readouterr().out
-    assert out.count(f'calipso-dbsync: database {db_url} is up to date') == 2
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith(f'calipso-dbsync: database {db_url}: created '
+                            f'schema version ')
+    assert ' tables: ' in first and 'sample' in first
+    assert second.startswith(f'calipso-dbsync: database {db_url}: schema '
+                             f'version ')
+    assert second.endswith(' is up to date')
 
 
 def test_dbsync_closes_the_store(monkeypatch, capsys):
@@ -114,7 +122,7 @@ def test_dbsync_unknown_scheme(tmp_path):
 def test_dbsync_console_script(tmp_path, db_url):
     result = run_tool('dbsync', write_config(tmp_path, db_url))
     assert result.returncode == 0, result.stderr
-    assert f'database {db_url} is up to date' in result.stdout
+    assert f'database {db_url}: created schema version' in result.stdout
 
 
 @pytest.mark.parametrize('ttl', [0, -1])
@@ -177,3 +185,13 @@ def test_expirer_unreachable_database_exits_with_the_reason(tmp_path):
     assert ('calipso-expirer: cannot expire samples in the database '
             f'postgresql+psycopg://calipso@127.0.0.1:{port}/calipso'
             in result.stderr)
+
+
+def test_dbsync_without_connection_says_it_is_the_embedded_file(
+        tmp_path, capsys):
+    conf = helpers.make_conf(state_path=str(tmp_path))
+    storage_cmd.sync(conf)
+    out = capsys.readouterr().out
+    assert out.startswith(f'calipso-dbsync: database sqlite:///{tmp_path}/'
+                          f'calipso.sqlite (no [database] connection '
+                          f'configured: the embedded SQLite file): created')

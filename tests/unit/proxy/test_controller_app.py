@@ -21,6 +21,7 @@ from calipso_proxy.controller import app as controller_app
 from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
+from tests import helpers
 from tests.unit.proxy.test_channels import make_conf
 
 COLLECTION = '/api/tenant/monitoring/monitoringchannel'
@@ -110,6 +111,16 @@ def test_form_body(app):
                     'x-www-form-urlencoded')
     assert response.status_code == 201, response.text
     assert response.json['tenant_list'] == ['p1', 'p2']
+
+
+def test_json_body_sent_as_a_form(app):
+    """curl -d '{...}' without -H 'Content-Type: application/json'."""
+    response = call(app, 'POST', COLLECTION,
+                    raw=b'{"name": "a", "tenant_list": ["p1"]}',
+                    content_type='application/x-www-form-urlencoded')
+    assert response.status_code == 201, response.text
+    assert (response.json['name'], response.json['tenant_list']) == (
+        'a', ['p1'])
 
 
 @pytest.mark.parametrize('raw', [
@@ -252,7 +263,8 @@ def test_keystone_pipeline_refuses_without_token(tmp_path):
         f'[database]\nconnection = sqlite:///{tmp_path}/calipso.sqlite\n'
         f'[controller]\nproxy_state_dir = {tmp_path}/proxies\n'
         '[keystone_authtoken]\n'
-        'www_authenticate_uri = http://127.0.0.1:5000/identity\n')
+        'www_authenticate_uri = http://127.0.0.1:5000/identity\n'
+        + helpers.KEYSTONE_SERVICE_USER)
     conf = cfg.ConfigOpts()
     agent_opts.register_opts(conf)
     proxy_opts.register_opts(conf)
@@ -261,6 +273,22 @@ def test_keystone_pipeline_refuses_without_token(tmp_path):
     app = controller_app.load_app(conf)
     assert call(app, 'GET', '/healthcheck', headers={}).status_code == 200
     assert_error(call(app, 'GET', COLLECTION, headers=ADMIN), 401)
+
+
+def test_keystone_pipeline_without_auth_plugin_does_not_load(tmp_path):
+    """Without a service user every request would be a 500: the
+    controller refuses to start instead, naming what is missing."""
+    path = tmp_path / 'controller.conf'
+    path.write_text(
+        f'[database]\nconnection = sqlite:///{tmp_path}/calipso.sqlite\n'
+        f'[controller]\nproxy_state_dir = {tmp_path}/proxies\n')
+    conf = cfg.ConfigOpts()
+    agent_opts.register_opts(conf)
+    proxy_opts.register_opts(conf)
+    conf(['--config-file', str(path)], project='calipso')
+    with pytest.raises(ValueError, match=r'\[keystone_authtoken\] has no '
+                                         r'auth_type'):
+        controller_app.load_app(conf)
 
 
 def test_paste_config_not_found(tmp_path):

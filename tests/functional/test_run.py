@@ -1,0 +1,265 @@
+"""End to end through ``calipso run``, as a new user runs the product.
+
+On a RabbitMQ virtual host of its own (the product consumes the default
+``notifications`` topic), in a temporary state directory: the shared
+fixtures go on the bus with ``calipso-replay``; the samples appear in the
+API and its statistics; a channel is created with the controller and its
+proxy, queried with python-ceilometerclient (library and CLI), shows its
+project only; ``calipso run`` stopped by SIGTERM while notifications are
+still queued, started again, stores every sample exactly once.
+"""
+
+import collections
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+import requests
+from ceilometerclient import client as ceilometer_client
+
+from calipso_agent import replay, service
+from calipso_agent.notification import base, manager
+from tests import helpers
+
+pytestmark = pytest.mark.functional
+
+CHANNELS = '/api/tenant/monitoring/monitoringchannel/'
+# The fixture replayed many times while calipso run is stopped.
+BULK = 'cinder__ceilometer-tests__volume_exists'
+BULK_COUNT = 5000
+
+
+def script(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def rabbitmqctl(*args):
+    return subprocess.run(['rabbitmqctl', '-q', *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.fixture(scope='module')
+def vhost():
+    if shutil.which('rabbitmqctl') is None:
+        pytest.skip('rabbitmqctl is needed for a virtual host of the test')
+    name = f'calipso-run-{uuid.uuid4().hex[:8]}'
+    created = rabbitmqctl('add_vhost', name)
+    assert created.returncode == 0, created.stderr
+    granted = rabbitmqctl('set_permissions', '-p', name, 'guest', '.*',
+                          '.*', '.*')
+    assert granted.returncode == 0, granted.stderr
+    yield f'rabbit://guest:guest@127.0.0.1:5672/{name}'
+    rabbitmqctl('delete_vhost', name)
+
+
+class Run:
+    """``calipso run`` as a process of its own session."""
+
+    def __init__(self, state_dir, transport_url):
+        self.state_dir = str(state_dir)
+        self.transport_url = transport_url
+        self.api_port = helpers.free_port()
+        self.controller_port = helpers.free_port()
+        low = helpers.free_port()
+        self.proxy_ports = f'{low}-{low}'
+        self.api = f'http://127.0.0.1:{self.api_port}'
+        self.controller = f'http://127.0.0.1:{self.controller_port}'
+        self.output_path = os.path.join(self.state_dir, 'run.out')
+        self.config_file = os.path.join(self.state_dir, 'calipso.conf')
+        self.process = None
+        self.offset = 0
+
+    def start(self, timeout=90):
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.offset = (os.path.getsize(self.output_path)
+                       if os.path.exists(self.output_path) else 0)
+        with open(self.output_path, 'ab') as output:
+            self.process = subprocess.Popen(
+                [script('calipso'), 'run', '--state-dir', self.state_dir,
+                 '--transport-url', self.transport_url,
+                 '--api-port', str(self.api_port),
+                 '--controller-port', str(self.controller_port),
+                 '--proxy-ports', self.proxy_ports],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                start_new_session=True)
+        running = helpers.wait_until(
+            lambda: ('Ctrl-C stops everything' in self.output()
+                     or self.process.poll() is not None), timeout)
+        assert running and self.process.poll() is None, self.output()
+
+    def output(self):
+        """What this start printed."""
+        with open(self.output_path, errors='replace') as handle:
+            handle.seek(self.offset)
+            return handle.read()
+
+    def stop(self, timeout=90):
+        """SIGTERM to calipso run alone, as an init system sends it."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
+
+    def get(self, path, **params):
+        response = requests.get(self.api + path, params=params, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def expected_samples(config_file, paths):
+    """(meter name, project) → count: what the agent's endpoints, as
+    ``calipso run`` configured them, make of the envelopes."""
+    conf = service.prepare_service(['--config-file', config_file],
+                                   log_setup=False)
+    endpoints = manager.load_endpoints(conf)
+    counts = collections.Counter()
+    for path in paths:
+        priority, notification = base.from_envelope(
+            replay.read_envelope(path))
+        if priority not in base.SAMPLE_PRIORITIES:
+            continue
+        ids = set()
+        for endpoint in endpoints:
+            with contextlib.suppress(base.NotificationError):
+                for sample in endpoint.process_notification(notification):
+                    if sample.id not in ids:
+                        ids.add(sample.id)
+                        counts[sample.name, sample.project_id] += 1
+    return counts
+
+
+def replay_files(url, *args):
+    result = subprocess.run([script('calipso-replay'), '--url', url,
+                             '--quiet', *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def queued(url):
+    """Messages ready or unacknowledged on the virtual host's queues."""
+    listed = rabbitmqctl('list_queues', '-p', url.rsplit('/', 1)[1],
+                         'messages')
+    assert listed.returncode == 0, listed.stderr
+    return sum(int(x) for x in listed.stdout.split() if x.isdigit())
+
+
+def stored_counts(run):
+    counts = collections.Counter()
+    for sample in run.get('/v2/samples', limit=100000):
+        counts[sample['meter'], sample['project_id']] += 1
+    return counts
+
+
+@pytest.fixture(scope='module')
+def product(tmp_path_factory, vhost):
+    run = Run(tmp_path_factory.mktemp('calipso-run') / 'state', vhost)
+    run.start()
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+@pytest.fixture(scope='module')
+def replayed(product, vhost):
+    files = replay.envelope_files([helpers.NOTIFICATIONS])
+    out = replay_files(vhost, helpers.NOTIFICATIONS)
+    assert out.strip() == f'calipso-replay: {len(files)} notifications sent'
+    expected = expected_samples(product.config_file, files)
+    assert sum(expected.values()) > 50
+    stored = helpers.wait_until(
+        lambda: stored_counts(product) == expected or None, 60)
+    got = stored_counts(product)
+    assert stored, ('missing', expected - got, 'unexpected', got - expected)
+    return expected
+
+
+def test_meters_and_statistics_through_the_api(product, replayed):
+    names = {m['name'] for m in product.get('/v2/meters')}
+    assert names == {name for name, _ in replayed}
+    (stats,) = product.get('/v2/meters/volume.size/statistics')
+    assert stats['count'] == sum(n for (name, _), n in replayed.items()
+                                 if name == 'volume.size')
+
+
+def test_channel_proxy_shows_only_its_project(product, replayed):
+    projects = collections.Counter()
+    for (_, project), count in replayed.items():
+        projects[project] += count
+    ours = max((p for p in projects if p), key=projects.get)
+    created = requests.post(
+        product.controller + CHANNELS, timeout=30,
+        data=json.dumps({'name': 'e2e', 'tenant_list': [ours]}))
+    assert created.status_code == 201, created.text
+    channel = created.json()
+    url = helpers.wait_until(lambda: requests.get(
+        f'{product.controller}{CHANNELS}{channel["id"]}/',
+        timeout=10).json()['ceilometer_url'], 60)
+    assert url, product.output()
+
+    client = ceilometer_client.get_client(2, os_endpoint=url,
+                                          os_token=channel['token'])
+    assert {m.project_id for m in client.meters.list()} == {ours}
+    listed = client.new_samples.list(limit=100000)
+    assert len(listed) == projects[ours]
+    assert {s.project_id for s in listed} == {ours}
+
+    def cli(*args):
+        result = subprocess.run(
+            [script('ceilometer'), '--os-endpoint', url, '--os-token',
+             channel['token'], *args], capture_output=True, text=True,
+            timeout=60)
+        assert result.returncode == 0, result.stderr
+        # The table's rows, without its header.
+        return [line for line in result.stdout.splitlines()
+                if line.startswith('|')][1:]
+
+    assert len(cli('sample-list', '--limit', '100000')) == projects[ours]
+    meter_rows = cli('meter-list')
+    assert meter_rows and all(f'| {ours} ' in row for row in meter_rows)
+
+
+def test_stopped_with_queued_notifications_stores_each_once(
+        product, replayed, vhost):
+    path = os.path.join(helpers.NOTIFICATIONS, BULK + '.json')
+    per_notification = sum(expected_samples(product.config_file,
+                                            [path]).values())
+    assert per_notification >= 1
+    before = sum(stored_counts(product).values())
+    assert product.stop() == 0, product.output()
+    replay_files(vhost, '--loop', '--count', str(BULK_COUNT), path)
+    assert queued(vhost) == BULK_COUNT
+    product.start()
+    # SIGTERM as soon as the agent is storing the backlog.
+    assert helpers.wait_until(
+        lambda: len(product.get('/v2/samples', limit=before + 1)) > before,
+        60, interval=0.05)
+    assert product.stop() == 0, product.output()
+    left = queued(vhost)
+    assert 0 < left < BULK_COUNT
+    product.start()
+    want = before + BULK_COUNT * per_notification
+
+    def complete():
+        return len(product.get('/v2/samples', limit=want + 1)) >= want
+
+    assert helpers.wait_until(complete, 120)
+    assert queued(vhost) == 0
+    samples = product.get('/v2/samples', limit=want + 1)
+    assert len(samples) == want
+    assert len({s['id'] for s in samples}) == want
+    assert product.stop() == 0
+    stopped = product.output().split('SIGTERM: stopping', 1)[1]
+    assert 'agent stopped (status 0)' in stopped
+    assert 'controller stopped (status 0)' in stopped

@@ -231,6 +231,19 @@ API_OPTS = [
                     'admin. Do not use a role Keystone implies for members '
                     '(such as "reader"). The admin role always sees every '
                     'project.'),
+    cfg.StrOpt('scope_signing_key',
+               secret=True,
+               help='Key signing the channels\' project scopes: the '
+                    'controller (same option, same value) signs each '
+                    'channel\'s projects into its proxy\'s configuration; '
+                    'calipso-api then believes a reader\'s '
+                    'X-Calipso-Project-Scope only with its signature, so '
+                    'a proxy (or a stolen proxy.conf) cannot read beyond '
+                    'its channel\'s projects. Unset: the declared scope is '
+                    'taken as sent (proxy bugs still cannot widen it, a '
+                    'forged declaration can). Proxies never hold the key. '
+                    'Changing it makes the controller restart every proxy '
+                    'with new signatures.'),
     cfg.URIOpt('public_url',
                schemes=['http', 'https'],
                help='URL at which clients reach calipso-api (scheme, host, '

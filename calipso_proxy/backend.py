@@ -10,9 +10,10 @@ requests carry no token.
 
 Every request also names the channel's projects in
 ``X-Calipso-Project-Scope``, taken from ``[proxy] authorized_projects``
-and never from the tenant's request: the API reads nothing outside them
+and never from the tenant's request, with the controller's signature of
+them (``[proxy] scope_signature``): the API reads nothing outside them
 for the proxies' reader role, whatever the forwarded query says
-(calipso_agent/api/rbac.py).
+(calipso_agent/project_scope.py).
 """
 
 import logging
@@ -21,7 +22,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 
-from calipso_agent.api import rbac
+from calipso_agent import project_scope
 from calipso_proxy import opts
 
 LOG = logging.getLogger(__name__)
@@ -57,8 +58,12 @@ class BackendClient:
     def __init__(self, conf, session=None):
         self.base_url = conf.proxy.backend_url.rstrip('/')
         self.timeout = conf.proxy.backend_timeout
-        self.scope_header = ','.join(sorted(
-            p for p in conf.proxy.authorized_projects if p))
+        self.scope_headers = {
+            project_scope.HEADER: project_scope.header_value(
+                conf.proxy.authorized_projects)}
+        if conf.proxy.scope_signature:
+            self.scope_headers[project_scope.SIGNATURE_HEADER] = (
+                conf.proxy.scope_signature)
         self.session = session or load_session(conf)
         if self.session is None:
             self.session = ks_session.Session()
@@ -68,7 +73,7 @@ class BackendClient:
         when it cannot be had."""
         sent = {name: value for name, value in (headers or {}).items()
                 if name in FORWARDED_HEADERS}
-        sent[rbac.SCOPE_HEADER] = self.scope_header
+        sent.update(self.scope_headers)
         authenticated = self.session.auth is not None
         try:
             # keystoneauth invalidates a refused token and sends the

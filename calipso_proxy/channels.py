@@ -26,6 +26,7 @@ import uuid
 
 from keystoneauth1 import loading as ks_loading
 
+from calipso_agent import project_scope
 from calipso_agent.api import errors
 from calipso_proxy import opts, tenant_auth
 from calipso_proxy.launcher import base as launcher_base
@@ -240,6 +241,9 @@ def render_config(conf, channel):
         'public_url': proxy_url(conf, channel['port']),
         'liveness_socket': liveness_socket(channel['id']),
     }
+    if conf.api.scope_signing_key:
+        proxy['scope_signature'] = project_scope.sign(
+            conf.api.scope_signing_key, channel['tenant_list'])
     lines = [f'# Written by calipso-proxy-controller for channel '
              f'{channel["id"]}; rewritten at every change.', '[proxy]']
     lines += [f'{name} = {_ini_value(value)}'

@@ -28,6 +28,12 @@ PROXY_OPTS = [
                secret=True,
                help='SHA-256 (hex) of the channel token tenants present '
                     'in X-Auth-Token. The token itself is never stored.'),
+    cfg.StrOpt('scope_signature',
+               secret=True,
+               help='Signature of authorized_projects by the controller '
+                    '([api] scope_signing_key), sent to the API with the '
+                    'project scope of every request. Written by the '
+                    'controller; empty when the API has no key.'),
     cfg.BoolOpt('accept_keystone_tokens',
                 default=True,
                 help='Also accept Keystone tokens scoped to one of the '

@@ -11,6 +11,7 @@ there, and ``--reset-config`` makes it anew.
 import dataclasses
 import ipaddress
 import os
+import secrets
 import socket
 import urllib.parse
 
@@ -205,6 +206,7 @@ class Workspace:
             f'host = {settings.host}\n'
             f'port = {settings.api_port}\n'
             f'auth_strategy = {auth}\n'
+            f'scope_signing_key = {secrets.token_hex(32)}\n'
             '[controller]\n'
             f'host = {settings.host}\n'
             f'port = {settings.controller_port}\n'

@@ -38,7 +38,8 @@ class Context:
     def identity(self):
         if self._identity is None:
             self._identity = rbac.Identity.from_headers(
-                self.request.headers, self.conf.api.multi_project_role)
+                self.request.headers, self.conf.api.multi_project_role,
+                self.conf.api.scope_signing_key)
         return self._identity
 
     def authenticate(self):

@@ -13,22 +13,27 @@ them, and a request without ``X-Roles`` is an admin's.
   rewriting). Every query of such a token must limit project_id (``eq``
   or ``in``, at the top level of a complex query) to projects of that
   header, and name no other; an id is read in those projects only. So a
-  bug in the proxy's rewriting is refused (403), never widened.
+  bug in the proxy's rewriting is refused (403), never widened. With
+  ``[api] scope_signing_key`` the declaration counts only with its
+  signature (calipso_agent/project_scope.py), so a proxy cannot declare
+  more projects than its channel's either.
 * Any other token sees its own project only: a query naming another
   project is refused (403), an id of another project is not found (404).
 """
 
+from calipso_agent import project_scope as project_scope_mod
 from calipso_agent.api import errors
 
 ADMIN_ROLE = 'admin'
-SCOPE_HEADER = 'X-Calipso-Project-Scope'
+SCOPE_HEADER = project_scope_mod.HEADER
 
 
 class Identity:
     """The caller: user, project, roles (lower case)."""
 
     def __init__(self, user_id, project_id, roles, multi_project_role,
-                 project_scope=None):
+                 project_scope=None, scope_signature=None,
+                 scope_signing_key=None):
         self.user_id = user_id or None
         self.project_id = project_id or None
         self.roles = frozenset(roles)
@@ -36,12 +41,13 @@ class Identity:
         self.is_reader = (not self.is_admin and
                           multi_project_role.lower() in self.roles)
         self.multi_project = self.is_admin or self.is_reader
-        self.project_scope = frozenset(
-            p.strip() for p in (project_scope or '').split(',')
-            if p.strip())
+        self.project_scope = project_scope_mod.parse(project_scope)
+        self.scope_signature = scope_signature
+        self.scope_signing_key = scope_signing_key
 
     @classmethod
-    def from_headers(cls, headers, multi_project_role=ADMIN_ROLE):
+    def from_headers(cls, headers, multi_project_role=ADMIN_ROLE,
+                     scope_signing_key=None):
         status = headers.get('X-Identity-Status')
         if status is not None and status.lower() != 'confirmed':
             raise errors.UnauthorizedError('Authentication required')
@@ -51,7 +57,9 @@ class Identity:
                    headers.get('X-Project-Id') or headers.get(
                        'X-Tenant-Id'),
                    [role for role in roles if role], multi_project_role,
-                   headers.get(SCOPE_HEADER))
+                   headers.get(SCOPE_HEADER),
+                   headers.get(project_scope_mod.SIGNATURE_HEADER),
+                   scope_signing_key)
 
     def own_project(self):
         """The token's project; 403 when the token has none."""
@@ -61,11 +69,18 @@ class Identity:
         return self.project_id
 
     def reader_scope(self):
-        """The projects a reader's request declared; 403 without."""
+        """The projects a reader's request declared; 403 without, or
+        with a signature that does not match when the API has a key."""
         if not self.project_scope:
             raise errors.ForbiddenError(
                 f'RBAC Authorization Failed: the reader role requires '
                 f'{SCOPE_HEADER}')
+        if self.scope_signing_key and not project_scope_mod.verify(
+                self.scope_signing_key, self.project_scope,
+                self.scope_signature):
+            raise errors.ForbiddenError(
+                f'RBAC Authorization Failed: {SCOPE_HEADER} without a '
+                f'valid {project_scope_mod.SIGNATURE_HEADER}')
         return self.project_scope
 
     def __repr__(self):

@@ -20,7 +20,7 @@ import pytest
 import requests
 from ceilometerclient import client as ceilometer_client
 
-from calipso_agent import storage
+from calipso_agent import project_scope, storage
 from calipso_proxy import channels, liveness
 from tests import helpers
 from tests.identity import Keystone
@@ -412,3 +412,46 @@ def test_a_proxy_hammered_with_unknown_tokens_serves_its_tenant(
         assert set(statuses) <= {401, 503}, statuses
         assert statuses[503] > 0 and not missing_retry_after, statuses
     assert not liveness.check(name, 1), 'a stopped proxy is alive'
+
+
+# --- the signed scope -----------------------------------------------------
+
+def test_the_api_believes_only_the_scope_the_controller_signed(keystone,
+                                                               tmp_path):
+    """With [api] scope_signing_key a proxy presents exactly the projects
+    it was signed for: the right signature reads, a proxy.conf widened by
+    hand (or without the signature) is refused."""
+    key = secrets.token_hex(32)
+    project_a = keystone.projects['project-a']
+    project_b = keystone.projects['project-b']
+    database = f'sqlite:///{tmp_path}/calipso.sqlite'
+    fill_store(database, [project_a, project_b])
+    api = helpers.APIServer(
+        tmp_path / 'api', database, auth_strategy='keystone',
+        extra_config=helpers.keystone_authtoken_config(keystone)
+        + f'[api]\nscope_signing_key = {key}\n')
+    api.start()
+    signed_a = project_scope.sign(key, [project_a])
+    proxies = {
+        'signed': ([project_a], {'scope_signature': signed_a}),
+        'widened': ([project_a, project_b], {'scope_signature': signed_a}),
+        'unsigned': ([project_a], {}),
+    }
+    try:
+        answers = {}
+        for name, (projects, options) in proxies.items():
+            proxy = ProxyServer(tmp_path / name, projects, api.url,
+                                service_credentials(keystone), **options)
+            try:
+                proxy.start()
+                answers[name] = proxy.get('/v2/samples')
+            finally:
+                proxy.stop()
+    finally:
+        api.stop()
+    assert answers['signed'].status_code == 200, answers['signed'].text
+    assert projects_of(answers['signed'].json()) == {project_a}
+    for name in ('widened', 'unsigned'):
+        # The backend refused the proxy's request: the tenant gets no data.
+        assert answers[name].status_code >= 400, (name, answers[name].text)
+        assert project_b not in answers[name].text

@@ -115,3 +115,12 @@ def test_broker_that_does_not_answer(tmp_path):
 @pytest.mark.parametrize('url', ['kafka://127.0.0.1:1/', 'fake:/'])
 def test_other_transports_are_not_probed(url):
     assert workspace_mod.broker_problem(url) is None
+
+
+def test_scope_signing_key_is_shared_by_api_and_controller(tmp_path):
+    workspace = make(tmp_path)
+    workspace.prepare()
+    conf = parse(workspace)
+    # One [api] option, read by the API and by the controller alike.
+    assert len(conf.api.scope_signing_key) == 64
+    assert make(tmp_path / 'other').config_text() != workspace.config_text()

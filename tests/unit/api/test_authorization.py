@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from calipso_agent import project_scope
 from calipso_agent.api import app, rbac
 from tests.unit.api import support
 from tests.unit.api.support import fault, member, query
@@ -254,3 +255,49 @@ def test_roles_are_case_insensitive(client):
     headers = member('project-a', roles='Member, ADMIN')
     assert projects_of(client.get('/v2/samples', headers=headers)) == {
         'project-a', 'project-b'}
+
+
+@pytest.fixture
+def signed(tmp_path, store):
+    """The reader of an API with a scope signing key."""
+    conf = support.make_conf(tmp_path, api__multi_project_role=PROXY_ROLE,
+                             api__scope_signing_key='k' * 32)
+    headers = member('project-service', 'svc', f'service,{PROXY_ROLE}')
+    headers[rbac.SCOPE_HEADER] = 'project-b,project-a'
+    return support.Client(app.setup_app(conf=conf, storage=store),
+                          headers=headers)
+
+
+@pytest.mark.parametrize('signature, status', [
+    (project_scope.sign('k' * 32, ['project-a', 'project-b']), 200),
+    (project_scope.sign('k' * 32, ['project-a', 'project-b']).upper(), 200),
+    (None, 403),
+    ('', 403),
+    (project_scope.sign('k' * 32, ['project-a']), 403),
+    (project_scope.sign('another key', ['project-a', 'project-b']), 403),
+])
+def test_signed_scope(signed, samples, signature, status):
+    headers = dict(signed.headers)
+    if signature is not None:
+        headers[project_scope.SIGNATURE_HEADER] = signature
+    terms = query(('project_id', 'in', 'project-a,project-b'))
+    response = signed.get('/v2/samples', terms, headers=headers)
+    item = signed.get(f'/v2/samples/{samples[0].id}', headers=headers)
+    if status == 200:
+        assert projects_of(response) == {'project-a', 'project-b'}
+        assert item.status_code == 200
+    else:
+        code, _, message = fault(response)
+        assert code == 403
+        assert project_scope.SIGNATURE_HEADER in message
+        assert fault(item)[0] == 403
+
+
+def test_the_signature_does_not_depend_on_order_or_spaces():
+    key = 'secret'
+    assert project_scope.sign(key, ['b', 'a']) == project_scope.sign(
+        key, [' a', 'b ', 'a'])
+    assert project_scope.verify(key, project_scope.parse('b, a'),
+                                project_scope.sign(key, ['a', 'b']))
+    assert not project_scope.verify(key, ['a', 'b', 'c'],
+                                    project_scope.sign(key, ['a', 'b']))

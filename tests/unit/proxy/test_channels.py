@@ -18,8 +18,9 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from calipso_agent import opts as agent_opts
+from calipso_agent import project_scope
 from calipso_agent.api import errors
-from calipso_proxy import channels
+from calipso_proxy import backend, channels
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.launcher import base as launcher_base
 
@@ -396,3 +397,28 @@ def test_reconciler_operations(service, store, launcher, conf):
     assert service.start_proxy(channel_id, 'test') is None
     assert service.stop_orphan(channel_id)
     assert not os.path.exists(launcher_base.channel_dir(conf, channel_id))
+
+
+def test_config_carries_the_scope_signature_not_the_key(tmp_path):
+    key = 'scope-signing-key-' + 'x' * 20
+    conf = make_conf(tmp_path, api__scope_signing_key=key)
+    proxy = read_as_proxy(channels.write_config(
+        conf, channel_dict(tenant_list=['p2', 'p1'])))
+    assert project_scope.verify(key, ['p1', 'p2'],
+                                proxy.proxy.scope_signature)
+    assert key not in channels.render_config(conf, channel_dict())
+    unsigned = make_conf(tmp_path / 'unsigned')
+    assert 'scope_signature' not in channels.render_config(
+        unsigned, channel_dict())
+
+
+def test_backend_sends_the_scope_and_its_signature(tmp_path):
+    conf = make_conf(tmp_path)
+    conf.set_override('authorized_projects', ['p2', 'p1'], 'proxy')
+    conf.set_override('scope_signature', 'abc', 'proxy')
+    sent = backend.BackendClient(conf, session=None).scope_headers
+    assert sent == {project_scope.HEADER: 'p1,p2',
+                    project_scope.SIGNATURE_HEADER: 'abc'}
+    conf.clear_override('scope_signature', 'proxy')
+    assert backend.BackendClient(conf).scope_headers == {
+        project_scope.HEADER: 'p1,p2'}

@@ -23,7 +23,27 @@ GROUPBY_FIELDS = ('user_id', 'project_id', 'resource_id', 'source')
 
 
 class StorageError(Exception):
-    """The store failed (unreachable, refused the write): retry later."""
+    """The store failed. Writers retry it later unless it is a
+    ``StorageDataError``: a failure nobody classified is taken for a
+    passing one (a message that keeps failing is stopped by the retry
+    limit of the consumer instead)."""
+
+
+class StorageUnavailable(StorageError):
+    """The store cannot answer now (connection refused or lost, timeout,
+    serialization failure, deadlock, shutting down): the same write may
+    succeed later."""
+
+
+class StorageDataError(StorageError):
+    """The store refuses this input and always will (a value out of range,
+    text it cannot hold, an index row too big): retrying the same samples
+    cannot help; the batch is split to find the ones at fault.
+    ``refused``: the (sample, reason) pairs at fault, when known."""
+
+    def __init__(self, message, refused=()):
+        super().__init__(message)
+        self.refused = list(refused)
 
 
 InvalidQuery = query_mod.InvalidQuery
@@ -307,8 +327,14 @@ class Connection(metaclass=abc.ABCMeta):
         Invalid samples (``validate_sample``) are rejected, logged with
         their reason and counted; the rest are stored. A sample id already
         stored changes nothing. Also maintains each resource's record and
-        the meters seen. Raises StorageError when the store fails.
+        the meters seen. Raises StorageDataError when the store refuses
+        what it was given (a retry of the same samples would fail again),
+        StorageUnavailable (or another StorageError) when it failed.
         """
+
+    def ping(self):  # noqa: B027 - drivers without a cheap probe
+        """Return when the store answers, or raise StorageError: the
+        writers probe with it during an outage to resume at once."""
 
     @abc.abstractmethod
     def query_samples(self, filter_expr=None, orderby=None, limit=None):

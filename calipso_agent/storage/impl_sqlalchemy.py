@@ -220,11 +220,16 @@ def dumps(value):
         return orjson.dumps(value, default=_json_default,
                             option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
-        # orjson refuses integers beyond 64 bits; json does not.
+        pass
+    # orjson refuses integers beyond 64 bits; json does not. Both refuse
+    # nesting deeper than the interpreter's stack: a ValueError too.
+    try:
         text = json.dumps(value, default=_json_default, allow_nan=False,
                           ensure_ascii=False)
-        text.encode()
-        return text
+    except RecursionError:
+        raise ValueError('nested too deeply to encode')
+    text.encode()
+    return text
 
 
 def loads(text):
@@ -664,6 +669,32 @@ class _BatchRecords:
         self.meters.setdefault(row[13], row)
 
 
+# --- write errors ----------------------------------------------------------
+
+# SQLSTATE classes of errors about the statement's data, not the server:
+# data exception (22: out of range, bad encoding, NUL), integrity
+# constraint violation (23) and program limit exceeded (54: index row
+# too big, too many columns).
+_DATA_SQLSTATE_CLASSES = ('22', '23', '54')
+# Unique violations come from concurrent writers racing: retry them.
+_RETRIED_SQLSTATES = ('23505',)
+_DATA_SQLITE_ERRORS = ('SQLITE_TOOBIG', 'SQLITE_MISMATCH', 'SQLITE_RANGE',
+                       'SQLITE_CONSTRAINT_NOTNULL', 'SQLITE_CONSTRAINT_CHECK')
+
+
+def _refuses_the_data(exc, cause):
+    """Whether a database error says the data can never be written (a
+    StorageDataError), rather than that the server failed now."""
+    if isinstance(exc, sa.exc.DataError) or type(cause).__name__ in (
+            'DataError', 'ProgramLimitExceeded'):
+        return True
+    sqlstate = getattr(cause, 'sqlstate', None)
+    if isinstance(sqlstate, str):
+        return (sqlstate[:2] in _DATA_SQLSTATE_CLASSES
+                and sqlstate not in _RETRIED_SQLSTATES)
+    return getattr(cause, 'sqlite_errorname', None) in _DATA_SQLITE_ERRORS
+
+
 # --- the driver ------------------------------------------------------------
 
 class Connection(base.Connection):
@@ -733,8 +764,11 @@ class Connection(base.Connection):
                         yield conn
             except errors as exc:
                 cause = getattr(exc, 'orig', None) or exc
-                raise base.StorageError(
-                    f'{type(cause).__name__}: {cause}') from exc
+                kind = (base.StorageDataError
+                        if _refuses_the_data(exc, cause)
+                        else base.StorageUnavailable)
+                raise kind(f'{type(cause).__name__}: '
+                           f'{" ".join(str(cause).split())}') from exc
 
     def upgrade(self):
         with self._transaction(write=True) as conn:
@@ -752,6 +786,10 @@ class Connection(base.Connection):
 
     def close(self):
         self.engine.dispose()
+
+    def ping(self):
+        with self._transaction() as conn:
+            conn.execute(sa.text('SELECT 1'))
 
     # --- samples ------------------------------------------------------------
     def record_samples(self, samples):
@@ -785,8 +823,9 @@ class Connection(base.Connection):
                 row = self._row(sample, now_us)
             except ValueError as exc:
                 reason = str(exc)
-                LOG.warning('Sample %s rejected: %s',
-                            getattr(sample, 'id', None), reason)
+                # The caller names the message of the sample.
+                LOG.debug('Sample %s rejected: %s',
+                          getattr(sample, 'id', None), reason)
                 rejected.append((index, sample, reason))
                 continue
             if row[0] != previous:

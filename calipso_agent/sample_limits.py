@@ -1,0 +1,121 @@
+"""Bounds every sample meets before it reaches a publisher or the store.
+
+What a notification (or a meter message from the bus) may put into a
+sample is bounded here, once, for every publisher and store:
+
+* id fields (``resource_id``, ``project_id``, ``user_id``, the meter
+  ``name``) of at most ``[sample_limits] max_id_length`` characters (255,
+  the width of Ceilometer's columns). A longer id cannot be shortened
+  without merging resources: the sample is refused.
+* a volume that is a number: not a boolean (``vcpus: true`` is not one
+  vCPU), not NaN or infinite. Such a sample is refused.
+* ``resource_metadata`` nested at most ``max_metadata_depth`` levels and
+  at most ``max_metadata_bytes`` long as JSON. Metadata is descriptive:
+  the sample is kept and the offending top-level fields are dropped, the
+  deepest first, then the largest, until it fits.
+
+``check`` says what is refused; ``bound_metadata`` trims in place and
+names what it dropped. The callers log both once per notification, with
+its message id.
+"""
+
+import math
+
+import orjson
+
+# Checked for every sample: the JSON of usual metadata holds fewer
+# brackets than the depth limit, so its depth is not walked.
+_OPENERS = (b'{', b'[')
+
+
+def _json(value):
+    return orjson.dumps(value, default=str,
+                        option=orjson.OPT_NON_STR_KEYS)
+
+
+def depth(value, limit):
+    """The nesting depth of ``value`` (a scalar is 0), counted up to
+    ``limit + 1`` only; iterative, so any depth is safe."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+class SampleLimits:
+    """The configured bounds; see the module docstring."""
+
+    ID_FIELDS = ('name', 'resource_id', 'project_id', 'user_id')
+
+    def __init__(self, max_id_length=255, max_metadata_bytes=65536,
+                 max_metadata_depth=64):
+        self.max_id_length = max_id_length
+        self.max_metadata_bytes = max_metadata_bytes
+        self.max_metadata_depth = max_metadata_depth
+
+    @classmethod
+    def from_conf(cls, conf):
+        limits = conf.sample_limits
+        return cls(limits.max_id_length, limits.max_metadata_bytes,
+                   limits.max_metadata_depth)
+
+    def check(self, sample):
+        """Why ``sample`` is refused, or None."""
+        for field in self.ID_FIELDS:
+            value = getattr(sample, field, None)
+            if isinstance(value, str) and len(value) > self.max_id_length:
+                return (f'{field} of {len(value)} characters is longer than '
+                        f'{self.max_id_length}')
+        volume = sample.volume
+        if isinstance(volume, bool):
+            return f'volume {volume!r} is a boolean, not a number'
+        if isinstance(volume, float) and not math.isfinite(volume):
+            return f'volume {volume!r} is not a finite number'
+        return None
+
+    def bound_metadata(self, sample):
+        """Drop the fields of ``sample.resource_metadata`` that break the
+        bounds; the names of those dropped (empty: nothing changed)."""
+        metadata = sample.resource_metadata
+        if not isinstance(metadata, dict) or not metadata:
+            return []
+        try:
+            text = _json(metadata)
+        except (TypeError, orjson.JSONEncodeError):
+            text = None
+        if (text is not None and len(text) <= self.max_metadata_bytes
+                and sum(text.count(o) for o in _OPENERS)
+                <= self.max_metadata_depth):
+            return []
+        limit = self.max_metadata_depth
+        dropped = [key for key, value in metadata.items()
+                   if depth(value, limit) + 1 > limit]
+        sizes = {}
+        for key, value in metadata.items():
+            if key in dropped:
+                continue
+            try:
+                sizes[key] = len(_json(value)) + len(str(key)) + 4
+            except (TypeError, orjson.JSONEncodeError):
+                dropped.append(key)
+        total = sum(sizes.values()) + 2
+        for key in sorted(sizes, key=sizes.get, reverse=True):
+            if total <= self.max_metadata_bytes:
+                break
+            dropped.append(key)
+            total -= sizes[key]
+        if dropped:
+            sample.resource_metadata = {
+                k: v for k, v in metadata.items() if k not in dropped}
+        return [str(k) for k in dropped]

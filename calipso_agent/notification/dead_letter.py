@@ -35,8 +35,9 @@ import socket
 import threading
 
 import kombu
-import oslo_messaging
 import orjson
+import oslo_messaging
+from oslo_messaging import opts as messaging_opts
 
 from calipso_agent.notification import amqp_consumer
 
@@ -83,6 +84,8 @@ def oslo_envelope(notification, priority):
 def broker_urls(conf):
     """kombu URLs of the notification transport when it is rabbit://,
     else None."""
+    for group, options in messaging_opts.list_opts():
+        conf.register_opts(options, group=group)
     url = oslo_messaging.TransportURL.parse(
         conf, conf.oslo_messaging_notifications.transport_url
         or conf.transport_url)

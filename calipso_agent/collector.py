@@ -19,6 +19,7 @@ import collections
 import logging
 import math
 import threading
+import types
 
 import cotyledon
 import oslo_messaging
@@ -121,6 +122,7 @@ class SampleEndpoint:
         self.dropped = collections.Counter()
         self.stored = 0
         self.already_stored = 0
+        self._local = threading.local()
 
     def stop(self):
         self._stopping.set()
@@ -180,11 +182,9 @@ class SampleEndpoint:
 
         def dead_letter_it(reason, attempts):
             exchange, routing_key = self.origin
-            self.dead_letters.publish(
-                dead_letter.oslo_envelope(notification, PRIORITY), reason,
-                message_id=message_id, event_type=event_type,
-                exchange=exchange, routing_key=routing_key,
-                attempts=attempts)
+            dead_letter.publish_notification(
+                self.dead_letters, notification, PRIORITY, reason, exchange,
+                routing_key, attempts)
 
         item = delivery.Item(message_id, event_type, [], dead_letter_it)
         samples = self.samples_of(notification, recorded_at)
@@ -219,12 +219,25 @@ class SampleEndpoint:
                 f'{len(result.rejected)} of {len(samples)} samples rejected '
                 f'by the store: {database.describe_rejected(result.rejected)}',
                 refused=result.rejected)
-        LOG.debug('Stored %d samples', result.stored)
+        self._batch.stored += result.stored
+
+    @property
+    def _batch(self):
+        """This thread's batch counts."""
+        batch = getattr(self._local, 'batch', None)
+        if batch is None:
+            batch = self._local.batch = types.SimpleNamespace(stored=0)
+        return batch
 
     def sample(self, notifications):
         recorded_at = sample_mod.utcnow_iso()
         items = [self.item_of(n, recorded_at) for n in notifications]
-        return manager.RESULTS[self.delivery.deliver(items)]
+        self._batch.stored = 0
+        result = self.delivery.deliver(items)
+        if result == delivery.HANDLED:
+            LOG.debug('Stored %d samples of %d notifications',
+                      self._batch.stored, len(notifications))
+        return manager.RESULTS[result]
 
 
 def connect(conf, stopping, sleep=None):

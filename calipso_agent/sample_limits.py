@@ -11,14 +11,16 @@ sample is bounded here, once, for every publisher and store:
   vCPU), not NaN or infinite. Such a sample is refused.
 * ``resource_metadata`` nested at most ``max_metadata_depth`` levels and
   at most ``max_metadata_bytes`` long as JSON. Metadata is descriptive:
-  the sample is kept and the offending top-level fields are dropped, the
-  deepest first, then the largest, until it fits.
+  the sample is kept and the offending top-level fields are dropped: those
+  nested too deeply (or that no JSON encoder can write), then the
+  largest, until it fits.
 
 ``check`` says what is refused; ``bound_metadata`` trims in place and
 names what it dropped. The callers log both once per notification, with
 its message id.
 """
 
+import json
 import math
 
 import orjson
@@ -29,8 +31,17 @@ _OPENERS = (b'{', b'[')
 
 
 def _json(value):
-    return orjson.dumps(value, default=str,
-                        option=orjson.OPT_NON_STR_KEYS)
+    """JSON bytes of ``value``; ValueError when no encoder writes it."""
+    try:
+        return orjson.dumps(value, default=str,
+                            option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        pass
+    # Integers beyond 64 bits, nesting past orjson's 255 levels.
+    try:
+        return json.dumps(value, default=str).encode()
+    except RecursionError:
+        raise ValueError('nested too deeply to encode')
 
 
 def depth(value, limit):
@@ -92,7 +103,7 @@ class SampleLimits:
             return []
         try:
             text = _json(metadata)
-        except (TypeError, orjson.JSONEncodeError):
+        except (TypeError, ValueError):
             text = None
         if (text is not None and len(text) <= self.max_metadata_bytes
                 and sum(text.count(o) for o in _OPENERS)
@@ -107,7 +118,7 @@ class SampleLimits:
                 continue
             try:
                 sizes[key] = len(_json(value)) + len(str(key)) + 4
-            except (TypeError, orjson.JSONEncodeError):
+            except (TypeError, ValueError):
                 dropped.append(key)
         total = sum(sizes.values()) + 2
         for key in sorted(sizes, key=sizes.get, reverse=True):

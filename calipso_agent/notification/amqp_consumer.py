@@ -43,6 +43,31 @@ PRIVATE_CONTEXT_KEYS = ('_unique_id', '_msg_id', '_reply_q', '_timeout')
 SETTLE_INTERVAL = 0.01
 
 
+# Deliveries decoded and not yet settled, by message id: what a dead letter
+# of one of them carries (the body as it came, where it came from).
+_in_flight = {}
+_in_flight_lock = threading.Lock()
+
+
+class Delivered:
+    """A delivery as it came: body, exchange, routing key, content type."""
+
+    __slots__ = ('body', 'exchange', 'routing_key', 'content_type')
+
+    def __init__(self, body, exchange, routing_key, content_type):
+        self.body = body
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.content_type = content_type
+
+
+def in_flight(message_id):
+    """The Delivered of a notification this process consumed and has not
+    settled yet, or None (another driver, or settled)."""
+    with _in_flight_lock:
+        return _in_flight.get(message_id)
+
+
 class ConsumerOnlyError(RuntimeError):
     """The batched consumer driver does not send messages."""
 
@@ -186,6 +211,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         self._unsettled = collections.deque()
         self._settlements = {}
         self._settled = collections.deque()
+        self._message_ids = {}
         self._stopped = threading.Event()
         self._retry_delay = None
         self.undecodable = 0
@@ -269,6 +295,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         self._unsettled.clear()
         self._settlements.clear()
         self._received.clear()
+        self._forget(list(self._message_ids))
         if connection is not None:
             try:
                 connection.release()
@@ -291,8 +318,24 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
             self._set_aside(raw, f'undecodable: {" ".join(str(exc).split())}'
                                  [:300])
             return
+        message_id = message.get('message_id')
+        if isinstance(message_id, str):
+            info = raw.delivery_info
+            self._message_ids[tag] = message_id
+            with _in_flight_lock:
+                _in_flight[message_id] = Delivered(
+                    body, info.get('exchange'), info.get('routing_key'),
+                    raw.content_type)
         self._received.append(
             AmqpNotification(self, self._generation, tag, ctxt, message))
+
+    def _forget(self, tags):
+        ids = [self._message_ids.pop(t) for t in tags
+               if t in self._message_ids]
+        if ids:
+            with _in_flight_lock:
+                for message_id in ids:
+                    _in_flight.pop(message_id, None)
 
     def _set_aside(self, raw, reason):
         """Dead-letter a message the agent can never read, as it came,
@@ -334,6 +377,8 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         unsettled = self._unsettled
         last_ack = None
         channel = self._channel
+        if self._message_ids:
+            self._forget([t for t in settlements if t in self._message_ids])
         while unsettled and unsettled[0] in settlements:
             tag = unsettled.popleft()
             if settlements.pop(tag):

@@ -30,6 +30,7 @@ notification re-encoded as an oslo.messaging 2.0 envelope.
 """
 
 import datetime
+import json
 import logging
 import socket
 import threading
@@ -64,9 +65,35 @@ class DeadLetterError(Exception):
     """The dead letter could not be published: keep the original."""
 
 
+def publish_notification(dead_letters, notification, priority, reason,
+                         exchange, routing_key, attempts=None):
+    """Dead-letter a notification dict as the dispatcher hands it over:
+    the body as it came when the batched consumer still holds it, else
+    re-encoded (``oslo_envelope``); ``exchange`` and ``routing_key`` are
+    where it is requeued to when the consumer does not know better."""
+    metadata = notification.get('metadata')
+    message_id = (metadata.get('message_id')
+                  if isinstance(metadata, dict) else None)
+    delivered = amqp_consumer.in_flight(message_id) if message_id else None
+    if delivered is not None:
+        body, content_type = delivered.body, delivered.content_type
+        exchange = delivered.exchange or exchange
+        routing_key = delivered.routing_key or routing_key
+    else:
+        body, content_type = oslo_envelope(notification, priority), None
+    dead_letters.publish(
+        body, reason, message_id=message_id,
+        event_type=notification.get('event_type'), exchange=exchange,
+        routing_key=routing_key, attempts=attempts,
+        content_type=content_type or 'application/json')
+
+
 def oslo_envelope(notification, priority):
     """The oslo.messaging 2.0 body of a notification dict as the
-    dispatcher hands it over (so that requeueing it works as sending)."""
+    dispatcher hands it over (so that requeueing it works as sending).
+    A payload no encoder can write (nested past the interpreter's
+    stack) is replaced by a text saying so: only the oslo.messaging
+    driver path gets here with one, the batched consumer keeps bodies."""
     metadata = notification.get('metadata') or {}
     message = {'message_id': metadata.get('message_id'),
                'timestamp': metadata.get('timestamp'),
@@ -76,9 +103,20 @@ def oslo_envelope(notification, priority):
                'payload': notification.get('payload')}
     for key, value in (notification.get('ctxt') or {}).items():
         message[f'_context_{key}'] = value
-    inner = orjson.dumps(message, default=str,
-                         option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        inner = _json_text(message)
+    except (TypeError, ValueError, RecursionError) as exc:
+        message['payload'] = f'<payload not encodable: {exc}>'
+        inner = _json_text(message)
     return orjson.dumps({'oslo.version': '2.0', 'oslo.message': inner})
+
+
+def _json_text(value):
+    try:
+        return orjson.dumps(value, default=str,
+                            option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str)
 
 
 def broker_urls(conf):

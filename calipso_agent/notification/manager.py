@@ -10,6 +10,7 @@ notification that can never succeed is dead-lettered alone (see
 ``delivery`` and ``dead_letter``).
 """
 
+import collections
 import logging
 import threading
 
@@ -118,11 +119,9 @@ class SampleDispatcher:
 
         def dead_letter_it(reason, attempts):
             exchange, topic = self.origin
-            self.dead_letters.publish(
-                dead_letter.oslo_envelope(notification, priority), reason,
-                message_id=message_id, event_type=event_type,
-                exchange=exchange, routing_key=f'{topic}.{priority}',
-                attempts=attempts)
+            dead_letter.publish_notification(
+                self.dead_letters, notification, priority, reason, exchange,
+                f'{topic}.{priority}', attempts)
 
         item = delivery.Item(message_id, event_type, [], dead_letter_it)
         try:
@@ -132,22 +131,20 @@ class SampleDispatcher:
             item.refused = (f'no sample can be made of it: '
                             f'{delivery.one_line(exc)}')
             return item
-        trimmed = {}
+        trimmed = collections.Counter()
         for sample in samples:
             reason = self.limits.check(sample)
             if reason is not None:
                 item.refused = f'meter {sample.name}: {reason}'
                 return item
-            dropped = self.limits.bound_metadata(sample)
-            if dropped:
-                trimmed.setdefault(sample.name, dropped)
+            trimmed.update(self.limits.bound_metadata(sample))
         if trimmed:
             self.trimmed += 1
             LOG.warning('Notification %s (%s): resource_metadata over '
                         '[sample_limits], fields dropped: %s', message_id,
-                        event_type, '; '.join(
-                            f'{name}: {", ".join(fields)}'
-                            for name, fields in sorted(trimmed.items())))
+                        event_type, ', '.join(
+                            f'{name} ({count} of {len(samples)} samples)'
+                            for name, count in sorted(trimmed.items())))
         item.samples = samples
         return item
 

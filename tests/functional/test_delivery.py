@@ -1,0 +1,231 @@
+"""Poison notifications end to end: real RabbitMQ, real stores, real agent.
+
+Each of the issue's four poisons is mixed into 200 good notifications
+sent to an agent whose pipeline writes into a store (a database of the
+test's own on the shared PostgreSQL server, or an SQLite file): the 200
+good ones are stored exactly once without a batch being requeued, the
+poison is dead-lettered (with its reason) or bounded as documented, and
+the queue is left empty with nothing unacknowledged. With the limits of
+``[sample_limits]`` lifted, the store itself refuses the poisons and the
+agent bisects its batch to the offender.
+"""
+
+import json
+import secrets
+
+import pytest
+
+from calipso_agent import sample as sample_mod
+from calipso_agent import storage
+from calipso_agent.notification import dead_letter
+from tests import helpers
+
+pytestmark = pytest.mark.functional
+
+GOOD = 200
+NO_LIMITS = ('[sample_limits]\nmax_id_length = 100000000\n'
+             'max_metadata_depth = 100000\n'
+             'max_metadata_bytes = 100000000\n')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def require_broker():
+    if not helpers.broker_available():
+        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+
+
+@pytest.fixture
+def topic():
+    name = helpers.unique_topic('calipso_poison')
+    yield name
+    helpers.delete_queues(helpers.topic_queues(name) + [f'{name}.dead'])
+
+
+@pytest.fixture(params=['postgresql', 'sqlite'])
+def database(request, tmp_path):
+    if request.param == 'sqlite':
+        yield f'sqlite:///{tmp_path}/samples.sqlite'
+        return
+    with helpers.shared_postgresql_database() as url:
+        if url is None:
+            pytest.skip('the shared PostgreSQL server does not answer')
+        yield url
+
+
+def agent_for(tmp_path, topic, database, extra=''):
+    pipeline = {'sources': [{'name': 'all', 'meters': ['*'],
+                             'sinks': ['db']}],
+                'sinks': [{'name': 'db', 'publishers': ['database://']}]}
+    return helpers.AgentProcess(
+        tmp_path / 'agent', topic, pipeline, backoff=(0.5, 4),
+        extra_config=(f'[notification]\ndead_letter_queue = {topic}.dead\n'
+                      f'[database]\nconnection = {database}\n{extra}'))
+
+
+def stored(database):
+    store = storage.get_connection(
+        helpers.make_conf(database__connection=database))
+    try:
+        return store.get_samples()
+    finally:
+        store.close()
+
+
+def good_notifications(topic, first, count):
+    resource_ids = [f'good-{first + i}' for i in range(count)]
+    message_ids = helpers.publish_notifications(
+        topic, [helpers.instance_exists(r) for r in resource_ids])
+    return list(zip(message_ids, resource_ids, strict=True))
+
+
+def nested_poison(topic, levels=1000):
+    """instance exists with ``image_meta`` nested ``levels`` deep (sent
+    raw: no JSON encoder writes it); its message id."""
+    message_id = 'poison-nested-' + helpers.unique_topic('')
+    envelope = helpers.instance_exists('poison-nested')
+    message = {'message_id': message_id, 'publisher_id': 'compute.host1',
+               'event_type': envelope['event_type'], 'priority': 'INFO',
+               'timestamp': '2024-05-01 12:00:00.000000',
+               'payload': dict(envelope['payload'], image_meta='@NESTED@')}
+    text = json.dumps(message).replace(
+        '"@NESTED@"', '{"base_image_ref": "img-1", "deep": '
+        + helpers.nested_json(levels) + '}')
+    helpers.publish_raw(f'{topic}.info', helpers.oslo_body(text))
+    return message_id
+
+
+def random_text(length):
+    return secrets.token_urlsafe(length)[:length]
+
+
+def send_poison(topic, kind):
+    if kind == 'nested_image_meta':
+        return nested_poison(topic), 'poison-nested'
+    # Random text: PostgreSQL compresses index entries, so a repeated
+    # character would fit its index rows.
+    payload = {'instance_id_3kb': {'instance_id': random_text(3000)},
+               'tenant_id_3kb': {'instance_id': 'poison-tenant',
+                                 'tenant_id': random_text(3000)},
+               'instance_id_5mb': {'instance_id': random_text(5_000_000)}
+               }[kind]
+    resource_id = payload.pop('instance_id')
+    [message_id] = helpers.publish_notifications(
+        topic, [helpers.instance_exists(resource_id, **payload)])
+    return message_id, resource_id
+
+
+def expected_ids(pairs):
+    return {sample_mod.sample_id(mid, name, rid) for mid, rid in pairs
+            for name in helpers.INSTANCE_METERS}
+
+
+def run_poison(tmp_path, topic, database, kind, extra=''):
+    """200 good notifications with the poison in the middle, queued
+    before the agent starts; returns (agent, poison id, poison resource,
+    good pairs) once the 800 good samples are stored."""
+    good = good_notifications(topic, 0, GOOD // 2)
+    poison_id, poison_resource = send_poison(topic, kind)
+    good += good_notifications(topic, GOOD // 2, GOOD // 2)
+    agent = agent_for(tmp_path, topic, database, extra)
+    agent.start()
+    want = expected_ids(good)
+    assert helpers.wait_until(
+        lambda: want <= {s.id for s in stored(database)}, 30), (
+        agent.log()[-4000:])
+    return agent, poison_id, poison_resource, want
+
+
+def assert_drained(agent, topic):
+    assert helpers.wait_until(
+        lambda: helpers.queue_counts(f'{topic}.info')[0] == 0, 10)
+    assert agent.alive(), agent.log()[-3000:]
+    log = agent.log()
+    agent.stop()
+    assert helpers.queue_counts(f'{topic}.info') == (0, 0)
+    return log
+
+
+def assert_no_batch_requeued(log):
+    for text in ('unavailable since', 'requeued', 'failed alone',
+                 'Traceback', 'Dead-lettering failed'):
+        assert text not in log, log[-4000:]
+
+
+def the_dead_letter(topic, poison_id):
+    letters = helpers.read_dead_letters(f'{topic}.dead')
+    assert [h[dead_letter.MESSAGE_ID] for h, _ in letters] == [poison_id]
+    return letters[0]
+
+
+REASONS = {
+    'instance_id_3kb': 'meter {meter}: resource_id of 3000 characters is '
+                       'longer than 255',
+    'tenant_id_3kb': 'meter {meter}: project_id of 3000 characters is '
+                     'longer than 255',
+}
+
+
+@pytest.mark.parametrize('kind', ['instance_id_3kb', 'tenant_id_3kb',
+                                  'instance_id_5mb', 'nested_image_meta'])
+def test_poison_among_200_good_never_stalls_the_batch(tmp_path, topic,
+                                                      database, kind):
+    agent, poison_id, poison_resource, want = run_poison(
+        tmp_path, topic, database, kind)
+    samples = stored(database)
+    log = assert_drained(agent, topic)
+    assert_no_batch_requeued(log)
+    good = [s for s in samples if s.id in want]
+    assert len(good) == len(want) == GOOD * 4
+    if kind == 'nested_image_meta':
+        # Bounded, not refused: stored without the field, said once.
+        poisoned = [s for s in samples if s.resource_id == poison_resource]
+        assert len(samples) == GOOD * 4 + 4
+        assert len(poisoned) == 4
+        assert all('image_meta' not in s.resource_metadata
+                   and s.resource_metadata['image_ref'] == 'img-1'
+                   for s in poisoned)
+        assert log.count(f'Notification {poison_id} ') == 1, log[-3000:]
+        assert ('resource_metadata over [sample_limits], fields dropped: '
+                in log)
+        assert helpers.read_dead_letters(f'{topic}.dead') == []
+        return
+    assert len(samples) == GOOD * 4
+    headers, body = the_dead_letter(topic, poison_id)
+    reason = headers[dead_letter.REASON]
+    if kind == 'instance_id_5mb':
+        assert reason.endswith('bytes, more than the 1048576 accepted')
+        assert len(body) > 5_000_000
+    else:
+        assert reason in {REASONS[kind].format(meter=m)
+                          for m in helpers.INSTANCE_METERS}
+        assert json.loads(json.loads(body)['oslo.message'])[
+            'message_id'] == poison_id
+    assert headers[dead_letter.ORIGINAL_ROUTING_KEY] == f'{topic}.info'
+    assert headers[dead_letter.ORIGINAL_EXCHANGE] == 'nova'
+    lines = [line for line in log.splitlines() if poison_id in line]
+    assert len(lines) == 1 and 'dead-lettered' in lines[0], lines
+
+
+@pytest.mark.parametrize('kind,reason', [
+    ('instance_id_3kb', 'index row size'),
+    ('tenant_id_3kb', 'index row size'),
+])
+def test_without_limits_the_store_refusal_is_bisected_to_the_poison(
+        tmp_path, topic, kind, reason):
+    """PostgreSQL refuses an index row over 2704 bytes (StorageDataError):
+    the batch is split until the poison is alone, the others stored."""
+    with helpers.shared_postgresql_database() as database:
+        if database is None:
+            pytest.skip('the shared PostgreSQL server does not answer')
+        agent, poison_id, _, want = run_poison(tmp_path, topic, database,
+                                               kind, NO_LIMITS)
+        samples = stored(database)
+        log = assert_drained(agent, topic)
+    assert_no_batch_requeued(log)
+    assert {s.id for s in samples} == want
+    assert len(samples) == GOOD * 4
+    headers, _ = the_dead_letter(topic, poison_id)
+    assert reason in headers[dead_letter.REASON]
+    assert 'ProgramLimitExceeded' in headers[dead_letter.REASON]
+    lines = [line for line in log.splitlines() if poison_id in line]
+    assert len(lines) == 1 and 'dead-lettered' in lines[0], lines

@@ -41,10 +41,13 @@ from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
-# Message ids remembered (attempt counts, dead-lettered) per process.
+# Message ids whose attempts are counted, per process.
 REMEMBERED = 100000
 # A reason in a log line or a header is cut to this many characters.
 REASON_LENGTH = 500
+
+# Longest a wait goes without looking at the stop event.
+STOP_CHECK = 0.25
 
 HANDLED = 'handled'
 REQUEUE = 'requeue'
@@ -159,21 +162,26 @@ class Outage:
 
     def wait(self, delay):
         """Wait ``delay`` seconds, less when the receiver answers first (a
-        probe says so, or another thread succeeded)."""
-        deadline = time.monotonic() + delay
+        probe says so, or another thread succeeded) or on stop."""
+        now = time.monotonic()
+        deadline = now + delay
+        next_probe = now + self.probe_interval
         with self._lock:
             generation = self._generation
         while not self.stopping.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 return
             with self._lock:
                 if self._generation != generation:
                     return
-                self._answered.wait(min(left, self.probe_interval))
+                self._answered.wait(min(deadline, next_probe) - now
+                                    if self.probe else min(deadline - now,
+                                                           STOP_CHECK))
                 if self._generation != generation:
                     return
-            if self.probe is not None and time.monotonic() < deadline:
+            if self.probe is not None and time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + self.probe_interval
                 try:
                     if self.probe():
                         return
@@ -194,7 +202,6 @@ class BatchDelivery:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._attempts = collections.OrderedDict()
-        self._dead_lettered = collections.OrderedDict()
         self.dead_lettered = 0
 
     @property
@@ -236,14 +243,16 @@ class BatchDelivery:
                 LOG.warning('Notification %s (%s) failed alone, attempt %d '
                             'of %d: %s', item.message_id, item.event_type,
                             attempts, self.max_attempts, reason)
+        if retried:
+            # The whole batch comes back: what is refused now is found
+            # again then, and dead-lettered once, with the last attempt.
+            return self._requeue()
         try:
             for item, reason in dead:
                 self._dead_letter(item, reason)
         except Exception as exc:
             LOG.error('Dead-lettering failed (%s); requeueing the batch',
                       one_line(exc))
-            return self._requeue()
-        if retried:
             return self._requeue()
         return HANDLED
 
@@ -309,19 +318,11 @@ class BatchDelivery:
             return self._attempts.get(message_id, 0)
 
     def _dead_letter(self, item, reason):
-        with self._lock:
-            known = item.message_id in self._dead_lettered
-        if known and item.message_id is not None:
-            LOG.info('Notification %s (%s) redelivered, dead-lettered '
-                     'already: acknowledged', item.message_id,
-                     item.event_type)
-            return
         attempts = self._attempts_of(item.message_id) or None
         item.dead_letter(reason, attempts)
         self.dead_lettered += 1
         with self._lock:
             self._attempts.pop(item.message_id, None)
-            self._remember(self._dead_lettered, item.message_id, True)
         LOG.error('Notification %s (%s) dead-lettered: %s [%d so far]',
                   item.message_id, item.event_type, reason,
                   self.dead_lettered)

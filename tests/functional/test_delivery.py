@@ -58,8 +58,7 @@ def agent_for(tmp_path, topic, database, extra=''):
                 'sinks': [{'name': 'db', 'publishers': ['database://']}]}
     return helpers.AgentProcess(
         tmp_path / 'agent', topic, pipeline, backoff=(0.5, 4),
-        extra_config=(f'[notification]\ndead_letter_queue = {topic}.dead\n'
-                      f'[database]\nconnection = {database}\n{extra}'))
+        extra_config=f'[database]\nconnection = {database}\n{extra}')
 
 
 def stored(database):

@@ -199,7 +199,7 @@ class SampleEndpoint:
                 trimmed.append(f'{sample.id}: {", ".join(dropped)}')
         if trimmed:
             LOG.warning('Notification %s: resource_metadata over '
-                        '[sample_limits], fields dropped: %s', message_id,
+                        '[sample_limits], fields dropped: %s', item.message_id,
                         '; '.join(trimmed[:5]) + (
                             f'; and {len(trimmed) - 5} more'
                             if len(trimmed) > 5 else ''))

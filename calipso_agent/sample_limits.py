@@ -4,9 +4,10 @@ What a notification (or a meter message from the bus) may put into a
 sample is bounded here, once, for every publisher and store:
 
 * id fields (``resource_id``, ``project_id``, ``user_id``, the meter
-  ``name``) of at most ``[sample_limits] max_id_length`` characters (255,
-  the width of Ceilometer's columns). A longer id cannot be shortened
-  without merging resources: the sample is refused.
+  ``name``) that are text of at most ``[sample_limits] max_id_length``
+  characters (255, the width of Ceilometer's columns). A longer id cannot
+  be shortened without merging resources, and an id that is not text (a
+  number, a mapping) is not one: the sample is refused.
 * a volume that is a number: not a boolean (``vcpus: true`` is not one
   vCPU), not NaN or infinite. Such a sample is refused.
 * ``resource_metadata`` nested at most ``max_metadata_depth`` levels and
@@ -85,7 +86,11 @@ class SampleLimits:
         """Why ``sample`` is refused, or None."""
         for field in self.ID_FIELDS:
             value = getattr(sample, field, None)
-            if isinstance(value, str) and len(value) > self.max_id_length:
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                return f'{field} is a {type(value).__name__}, not text'
+            if len(value) > self.max_id_length:
                 return (f'{field} of {len(value)} characters is longer than '
                         f'{self.max_id_length}')
         volume = sample.volume

@@ -40,7 +40,7 @@ import orjson
 import oslo_messaging
 from oslo_messaging import opts as messaging_opts
 
-from calipso_agent.notification import amqp_consumer
+from calipso_agent.notification import amqp_consumer, delivery
 
 LOG = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def publish_notification(dead_letters, notification, priority, reason,
     metadata = notification.get('metadata')
     message_id = (metadata.get('message_id')
                   if isinstance(metadata, dict) else None)
-    delivered = amqp_consumer.in_flight(message_id) if message_id else None
+    delivered = (amqp_consumer.in_flight(message_id)
+                 if isinstance(message_id, str) else None)
     if delivered is not None:
         body, content_type = delivered.body, delivered.content_type
         exchange = delivered.exchange or exchange
@@ -82,8 +83,9 @@ def publish_notification(dead_letters, notification, priority, reason,
     else:
         body, content_type = oslo_envelope(notification, priority), None
     dead_letters.publish(
-        body, reason, message_id=message_id,
-        event_type=notification.get('event_type'), exchange=exchange,
+        body, reason, message_id=delivery.text_of(message_id),
+        event_type=delivery.text_of(notification.get('event_type')),
+        exchange=exchange,
         routing_key=routing_key, attempts=attempts,
         content_type=content_type or 'application/json')
 

@@ -61,6 +61,15 @@ def one_line(error, limit=REASON_LENGTH):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+def text_of(value, limit=200):
+    """A message id or event type as logs and headers show it: text as
+    it is, anything else (a bad envelope) as its cut repr; None stays."""
+    if value is None or (isinstance(value, str) and len(value) <= limit):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def is_transient(error):
     """Whether ``error`` says the receiver failed for now (retry the
     batch) rather than refusing its data or failing unexplained."""
@@ -105,8 +114,8 @@ class Item:
 
     def __init__(self, message_id, event_type, samples, dead_letter,
                  refused=None):
-        self.message_id = message_id
-        self.event_type = event_type
+        self.message_id = text_of(message_id)
+        self.event_type = text_of(event_type)
         self.samples = samples
         #: Callable(reason, attempts) putting it on the dead-letter queue.
         self.dead_letter = dead_letter

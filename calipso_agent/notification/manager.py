@@ -141,8 +141,8 @@ class SampleDispatcher:
         if trimmed:
             self.trimmed += 1
             LOG.warning('Notification %s (%s): resource_metadata over '
-                        '[sample_limits], fields dropped: %s', message_id,
-                        event_type, ', '.join(
+                        '[sample_limits], fields dropped: %s',
+                        item.message_id, item.event_type, ', '.join(
                             f'{name} ({count} of {len(samples)} samples)'
                             for name, count in sorted(trimmed.items())))
         item.samples = samples

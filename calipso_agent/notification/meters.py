@@ -30,7 +30,7 @@ import yaml
 from stevedore import extension
 
 from calipso_agent import sample as sample_mod
-from calipso_agent.notification import base, fields
+from calipso_agent.notification import base, delivery, fields
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ USER_ID_FALLBACK = fields.FieldDefinition(
 PROJECT_ID_FALLBACK = fields.FieldDefinition(
     'project_id', ['$.ctxt.project_id', '$.ctxt.tenant_id'])
 
+
+# A meter's failure in the log line of its notification is cut to this.
+REASON_LENGTH = 300
 
 # Memo key of a NotificationView: why its user metadata was left out.
 IGNORED_USER_METADATA = ('user_metadata', 'ignored')
@@ -529,9 +532,10 @@ class MeterEndpoint(base.NotificationEndpoint):
         if failures:
             # One line per notification, however many meters it fails.
             metadata = notification.get('metadata')
-            LOG.warning('Notification %s (%s): %s', (
+            LOG.warning('Notification %s (%s): %s', delivery.text_of(
                 metadata.get('message_id') if isinstance(metadata, dict)
-                else None), notification.get('event_type'), '; '.join(
+                else None), delivery.text_of(notification.get('event_type')),
+                '; '.join(delivery.one_line(
                     f'meter {d.name} not built: {reason}' if d is not None
-                    else reason for d, reason in failures))
+                    else reason, REASON_LENGTH) for d, reason in failures))
         return samples

@@ -1004,7 +1004,8 @@ class Connection(base.Connection):
             value = getattr(sample, field)
             if value is not None:
                 if not isinstance(value, str):
-                    raise ValueError(f'{field} {value!r} is not a string')
+                    raise ValueError(f'{field} is a {type(value).__name__}, '
+                                     'not a string')
                 if not value.isascii():
                     try:
                         value.encode()

@@ -85,3 +85,9 @@ def test_from_conf_reads_the_options():
     limits = sample_limits.SampleLimits.from_conf(conf)
     assert (limits.max_id_length, limits.max_metadata_depth,
             limits.max_metadata_bytes) == (10, 3, 65536)
+
+
+@pytest.mark.parametrize('value', [42, {'a': 1}, ['x'], 1.5])
+def test_an_id_that_is_not_text_is_refused(value):
+    assert LIMITS.check(make_sample(user_id=value)) == (
+        f'user_id is a {type(value).__name__}, not text')

@@ -305,3 +305,106 @@ def test_recovery_after_a_database_outage_is_measured(tmp_path, topic):
           f'log: {resumed[0].split("] ", 1)[-1]}')
     # Before: ~24 s (the shared backoff had reached 30 s).
     assert recovery < 8, recovery
+
+
+def test_collector_dead_letters_a_poison_and_stores_the_rest(tmp_path):
+    """notifier:// notifications on the bus, one with a sample whose
+    resource id is 3 KB: the collector stores the others and
+    dead-letters that notification (queue ``<topic>.dead``)."""
+    from tests.helpers import make_sample
+
+    topic = helpers.unique_topic('calipso_poison_metering')
+    try:
+        with helpers.shared_postgresql_database() as database:
+            if database is None:
+                pytest.skip('the shared PostgreSQL server does not answer')
+            good = [make_sample(i, resource_id=f'vm-{i % 7}')
+                    for i in range(300)]
+            poison = make_sample(1000, resource_id=random_text(3000))
+            helpers.publish_samples(topic, good[:150], per_notification=50)
+            helpers.publish_samples(topic, [poison], per_notification=50)
+            helpers.publish_samples(topic, good[150:], per_notification=50)
+            collector = helpers.CollectorProcess(tmp_path / 'collector',
+                                                 topic, database)
+            collector.start()
+            try:
+                want = {s.id for s in good}
+                assert helpers.wait_until(
+                    lambda: want <= {s.id for s in stored(database)}, 30), (
+                    collector.log()[-3000:])
+                assert helpers.wait_until(
+                    lambda: helpers.queue_counts(f'{topic}.sample')[0] == 0,
+                    10)
+                log = collector.log()
+                assert collector.stop() == 0
+            finally:
+                collector.stop()
+            assert {s.id for s in stored(database)} == want
+        assert helpers.queue_counts(f'{topic}.sample') == (0, 0)
+        assert_no_batch_requeued(log)
+        letters = helpers.read_dead_letters(f'{topic}.dead')
+        assert len(letters) == 1
+        headers, _ = letters[0]
+        assert headers[dead_letter.REASON] == (
+            f'meter message {poison.id}: resource_id of 3000 characters '
+            'is longer than 255')
+        assert headers[dead_letter.ORIGINAL_ROUTING_KEY] == f'{topic}.sample'
+    finally:
+        helpers.delete_queues([f'{topic}.sample', f'{topic}.dead'])
+
+
+def test_dead_letters_are_listed_and_requeued_once_the_cause_is_fixed(
+        tmp_path, topic):
+    """A 3 KB instance id is dead-lettered; with [sample_limits]
+    max_id_length raised (SQLite takes it), calipso-dead-letters puts it
+    back on the bus and the agent stores it."""
+    import subprocess
+    import sys
+
+    database = f'sqlite:///{tmp_path}/samples.sqlite'
+    resource_id = random_text(3000)
+    [poison_id] = helpers.publish_notifications(
+        topic, [helpers.instance_exists(resource_id)])
+    agent = agent_for(tmp_path, topic, database)
+    agent.start()
+    try:
+        assert helpers.wait_until(lambda: helpers.read_dead_letters(
+            f'{topic}.dead'), 15), agent.log()[-3000:]
+    finally:
+        agent.stop()
+
+    def command(*args):
+        return subprocess.run(
+            [sys.executable, '-m', 'calipso_agent.cmd.dead_letters',
+             '--config-file', agent.config_file, *args],
+            capture_output=True, text=True, timeout=60, cwd=helpers.REPO)
+
+    listed = command('list')
+    assert listed.returncode == 0, listed.stderr
+    (line, summary) = listed.stdout.splitlines()
+    assert line.startswith(f'{poison_id}\t')
+    assert line.endswith('resource_id of 3000 characters is longer than '
+                         '255')
+    assert summary == f'1 dead letters in {topic}.dead'
+    shown = command('show', '--id', poison_id)
+    assert json.loads(shown.stdout)['headers'][dead_letter.MESSAGE_ID] == (
+        poison_id)
+    assert command('show', '--id', 'nosuch').returncode == 1
+
+    fixed = agent_for(tmp_path / 'fixed', topic, database,
+                      '[sample_limits]\nmax_id_length = 4000\n')
+    fixed.start()
+    try:
+        requeued = command('requeue', '--id', poison_id)
+        assert requeued.returncode == 0, requeued.stderr
+        assert requeued.stdout.splitlines() == [
+            f'requeued {poison_id}', f'1 dead letters requeued from '
+                                     f'{topic}.dead']
+        want = expected_ids([(poison_id, resource_id)])
+        assert helpers.wait_until(
+            lambda: want <= {s.id for s in stored(database)}, 15), (
+            fixed.log()[-3000:])
+        assert helpers.read_dead_letters(f'{topic}.dead') == []
+    finally:
+        fixed.stop()
+    assert helpers.queue_counts(f'{topic}.info') == (0, 0)

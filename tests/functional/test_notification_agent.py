@@ -315,7 +315,7 @@ def test_malformed_messages_are_dropped_and_logged(agents, topic,
     assert {s['id'] for s in samples} == expected_ids(message_ids,
                                                       ['after-garbage'])
     log = agent.log()
-    assert log.count(') dead-lettered (delivery ') == len(
+    assert log.count(' dead-lettered (delivery ') == len(
         MALFORMED_BODIES), log
     assert 'undecodable: the message has no event_type' in log
     assert 'Exception during messages handling' not in log

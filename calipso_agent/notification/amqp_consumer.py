@@ -25,8 +25,8 @@ the broker, and their late settlements are ignored.
 import collections
 import logging
 import os
-import socket
 import re
+import socket
 import threading
 import time
 import urllib.parse

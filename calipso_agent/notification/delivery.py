@@ -1,4 +1,4 @@
-"""How a batch of notifications is delivered: stored, requeued or dead-lettered.
+"""How a batch of notifications is delivered: stored, requeued, dead-lettered.
 
 The notification agent (samples to the pipeline's publishers) and the
 collector (samples to the store) share this. A failure is classified:
@@ -122,7 +122,7 @@ class Item:
         self.refused = refused
 
 
-class _Transient(Exception):
+class _TransientError(Exception):
     def __init__(self, error):
         super().__init__(error)
         self.error = error
@@ -235,7 +235,7 @@ class BatchDelivery:
         if sendable:
             try:
                 published = self._isolate(sendable, dead, suspects)
-            except _Transient as exc:
+            except _TransientError as exc:
                 return self._requeue(exc.error)
             if published:
                 self.outage.succeeded()
@@ -268,7 +268,7 @@ class BatchDelivery:
     def _isolate(self, group, dead, suspects):
         """Publish the samples of ``group``; on refusal, split it until
         the notifications at fault are alone, appended to ``dead``
-        (refused) or ``suspects`` (unexplained). _Transient when the
+        (refused) or ``suspects`` (unexplained). _TransientError when the
         receiver fails for now. Returns how many publish calls
         succeeded."""
         samples = [s for item in group for s in item.samples]
@@ -278,7 +278,7 @@ class BatchDelivery:
         except Exception as exc:
             error = exc
         if is_transient(error):
-            raise _Transient(error)
+            raise _TransientError(error)
         refused = getattr(error, 'refused', None)
         if refused:
             owner = {id(s): item for item in group for s in item.samples}

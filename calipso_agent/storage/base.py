@@ -29,7 +29,7 @@ class StorageError(Exception):
     limit of the consumer instead)."""
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailableError(StorageError):
     """The store cannot answer now (connection refused or lost, timeout,
     serialization failure, deadlock, shutting down): the same write may
     succeed later."""
@@ -329,7 +329,7 @@ class Connection(metaclass=abc.ABCMeta):
         stored changes nothing. Also maintains each resource's record and
         the meters seen. Raises StorageDataError when the store refuses
         what it was given (a retry of the same samples would fail again),
-        StorageUnavailable (or another StorageError) when it failed.
+        StorageUnavailableError (or another StorageError) when it failed.
         """
 
     def ping(self):  # noqa: B027 - drivers without a cheap probe

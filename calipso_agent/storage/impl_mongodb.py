@@ -77,7 +77,7 @@ def _translate_errors(func):
         try:
             return func(self, *args, **kwargs)
         except _UNAVAILABLE as exc:
-            raise base.StorageUnavailable(
+            raise base.StorageUnavailableError(
                 f'MongoDB {func.__name__} failed: {exc}') from exc
         except _REFUSED_DATA as exc:
             raise base.StorageDataError(

@@ -766,7 +766,7 @@ class Connection(base.Connection):
                 cause = getattr(exc, 'orig', None) or exc
                 kind = (base.StorageDataError
                         if _refuses_the_data(exc, cause)
-                        else base.StorageUnavailable)
+                        else base.StorageUnavailableError)
                 raise kind(f'{type(cause).__name__}: '
                            f'{" ".join(str(cause).split())}') from exc
 

@@ -237,7 +237,7 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
         # The write held on the lock failed with the crash, uncommitted
         # (the writes after it found the server gone).
         assert [line for line in collector.log().splitlines()
-                if 'StorageUnavailable: OperationalError' in line
+                if 'StorageUnavailableError: OperationalError' in line
                 and 'Connection refused' not in line], collector.log()[-3000:]
         assert collector.alive(), collector.log()[-3000:]
         pg.start()

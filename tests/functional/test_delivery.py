@@ -52,13 +52,14 @@ def database(request, tmp_path):
         yield url
 
 
-def agent_for(tmp_path, topic, database, extra=''):
+def agent_for(tmp_path, topic, database, extra='', **kwargs):
     pipeline = {'sources': [{'name': 'all', 'meters': ['*'],
                              'sinks': ['db']}],
                 'sinks': [{'name': 'db', 'publishers': ['database://']}]}
     return helpers.AgentProcess(
         tmp_path / 'agent', topic, pipeline, backoff=(0.5, 4),
-        extra_config=f'[database]\nconnection = {database}\n{extra}')
+        extra_config=f'[database]\nconnection = {database}\n{extra}',
+        **kwargs)
 
 
 def stored(database):
@@ -118,14 +119,14 @@ def expected_ids(pairs):
             for name in helpers.INSTANCE_METERS}
 
 
-def run_poison(tmp_path, topic, database, kind, extra=''):
+def run_poison(tmp_path, topic, database, kind, extra='', **kwargs):
     """200 good notifications with the poison in the middle, queued
     before the agent starts; returns (agent, poison id, poison resource,
     good pairs) once the 800 good samples are stored."""
     good = good_notifications(topic, 0, GOOD // 2)
     poison_id, poison_resource = send_poison(topic, kind)
     good += good_notifications(topic, GOOD // 2, GOOD // 2)
-    agent = agent_for(tmp_path, topic, database, extra)
+    agent = agent_for(tmp_path, topic, database, extra, **kwargs)
     agent.start()
     want = expected_ids(good)
     assert helpers.wait_until(
@@ -203,6 +204,29 @@ def test_poison_among_200_good_never_stalls_the_batch(tmp_path, topic,
     assert headers[dead_letter.ORIGINAL_EXCHANGE] == 'nova'
     lines = [line for line in log.splitlines() if poison_id in line]
     assert len(lines) == 1 and 'dead-lettered' in lines[0], lines
+
+
+def test_on_oslo_messaging_driver_the_poison_is_dead_lettered_re_encoded(
+        tmp_path, topic):
+    """Without the batched consumer the body is not at hand: the dead
+    letter is the notification re-encoded as an oslo.messaging envelope,
+    for the first exchange and topic, which requeues it all the same."""
+    database = f'sqlite:///{tmp_path}/samples.sqlite'
+    agent, poison_id, poison_resource, want = run_poison(
+        tmp_path, topic, database, 'instance_id_3kb',
+        batched_consumer=False)
+    log = assert_drained(agent, topic)
+    assert_no_batch_requeued(log)
+    assert {s.id for s in stored(database)} == want
+    headers, body = the_dead_letter(topic, poison_id)
+    assert headers[dead_letter.REASON].endswith(
+        'resource_id of 3000 characters is longer than 255')
+    message = json.loads(json.loads(body)['oslo.message'])
+    assert (message['message_id'], message['payload']['instance_id'],
+            message['priority']) == (poison_id, poison_resource, 'INFO')
+    assert (headers[dead_letter.ORIGINAL_EXCHANGE],
+            headers[dead_letter.ORIGINAL_ROUTING_KEY]) == (
+        'nova', f'{topic}.info')
 
 
 @pytest.mark.parametrize('kind,reason', [

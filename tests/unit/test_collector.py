@@ -9,7 +9,6 @@ import pytest
 
 from calipso_agent import collector, storage
 from calipso_agent.cmd import collector as collector_cmd
-from calipso_agent.notification import manager
 from calipso_agent.publisher import utils
 from calipso_agent.storage import base as storage_base
 from tests import helpers

@@ -1,6 +1,6 @@
 """How the SQL driver's writes fail on the real PostgreSQL server: what the
 store refuses for good is a StorageDataError, a server away is
-StorageUnavailable (the writers bisect the first, requeue the second)."""
+StorageUnavailableError (the writers bisect the first, requeue the second)."""
 
 import secrets
 
@@ -56,9 +56,9 @@ def test_a_server_away_is_unavailable_and_ping_says_so():
         try:
             store.ping()
             pg.stop()
-            with pytest.raises(base.StorageUnavailable):
+            with pytest.raises(base.StorageUnavailableError):
                 store.record_samples([make_sample(0)])
-            with pytest.raises(base.StorageUnavailable):
+            with pytest.raises(base.StorageUnavailableError):
                 store.ping()
             pg.start()
             store.ping()

@@ -31,7 +31,7 @@ class Receiver:
         self.calls += 1
         if self.down:
             self.down -= 1
-            raise storage_base.StorageUnavailable('connection refused')
+            raise storage_base.StorageUnavailableError('connection refused')
         bad = [s for s in samples if s.resource_id in self.poisoned]
         if bad and self.name_refused:
             self.taken.extend(s for s in samples if s not in bad)
@@ -205,7 +205,7 @@ def test_the_wait_ends_when_a_probe_says_the_receiver_answers():
 
 def test_the_wait_ends_when_another_thread_succeeds():
     outage = delivery.Outage('Store', 'storing', None, probe_interval=10)
-    outage.failed(storage_base.StorageUnavailable('down'))
+    outage.failed(storage_base.StorageUnavailableError('down'))
     timer = threading.Timer(0.2, outage.succeeded)
     started = time.monotonic()
     timer.start()
@@ -223,7 +223,7 @@ def test_stop_ends_the_wait():
 
 
 def test_classification():
-    assert delivery.is_transient(storage_base.StorageUnavailable('x'))
+    assert delivery.is_transient(storage_base.StorageUnavailableError('x'))
     assert delivery.is_transient(storage_base.StorageError('x'))
     assert delivery.is_transient(publisher_base.PublisherError('x'))
     assert not delivery.is_transient(storage_base.StorageDataError('x'))

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from calipso_agent.storage import base, impl_sqlalchemy
+from calipso_agent.storage import impl_sqlalchemy
 from tests import helpers
 from tests.helpers import make_sample
 
@@ -33,7 +33,7 @@ def test_ping(store):
     store.ping()
 
 
-class Cause(Exception):
+class DriverError(Exception):
     def __init__(self, sqlstate=None, sqlite_errorname=None):
         super().__init__('x')
         self.sqlstate = sqlstate
@@ -41,17 +41,17 @@ class Cause(Exception):
 
 
 @pytest.mark.parametrize('cause,refused', [
-    (Cause('54000'), True),       # program limit exceeded: index row
-    (Cause('22021'), True),       # character not in repertoire
-    (Cause('22003'), True),       # numeric value out of range
-    (Cause('23502'), True),       # not null violation
-    (Cause('23505'), False),      # unique violation: concurrent writers
-    (Cause('40001'), False),      # serialization failure
-    (Cause('40P01'), False),      # deadlock
-    (Cause('57P01'), False),      # admin shutdown
-    (Cause('08006'), False),      # connection failure
-    (Cause(sqlite_errorname='SQLITE_TOOBIG'), True),
-    (Cause(sqlite_errorname='SQLITE_BUSY'), False),
+    (DriverError('54000'), True),       # program limit exceeded: index row
+    (DriverError('22021'), True),       # character not in repertoire
+    (DriverError('22003'), True),       # numeric value out of range
+    (DriverError('23502'), True),       # not null violation
+    (DriverError('23505'), False),      # unique violation: concurrent writers
+    (DriverError('40001'), False),      # serialization failure
+    (DriverError('40P01'), False),      # deadlock
+    (DriverError('57P01'), False),      # admin shutdown
+    (DriverError('08006'), False),      # connection failure
+    (DriverError(sqlite_errorname='SQLITE_TOOBIG'), True),
+    (DriverError(sqlite_errorname='SQLITE_BUSY'), False),
     (sqlite3.DataError('x'), True),
     (sqlite3.OperationalError('database is locked'), False),
 ])

@@ -210,16 +210,14 @@ class SampleEndpoint:
         result = self.store.record_samples(samples)
         self.stored += result.stored
         duplicates = database.redelivered(samples, result)
-        if duplicates:
-            self.already_stored += duplicates
-            LOG.info('%d of %d samples already stored (redelivery) [%d so '
-                     'far]', duplicates, len(samples), self.already_stored)
+        self.already_stored += duplicates
         if result.rejected:
             raise storage_base.StorageDataError(
                 f'{len(result.rejected)} of {len(samples)} samples rejected '
                 f'by the store: {database.describe_rejected(result.rejected)}',
                 refused=result.rejected)
         self._batch.stored += result.stored
+        return duplicates
 
     @property
     def _batch(self):

@@ -136,6 +136,8 @@ class Outage:
                  stopping=None):
         #: ('Store', 'storing') or ('Publishing', 'publishing').
         self.what, self.done = what, done
+        self.done_word = 'stored' if done == 'storing' else 'published'
+
         self.probe = probe
         self.probe_interval = probe_interval
         self.stopping = stopping or threading.Event()
@@ -201,7 +203,9 @@ class Outage:
 class BatchDelivery:
     """Hands the samples of a batch to ``publish``; what is done with
     each notification follows the module docstring. ``deliver`` returns
-    HANDLED (acknowledge the batch) or REQUEUE."""
+    HANDLED (acknowledge the batch) or REQUEUE. ``publish`` may return
+    how many of the samples the receiver had already (a redelivery):
+    they are counted and logged."""
 
     def __init__(self, publish, outage, backoff_factory, max_attempts):
         self.publish = publish
@@ -212,6 +216,7 @@ class BatchDelivery:
         self._lock = threading.Lock()
         self._attempts = collections.OrderedDict()
         self.dead_lettered = 0
+        self.redelivered = 0
 
     @property
     def backoff(self):
@@ -234,7 +239,8 @@ class BatchDelivery:
         suspects = []
         if sendable:
             try:
-                published = self._isolate(sendable, dead, suspects)
+                published = self._isolate(sendable, dead, suspects,
+                                          first=True)
             except _TransientError as exc:
                 return self._requeue(exc.error)
             if published:
@@ -265,7 +271,7 @@ class BatchDelivery:
             return self._requeue()
         return HANDLED
 
-    def _isolate(self, group, dead, suspects):
+    def _isolate(self, group, dead, suspects, first=False):
         """Publish the samples of ``group``; on refusal, split it until
         the notifications at fault are alone, appended to ``dead``
         (refused) or ``suspects`` (unexplained). _TransientError when the
@@ -273,10 +279,15 @@ class BatchDelivery:
         succeeded."""
         samples = [s for item in group for s in item.samples]
         try:
-            self.publish(samples)
-            return 1
+            known = self.publish(samples)
         except Exception as exc:
             error = exc
+        else:
+            if first and known:
+                # Only the batch as it came: the calls made while
+                # bisecting send again what the first one stored.
+                self._count_redelivered(known, len(samples))
+            return 1
         if is_transient(error):
             raise _TransientError(error)
         refused = getattr(error, 'refused', None)
@@ -299,6 +310,13 @@ class BatchDelivery:
         middle = len(group) // 2
         return (self._isolate(group[:middle], dead, suspects)
                 + self._isolate(group[middle:], dead, suspects))
+
+    def _count_redelivered(self, known, count):
+        with self._lock:
+            self.redelivered += known
+            total = self.redelivered
+        LOG.info('%d of %d samples already %s (redelivery) [%d so far]',
+                 known, count, self.outage.done_word, total)
 
     def _remember(self, table, key, value):
         table[key] = value

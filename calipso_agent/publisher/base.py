@@ -44,7 +44,10 @@ class Publisher(metaclass=abc.ABCMeta):
     * ``PublisherError`` when it failed for now: the agent requeues the
       notifications they came from, with a backoff.
 
-    Any other exception is taken for a fault of the input too, but a
+    It may return how many of the samples the receiver had already (a
+    redelivery after a crash or a requeue), when it can tell: the agent
+    counts and logs them. Any other exception is taken for a fault of the
+    input too, but a
     notification isolated with one is retried up to ``[notification]
     max_delivery_attempts`` times before it is dead-lettered. It must be
     safe to call ``publish_samples`` again with the same samples: sample
@@ -71,7 +74,8 @@ class Publisher(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def publish_samples(self, samples):
-        """Hand ``samples`` (a list of Sample) over, or raise."""
+        """Hand ``samples`` (a list of Sample) over, or raise; optionally
+        return how many of them the receiver had already."""
 
     def probe(self):
         """During an outage: True once the receiver answers again, False

@@ -85,11 +85,7 @@ class DatabasePublisher(base.Publisher):
             raise base.PublisherError(
                 f'cannot store {len(samples)} samples: {exc}')
         duplicates = redelivered(samples, result)
-        if duplicates:
-            self.already_stored += duplicates
-            LOG.info('Database publisher: %d of %d samples already stored '
-                     '(redelivery) [%d so far]', duplicates, len(samples),
-                     self.already_stored)
+        self.already_stored += duplicates
         if result.rejected:
             # The others are stored; the notifications of these are
             # set aside by the agent (retrying them would not help).
@@ -98,6 +94,7 @@ class DatabasePublisher(base.Publisher):
                 f'rejected by the store: '
                 f'{describe_rejected(result.rejected)}',
                 refused=result.rejected)
+        return duplicates
 
     def probe(self):
         try:

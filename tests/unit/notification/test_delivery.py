@@ -39,7 +39,9 @@ class Receiver:
                 'refused', refused=[(s, 'too odd') for s in bad])
         if bad:
             raise self.refusal('index row size 3024 exceeds maximum 2704')
-        self.taken.extend(samples)
+        known = len([s for s in samples if s in self.taken])
+        self.taken.extend(s for s in samples if s not in self.taken)
+        return known
 
 
 def items(count, poisoned=(), letters=None):
@@ -236,3 +238,16 @@ def test_classification():
 def test_one_line_cuts_and_joins():
     assert delivery.one_line(ValueError('a\n  b')) == 'ValueError: a b'
     assert len(delivery.one_line('x' * 2000)) == delivery.REASON_LENGTH
+
+
+def test_redelivered_samples_are_counted_once_per_batch(caplog):
+    receiver = Receiver(poisoned={'r3'})
+    batch, _, _ = make(receiver)
+    caplog.set_level(logging.INFO)
+    assert batch.deliver(items(4)) == delivery.HANDLED
+    # The bisection sent some twice: not a redelivery, nothing said.
+    assert 'already stored' not in caplog.text
+    assert batch.deliver(items(3)) == delivery.HANDLED
+    assert batch.redelivered == 6
+    assert ('6 of 6 samples already stored (redelivery) [6 so far]'
+            in caplog.text)

@@ -1140,7 +1140,13 @@ def read_dead_letters(queue, url=AMQP_URL):
                 message = channel.basic_get(queue, no_ack=False)
                 if message is None:
                     break
-                letters.append((dict(message.headers or {}), message.body))
+                body = message.body
+                # py-amqp decodes the text of a body that names its
+                # encoding: the bytes that were sent.
+                if isinstance(body, str):
+                    body = body.encode(message.content_encoding or 'utf-8',
+                                       'surrogateescape')
+                letters.append((dict(message.headers or {}), body))
         except conn.channel_errors:
             return []
         finally:

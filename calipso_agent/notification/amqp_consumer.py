@@ -52,13 +52,16 @@ _in_flight_lock = threading.Lock()
 class Delivered:
     """A delivery as it came: body, exchange, routing key, content type."""
 
-    __slots__ = ('body', 'exchange', 'routing_key', 'content_type')
+    __slots__ = ('body', 'exchange', 'routing_key', 'content_type',
+                 'content_encoding')
 
-    def __init__(self, body, exchange, routing_key, content_type):
+    def __init__(self, body, exchange, routing_key, content_type,
+                 content_encoding):
         self.body = body
         self.exchange = exchange
         self.routing_key = routing_key
         self.content_type = content_type
+        self.content_encoding = content_encoding
 
 
 def in_flight(message_id):
@@ -325,7 +328,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
             with _in_flight_lock:
                 _in_flight[message_id] = Delivered(
                     body, info.get('exchange'), info.get('routing_key'),
-                    raw.content_type)
+                    raw.content_type, raw.content_encoding)
         self._received.append(
             AmqpNotification(self, self._generation, tag, ctxt, message))
 
@@ -355,7 +358,8 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
                 raw.body, reason, message_id=message_id,
                 exchange=info.get('exchange'),
                 routing_key=info.get('routing_key'),
-                content_type=raw.content_type or 'application/json')
+                content_type=raw.content_type or 'application/json',
+                content_encoding=raw.content_encoding)
         except Exception as exc:
             LOG.error('Notification %s (%s) %s, and could not be '
                       'dead-lettered (%s): requeued', message_id, where,

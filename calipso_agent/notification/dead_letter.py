@@ -76,8 +76,10 @@ def publish_notification(dead_letters, notification, priority, reason,
                   if isinstance(metadata, dict) else None)
     delivered = (amqp_consumer.in_flight(message_id)
                  if isinstance(message_id, str) else None)
+    encoding = 'utf-8'
     if delivered is not None:
         body, content_type = delivered.body, delivered.content_type
+        encoding = delivered.content_encoding
         exchange = delivered.exchange or exchange
         routing_key = delivered.routing_key or routing_key
     else:
@@ -87,7 +89,8 @@ def publish_notification(dead_letters, notification, priority, reason,
         event_type=delivery.text_of(notification.get('event_type')),
         exchange=exchange,
         routing_key=routing_key, attempts=attempts,
-        content_type=content_type or 'application/json')
+        content_type=content_type or 'application/json',
+        content_encoding=encoding)
 
 
 def oslo_envelope(notification, priority):
@@ -161,8 +164,10 @@ class DeadLetterQueue:
 
     def publish(self, body, reason, message_id=None, event_type=None,
                 exchange=None, routing_key=None, attempts=None,
-                content_type='application/json', headers=None):
-        """Publish one dead letter and wait for the broker's confirm;
+                content_type='application/json', content_encoding='utf-8',
+                headers=None):
+        """Publish one dead letter (``body``: bytes, with the content type
+        and encoding it came with) and wait for the broker's confirm;
         DeadLetterError when it could not."""
         values = dict(headers or {})
         values.update({
@@ -180,7 +185,8 @@ class DeadLetterQueue:
                         self._connect()
                     self._producer.publish(
                         body, routing_key=self.queue, headers=values,
-                        content_type=content_type, content_encoding='utf-8',
+                        content_type=content_type,
+                        content_encoding=content_encoding or 'binary',
                         serializer=None, delivery_mode=2, retry=False)
                     return
                 except Exception as exc:

@@ -61,6 +61,7 @@ class Delivery:
         self.delivery_tag = tag
         self.body = body
         self.content_type = 'application/json'
+        self.content_encoding = 'utf-8'
         self.delivery_info = {'routing_key': 'notifications.info',
                               'exchange': 'nova'}
 

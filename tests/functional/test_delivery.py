@@ -432,3 +432,43 @@ def test_dead_letters_are_listed_and_requeued_once_the_cause_is_fixed(
     finally:
         fixed.stop()
     assert helpers.queue_counts(f'{topic}.info') == (0, 0)
+
+
+def test_wrong_types_and_oversize_metadata_are_bounded_as_documented(
+        tmp_path, topic):
+    """``vcpus: true`` makes no vcpus sample (the other meters are
+    stored); nova ``metadata`` that is not a mapping is left out of
+    user_metadata; a 200 KB ``display_name`` is dropped from the
+    resource_metadata. One log line per notification, naming it."""
+    database = f'sqlite:///{tmp_path}/samples.sqlite'
+    boolean, not_a_dict, oversize = helpers.publish_notifications(topic, [
+        helpers.instance_exists('vm-bool', vcpus=True),
+        helpers.instance_exists('vm-meta', metadata='not a dict'),
+        helpers.instance_exists('vm-big', display_name='n' * 200_000)])
+    agent = agent_for(tmp_path, topic, database)
+    agent.start()
+    assert helpers.wait_until(lambda: len(stored(database)) >= 11, 15), (
+        agent.log()[-3000:])
+    log = assert_drained(agent, topic)
+    samples = stored(database)
+    by_resource = {}
+    for s in samples:
+        by_resource.setdefault(s.resource_id, {})[s.name] = s
+    assert sorted(by_resource['vm-bool']) == sorted(
+        set(helpers.INSTANCE_METERS) - {'vcpus'})
+    assert sorted(by_resource['vm-meta']) == sorted(helpers.INSTANCE_METERS)
+    assert all('user_metadata' not in s.resource_metadata
+               for s in by_resource['vm-meta'].values())
+    assert sorted(by_resource['vm-big']) == sorted(helpers.INSTANCE_METERS)
+    assert all('display_name' not in s.resource_metadata
+               and s.resource_metadata.get('host')
+               for s in by_resource['vm-big'].values())
+    lines = {mid: [x for x in log.splitlines() if mid in x]
+             for mid in (boolean, not_a_dict, oversize)}
+    assert all(len(found) == 1 for found in lines.values()), lines
+    assert ('meter vcpus not built: volume: True is a boolean, not a '
+            'number') in lines[boolean][0]
+    assert "is a str, not a mapping: left out" in lines[not_a_dict][0]
+    assert ('resource_metadata over [sample_limits], fields dropped: '
+            'display_name (4 of 4 samples)') in lines[oversize][0]
+    assert helpers.read_dead_letters(f'{topic}.dead') == []

@@ -21,6 +21,7 @@ names what it dropped. The callers log both once per notification, with
 its message id.
 """
 
+import collections
 import json
 import math
 
@@ -84,6 +85,19 @@ class SampleLimits:
 
     def check(self, sample):
         """Why ``sample`` is refused, or None."""
+        # The usual sample in one expression: text ids, a float volume.
+        limit = self.max_id_length
+        user_id, project_id = sample.user_id, sample.project_id
+        volume = sample.volume
+        if (type(volume) is float and math.isfinite(volume)
+                and type(sample.name) is str and len(sample.name) <= limit
+                and type(sample.resource_id) is str
+                and len(sample.resource_id) <= limit
+                and (user_id is None or (type(user_id) is str
+                                         and len(user_id) <= limit))
+                and (project_id is None or (type(project_id) is str
+                                            and len(project_id) <= limit))):
+            return None
         for field in self.ID_FIELDS:
             value = getattr(sample, field, None)
             if value is None:
@@ -99,6 +113,16 @@ class SampleLimits:
         if isinstance(volume, float) and not math.isfinite(volume):
             return f'volume {volume!r} is not a finite number'
         return None
+
+    def bound_samples(self, samples):
+        """``bound_metadata`` of each sample: a Counter of the fields
+        dropped."""
+        dropped = collections.Counter()
+        for sample in samples:
+            fields = self.bound_metadata(sample)
+            if fields:
+                dropped.update(fields)
+        return dropped
 
     def bound_metadata(self, sample):
         """Drop the fields of ``sample.resource_metadata`` that break the

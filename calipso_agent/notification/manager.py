@@ -10,7 +10,6 @@ notification that can never succeed is dead-lettered alone (see
 ``delivery`` and ``dead_letter``).
 """
 
-import collections
 import logging
 import threading
 
@@ -131,13 +130,12 @@ class SampleDispatcher:
             item.refused = (f'no sample can be made of it: '
                             f'{delivery.one_line(exc)}')
             return item
-        trimmed = collections.Counter()
         for sample in samples:
             reason = self.limits.check(sample)
             if reason is not None:
                 item.refused = f'meter {sample.name}: {reason}'
                 return item
-            trimmed.update(self.limits.bound_metadata(sample))
+        trimmed = self.limits.bound_samples(samples)
         if trimmed:
             self.trimmed += 1
             LOG.warning('Notification %s (%s): resource_metadata over '

@@ -91,3 +91,16 @@ def test_from_conf_reads_the_options():
 def test_an_id_that_is_not_text_is_refused(value):
     assert LIMITS.check(make_sample(user_id=value)) == (
         f'user_id is a {type(value).__name__}, not text')
+
+
+def test_samples_sharing_metadata_values_are_bounded_alike():
+    shared = {'display_name': 'n' * 700, 'notes': 'm' * 500, 'host': 'h1'}
+    samples = [make_sample(i, resource_metadata=dict(shared))
+               for i in range(3)]
+    other = make_sample(9, resource_metadata={'host': 'h2'})
+    dropped = LIMITS.bound_samples(samples + [other])
+    assert dropped == {'display_name': 3}
+    assert all(s.resource_metadata == {'notes': 'm' * 500, 'host': 'h1'}
+               for s in samples)
+    assert other.resource_metadata == {'host': 'h2'}
+    assert 'display_name' in shared

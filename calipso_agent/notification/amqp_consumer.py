@@ -44,31 +44,32 @@ SETTLE_INTERVAL = 0.01
 
 
 # Deliveries decoded and not yet settled, by message id: what a dead letter
-# of one of them carries (the body as it came, where it came from).
+# of one of them carries (the delivery as it came). Written by the polling
+# thread, read by the executor's; single dict operations need no lock.
 _in_flight = {}
-_in_flight_lock = threading.Lock()
 
 
 class Delivered:
-    """A delivery as it came: body, exchange, routing key, content type."""
+    """A delivery as it came: body, exchange, routing key, content type
+    and encoding."""
 
     __slots__ = ('body', 'exchange', 'routing_key', 'content_type',
                  'content_encoding')
 
-    def __init__(self, body, exchange, routing_key, content_type,
-                 content_encoding):
-        self.body = body
-        self.exchange = exchange
-        self.routing_key = routing_key
-        self.content_type = content_type
-        self.content_encoding = content_encoding
+    def __init__(self, raw):
+        info = raw.delivery_info
+        self.body = raw.body
+        self.exchange = info.get('exchange')
+        self.routing_key = info.get('routing_key')
+        self.content_type = raw.content_type
+        self.content_encoding = raw.content_encoding
 
 
 def in_flight(message_id):
     """The Delivered of a notification this process consumed and has not
     settled yet, or None (another driver, or settled)."""
-    with _in_flight_lock:
-        return _in_flight.get(message_id)
+    raw = _in_flight.get(message_id)
+    return None if raw is None else Delivered(raw)
 
 
 class ConsumerOnlyError(RuntimeError):
@@ -322,23 +323,18 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
                                  [:300])
             return
         message_id = message.get('message_id')
-        if isinstance(message_id, str):
-            info = raw.delivery_info
+        if type(message_id) is str:
             self._message_ids[tag] = message_id
-            with _in_flight_lock:
-                _in_flight[message_id] = Delivered(
-                    body, info.get('exchange'), info.get('routing_key'),
-                    raw.content_type, raw.content_encoding)
+            _in_flight[message_id] = raw
         self._received.append(
             AmqpNotification(self, self._generation, tag, ctxt, message))
 
     def _forget(self, tags):
-        ids = [self._message_ids.pop(t) for t in tags
-               if t in self._message_ids]
-        if ids:
-            with _in_flight_lock:
-                for message_id in ids:
-                    _in_flight.pop(message_id, None)
+        pop = self._message_ids.pop
+        for tag in tags:
+            message_id = pop(tag, None)
+            if message_id is not None:
+                _in_flight.pop(message_id, None)
 
     def _set_aside(self, raw, reason):
         """Dead-letter a message the agent can never read, as it came,
@@ -382,7 +378,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         last_ack = None
         channel = self._channel
         if self._message_ids:
-            self._forget([t for t in settlements if t in self._message_ids])
+            self._forget(settlements)
         while unsettled and unsettled[0] in settlements:
             tag = unsettled.popleft()
             if settlements.pop(tag):

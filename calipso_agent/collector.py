@@ -7,23 +7,26 @@ carries a list of Ceilometer meter messages; every one is checked against
 ``[publisher] telemetry_secret`` and turned into a Sample whose id is the
 meter message's ``message_id``. The samples of a batch are written at once
 and the batch is acknowledged only after the write committed. A store
-failure requeues the batch after a backoff, and stores keep one sample per
-id, so nothing is lost and nothing is stored twice. A meter message that
-can never be stored (bad signature, missing field, bad value) is logged
-with its message id and reason, counted and dropped alone.
+that fails for now requeues the batch after a backoff, and stores keep one
+sample per id, so nothing is lost and nothing is stored twice. A meter
+message that is not a sample (bad signature, missing field, bad value) is
+logged with its message id and reason, counted and dropped alone; a
+notification the store refuses, or with a sample over ``[sample_limits]``,
+is dead-lettered alone (see ``notification.delivery``).
 """
 
 import collections
 import logging
 import math
 import threading
+import types
 
 import cotyledon
 import oslo_messaging
 
 from calipso_agent import sample as sample_mod
-from calipso_agent import storage
-from calipso_agent.notification import manager
+from calipso_agent import sample_limits, storage
+from calipso_agent.notification import dead_letter, delivery, manager
 from calipso_agent.publisher import database, utils
 from calipso_agent.storage import base as storage_base
 
@@ -96,20 +99,40 @@ class SampleEndpoint:
     """The oslo.messaging endpoint: one call per batch of notifications.
 
     ``dropped`` counts the meter messages (and notifications) dropped, by
-    reason class; ``stored`` the samples the store accepted.
+    reason class; ``stored`` the samples the store accepted. What happens
+    to each notification of a batch (stored, requeued, dead-lettered) is
+    ``delivery``'s; ``origin`` is the (exchange, routing key) a dead
+    letter is requeued to.
     """
 
-    def __init__(self, store, secret, backoff):
+    def __init__(self, store, secret, backoff=(0.5, 30.0), limits=None,
+                 dead_letters=None, origin=('calipso', 'metering.sample'),
+                 max_attempts=5, probe_interval=1.0):
         self.store = store
         self.secret = secret
-        self.backoff = backoff
+        self.limits = limits or sample_limits.SampleLimits()
+        self.dead_letters = dead_letters or dead_letter.DroppingDeadLetters()
+        self.origin = origin
         self._stopping = threading.Event()
+        self.outage = delivery.Outage('Store', 'storing', self._probe,
+                                      probe_interval, self._stopping)
+        self.delivery = delivery.BatchDelivery(
+            self._store_samples, self.outage,
+            lambda: delivery.Backoff(*backoff), max_attempts)
         self.dropped = collections.Counter()
         self.stored = 0
-        self.rejected = 0
+        self.already_stored = 0
+        self._local = threading.local()
 
     def stop(self):
         self._stopping.set()
+
+    def _probe(self):
+        try:
+            self.store.ping()
+        except storage_base.StorageError:
+            return False
+        return True
 
     def _drop(self, kind, message_id, reason, notification_id):
         self.dropped[kind] += 1
@@ -149,41 +172,70 @@ class SampleEndpoint:
                 self._drop('invalid', message_id, exc, notification_id)
         return samples
 
+    def item_of(self, notification, recorded_at):
+        """The delivery item of one notification: its samples within the
+        limits, or the reason it is refused."""
+        metadata = notification.get('metadata')
+        message_id = (metadata.get('message_id')
+                      if isinstance(metadata, dict) else None)
+        event_type = notification.get('event_type')
+
+        def dead_letter_it(reason, attempts):
+            exchange, routing_key = self.origin
+            dead_letter.publish_notification(
+                self.dead_letters, notification, PRIORITY, reason, exchange,
+                routing_key, attempts)
+
+        item = delivery.Item(message_id, event_type, [], dead_letter_it)
+        samples = self.samples_of(notification, recorded_at)
+        trimmed = []
+        for sample in samples:
+            reason = self.limits.check(sample)
+            if reason is not None:
+                item.refused = f'meter message {sample.id}: {reason}'
+                return item
+            dropped = self.limits.bound_metadata(sample)
+            if dropped:
+                trimmed.append(f'{sample.id}: {", ".join(dropped)}')
+        if trimmed:
+            LOG.warning('Notification %s: resource_metadata over '
+                        '[sample_limits], fields dropped: %s', item.message_id,
+                        '; '.join(trimmed[:5]) + (
+                            f'; and {len(trimmed) - 5} more'
+                            if len(trimmed) > 5 else ''))
+        item.samples = samples
+        return item
+
+    def _store_samples(self, samples):
+        result = self.store.record_samples(samples)
+        self.stored += result.stored
+        duplicates = database.redelivered(samples, result)
+        self.already_stored += duplicates
+        if result.rejected:
+            raise storage_base.StorageDataError(
+                f'{len(result.rejected)} of {len(samples)} samples rejected '
+                f'by the store: {database.describe_rejected(result.rejected)}',
+                refused=result.rejected)
+        self._batch.stored += result.stored
+        return duplicates
+
+    @property
+    def _batch(self):
+        """This thread's batch counts."""
+        batch = getattr(self._local, 'batch', None)
+        if batch is None:
+            batch = self._local.batch = types.SimpleNamespace(stored=0)
+        return batch
+
     def sample(self, notifications):
         recorded_at = sample_mod.utcnow_iso()
-        samples = []
-        for notification in notifications:
-            samples.extend(self.samples_of(notification, recorded_at))
-        if not samples:
-            return oslo_messaging.NotificationResult.HANDLED
-        error = None
-        try:
-            result = self.store.record_samples(samples)
-        except Exception as exc:
-            error = exc
-        if error is not None:
-            # Logged outside the except block: oslo.log would repeat the
-            # exception text after the message.
-            delay = self.backoff.next_delay()
-            expected = isinstance(error, storage_base.StorageError)
-            LOG.error('Storing %d samples of %d notifications failed '
-                      '(%s: %s); requeueing them in %.1fs', len(samples),
-                      len(notifications), type(error).__name__,
-                      ' '.join(str(error).split()), delay,
-                      exc_info=None if expected else error)
-            self._stopping.wait(delay)
-            return oslo_messaging.NotificationResult.REQUEUE
-        self.backoff.reset()
-        self.stored += result.stored
-        if result.rejected:
-            self.rejected += len(result.rejected)
-            LOG.error('%d of %d samples rejected by the store: %s '
-                      '[%d rejected so far]', len(result.rejected),
-                      len(samples), database.describe_rejected(
-                          result.rejected), self.rejected)
-        LOG.debug('Stored %d samples of %d notifications', result.stored,
-                  len(notifications))
-        return oslo_messaging.NotificationResult.HANDLED
+        items = [self.item_of(n, recorded_at) for n in notifications]
+        self._batch.stored = 0
+        result = self.delivery.deliver(items)
+        if result == delivery.HANDLED:
+            LOG.debug('Stored %d samples of %d notifications',
+                      self._batch.stored, len(notifications))
+        return manager.RESULTS[result]
 
 
 def connect(conf, stopping, sleep=None):
@@ -225,6 +277,7 @@ class CollectorService(cotyledon.Service):
         self.listener = None
         self.endpoint = None
         self.store = None
+        self.dead_letters = None
         self._stopping = threading.Event()
 
     def run(self):
@@ -232,11 +285,18 @@ class CollectorService(cotyledon.Service):
         self.store = connect(conf, self._stopping)
         if self.store is None:
             return
+        self.dead_letters = dead_letter.from_conf(
+            conf, conf.collector.dead_letter_queue)
         self.endpoint = SampleEndpoint(
             self.store, conf.publisher.telemetry_secret,
-            manager.Backoff(conf.collector.requeue_backoff_initial,
-                            conf.collector.requeue_backoff_max))
-        transport = manager.notification_transport(conf)
+            (conf.collector.requeue_backoff_initial,
+             conf.collector.requeue_backoff_max),
+            sample_limits.SampleLimits.from_conf(conf), self.dead_letters,
+            (conf.control_exchange,
+             f'{conf.publisher_notifier.metering_topic}.{PRIORITY}'),
+            conf.delivery.max_delivery_attempts,
+            conf.delivery.outage_probe_interval)
+        transport = manager.notification_transport(conf, self.dead_letters)
         self.listener = oslo_messaging.get_batch_notification_listener(
             transport, listener_targets(conf), [self.endpoint],
             executor='threading', allow_requeue=True,
@@ -258,5 +318,7 @@ class CollectorService(cotyledon.Service):
             self.listener.wait()
         if self.store is not None:
             self.store.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         super().terminate()
 

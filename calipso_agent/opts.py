@@ -97,6 +97,11 @@ NOTIFICATION_OPTS = [
                help='Pipeline definition file (sources, sinks and '
                     'publishers); a relative path is looked up in the '
                     'configuration directories.'),
+    cfg.StrOpt('dead_letter_queue',
+               default='notifications.dead',
+               help='Queue (bound to [delivery] dead_letter_exchange) '
+                    'keeping the notifications the agent can never '
+                    'process; see calipso-dead-letters.'),
 ]
 
 METER_OPTS = [
@@ -180,6 +185,60 @@ COLLECTOR_OPTS = [
                  default=30.0,
                  min=0,
                  help='Longest wait before requeueing a failed batch.'),
+    cfg.StrOpt('dead_letter_queue',
+               default='samples.dead',
+               help='Queue (bound to [delivery] dead_letter_exchange) '
+                    'keeping the notifications of samples the collector '
+                    'can never store; see calipso-dead-letters.'),
+]
+
+DELIVERY_OPTS = [
+    cfg.StrOpt('dead_letter_exchange',
+               default='calipso.dead',
+               help='Direct exchange (durable) where the notification agent '
+                    'and the collector publish, with the reason in a '
+                    'header, what they can never process; each binds its '
+                    'own dead_letter_queue to it.'),
+    cfg.IntOpt('max_delivery_attempts',
+               default=5,
+               min=1,
+               help='Times a notification that fails alone for an '
+                    'unexplained reason (neither the store being away nor '
+                    'a refusal of its data) is retried before it is '
+                    'dead-lettered. Counted per worker process.'),
+    cfg.IntOpt('max_notification_bytes',
+               default=1048576,
+               min=1024,
+               help='Largest notification body the batched AMQP consumer '
+                    'accepts; a larger one is dead-lettered unread.'),
+    cfg.FloatOpt('outage_probe_interval',
+                 default=1.0,
+                 min=0.05,
+                 help='While the store (or a publisher) is unavailable, '
+                      'seconds between probes of it during a backoff '
+                      'wait: the wait ends as soon as it answers.'),
+]
+
+SAMPLE_LIMITS_OPTS = [
+    cfg.IntOpt('max_id_length',
+               default=255,
+               min=1,
+               help='Longest resource_id, project_id, user_id and meter '
+                    'name (characters), as wide as Ceilometer\'s columns. '
+                    'A sample with a longer one is refused and its '
+                    'notification dead-lettered.'),
+    cfg.IntOpt('max_metadata_bytes',
+               default=65536,
+               min=256,
+               help='Largest resource_metadata of a sample, as JSON '
+                    'bytes; the largest top-level fields are dropped '
+                    '(logged with the message id) until it fits.'),
+    cfg.IntOpt('max_metadata_depth',
+               default=64,
+               min=1,
+               help='Deepest nesting of resource_metadata; a top-level '
+                    'field nested deeper is dropped (logged with the '
+                    'message id).'),
 ]
 
 API_OPTS = [
@@ -265,6 +324,8 @@ def list_opts():
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),
         ('collector', COLLECTOR_OPTS),
+        ('delivery', DELIVERY_OPTS),
+        ('sample_limits', SAMPLE_LIMITS_OPTS),
         ('api', API_OPTS),
     ]
 

@@ -62,8 +62,11 @@ class Sink:
         self.publishers = publishers
 
     def publish_samples(self, samples):
+        """How many of ``samples`` a publisher of the sink had already."""
+        known = 0
         for publisher in self.publishers:
-            publisher.publish_samples(samples)
+            known = max(known, publisher.publish_samples(samples) or 0)
+        return known
 
 
 class Source:
@@ -195,15 +198,18 @@ class Pipeline:
     def publish_samples(self, samples):
         """Send each sample to the sinks of the sources selecting it.
 
-        Returns when every publisher accepted its samples; raises the first
-        publisher's error otherwise (the caller retries the whole batch).
+        Returns when every publisher accepted its samples (with how many
+        of them some publisher had already, a redelivery); raises the
+        first publisher's error otherwise (see ``notification.delivery``).
         """
         by_sink = {}
         for sample in samples:
             for sink in self.sinks_for(sample.name):
                 by_sink.setdefault(sink, []).append(sample)
+        known = 0
         for sink, sink_samples in by_sink.items():
-            sink.publish_samples(sink_samples)
+            known = max(known, sink.publish_samples(sink_samples))
+        return known
 
     def close(self):
         for sink in self.sinks:

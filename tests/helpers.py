@@ -547,6 +547,7 @@ class AgentProcess:
                 f'requeue_backoff_initial = {backoff[0]}\n'
                 f'requeue_backoff_max = {backoff[1]}\n'
                 f'batched_amqp_consumer = {batched_consumer}\n'
+                f'dead_letter_queue = {topic}.dead\n'
                 f'[meter]\n'
                 f'meter_definitions_dirs = {self.meters_dir}\n'
                 f'meter_definitions_paths = {CEILOMETER_METERS}\n'
@@ -855,6 +856,7 @@ class CollectorProcess(AgentProcess):
                 f'workers = {workers}\n'
                 f'batch_size = {batch_size}\n'
                 f'batch_timeout = {batch_timeout}\n'
+                f'dead_letter_queue = {topic}.dead\n'
                 f'[publisher_notifier]\n'
                 f'metering_topic = {topic}\n'
                 f'[publisher]\n'
@@ -1174,3 +1176,75 @@ class ProxyServer:
         headers.update(kwargs.pop('headers', {}))
         return requests.get(self.url + path, headers=headers, timeout=30,
                             **kwargs)
+
+
+# --- dead letters and databases of a test's own -----------------------------
+
+SHARED_POSTGRESQL_URL = os.environ.get(
+    'CALIPSO_TEST_SHARED_POSTGRESQL_URL',
+    'postgresql://root@127.0.0.1:5432/postgres')
+
+
+@contextlib.contextmanager
+def shared_postgresql_database():
+    """The SQLAlchemy URL of a database of the caller's own on the shared
+    PostgreSQL server, created empty and dropped (WITH (FORCE)) at the
+    end; ``None`` when the server does not answer."""
+    import psycopg
+    import sqlalchemy as sa
+
+    server = sa.engine.make_url(SHARED_POSTGRESQL_URL)
+    admin_url = server.set(drivername='postgresql').render_as_string(
+        hide_password=False)
+    name = f'calipso_test_{uuid.uuid4().hex}'
+    try:
+        with psycopg.connect(admin_url, autocommit=True,
+                             connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE {name}')
+    except psycopg.OperationalError:
+        yield None
+        return
+    try:
+        yield server.set(drivername='postgresql+psycopg',
+                         database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True,
+                             connect_timeout=10) as admin:
+            admin.execute(f'DROP DATABASE {name} WITH (FORCE)')
+
+
+def read_dead_letters(queue, url=AMQP_URL):
+    """[(headers, body)] of the dead letters in ``queue``, left there."""
+    letters = []
+    with kombu.Connection(url) as conn:
+        channel = conn.channel()
+        try:
+            while True:
+                message = channel.basic_get(queue, no_ack=False)
+                if message is None:
+                    break
+                body = message.body
+                # py-amqp decodes the text of a body that names its
+                # encoding: the bytes that were sent.
+                if isinstance(body, str):
+                    body = body.encode(message.content_encoding or 'utf-8',
+                                       'surrogateescape')
+                letters.append((dict(message.headers or {}), body))
+        except conn.channel_errors:
+            return []
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return letters
+
+
+def oslo_body(message_text):
+    """An oslo.messaging 2.0 body around ``message_text`` (the JSON text
+    of the message, as is: it may be what no encoder would make)."""
+    return ('{"oslo.version": "2.0", "oslo.message": '
+            + json.dumps(message_text) + '}').encode()
+
+
+def nested_json(levels, leaf='{}'):
+    """JSON text of objects nested ``levels`` deep (no encoder needed)."""
+    return '{"a": ' * levels + leaf + '}' * levels

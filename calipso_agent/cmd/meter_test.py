@@ -54,6 +54,7 @@ def explain(definitions, envelope):
     reason = None
     if failures:
         reason = '; '.join(f'meter {d.name} ({d.origin}) failed: {why}'
+                           if d is not None else why
                            for d, why in failures)
     return [s.as_dict() for s in samples], reason
 

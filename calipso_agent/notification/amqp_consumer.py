@@ -25,6 +25,7 @@ the broker, and their late settlements are ignored.
 import collections
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -40,6 +41,35 @@ CONTEXT_PREFIX = '_context_'
 PRIVATE_CONTEXT_KEYS = ('_unique_id', '_msg_id', '_reply_q', '_timeout')
 # Longest wait for deliveries while acknowledgements may be due.
 SETTLE_INTERVAL = 0.01
+
+
+# Deliveries decoded and not yet settled, by message id: what a dead letter
+# of one of them carries (the delivery as it came). Written by the polling
+# thread, read by the executor's; single dict operations need no lock.
+_in_flight = {}
+
+
+class Delivered:
+    """A delivery as it came: body, exchange, routing key, content type
+    and encoding."""
+
+    __slots__ = ('body', 'exchange', 'routing_key', 'content_type',
+                 'content_encoding')
+
+    def __init__(self, raw):
+        info = raw.delivery_info
+        self.body = raw.body
+        self.exchange = info.get('exchange')
+        self.routing_key = info.get('routing_key')
+        self.content_type = raw.content_type
+        self.content_encoding = raw.content_encoding
+
+
+def in_flight(message_id):
+    """The Delivered of a notification this process consumed and has not
+    settled yet, or None (another driver, or settled)."""
+    raw = _in_flight.get(message_id)
+    return None if raw is None else Delivered(raw)
 
 
 class ConsumerOnlyError(RuntimeError):
@@ -133,22 +163,47 @@ def decode(body):
     return ctxt, message
 
 
-def _message_id_of(body):
-    """The message_id of a body that failed to decode, if it can be seen."""
+# A message_id in JSON text, or in JSON text quoted inside JSON (the
+# oslo.message string), ids as services make them (uuids, digests).
+_MESSAGE_ID = re.compile(
+    r'\\*"message_id\\*"\s*:\s*\\*"([\w.:@/+=-]{1,255})\\*"')
+
+
+def message_id_of(body):
+    """The message_id of a body that failed to decode, if it can be seen:
+    from the envelope when it decodes, else from the text around it."""
+    envelope = None
     try:
         envelope = orjson.loads(body)
         if isinstance(envelope, dict) and 'oslo.message' in envelope:
-            envelope = orjson.loads(envelope['oslo.message'])
-        return envelope.get('message_id')
+            inner = envelope['oslo.message']
+            envelope = inner
+            envelope = orjson.loads(inner)
     except Exception:
-        return None
+        pass
+    if isinstance(envelope, dict):
+        message_id = envelope.get('message_id')
+        if isinstance(message_id, str) and message_id:
+            return message_id
+    if isinstance(envelope, str):
+        text = envelope
+    elif isinstance(body, (bytes, bytearray)):
+        text = body[:1 << 20].decode('utf-8', 'replace')
+    else:
+        text = str(body or '')[:1 << 20]
+    match = _MESSAGE_ID.search(text)
+    return match.group(1) if match else None
 
 
 class BatchedNotificationConsumer(driver_base.PollStyleListener):
     """Polls batches of notifications from a set of bindings."""
 
-    def __init__(self, urls, bindings, rabbit_conf, prefetch):
+    def __init__(self, urls, bindings, rabbit_conf, prefetch,
+                 dead_letters=None, max_bytes=None):
         super().__init__(prefetch)
+        #: Where undecodable and oversize messages go (None: dropped).
+        self.dead_letters = dead_letters
+        self.max_bytes = max_bytes
         self._urls = urls
         self._bindings = bindings
         self._rabbit = rabbit_conf
@@ -160,6 +215,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         self._unsettled = collections.deque()
         self._settlements = {}
         self._settled = collections.deque()
+        self._message_ids = {}
         self._stopped = threading.Event()
         self._retry_delay = None
         self.undecodable = 0
@@ -243,6 +299,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         self._unsettled.clear()
         self._settlements.clear()
         self._received.clear()
+        self._forget(list(self._message_ids))
         if connection is not None:
             try:
                 connection.release()
@@ -252,19 +309,62 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
     def _on_delivery(self, raw):
         tag = raw.delivery_tag
         self._unsettled.append(tag)
-        try:
-            ctxt, message = decode(raw.body)
-        except (ValueError, TypeError) as exc:
-            self.undecodable += 1
-            LOG.error('Undecodable notification dropped (message_id %s, '
-                      'delivery %s, routing key %s, %d bytes): %s',
-                      _message_id_of(raw.body), tag,
-                      raw.delivery_info.get('routing_key'),
-                      len(raw.body or b''), exc)
-            self._settlements[tag] = True
+        body = raw.body
+        size = len(body or b'')
+        if self.max_bytes and size > self.max_bytes:
+            self._set_aside(raw, f'{size} bytes, more than the '
+                                 f'{self.max_bytes} accepted')
             return
+        try:
+            ctxt, message = decode(body)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self.undecodable += 1
+            self._set_aside(raw, f'undecodable: {" ".join(str(exc).split())}'
+                                 [:300])
+            return
+        message_id = message.get('message_id')
+        if type(message_id) is str:
+            self._message_ids[tag] = message_id
+            _in_flight[message_id] = raw
         self._received.append(
             AmqpNotification(self, self._generation, tag, ctxt, message))
+
+    def _forget(self, tags):
+        pop = self._message_ids.pop
+        for tag in tags:
+            message_id = pop(tag, None)
+            if message_id is not None:
+                _in_flight.pop(message_id, None)
+
+    def _set_aside(self, raw, reason):
+        """Dead-letter a message the agent can never read, as it came,
+        then settle it: acknowledged once the dead letter is confirmed,
+        requeued if it could not be published."""
+        info = raw.delivery_info
+        message_id = message_id_of(raw.body)
+        where = (f'delivery {raw.delivery_tag}, routing key '
+                 f'{info.get("routing_key")}, {len(raw.body or b"")} bytes')
+        if self.dead_letters is None:
+            LOG.error('Notification %s dropped (%s): %s', message_id, where,
+                      reason)
+            self._settlements[raw.delivery_tag] = True
+            return
+        try:
+            self.dead_letters.publish(
+                raw.body, reason, message_id=message_id,
+                exchange=info.get('exchange'),
+                routing_key=info.get('routing_key'),
+                content_type=raw.content_type or 'application/json',
+                content_encoding=raw.content_encoding)
+        except Exception as exc:
+            LOG.error('Notification %s (%s) %s, and could not be '
+                      'dead-lettered (%s): requeued', message_id, where,
+                      reason, ' '.join(str(exc).split()))
+            self._settlements[raw.delivery_tag] = False
+            return
+        LOG.error('Notification %s dead-lettered (%s): %s', message_id,
+                  where, reason)
+        self._settlements[raw.delivery_tag] = True
 
     def _flush_settlements(self):
         settled = self._settled
@@ -277,6 +377,8 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         unsettled = self._unsettled
         last_ack = None
         channel = self._channel
+        if self._message_ids:
+            self._forget(settlements)
         while unsettled and unsettled[0] in settlements:
             tag = unsettled.popleft()
             if settlements.pop(tag):
@@ -352,10 +454,13 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
 class BatchedNotificationDriver(driver_base.BaseDriver):
     """oslo.messaging driver that consumes notifications from RabbitMQ."""
 
-    def __init__(self, conf, url, default_exchange, prefetch):
+    def __init__(self, conf, url, default_exchange, prefetch,
+                 dead_letters=None, max_bytes=None):
         super().__init__(conf, url, default_exchange)
         self._rabbit = conf.oslo_messaging_rabbit
         self._prefetch = prefetch
+        self._dead_letters = dead_letters
+        self._max_bytes = max_bytes
 
     def require_features(self, requeue=True):
         """Requeueing is supported."""
@@ -378,7 +483,8 @@ class BatchedNotificationDriver(driver_base.BaseDriver):
                                     routing_key, pool or routing_key))
         consumer = BatchedNotificationConsumer(
             kombu_urls(self._url), bindings, self._rabbit,
-            max(self._prefetch, batch_size))
+            max(self._prefetch, batch_size), self._dead_letters,
+            self._max_bytes)
         return driver_base.PollStyleListenerAdapter(consumer, batch_size,
                                                     batch_timeout)
 

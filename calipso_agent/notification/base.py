@@ -66,7 +66,7 @@ class EventTypeMatcher:
     def __call__(self, event_type):
         try:
             return self._cache[event_type]
-        except KeyError:
+        except (KeyError, TypeError):
             pass
         if not isinstance(event_type, str):
             return False

@@ -4,9 +4,10 @@ One oslo.messaging batch notification listener per worker consumes every
 configured exchange and topic. A batch is handed to the endpoint plugins,
 their samples to the pipeline; the batch is acknowledged only when every
 publisher of every sink has accepted its samples. A publisher failure
-requeues the whole batch after a backoff, so nothing is lost, and sample ids
-are deterministic, so the retry duplicates nothing. A notification that
-cannot be processed at all is logged with its message id and dropped alone.
+that fails for now requeues the whole batch after a backoff, so nothing is
+lost, and sample ids are deterministic, so the retry duplicates nothing. A
+notification that can never succeed is dead-lettered alone (see
+``delivery`` and ``dead_letter``).
 """
 
 import logging
@@ -18,7 +19,8 @@ from oslo_messaging import transport as transport_mod
 from stevedore import named
 
 from calipso_agent import pipeline as pipeline_mod
-from calipso_agent.notification import amqp_consumer
+from calipso_agent import sample_limits
+from calipso_agent.notification import amqp_consumer, dead_letter, delivery
 
 LOG = logging.getLogger(__name__)
 
@@ -52,21 +54,10 @@ def load_pipeline(conf):
     return pipeline_mod.Pipeline.from_file(conf, pipeline_path(conf))
 
 
-class Backoff:
-    """Exponential wait between retries of a failing batch."""
+Backoff = delivery.Backoff
 
-    def __init__(self, initial, maximum):
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    def next_delay(self):
-        delay = min(self.maximum, self.initial * (2 ** self.failures))
-        self.failures += 1
-        return delay
-
-    def reset(self):
-        self.failures = 0
+RESULTS = {delivery.HANDLED: oslo_messaging.NotificationResult.HANDLED,
+           delivery.REQUEUE: oslo_messaging.NotificationResult.REQUEUE}
 
 
 class SampleDispatcher:
@@ -74,15 +65,31 @@ class SampleDispatcher:
 
     Only ``info`` and ``sample`` notifications carry measurements; the
     other priorities are consumed and acknowledged, so their queues do not
-    grow without bound.
+    grow without bound. What happens to each notification of a batch
+    (published, requeued, dead-lettered) is ``delivery``'s; samples are
+    bounded by ``sample_limits`` first. ``origin`` is the (exchange,
+    topic) a dead letter is requeued to: every configured exchange feeds
+    the queue of the topic.
     """
 
-    def __init__(self, endpoints, pipeline, backoff):
+    def __init__(self, endpoints, pipeline, backoff=(0.5, 30.0),
+                 limits=None, dead_letters=None,
+                 origin=('nova', 'notifications'), max_attempts=5,
+                 probe_interval=1.0):
         self.endpoints = endpoints
         self.pipeline = pipeline
-        self.backoff = backoff
+        self.limits = limits or sample_limits.SampleLimits()
+        self.dead_letters = dead_letters or dead_letter.DroppingDeadLetters()
+        self.origin = origin
         self._stopping = threading.Event()
+        self.outage = delivery.Outage(
+            'Publishing', 'publishing', pipeline_probe(pipeline),
+            probe_interval, self._stopping)
+        self.delivery = delivery.BatchDelivery(
+            pipeline.publish_samples, self.outage,
+            lambda: delivery.Backoff(*backoff), max_attempts)
         self.dropped = 0
+        self.trimmed = 0
 
     def stop(self):
         self._stopping.set()
@@ -101,33 +108,50 @@ class SampleDispatcher:
                     samples.append(sample)
         return samples
 
-    def info(self, notifications):
-        samples = []
-        for notification in notifications:
-            try:
-                samples.extend(self.samples_of(notification))
-            except Exception as exc:
-                self.dropped += 1
-                metadata = notification.get('metadata') or {}
-                LOG.error('Notification %s (%s) dropped: %s: %s',
-                          metadata.get('message_id'),
-                          notification.get('event_type'),
-                          type(exc).__name__, exc)
-        if not samples:
-            return oslo_messaging.NotificationResult.HANDLED
-        try:
-            self.pipeline.publish_samples(samples)
-        except Exception as exc:
-            delay = self.backoff.next_delay()
-            LOG.error('Publishing %d samples of %d notifications failed '
-                      '(%s: %s); requeueing them in %.1fs', len(samples),
-                      len(notifications), type(exc).__name__, exc, delay)
-            self._stopping.wait(delay)
-            return oslo_messaging.NotificationResult.REQUEUE
-        self.backoff.reset()
-        return oslo_messaging.NotificationResult.HANDLED
+    def item_of(self, notification, priority):
+        """The delivery item of one notification: its samples within the
+        limits, or the reason it is refused."""
+        metadata = notification.get('metadata')
+        message_id = (metadata.get('message_id')
+                      if isinstance(metadata, dict) else None)
+        event_type = notification.get('event_type')
 
-    sample = info
+        def dead_letter_it(reason, attempts):
+            exchange, topic = self.origin
+            dead_letter.publish_notification(
+                self.dead_letters, notification, priority, reason, exchange,
+                f'{topic}.{priority}', attempts)
+
+        item = delivery.Item(message_id, event_type, [], dead_letter_it)
+        try:
+            samples = self.samples_of(notification)
+        except Exception as exc:
+            self.dropped += 1
+            item.refused = (f'no sample can be made of it: '
+                            f'{delivery.one_line(exc)}')
+            return item
+        for sample in samples:
+            reason = self.limits.check(sample)
+            if reason is not None:
+                item.refused = f'meter {sample.name}: {reason}'
+                return item
+        trimmed = self.limits.bound_samples(samples)
+        if trimmed:
+            self.trimmed += 1
+            LOG.warning('Notification %s (%s): resource_metadata over '
+                        '[sample_limits], fields dropped: %s',
+                        item.message_id, item.event_type, ', '.join(
+                            f'{name} ({count} of {len(samples)} samples)'
+                            for name, count in sorted(trimmed.items())))
+        item.samples = samples
+        return item
+
+    def info(self, notifications, priority='info'):
+        items = [self.item_of(n, priority) for n in notifications]
+        return RESULTS[self.delivery.deliver(items)]
+
+    def sample(self, notifications):
+        return self.info(notifications, 'sample')
 
     def ignore(self, notifications):
         return oslo_messaging.NotificationResult.HANDLED
@@ -135,9 +159,21 @@ class SampleDispatcher:
     audit = debug = warn = error = critical = ignore
 
 
-def notification_transport(conf):
+def pipeline_probe(pipeline):
+    """Probe of a pipeline's publishers: True when every one that can
+    tell answers (and one at least can), False when one does not."""
+    def probe():
+        answers = [publisher.probe() for sink in getattr(pipeline, "sinks", ())
+                   for publisher in sink.publishers]
+        told = [a for a in answers if a is not None]
+        return bool(told) and all(told)
+    return probe
+
+
+def notification_transport(conf, dead_letters=None):
     """The transport the agent listens on: oslo.messaging's, or for
-    rabbit:// with ``batched_amqp_consumer`` the batched consumer driver."""
+    rabbit:// with ``batched_amqp_consumer`` the batched consumer driver
+    (which dead-letters to ``dead_letters`` what it cannot read)."""
     transport = oslo_messaging.get_notification_transport(conf)
     if not conf.notification.batched_amqp_consumer:
         return transport
@@ -148,7 +184,8 @@ def notification_transport(conf):
         return transport
     transport.cleanup()
     driver = amqp_consumer.BatchedNotificationDriver(
-        conf, url, conf.control_exchange, conf.notification.prefetch)
+        conf, url, conf.control_exchange, conf.notification.prefetch,
+        dead_letters, conf.delivery.max_notification_bytes)
     return transport_mod.NotificationTransport(driver)
 
 
@@ -169,16 +206,23 @@ class NotificationService(cotyledon.Service):
         self.listener = None
         self.dispatcher = None
         self.pipeline = None
+        self.dead_letters = None
 
     def run(self):
         conf = self.conf
         self.pipeline = load_pipeline(conf)
         endpoints = load_endpoints(conf)
+        self.dead_letters = dead_letter.from_conf(
+            conf, conf.notification.dead_letter_queue)
         self.dispatcher = SampleDispatcher(
             endpoints, self.pipeline,
-            Backoff(conf.notification.requeue_backoff_initial,
-                    conf.notification.requeue_backoff_max))
-        transport = notification_transport(conf)
+            (conf.notification.requeue_backoff_initial,
+             conf.notification.requeue_backoff_max),
+            sample_limits.SampleLimits.from_conf(conf), self.dead_letters,
+            (conf.notification.exchanges[0], conf.notification.topics[0]),
+            conf.delivery.max_delivery_attempts,
+            conf.delivery.outage_probe_interval)
+        transport = notification_transport(conf, self.dead_letters)
         self.listener = oslo_messaging.get_batch_notification_listener(
             transport, listener_targets(conf), [self.dispatcher],
             executor='threading', allow_requeue=True,
@@ -200,4 +244,6 @@ class NotificationService(cotyledon.Service):
             self.listener.wait()
         if self.pipeline is not None:
             self.pipeline.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         super().terminate()

@@ -23,13 +23,14 @@ is reported instead.
 import glob
 import itertools
 import logging
+import math
 import os
 
 import yaml
 from stevedore import extension
 
 from calipso_agent import sample as sample_mod
-from calipso_agent.notification import base, fields
+from calipso_agent.notification import base, delivery, fields
 
 LOG = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ USER_ID_FALLBACK = fields.FieldDefinition(
     'user_id', ['$.ctxt.user_id', '$.ctxt.user'])
 PROJECT_ID_FALLBACK = fields.FieldDefinition(
     'project_id', ['$.ctxt.project_id', '$.ctxt.tenant_id'])
+
+
+# A meter's failure in the log line of its notification is cut to this.
+REASON_LENGTH = 300
+
+# Memo key of a NotificationView: why its user metadata was left out.
+IGNORED_USER_METADATA = ('user_metadata', 'ignored')
 
 
 class MeterDefinitionError(ValueError):
@@ -142,14 +150,22 @@ class NotificationView:
 def _volume(value, where):
     if value is None:
         raise SampleBuildError(f'volume: {where} selected nothing')
+    if isinstance(value, bool):
+        raise SampleBuildError(f'volume: {value!r} is a boolean, not a '
+                               'number')
+    number = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
-    raise SampleBuildError(f'volume: {value!r} is not a number')
+    if number is None:
+        raise SampleBuildError(f'volume: {value!r} is not a number')
+    if not math.isfinite(number):
+        raise SampleBuildError(f'volume: {value!r} is not a finite number')
+    return number
 
 
 _timestamp_cache = {}
@@ -263,8 +279,12 @@ class MeterDefinition:
                 metadata[name] = value
         if self.user_metadata is not None:
             user_meta = view.value(self.user_metadata)
-            if user_meta:
+            if isinstance(user_meta, dict):
                 self.reserved_metadata.add_to(user_meta, metadata)
+            elif user_meta:
+                view.memo[IGNORED_USER_METADATA] = (
+                    f'user_metadata {self.cfg["user_metadata"]!r} is a '
+                    f'{type(user_meta).__name__}, not a mapping: left out')
         if not metadata:
             message = view.message
             payload = message.get('payload')
@@ -478,7 +498,8 @@ class MeterDefinitions:
 
     def build_samples(self, message):
         """(samples, failures) for one notification dict; a failure is a
-        (definition, reason) pair."""
+        (definition, reason) pair; a remark about the samples made is a
+        (None, remark) pair."""
         definitions = self.for_event_type(message.get('event_type'))
         if not definitions:
             return [], []
@@ -492,6 +513,9 @@ class MeterDefinitions:
             except Exception as exc:
                 failures.append((definition, f'{type(exc).__name__}: '
                                              f'{exc}'))
+        remark = view.memo.get(IGNORED_USER_METADATA)
+        if remark:
+            failures.append((None, remark))
         return samples, failures
 
 
@@ -506,10 +530,12 @@ class MeterEndpoint(base.NotificationEndpoint):
     def process_notification(self, notification):
         samples, failures = self.definitions.build_samples(notification)
         if failures:
-            message_id = (notification.get('metadata') or {}).get(
-                'message_id')
-            for definition, reason in failures:
-                LOG.warning('Notification %s (%s): meter %s not built: %s',
-                            message_id, notification.get('event_type'),
-                            definition.name, reason)
+            # One line per notification, however many meters it fails.
+            metadata = notification.get('metadata')
+            LOG.warning('Notification %s (%s): %s', delivery.text_of(
+                metadata.get('message_id') if isinstance(metadata, dict)
+                else None), delivery.text_of(notification.get('event_type')),
+                '; '.join(delivery.one_line(
+                    f'meter {d.name} not built: {reason}' if d is not None
+                    else reason, REASON_LENGTH) for d, reason in failures))
         return samples

@@ -25,6 +25,13 @@ def describe_rejected(rejected):
     return shown + (f'; and {more} more' if more > 0 else '')
 
 
+def redelivered(samples, result):
+    """How many distinct samples of a write were stored already: neither
+    new (``result.stored``) nor rejected."""
+    return max(0, len({getattr(s, 'id', None) for s in samples})
+               - result.stored - len(result.rejected))
+
+
 def _describe(item):
     if isinstance(item, (tuple, list)) and len(item) == 2:
         what, reason = item
@@ -49,6 +56,7 @@ class DatabasePublisher(base.Publisher):
                 'the store of [database] connection')
         self._lock = threading.Lock()
         self._store = None
+        self.already_stored = 0
         try:
             self._store = storage.get_connection(conf)
         except storage_base.StorageError as exc:
@@ -70,14 +78,30 @@ class DatabasePublisher(base.Publisher):
             return
         try:
             result = self._connection().record_samples(samples)
+        except storage_base.StorageDataError as exc:
+            raise base.PublisherDataError(
+                f'the store refused {len(samples)} samples: {exc}')
         except storage_base.StorageError as exc:
             raise base.PublisherError(
                 f'cannot store {len(samples)} samples: {exc}')
+        duplicates = redelivered(samples, result)
+        self.already_stored += duplicates
         if result.rejected:
-            # They can never be stored: retrying the batch would not help.
-            LOG.warning('Database publisher: %d of %d samples rejected by '
-                        'the store: %s', len(result.rejected), len(samples),
-                        describe_rejected(result.rejected))
+            # The others are stored; the notifications of these are
+            # set aside by the agent (retrying them would not help).
+            raise base.PublisherDataError(
+                f'{len(result.rejected)} of {len(samples)} samples '
+                f'rejected by the store: '
+                f'{describe_rejected(result.rejected)}',
+                refused=result.rejected)
+        return duplicates
+
+    def probe(self):
+        try:
+            self._connection().ping()
+        except storage_base.StorageError:
+            return False
+        return True
 
     def close(self):
         with self._lock:

@@ -26,7 +26,27 @@ MAX_PERIOD = 100 * 36525 * 864
 
 
 class StorageError(Exception):
-    """The store failed (unreachable, refused the write): retry later."""
+    """The store failed. Writers retry it later unless it is a
+    ``StorageDataError``: a failure nobody classified is taken for a
+    passing one (a message that keeps failing is stopped by the retry
+    limit of the consumer instead)."""
+
+
+class StorageUnavailableError(StorageError):
+    """The store cannot answer now (connection refused or lost, timeout,
+    serialization failure, deadlock, shutting down): the same write may
+    succeed later."""
+
+
+class StorageDataError(StorageError):
+    """The store refuses this input and always will (a value out of range,
+    text it cannot hold, an index row too big): retrying the same samples
+    cannot help; the batch is split to find the ones at fault.
+    ``refused``: the (sample, reason) pairs at fault, when known."""
+
+    def __init__(self, message, refused=()):
+        super().__init__(message)
+        self.refused = list(refused)
 
 
 InvalidQuery = query_mod.InvalidQuery
@@ -309,8 +329,9 @@ class Connection(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def ping(self):
-        """Return when the store answers; StorageError when it does not
-        (the healthcheck of the services over the store)."""
+        """Return when the store answers; StorageError when it does not:
+        the healthcheck of the services over the store, and the writers'
+        probe during an outage (to resume at once)."""
 
     def close(self):  # noqa: B027 - drivers without resources to free
         """Release connections."""
@@ -323,7 +344,9 @@ class Connection(metaclass=abc.ABCMeta):
         Invalid samples (``validate_sample``) are rejected, logged with
         their reason and counted; the rest are stored. A sample id already
         stored changes nothing. Also maintains each resource's record and
-        the meters seen. Raises StorageError when the store fails.
+        the meters seen. Raises StorageDataError when the store refuses
+        what it was given (a retry of the same samples would fail again),
+        StorageUnavailableError (or another StorageError) when it failed.
         """
 
     @abc.abstractmethod

@@ -76,10 +76,24 @@ def _translate_errors(func):
     def wrapper(self, *args, **kwargs):
         try:
             return func(self, *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise base.StorageUnavailableError(
+                f'MongoDB {func.__name__} failed: {exc}') from exc
+        except _REFUSED_DATA as exc:
+            raise base.StorageDataError(
+                f'MongoDB {func.__name__} refused the data: {exc}') from exc
         except mongo_errors.PyMongoError as exc:
             raise base.StorageError(
                 f'MongoDB {func.__name__} failed: {exc}') from exc
     return wrapper
+
+
+# The server is away or slow: the same write may succeed later.
+_UNAVAILABLE = (mongo_errors.ConnectionFailure, mongo_errors.ExecutionTimeout,
+                mongo_errors.WTimeoutError, mongo_errors.NotPrimaryError)
+# The documents can never be written as they are.
+_REFUSED_DATA = (mongo_errors.DocumentTooLarge, bson.errors.InvalidDocument,
+                 bson.errors.InvalidStringData)
 
 
 # --- values --------------------------------------------------------------
@@ -328,10 +342,6 @@ class Connection(base.Connection):
                        else client)
         self.db = self.client.get_database(_database_name(url))
 
-    @_translate_errors
-    def ping(self):
-        self.db.command('ping')
-
     def close(self):
         if self._owns_client:
             self.client.close()
@@ -380,6 +390,10 @@ class Connection(base.Connection):
             samples.create_index([('timestamp', 1)], name=TTL_INDEX,
                                  expireAfterSeconds=ttl)
 
+    @_translate_errors
+    def ping(self):
+        self.client.admin.command('ping')
+
     # --- samples ----------------------------------------------------------
     @_translate_errors
     def record_samples(self, samples):
@@ -424,8 +438,8 @@ class Connection(base.Connection):
 
     @staticmethod
     def _reject(result, sample, reason):
-        LOG.warning('Sample %s rejected: %s', getattr(sample, 'id', None),
-                    reason)
+        LOG.debug('Sample %s rejected: %s', getattr(sample, 'id', None),
+                  reason)
         result.rejected.append((sample, reason))
 
     def _insert_samples(self, docs):

@@ -220,11 +220,16 @@ def dumps(value):
         return orjson.dumps(value, default=_json_default,
                             option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
-        # orjson refuses integers beyond 64 bits; json does not.
+        pass
+    # orjson refuses integers beyond 64 bits; json does not. Both refuse
+    # nesting deeper than the interpreter's stack: a ValueError too.
+    try:
         text = json.dumps(value, default=_json_default, allow_nan=False,
                           ensure_ascii=False)
-        text.encode()
-        return text
+    except RecursionError:
+        raise ValueError('nested too deeply to encode')
+    text.encode()
+    return text
 
 
 def loads(text):
@@ -682,6 +687,32 @@ class _BatchRecords:
         self.meters.setdefault(row[13], row)
 
 
+# --- write errors ----------------------------------------------------------
+
+# SQLSTATE classes of errors about the statement's data, not the server:
+# data exception (22: out of range, bad encoding, NUL), integrity
+# constraint violation (23) and program limit exceeded (54: index row
+# too big, too many columns).
+_DATA_SQLSTATE_CLASSES = ('22', '23', '54')
+# Unique violations come from concurrent writers racing: retry them.
+_RETRIED_SQLSTATES = ('23505',)
+_DATA_SQLITE_ERRORS = ('SQLITE_TOOBIG', 'SQLITE_MISMATCH', 'SQLITE_RANGE',
+                       'SQLITE_CONSTRAINT_NOTNULL', 'SQLITE_CONSTRAINT_CHECK')
+
+
+def _refuses_the_data(exc, cause):
+    """Whether a database error says the data can never be written (a
+    StorageDataError), rather than that the server failed now."""
+    if isinstance(exc, sa.exc.DataError) or type(cause).__name__ in (
+            'DataError', 'ProgramLimitExceeded'):
+        return True
+    sqlstate = getattr(cause, 'sqlstate', None)
+    if isinstance(sqlstate, str):
+        return (sqlstate[:2] in _DATA_SQLSTATE_CLASSES
+                and sqlstate not in _RETRIED_SQLSTATES)
+    return getattr(cause, 'sqlite_errorname', None) in _DATA_SQLITE_ERRORS
+
+
 # --- the driver ------------------------------------------------------------
 
 class Connection(base.Connection):
@@ -758,8 +789,11 @@ class Connection(base.Connection):
                     raise base.InvalidQuery(
                         'the store cannot evaluate the query: '
                         f'{str(cause).splitlines()[0]}') from exc
-                raise base.StorageError(
-                    f'{type(cause).__name__}: {cause}') from exc
+                kind = (base.StorageDataError
+                        if _refuses_the_data(exc, cause)
+                        else base.StorageUnavailableError)
+                raise kind(f'{type(cause).__name__}: '
+                           f'{" ".join(str(cause).split())}') from exc
 
     def upgrade(self):
         with self._transaction(write=True) as conn:
@@ -823,8 +857,9 @@ class Connection(base.Connection):
                 row = self._row(sample, now_us)
             except ValueError as exc:
                 reason = str(exc)
-                LOG.warning('Sample %s rejected: %s',
-                            getattr(sample, 'id', None), reason)
+                # The caller names the message of the sample.
+                LOG.debug('Sample %s rejected: %s',
+                          getattr(sample, 'id', None), reason)
                 rejected.append((index, sample, reason))
                 continue
             if row[0] != previous:
@@ -1003,7 +1038,8 @@ class Connection(base.Connection):
             value = getattr(sample, field)
             if value is not None:
                 if not isinstance(value, str):
-                    raise ValueError(f'{field} {value!r} is not a string')
+                    raise ValueError(f'{field} is a {type(value).__name__}, '
+                                     'not a string')
                 if not value.isascii():
                     try:
                         value.encode()

@@ -39,7 +39,7 @@ def topic():
     yield name
     helpers.delete_queues(helpers.topic_queues(
         name, ('info', 'sample', 'error', 'warn', 'critical', 'audit',
-               'debug')))
+               'debug', 'dead')))
 
 
 @pytest.fixture
@@ -180,7 +180,8 @@ def test_http_receiver_down_keeps_notifications_queued(agents, topic):
     # Receiver down: the agent keeps retrying and acknowledges nothing.
     first = agents(pipeline)
     first.start()
-    assert first.wait_for_log('requeueing them', 15), first.log()[-3000:]
+    assert first.wait_for_log('Publishing unavailable since', 15), (
+        first.log()[-3000:])
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         assert first.alive(), first.log()[-3000:]
@@ -194,7 +195,8 @@ def test_http_receiver_down_keeps_notifications_queued(agents, topic):
 
     second = agents(pipeline)
     second.start()
-    assert second.wait_for_log('requeueing them', 15), second.log()[-3000:]
+    assert second.wait_for_log('Publishing unavailable since', 15), (
+        second.log()[-3000:])
     server = helpers.SampleHTTPServer(port)
     try:
         def delivered():
@@ -313,12 +315,20 @@ def test_malformed_messages_are_dropped_and_logged(agents, topic,
     assert {s['id'] for s in samples} == expected_ids(message_ids,
                                                       ['after-garbage'])
     log = agent.log()
-    assert log.count('Undecodable notification dropped') == len(
+    assert log.count(' dead-lettered (delivery ') == len(
         MALFORMED_BODIES), log
-    assert 'the message has no event_type' in log
+    assert 'undecodable: the message has no event_type' in log
     assert 'Exception during messages handling' not in log
-    assert 'requeueing' not in log
+    assert 'unavailable since' not in log
     assert_drained_and_acked(agent, topic)
+    # Dead-lettered as they came, with where they came from.
+    letters = helpers.read_dead_letters(f'{topic}.dead')
+    assert [body for _, body in letters] == [
+        body for body, _ in MALFORMED_BODIES]
+    assert {h['x-calipso-original-routing-key'] for h, _ in letters} == {
+        f'{topic}.info'}
+    assert all(h['x-calipso-reason'].startswith('undecodable: ')
+               for h, _ in letters)
 
 
 def test_notification_with_null_priority_does_not_block_the_queue(
@@ -372,15 +382,21 @@ def test_unprocessable_notification_is_dropped_alone(agents, topic,
     assert {s['id'] for s in helpers.read_jsonl(out)} == want
     assert helpers.count_lines(out) == 7
     log = agent.log()
+    # One line per notification, however many meters it fails.
+    (no_id_line,) = [x for x in log.splitlines() if no_id in x]
+    assert (f'Notification {no_id} (compute.instance.exists): meter '
+            in no_id_line), no_id_line
     for meter in helpers.INSTANCE_METERS:
-        assert (f'Notification {no_id} (compute.instance.exists): meter '
-                f'{meter} not built: resource_id' in log), log
-    assert (f'Notification {bad_vcpe} (vcpe) dropped: NotificationError: '
-            f'payload has no vcpe_id' in log), log
+        assert f'meter {meter} not built: resource_id' in no_id_line
+    assert (f'Notification {bad_vcpe} (vcpe) dead-lettered: no sample can '
+            f'be made of it: NotificationError: payload has no vcpe_id'
+            in log), log
     assert (f'Notification {partial} (compute.instance.exists): meter '
             f"vcpus not built: volume: 'lots' is not a number" in log), log
     assert valid not in log
-    assert 'requeueing' not in log
+    assert 'unavailable since' not in log
+    assert [h['x-calipso-message-id'] for h, _ in helpers.read_dead_letters(
+        f'{topic}.dead')] == [bad_vcpe]
     assert_drained_and_acked(agent, topic)
 
 

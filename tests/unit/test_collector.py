@@ -9,7 +9,6 @@ import pytest
 
 from calipso_agent import collector, storage
 from calipso_agent.cmd import collector as collector_cmd
-from calipso_agent.notification import manager
 from calipso_agent.publisher import utils
 from calipso_agent.storage import base as storage_base
 from tests import helpers
@@ -77,9 +76,9 @@ def signed(index=0, secret=SECRET, **changes):
 
 
 def endpoint(store, waits=None, secret=SECRET):
-    ep = collector.SampleEndpoint(store, secret, manager.Backoff(0.5, 4))
+    ep = collector.SampleEndpoint(store, secret, (0.5, 4))
     if waits is not None:
-        ep._stopping.wait = waits.append
+        ep.outage.wait = waits.append
     return ep
 
 
@@ -257,47 +256,95 @@ def test_store_failure_requeues_with_growing_backoff(caplog):
     waits = []
     ep = endpoint(store, waits)
     batch = [notification([signed(i) for i in range(3)])]
-    with caplog.at_level(logging.ERROR):
-        results = [ep.sample(batch) for _ in range(5)]
+    caplog.set_level(logging.INFO)
+    results = [ep.sample(batch) for _ in range(5)]
     assert results == [REQUEUE] * 4 + [HANDLED]
     assert waits == [0.5, 1.0, 2.0, 4.0]
     assert len(store.samples) == 3
-    assert ('Storing 3 samples of 1 notifications failed (StorageError: '
-            'connection refused); requeueing them in 0.5s') in caplog.text
-    # Redelivered after the write committed: nothing stored twice.
+    lines = caplog.text.splitlines()
+    assert len([line for line in lines if 'unavailable since' in line]) == 1
+    assert ('Store unavailable since ' in caplog.text
+            and ': StorageError: connection refused; batches are requeued '
+                'until it answers' in caplog.text)
+    assert 'storing resumed after ' in caplog.text
+    assert ', 4 batches retried' in caplog.text
+    # Redelivered after the write committed: nothing stored twice, said.
     assert ep.sample(batch) == HANDLED
     assert len(store.samples) == 3
+    assert ep.already_stored == 3
+    assert '3 of 3 samples already stored (redelivery)' in caplog.text
     store.failures = 1
     assert ep.sample(batch) == REQUEUE
     assert waits[-1] == 0.5
 
 
-def test_unexpected_store_error_also_requeues_with_backoff(caplog):
-    store = FakeStore(failures=1, error=RuntimeError('driver bug'))
+def test_unexplained_store_error_is_retried_then_dead_lettered(caplog):
+    store = FakeStore(failures=3, error=RuntimeError('driver bug'))
     waits = []
-    ep = endpoint(store, waits)
-    with caplog.at_level(logging.ERROR):
-        assert ep.sample([notification([signed(1)])]) == REQUEUE
-    assert waits == [0.5]
-    assert 'Traceback' in caplog.text
+    letters = []
+    ep = collector.SampleEndpoint(store, SECRET, (0.5, 4),
+                                  dead_letters=Letters(letters),
+                                  max_attempts=3)
+    ep.outage.wait = waits.append
+    batch = [notification([signed(1)], message_id='n-odd')]
+    with caplog.at_level(logging.WARNING):
+        assert [ep.sample(batch) for _ in range(3)] == [
+            REQUEUE, REQUEUE, HANDLED]
+    assert waits == [0.5, 1.0]
+    assert [(m, r) for m, r in letters] == [
+        ('n-odd', 'failed 3 times: RuntimeError: driver bug')]
+    assert 'Traceback' not in caplog.text
+    assert ('Notification n-odd (metering) failed alone, attempt 1 of 3: '
+            'RuntimeError: driver bug') in caplog.text
 
 
 def test_stop_ends_the_backoff_wait():
     store = FakeStore(failures=1)
-    ep = collector.SampleEndpoint(store, SECRET, manager.Backoff(60, 60))
+    ep = collector.SampleEndpoint(store, SECRET, (60, 60))
     ep.stop()
     assert ep.sample([notification([signed(1)])]) == REQUEUE
 
 
-def test_samples_rejected_by_the_store_do_not_fail_the_batch(caplog):
+def test_a_notification_the_store_refuses_is_dead_lettered_alone(caplog):
     store = FakeStore(reject={make_sample(2).id})
-    ep = endpoint(store)
+    letters = []
+    ep = collector.SampleEndpoint(store, SECRET, dead_letters=Letters(
+        letters))
+    batch = [notification([signed(1)], message_id='n-1'),
+             notification([signed(2)], message_id='n-2'),
+             notification([signed(3)], message_id='n-3')]
     with caplog.at_level(logging.ERROR):
-        assert ep.sample([notification([signed(1), signed(2)])]) == HANDLED
-    assert list(store.samples) == [make_sample(1).id]
-    assert ep.rejected == 1
-    assert ('1 of 2 samples rejected by the store: '
-            f'{make_sample(2).id}: refused by the fake store') in caplog.text
+        assert ep.sample(batch) == HANDLED
+    assert sorted(store.samples) == sorted([make_sample(1).id,
+                                            make_sample(3).id])
+    assert letters == [('n-2', f'{make_sample(2).name}: refused by the '
+                               'fake store')]
+    assert 'Notification n-2 (metering) dead-lettered: ' in caplog.text
+
+
+def test_a_sample_over_the_limits_dead_letters_its_notification(caplog):
+    store = FakeStore()
+    letters = []
+    ep = collector.SampleEndpoint(store, SECRET, dead_letters=Letters(
+        letters))
+    batch = [notification([signed(1, resource_id='r' * 300)],
+                          message_id='n-long'),
+             notification([signed(2)], message_id='n-ok')]
+    assert ep.sample(batch) == HANDLED
+    assert list(store.samples) == [make_sample(2).id]
+    assert letters == [('n-long', f'meter message {make_sample(1).id}: '
+                                  'resource_id of 300 characters is longer '
+                                  'than 255')]
+
+
+class Letters:
+    """A dead-letter queue recording (message id, reason)."""
+
+    def __init__(self, letters):
+        self.letters = letters
+
+    def publish(self, body, reason, message_id=None, **kwargs):
+        self.letters.append((message_id, reason))
 
 
 # --- connecting, the service -------------------------------------------------

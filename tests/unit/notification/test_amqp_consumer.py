@@ -60,12 +60,27 @@ class Delivery:
     def __init__(self, tag, body):
         self.delivery_tag = tag
         self.body = body
-        self.delivery_info = {'routing_key': 'notifications.info'}
+        self.content_type = 'application/json'
+        self.content_encoding = 'utf-8'
+        self.delivery_info = {'routing_key': 'notifications.info',
+                              'exchange': 'nova'}
 
 
-def make_consumer():
+class RecordingDeadLetters:
+    def __init__(self, fail=False):
+        self.fail = fail
+        self.letters = []
+
+    def publish(self, body, reason, **kwargs):
+        if self.fail:
+            raise OSError('broker gone')
+        self.letters.append(dict(kwargs, body=body, reason=reason))
+
+
+def make_consumer(dead_letters=None, max_bytes=None):
     consumer = amqp_consumer.BatchedNotificationConsumer(
-        ['amqp://guest:guest@127.0.0.1:5672/'], [], None, 10)
+        ['amqp://guest:guest@127.0.0.1:5672/'], [], None, 10, dead_letters,
+        max_bytes)
     consumer._channel = FakeChannel()
     consumer._generation = 1
     return consumer
@@ -104,7 +119,8 @@ def test_undecodable_deliveries_are_acked_in_order(caplog):
     deliver(consumer, 1, start=2, body=b'garbage')
     deliver(consumer, 1, start=3)
     assert consumer.undecodable == 1
-    assert 'Undecodable notification dropped' in caplog.text
+    assert 'Notification None dropped (delivery 2' in caplog.text
+    assert 'undecodable: unexpected character' in caplog.text
     first, third = consumer._received
     third.acknowledge()
     consumer._flush_settlements()
@@ -198,3 +214,52 @@ def test_other_transports_keep_oslo_drivers():
     transport = manager.notification_transport(conf)
     assert not isinstance(transport._driver,
                           amqp_consumer.BatchedNotificationDriver)
+
+
+@pytest.mark.parametrize('body,message_id', [
+    # The oslo.message string does not decode: the id is read around it.
+    (json.dumps({'oslo.version': '2.0', 'oslo.message':
+                 '{"message_id": "5f1c-77", "event_type": broken'}).encode(),
+     '5f1c-77'),
+    (b'{"message_id": "m-9", "payload": {"x": nan}}', 'm-9'),
+    (oslo_body({'message_id': 'whole', 'priority': 7}), 'whole'),
+    (b'\xff\xfe "message_id": "after-binary" \xff', 'after-binary'),
+    (b'garbage', None),
+    (b'{"message_id": 42}', None),
+])
+def test_message_id_of_an_undecodable_body(body, message_id):
+    assert amqp_consumer.message_id_of(body) == message_id
+
+
+def test_undecodable_and_oversize_messages_are_dead_lettered_as_they_came(
+        caplog):
+    letters = RecordingDeadLetters()
+    consumer = make_consumer(letters, max_bytes=2000)
+    broken = json.dumps({'oslo.version': '2.0', 'oslo.message':
+                         '{"message_id": "bad-1", "event_type": x'}).encode()
+    big = oslo_body({'event_type': 'e', 'priority': 'INFO',
+                     'message_id': 'big-1', 'payload': {'x': 'y' * 3000}})
+    consumer._on_delivery(Delivery(1, broken))
+    consumer._on_delivery(Delivery(2, big))
+    deliver(consumer, 1, start=3)
+    assert [(d['message_id'], d['body'], d['exchange'], d['routing_key'])
+            for d in letters.letters] == [
+        ('bad-1', broken, 'nova', 'notifications.info'),
+        ('big-1', big, 'nova', 'notifications.info')]
+    assert letters.letters[0]['reason'].startswith('undecodable: ')
+    assert letters.letters[1]['reason'] == (
+        f'{len(big)} bytes, more than the 2000 accepted')
+    assert [m.msg_id for m in consumer._received] == ['m3']
+    consumer._received[0].acknowledge()
+    consumer._flush_settlements()
+    assert consumer._channel.calls == [('ack', 3, True)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all('\n' not in line for line in lines)
+    assert lines[0].startswith('Notification bad-1 dead-lettered')
+
+
+def test_a_dead_letter_not_published_leaves_the_message_queued():
+    consumer = make_consumer(RecordingDeadLetters(fail=True))
+    consumer._on_delivery(Delivery(1, b'garbage'))
+    consumer._flush_settlements()
+    assert consumer._channel.calls == [('reject', 1, True)]

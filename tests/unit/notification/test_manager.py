@@ -48,10 +48,9 @@ def meter_endpoint():
         conf, meters.MeterDefinitions.from_files([helpers.CEILOMETER_METERS]))
 
 
-def dispatcher(endpoints, pipeline, waits):
-    backoff = manager.Backoff(0.5, 4)
-    d = manager.SampleDispatcher(endpoints, pipeline, backoff)
-    d._stopping.wait = waits.append
+def dispatcher(endpoints, pipeline, waits, **kwargs):
+    d = manager.SampleDispatcher(endpoints, pipeline, (0.5, 4), **kwargs)
+    d.outage.wait = waits.append
     return d
 
 
@@ -79,17 +78,30 @@ def test_publisher_failure_requeues_with_growing_backoff(meter_endpoint):
     assert waits[-1] == 0.5
 
 
-def test_bad_notification_is_dropped_alone(meter_endpoint, caplog):
+def test_notification_no_endpoint_can_process_is_dead_lettered_alone(
+        meter_endpoint, caplog):
     pipeline = RecordingPipeline()
+    letters = Letters()
     d = dispatcher([ExplodingEndpoint(helpers.make_conf()), meter_endpoint],
-                   pipeline, [])
+                   pipeline, [], dead_letters=letters)
     with caplog.at_level(logging.ERROR):
         result = d.info([nova_exists('bad', explode=True),
                          nova_exists('good')])
     assert result == HANDLED
     assert {s.message_id for s in pipeline.published} == {'good'}
     assert d.dropped == 1
-    assert 'Notification bad (compute.instance.exists) dropped' in caplog.text
+    assert [(k['message_id'], reason) for k, reason in letters.letters] == [
+        ('bad', "no sample can be made of it: KeyError: 'boom'")]
+    assert ("Notification bad (compute.instance.exists) dead-lettered: no "
+            "sample can be made of it: KeyError: 'boom'") in caplog.text
+
+
+class Letters:
+    def __init__(self):
+        self.letters = []
+
+    def publish(self, body, reason, **kwargs):
+        self.letters.append((dict(kwargs, body=body), reason))
 
 
 def test_definition_failure_is_logged_with_the_message_id(meter_endpoint,

@@ -278,6 +278,54 @@ def test_user_metadata_reserved_keys(tmp_path):
     assert user == {'stack': 's1', 'a_b': 'x' * 256}
 
 
+def test_user_metadata_that_is_not_a_mapping_is_left_out(tmp_path):
+    """Nova's ``metadata`` is a mapping; anything else (``"not a dict"``)
+    cannot be user metadata: the samples are built without it, and the
+    notification's failure line says so once."""
+    defs = load(tmp_path, '''
+        metric:
+          - name: memory
+            event_type: e
+            type: gauge
+            unit: MiB
+            volume: $.payload.memory_mb
+            resource_id: $.payload.id
+            user_metadata: $.payload.metadata
+            metadata:
+              host: $.payload.host
+          - name: vcpus
+            event_type: e
+            type: gauge
+            unit: vcpu
+            volume: $.payload.vcpus
+            resource_id: $.payload.id
+            user_metadata: $.payload.metadata
+            metadata:
+              host: $.payload.host
+    ''')
+    samples, failures = build(defs, notification('e', {
+        'memory_mb': 1, 'vcpus': 2, 'id': 'i', 'host': 'h',
+        'metadata': 'not a dict'}))
+    assert [s['resource_metadata'] for s in samples] == [{'host': 'h'}] * 2
+    assert failures == [(None, "user_metadata '$.payload.metadata' is a "
+                               "str, not a mapping: left out")]
+
+
+def test_failures_of_a_notification_are_logged_on_one_line(tmp_path,
+                                                           caplog):
+    from tests import helpers
+    defs = load(tmp_path, SIMPLE)
+    endpoint = meters.MeterEndpoint(helpers.make_conf(), defs)
+    with caplog.at_level('WARNING'):
+        assert endpoint.process_notification(notification(
+            payload={'instance_id': 'i', 'memory_mb': True},
+            message_id='m-bool')) == []
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        'Notification m-bool (compute.instance.exists): meter memory not '
+        'built: volume: True is a boolean, not a number')
+
+
 def test_a_later_definition_of_a_name_replaces_the_earlier(tmp_path):
     defs = load(tmp_path, SIMPLE, '''
         metric:
@@ -355,6 +403,12 @@ def test_file_without_metric_list_is_reported(tmp_path):
     ({'memory_mb': 1}, 'resource_id'),
     ({'instance_id': 'i'}, 'volume'),
     ({'instance_id': 'i', 'memory_mb': 'lots'}, 'not a number'),
+    # vcpus: true is not one vCPU; NaN and infinity measure nothing.
+    ({'instance_id': 'i', 'memory_mb': True}, 'True is a boolean, not a '
+                                              'number'),
+    ({'instance_id': 'i', 'memory_mb': 'NaN'}, 'not a finite number'),
+    ({'instance_id': 'i', 'memory_mb': float('inf')},
+     'not a finite number'),
 ])
 def test_a_sample_that_cannot_be_built_is_a_failure(tmp_path, payload,
                                                     reason):

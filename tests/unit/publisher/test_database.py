@@ -1,6 +1,5 @@
 """database://: samples into the configured store, failures requeue."""
 
-import logging
 import urllib.parse
 
 import pytest
@@ -75,16 +74,34 @@ def test_samples_are_stored_once(conf, store):
     assert (got.name, got.volume, got.resource_id) == ('cpu', 3.0, 'vm-3')
 
 
-def test_samples_the_store_rejects_are_logged_not_retried(conf, store,
-                                                          caplog):
+def test_samples_the_store_rejects_raise_a_data_error_naming_them(
+        conf, store):
     bad = make_sample(1, volume='abc')
     pub = make(conf)
-    with caplog.at_level(logging.WARNING):
+    with pytest.raises(base.PublisherDataError,
+                       match='1 of 3 samples rejected') as raised:
         pub.publish_samples([make_sample(0), bad, make_sample(2)])
     pub.close()
+    # The others are stored: the agent dead-letters only the notification
+    # of the refused sample.
     assert stored_ids(store) == sorted([make_sample(0).id,
                                         make_sample(2).id])
-    assert 'Database publisher: 1 of 3 samples rejected' in caplog.text
+    assert [s for s, _ in raised.value.refused] == [bad]
+
+
+def test_a_redelivery_is_counted_and_returned(conf, store):
+    pub = make(conf)
+    assert pub.publish_samples([make_sample(0), make_sample(1)]) == 0
+    assert pub.publish_samples(
+        [make_sample(0), make_sample(1), make_sample(2)]) == 2
+    pub.close()
+    assert pub.already_stored == 2
+
+
+def test_probe_answers_whether_the_store_does(conf):
+    pub = make(conf)
+    assert pub.probe() is True
+    pub.close()
 
 
 @pytest.mark.parametrize('url', ['database://localhost',

@@ -1,0 +1,60 @@
+"""The SQL driver's write errors on SQLite, and their classification."""
+
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from calipso_agent.storage import impl_sqlalchemy
+from tests import helpers
+from tests.helpers import make_sample
+
+
+@pytest.fixture
+def store(tmp_path):
+    connection = impl_sqlalchemy.Connection(
+        helpers.make_conf(), f'sqlite:///{tmp_path}/s.sqlite')
+    yield connection
+    connection.close()
+
+
+def test_metadata_nested_past_the_stack_is_a_rejected_sample(store):
+    deep = {}
+    for _ in range(5000):
+        deep = {'a': deep}
+    bad = make_sample(1, resource_metadata={'deep': deep})
+    result = store.record_samples([make_sample(0), bad])
+    assert result.stored == 1
+    assert [r for _, r in result.rejected] == [
+        'resource_metadata is not JSON: nested too deeply to encode']
+
+
+def test_ping(store):
+    store.ping()
+
+
+class DriverError(Exception):
+    def __init__(self, sqlstate=None, sqlite_errorname=None):
+        super().__init__('x')
+        self.sqlstate = sqlstate
+        self.sqlite_errorname = sqlite_errorname
+
+
+@pytest.mark.parametrize('cause,refused', [
+    (DriverError('54000'), True),       # program limit exceeded: index row
+    (DriverError('22021'), True),       # character not in repertoire
+    (DriverError('22003'), True),       # numeric value out of range
+    (DriverError('23502'), True),       # not null violation
+    (DriverError('23505'), False),      # unique violation: concurrent writers
+    (DriverError('40001'), False),      # serialization failure
+    (DriverError('40P01'), False),      # deadlock
+    (DriverError('57P01'), False),      # admin shutdown
+    (DriverError('08006'), False),      # connection failure
+    (DriverError(sqlite_errorname='SQLITE_TOOBIG'), True),
+    (DriverError(sqlite_errorname='SQLITE_BUSY'), False),
+    (sqlite3.DataError('x'), True),
+    (sqlite3.OperationalError('database is locked'), False),
+])
+def test_which_database_errors_refuse_the_data(cause, refused):
+    wrapped = sa.exc.DBAPIError('stmt', {}, cause)
+    assert impl_sqlalchemy._refuses_the_data(wrapped, cause) is refused

@@ -14,9 +14,9 @@ import sys
 from gunicorn import config as gunicorn_config
 
 from calipso_agent import service, storage
-from calipso_agent.api import server
-from calipso_proxy import channels, launcher, opts
-from calipso_proxy.controller import app
+from calipso_agent.wsgi import server
+from calipso_proxy import launcher, opts
+from calipso_proxy.controller import app, channels
 from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 

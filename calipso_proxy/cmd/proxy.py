@@ -9,8 +9,9 @@ import logging
 import sys
 
 from calipso_agent import service
-from calipso_agent.api import server
-from calipso_proxy import app, liveness, opts
+from calipso_agent.wsgi import server
+from calipso_proxy import opts
+from calipso_proxy.proxy import app, liveness
 
 LOG = logging.getLogger(__name__)
 

@@ -22,9 +22,10 @@ import logging
 import webob
 import webob.dec
 
-from calipso_agent.api import app as api_app
-from calipso_agent.api import errors, paste_app, rbac, store_app
-from calipso_proxy import channels, launcher
+from calipso_agent.wsgi import errors, paste_app, responses, store_app
+from calipso_agent.wsgi import identity as identity_mod
+from calipso_proxy import launcher
+from calipso_proxy.controller import channels
 
 LOG = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class ControllerApp(store_app.StoreApp):
         if status is None and self.conf.controller.auth_strategy != (
                 'noauth'):
             raise errors.UnauthorizedError('Authentication required')
-        identity = rbac.Identity.from_headers(request.headers)
+        identity = identity_mod.Identity.from_headers(request.headers)
         if self.conf.controller.admin_role.lower() not in identity.roles:
             raise errors.ForbiddenError(
                 f'The {self.conf.controller.admin_role} role is required')
@@ -94,24 +95,24 @@ class ControllerApp(store_app.StoreApp):
         method = 'GET' if request.method == 'HEAD' else request.method
         if channel_id is None:
             if method == 'GET':
-                return api_app.json_response(200, [
+                return responses.json_response(200, [
                     channels.to_resource(c) for c in self.service.list()])
             return self._create(request, identity)
         if method == 'GET':
-            return api_app.json_response(200, channels.to_resource(
+            return responses.json_response(200, channels.to_resource(
                 self.service.get(channel_id)))
         if method == 'DELETE':
             self.service.delete(channel_id)
             return webob.Response(status=204, content_type=None)
         changes = channels.parse_changes(_body(request))
-        return api_app.json_response(200, channels.to_resource(
+        return responses.json_response(200, channels.to_resource(
             self.service.update(channel_id, changes)))
 
     def _create(self, request, identity):
         name, tenants = channels.parse_creation(_body(request))
         channel, token = self.service.create(name, tenants,
                                              identity.user_id)
-        response = api_app.json_response(
+        response = responses.json_response(
             201, channels.to_resource(channel, token=token))
         response.headers['Location'] = (
             f'{request.application_url}{COLLECTION}/{channel["id"]}/')

@@ -1,7 +1,6 @@
 """The v2 API (Ceilometer's): its routes."""
 
 from calipso_agent.api import openapi
-from calipso_agent.api.router import Route
 from calipso_agent.api.v2 import (
     capabilities,
     meters,
@@ -9,6 +8,7 @@ from calipso_agent.api.v2 import (
     resources,
     samples,
 )
+from calipso_agent.wsgi.router import Route
 
 
 def openapi_document(ctx):

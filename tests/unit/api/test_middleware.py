@@ -7,7 +7,8 @@ import webob
 from oslo_config import cfg
 
 from calipso_agent import opts
-from calipso_agent.api import app, middleware
+from calipso_agent.api import app
+from calipso_agent.wsgi import auth, middleware
 from tests import helpers
 from tests.unit.api import support
 from tests.unit.api.support import fault
@@ -180,7 +181,7 @@ def test_noauth_keeps_given_roles():
         start_response('200 OK', [])
         return [b'']
 
-    filtered = middleware.NoAuth(application)
+    filtered = auth.NoAuth(application)
     webob.Request.blank('/').get_response(filtered)
     assert seen['roles'] == 'admin'
     webob.Request.blank('/', headers={'X-Roles': 'member'}).get_response(

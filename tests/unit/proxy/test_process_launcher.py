@@ -15,7 +15,8 @@ import time
 import pytest
 import requests
 
-from calipso_proxy import channels, launcher
+from calipso_proxy import launcher
+from calipso_proxy.controller import channels
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
 from tests import helpers

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from calipso_agent.api import errors
-from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth, token_gate
+from calipso_agent.wsgi import errors
+from calipso_proxy.proxy import scope as scope_mod
+from calipso_proxy.proxy import tenant_auth, token_gate
 
 TOKEN = 'channel-token'
 

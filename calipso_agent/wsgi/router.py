@@ -8,7 +8,7 @@ Matching works on the raw request target when the server gives it
 
 import urllib.parse
 
-from calipso_agent.api import errors
+from calipso_agent.wsgi import errors
 
 
 class Route:

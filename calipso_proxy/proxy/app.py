@@ -14,10 +14,10 @@ import orjson
 import webob
 import webob.dec
 
-from calipso_agent.api import errors, paste_app, router
-from calipso_proxy import backend as backend_mod
-from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth, token_gate
+from calipso_agent.wsgi import errors, paste_app, router
+from calipso_proxy.proxy import backend as backend_mod
+from calipso_proxy.proxy import scope as scope_mod
+from calipso_proxy.proxy import tenant_auth, token_gate
 
 LOG = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
 from calipso_proxy.proxy import app as proxy_app
 from tests import helpers
-from tests.unit.proxy.test_channels import make_conf
+from tests.unit.proxy.controller.test_channels import make_conf
 
 COLLECTION = '/api/tenant/monitoring/monitoringchannel'
 ADMIN = {'X-Roles': 'admin', 'X-User-Id': 'admin-user'}

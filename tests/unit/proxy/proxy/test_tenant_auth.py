@@ -1,6 +1,6 @@
 """TenantAuth's cheap paths, on a clock of the test's (hermetic: no
 Keystone is reached; what Keystone answers is tested in
-tests/functional/proxy/test_proxy_keystone.py)."""
+tests/functional/proxy/proxy/test_keystone.py)."""
 
 import json
 

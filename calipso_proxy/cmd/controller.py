@@ -77,8 +77,16 @@ def server_options():
     return options
 
 
+def prepare(argv=None, log_setup=True):
+    """The controller's options (its own, [database] and [api]
+    scope_signing_key) parsed from ``argv``."""
+    return service.prepare_service(
+        argv, log_setup=log_setup,
+        register_opts=opts.register_controller_opts)
+
+
 def main(argv=None):
-    conf = service.prepare_service(argv, before_parse=opts.register_opts)
+    conf = prepare(argv)
     proxy_launcher = check_config(conf)
     controller = conf.controller
     reconciler = reconciler_mod.Reconciler(conf, proxy_launcher)

@@ -36,8 +36,8 @@ import webob.multidict
 
 from bench import common
 from calipso_proxy import opts as proxy_opts
-from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth
+from calipso_proxy.proxy import scope as scope_mod
+from calipso_proxy.proxy import tenant_auth
 
 METERS = ('cpu_util', 'memory.usage', 'disk.read.bytes')
 TOKEN = 'calipso-bench-channel-token'

@@ -32,15 +32,17 @@ def limit_executor_threads(conf):
 
 
 def prepare_service(argv=None, config_files=None, log_setup=True,
-                    conf=None, log_to_stderr=False, before_parse=None):
-    """A ConfigOpts with every calipso option, parsed from ``argv``.
+                    conf=None, log_to_stderr=False, before_parse=None,
+                    register_opts=opts.register_opts):
+    """A ConfigOpts with every calipso option (or those ``register_opts``
+    registers: a proxy's or controller's own), parsed from ``argv``.
 
     ``conf`` may bring command-line options of its own already registered;
     tools whose standard output is their result log to stderr;
     ``before_parse(conf)`` may change defaults of a daemon's own.
     """
     conf = conf if conf is not None else cfg.ConfigOpts()
-    opts.register_opts(conf)
+    register_opts(conf)
     log.register_options(conf)
     if log_to_stderr:
         conf.set_default('use_stderr', True)

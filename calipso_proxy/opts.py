@@ -11,6 +11,8 @@ point ``calipso_proxy`` read by oslo-config-generator.
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from calipso_agent import opts as agent_opts
+
 SERVICE_CREDENTIALS = 'service_credentials'
 
 PROXY_OPTS = [
@@ -215,7 +217,31 @@ def register_opts(conf):
     """Register [proxy], [controller] and the keystoneauth1 options of
     [service_credentials] (the plugin's own options are registered when
     it is loaded)."""
-    conf.register_opts(PROXY_OPTS, group='proxy')
+    register_proxy_opts(conf)
     conf.register_opts(CONTROLLER_OPTS, group='controller')
+
+
+def register_proxy_opts(conf):
+    """What a channel's proxy process registers: [proxy] and the
+    keystoneauth1 options of [service_credentials]. No [database]: a
+    proxy never holds database credentials."""
+    conf.register_opts(PROXY_OPTS, group='proxy')
     ks_loading.register_auth_conf_options(conf, SERVICE_CREDENTIALS)
     ks_loading.register_session_conf_options(conf, SERVICE_CREDENTIALS)
+
+
+def _agent_opts(options, names):
+    return [option for option in options if option.name in names]
+
+
+def register_controller_opts(conf):
+    """What the controller process registers: its own options, the ones
+    it renders into its proxies' configuration (register_opts), and of
+    the agent's only the store it keeps channels in ([database], and
+    ``state_path`` for the default SQLite path) and ``[api]
+    scope_signing_key``, which signs each channel's projects."""
+    register_opts(conf)
+    conf.register_opts(agent_opts.DATABASE_OPTS, group='database')
+    conf.register_opts(_agent_opts(agent_opts.DEFAULT_OPTS, {'state_path'}))
+    conf.register_opts(_agent_opts(agent_opts.API_OPTS,
+                                   {'scope_signing_key'}), group='api')

@@ -28,7 +28,8 @@ from stevedore import driver
 
 from calipso_agent import opts, storage
 from calipso_agent import sample as sample_mod
-from calipso_proxy import channels, tenant_auth
+from calipso_proxy.controller import channels
+from calipso_proxy.proxy import tenant_auth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('CALIPSO_SHARED_DIR',

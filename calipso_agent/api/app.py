@@ -6,48 +6,17 @@ paste_config`` chosen by ``[api] auth_strategy`` (``main`` for keystone,
 ``noauth`` for development), handing ``conf`` to the factories.
 """
 
-import json
 import logging
-import math
-
-import orjson
-import webob
 
 from calipso_agent import service
-from calipso_agent.api import context, errors, paste_app, router, store_app
+from calipso_agent.api import context
 from calipso_agent.api.v2 import ROUTES
+from calipso_agent.wsgi import paste_app, responses, router, store_app
 
 LOG = logging.getLogger(__name__)
 
 PIPELINES = {'keystone': 'main', 'noauth': 'noauth'}
 CONF_KEY = paste_app.CONF_KEY
-
-
-def _finite(value):
-    """``value`` with non-finite floats (an overflowing sum) as None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def json_response(status, body):
-    try:
-        # orjson writes non-finite floats as null, as _finite does.
-        data = orjson.dumps(body)
-    except TypeError:
-        # Integers beyond 64 bits: the standard library's encoder.
-        try:
-            data = json.dumps(body, allow_nan=False).encode()
-        except ValueError:
-            data = json.dumps(_finite(body), allow_nan=False).encode()
-    response = webob.Response(status=status, content_type=errors.JSON_TYPE,
-                              charset='UTF-8')
-    response.body = data
-    return response
 
 
 class API(store_app.StoreApp):
@@ -66,8 +35,8 @@ class API(store_app.StoreApp):
             ctx.authenticate()
         result = handler(ctx, **params)
         if isinstance(result, context.Reply):
-            return json_response(result.status, result.body)
-        return json_response(200, result)
+            return responses.json_response(result.status, result.body)
+        return responses.json_response(200, result)
 
 
 def setup_app(conf=None, storage=None):

@@ -14,9 +14,9 @@ and ``id``. The orderby is a JSON string ``[{field: "asc"|"desc"}]``.
 import json
 import re
 
-from calipso_agent.api import errors
 from calipso_agent.api import query as api_query
 from calipso_agent.storage import query as storage_query
+from calipso_agent.wsgi import errors
 
 OPERATORS = {'=': '=', '!=': '!=', '<': '<', '>': '>', '<=': '<=',
              '=<': '<=', '>=': '>=', '=>': '>=', 'in': 'in', 'like': 'like'}

@@ -1,8 +1,9 @@
 """What a controller gets for one request: the request, the options,
 the store, the caller's identity."""
 
-from calipso_agent.api import complex_query, errors, rbac
+from calipso_agent.api import complex_query, rbac
 from calipso_agent.api import query as api_query
+from calipso_agent.wsgi import errors, identity, query_string
 
 
 def public_base_url(conf, request):
@@ -37,7 +38,7 @@ class Context:
     @property
     def identity(self):
         if self._identity is None:
-            self._identity = rbac.Identity.from_headers(
+            self._identity = identity.Identity.from_headers(
                 self.request.headers, self.conf.api.multi_project_role,
                 self.conf.api.scope_signing_key)
         return self._identity
@@ -65,7 +66,7 @@ class Context:
         limited to its own project is refused (403) any term on
         project_id naming another, whatever its operator: checked before
         the terms are, so that every such term is refused alike."""
-        quadruples = api_query.query_quadruples(self.params)
+        quadruples = query_string.query_quadruples(self.params)
         if not self.identity.multi_project:
             rbac.check_named_projects(self.identity, [
                 (op, value) for field, op, value, _ in quadruples

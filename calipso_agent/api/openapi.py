@@ -8,8 +8,9 @@ import copy
 import functools
 
 from calipso_agent.api import query as api_query
+from calipso_agent.wsgi import v2_routes
 
-PATH = '/v2/openapi.json'
+PATH = v2_routes.OPENAPI_PATH
 VERSION = '2.0'
 
 SAMPLE_TYPES = ['gauge', 'delta', 'cumulative']

@@ -13,9 +13,9 @@ import math
 
 from oslo_utils import strutils
 
-from calipso_agent.api import errors
 from calipso_agent.storage import base as storage_base
 from calipso_agent.storage import query as storage_query
+from calipso_agent.wsgi import errors, query_string
 
 OPERATORS = ('lt', 'le', 'eq', 'ne', 'ge', 'gt', 'in')
 TIMESTAMP_OPERATORS = ('lt', 'le', 'gt', 'ge')
@@ -187,32 +187,10 @@ def parse_term(field, op, value, type_):
     return Term(metadata_key, op, typed_value(value, type_))
 
 
-QUERY_KEYS = ('q.field', 'q.op', 'q.value', 'q.type')
-
-
-def query_quadruples(params):
-    """(field, op, value, type) of each term of the repeated q.*
-    parameters of a request (a webob MultiDict): one q.field and q.value
-    per term, q.op and q.type for none or every term ('' when not
-    given)."""
-    fields, ops, values, types = (params.getall(k) for k in QUERY_KEYS)
-    count = len(fields)
-    if len(values) != count:
-        raise errors.InvalidParameterError(
-            'q.value', f'{len(values)} q.value for {count} q.field: give '
-                       'one q.value per q.field')
-    for name, given in (('q.op', ops), ('q.type', types)):
-        if given and len(given) != count:
-            raise errors.InvalidParameterError(
-                name, f'{len(given)} {name} for {count} q.field: give '
-                      f'none or one {name} per q.field')
-    return list(zip(fields, ops or [''] * count, values,
-                    types or [''] * count, strict=True))
-
-
 def parse_terms(params):
     """The Terms of the repeated q.* parameters of a request."""
-    return [parse_term(*quadruple) for quadruple in query_quadruples(params)]
+    return [parse_term(*quadruple)
+            for quadruple in query_string.query_quadruples(params)]
 
 
 class SimpleQuery:

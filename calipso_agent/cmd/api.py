@@ -4,7 +4,8 @@ import logging
 import sys
 
 from calipso_agent import service, storage
-from calipso_agent.api import app, server
+from calipso_agent.api import app
+from calipso_agent.wsgi import server
 
 LOG = logging.getLogger(__name__)
 

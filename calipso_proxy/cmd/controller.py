@@ -14,9 +14,9 @@ import sys
 from gunicorn import config as gunicorn_config
 
 from calipso_agent import service, storage
-from calipso_agent.api import server
-from calipso_proxy import channels, launcher, opts
-from calipso_proxy.controller import app
+from calipso_agent.wsgi import server
+from calipso_proxy import launcher, opts
+from calipso_proxy.controller import app, channels
 from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 
@@ -77,8 +77,16 @@ def server_options():
     return options
 
 
+def prepare(argv=None, log_setup=True):
+    """The controller's options (its own, [database] and [api]
+    scope_signing_key) parsed from ``argv``."""
+    return service.prepare_service(
+        argv, log_setup=log_setup,
+        register_opts=opts.register_controller_opts)
+
+
 def main(argv=None):
-    conf = service.prepare_service(argv, before_parse=opts.register_opts)
+    conf = prepare(argv)
     proxy_launcher = check_config(conf)
     controller = conf.controller
     reconciler = reconciler_mod.Reconciler(conf, proxy_launcher)

@@ -9,15 +9,22 @@ import logging
 import sys
 
 from calipso_agent import service
-from calipso_agent.api import server
-from calipso_proxy import app, liveness, opts
+from calipso_agent.wsgi import server
+from calipso_proxy import opts
+from calipso_proxy.proxy import app, liveness
 
 LOG = logging.getLogger(__name__)
 
 
+def prepare(argv=None, log_setup=True):
+    """The proxy's options (its own only) parsed from ``argv``."""
+    return service.prepare_service(argv, config_files=[],
+                                   log_setup=log_setup,
+                                   register_opts=opts.register_proxy_opts)
+
+
 def main(argv=None):
-    conf = service.prepare_service(argv, config_files=[],
-                                   before_parse=opts.register_opts)
+    conf = prepare(argv)
     try:
         if not conf.proxy.channel_id:
             raise ValueError('[proxy] channel_id is not set')

@@ -22,16 +22,21 @@ import logging
 import webob
 import webob.dec
 
-from calipso_agent.api import app as api_app
-from calipso_agent.api import errors, paste_app, rbac, store_app
-from calipso_proxy import channels, launcher
+from calipso_agent.wsgi import (
+    errors,
+    paste_app,
+    responses,
+    router,
+    store_app,
+)
+from calipso_agent.wsgi import identity as identity_mod
+from calipso_proxy import launcher
+from calipso_proxy.controller import channels
 
 LOG = logging.getLogger(__name__)
 
 COLLECTION = '/api/tenant/monitoring/monitoringchannel'
 PIPELINES = {'keystone': 'main', 'noauth': 'noauth'}
-COLLECTION_METHODS = ('GET', 'HEAD', 'POST')
-ITEM_METHODS = ('GET', 'HEAD', 'PUT', 'PATCH', 'DELETE')
 FORM_TYPES = ('application/x-www-form-urlencoded', 'multipart/form-data')
 
 
@@ -65,6 +70,13 @@ class ControllerApp(store_app.StoreApp):
         super().__init__(conf)
         self.service = service or channels.ChannelService(
             conf, launcher.get_launcher(conf), self.storage)
+        self.routes = (
+            router.Route(COLLECTION, {'GET': self._list,
+                                      'POST': self._create}),
+            router.Route(COLLECTION + '/{channel_id}', {
+                'GET': self._get, 'PUT': self._update,
+                'PATCH': self._update, 'DELETE': self._delete}),
+        )
 
     def _authorize(self, request):
         """The caller's identity; 401 without a valid token, 403 without
@@ -73,45 +85,44 @@ class ControllerApp(store_app.StoreApp):
         if status is None and self.conf.controller.auth_strategy != (
                 'noauth'):
             raise errors.UnauthorizedError('Authentication required')
-        identity = rbac.Identity.from_headers(request.headers)
+        identity = identity_mod.Identity.from_headers(request.headers)
         if self.conf.controller.admin_role.lower() not in identity.roles:
             raise errors.ForbiddenError(
                 f'The {self.conf.controller.admin_role} role is required')
         return identity
 
     def _dispatch(self, request):
-        path = request.path_info.rstrip('/')
-        if path == COLLECTION:
-            channel_id, allowed = None, COLLECTION_METHODS
-        elif (path.startswith(COLLECTION + '/') and
-              '/' not in path[len(COLLECTION) + 1:]):
-            channel_id, allowed = path[len(COLLECTION) + 1:], ITEM_METHODS
-        else:
+        segments = router.path_segments(request)
+        while len(segments) > 1 and segments[-1] == '':
+            segments.pop()
+        route, params = router.match(self.routes, segments)
+        if route is None:
             raise errors.NotFoundError(f'No such path: {request.path_info}')
         identity = self._authorize(request)
-        if request.method not in allowed:
-            raise errors.MethodNotAllowedError(request.method, allowed)
-        method = 'GET' if request.method == 'HEAD' else request.method
-        if channel_id is None:
-            if method == 'GET':
-                return api_app.json_response(200, [
-                    channels.to_resource(c) for c in self.service.list()])
-            return self._create(request, identity)
-        if method == 'GET':
-            return api_app.json_response(200, channels.to_resource(
-                self.service.get(channel_id)))
-        if method == 'DELETE':
-            self.service.delete(channel_id)
-            return webob.Response(status=204, content_type=None)
+        return route.handler(request.method)(request, identity, **params)
+
+    def _list(self, request, identity):
+        return responses.json_response(200, [
+            channels.to_resource(c) for c in self.service.list()])
+
+    def _get(self, request, identity, channel_id):
+        return responses.json_response(200, channels.to_resource(
+            self.service.get(channel_id)))
+
+    def _update(self, request, identity, channel_id):
         changes = channels.parse_changes(_body(request))
-        return api_app.json_response(200, channels.to_resource(
+        return responses.json_response(200, channels.to_resource(
             self.service.update(channel_id, changes)))
+
+    def _delete(self, request, identity, channel_id):
+        self.service.delete(channel_id)
+        return webob.Response(status=204, content_type=None)
 
     def _create(self, request, identity):
         name, tenants = channels.parse_creation(_body(request))
         channel, token = self.service.create(name, tenants,
                                              identity.user_id)
-        response = api_app.json_response(
+        response = responses.json_response(
             201, channels.to_resource(channel, token=token))
         response.headers['Location'] = (
             f'{request.application_url}{COLLECTION}/{channel["id"]}/')

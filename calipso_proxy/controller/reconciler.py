@@ -4,7 +4,7 @@ Every ``[controller] reconcile_interval`` seconds (more often while a
 proxy is starting) it starts the proxy of every stored channel that has
 none running (a new channel, a proxy that died), restarts a proxy whose
 config file is not the one its channel gives or that has not answered
-its liveness check (calipso_proxy/liveness.py: answered by the proxy's
+its liveness check (calipso_proxy/proxy/liveness.py: answered by the proxy's
 master, whatever its load) for ``proxy_start_timeout`` seconds, marks a channel
 running (with its URL) once its proxy answers, and stops the proxies of
 channels no longer stored. Proxies found running when it starts (a
@@ -26,8 +26,8 @@ import time
 import requests
 
 from calipso_agent import storage as storage_mod
-from calipso_proxy import channels as channels_mod
-from calipso_proxy import liveness
+from calipso_proxy.controller import channels as channels_mod
+from calipso_proxy.proxy import liveness
 
 LOG = logging.getLogger(__name__)
 

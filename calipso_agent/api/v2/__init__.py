@@ -1,14 +1,12 @@
-"""The v2 API (Ceilometer's): its routes."""
+"""The v2 API (Ceilometer's): its routes, the declarations of
+calipso_agent/wsgi/v2_routes.py bound to their handlers."""
+
+import importlib
+import sys
 
 from calipso_agent.api import openapi
-from calipso_agent.api.router import Route
-from calipso_agent.api.v2 import (
-    capabilities,
-    meters,
-    query,
-    resources,
-    samples,
-)
+from calipso_agent.wsgi import v2_routes
+from calipso_agent.wsgi.router import Route
 
 
 def openapi_document(ctx):
@@ -19,19 +17,19 @@ def versions_document(ctx):
     return openapi.versions(ctx.base_url)
 
 
+def handler_of(name):
+    """The function a declaration names: ``module.function`` of this
+    package, or a function of the package itself."""
+    module_name, _, function = name.rpartition('.')
+    module = (importlib.import_module(f'{__name__}.{module_name}')
+              if module_name else sys.modules[__name__])
+    return getattr(module, function)
+
+
 ROUTES = [
-    Route('/v2/meters', {'GET': meters.list_meters}),
-    Route('/v2/meters/{meter_name}/statistics',
-          {'GET': meters.statistics}),
-    Route('/v2/meters/{meter_name}', {'GET': meters.list_samples,
-                                      'POST': meters.post_samples}),
-    Route('/v2/samples', {'GET': samples.list_samples}),
-    Route('/v2/samples/{sample_id:path}', {'GET': samples.get_sample}),
-    Route('/v2/resources', {'GET': resources.list_resources}),
-    Route('/v2/resources/{resource_id:path}',
-          {'GET': resources.get_resource}),
-    Route('/v2/query/samples', {'POST': query.query_samples}),
-    Route('/v2/capabilities', {'GET': capabilities.get_capabilities}),
-    Route(openapi.PATH, {'GET': openapi_document}, public=True),
-    Route('/', {'GET': versions_document}, public=True),
+    Route(declared.template,
+          {method: handler_of(endpoint.handler)
+           for method, endpoint in declared.endpoints.items()},
+          public=declared.public)
+    for declared in v2_routes.ROUTES
 ]

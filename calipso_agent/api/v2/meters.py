@@ -5,12 +5,13 @@ import math
 import uuid
 
 from calipso_agent import sample as sample_mod
-from calipso_agent.api import errors, rbac
 from calipso_agent.api import query as api_query
+from calipso_agent.api import rbac
 from calipso_agent.api.context import Reply
 from calipso_agent.api.v2 import models
 from calipso_agent.storage import base as storage_base
 from calipso_agent.storage import query as storage_query
+from calipso_agent.wsgi import errors
 
 # The attributes of Ceilometer's OldSample a client may post.
 POSTED_FIELDS = ('counter_name', 'counter_type', 'counter_unit',

@@ -1,7 +1,8 @@
 """/v2/query/samples: samples by complex query."""
 
-from calipso_agent.api import complex_query, errors, rbac
+from calipso_agent.api import complex_query, rbac
 from calipso_agent.api.v2 import models
+from calipso_agent.wsgi import errors
 
 BODY_FIELDS = ('filter', 'orderby', 'limit')
 

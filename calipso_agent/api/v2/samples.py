@@ -1,9 +1,10 @@
 """/v2/samples: samples, by query or by id."""
 
-from calipso_agent.api import errors, rbac
 from calipso_agent.api import query as api_query
+from calipso_agent.api import rbac
 from calipso_agent.api.v2 import models
 from calipso_agent.storage import base as storage_base
+from calipso_agent.wsgi import errors
 
 
 def list_samples(ctx):

@@ -14,8 +14,9 @@ import urllib.parse
 import webob
 from openapi_schema_validator import OAS30Validator
 
-from calipso_agent.api import errors, openapi, router
+from calipso_agent.api import openapi
 from calipso_agent.api.v2 import ROUTES
+from calipso_agent.wsgi import errors, router
 from tests import helpers
 from tests.helpers import make_sample
 

@@ -3,8 +3,8 @@
 import pytest
 import webob
 
-from calipso_agent.api import server
 from calipso_agent.cmd import api as cmd_api
+from calipso_agent.wsgi import server
 from tests import helpers
 
 

@@ -3,7 +3,8 @@
 
 import pytest
 
-from calipso_agent.api import complex_query, errors
+from calipso_agent.api import complex_query
+from calipso_agent.wsgi import errors
 
 
 @pytest.mark.parametrize('ceilometer, store', [

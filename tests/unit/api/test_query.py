@@ -5,8 +5,8 @@ import datetime
 import pytest
 import webob.multidict
 
-from calipso_agent.api import errors
 from calipso_agent.api import query as api_query
+from calipso_agent.wsgi import errors
 
 UTC = datetime.UTC
 

@@ -2,8 +2,10 @@
 
 import pytest
 
-from calipso_agent.api import errors, rbac
+from calipso_agent.api import rbac
 from calipso_agent.api.query import Term
+from calipso_agent.wsgi import errors
+from calipso_agent.wsgi import identity as identity_mod
 
 
 def identity(roles='member', project='p1', role='admin', scope=None):
@@ -12,7 +14,7 @@ def identity(roles='member', project='p1', role='admin', scope=None):
         headers['X-Project-Id'] = project
     if scope is not None:
         headers[rbac.SCOPE_HEADER] = scope
-    return rbac.Identity.from_headers(headers, role)
+    return identity_mod.Identity.from_headers(headers, role)
 
 
 def reader(scope='p2,p3'):
@@ -20,7 +22,7 @@ def reader(scope='p2,p3'):
 
 
 def test_identity_from_headers():
-    caller = rbac.Identity.from_headers({
+    caller = identity_mod.Identity.from_headers({
         'X-Roles': ' Reader ,Admin', 'X-Tenant-Id': 't1', 'X-User-Id': 'u1',
         'X-Identity-Status': 'Confirmed'})
     assert caller.roles == {'reader', 'admin'}
@@ -30,7 +32,7 @@ def test_identity_from_headers():
 
 def test_invalid_identity_is_401():
     with pytest.raises(errors.UnauthorizedError):
-        rbac.Identity.from_headers({'X-Identity-Status': 'Invalid'})
+        identity_mod.Identity.from_headers({'X-Identity-Status': 'Invalid'})
 
 
 def test_query_scope():

@@ -18,7 +18,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from calipso_agent.api import app, middleware, openapi
+from calipso_agent.api import app, openapi
+from calipso_agent.wsgi import middleware
 from tests import helpers
 from tests.unit.api import support
 

@@ -4,7 +4,7 @@ state directory, its SQLite store, a launcher recording its calls."""
 import pytest
 
 from calipso_agent import storage
-from tests.unit.proxy.test_channels import FakeLauncher, make_conf
+from tests.unit.proxy.controller.test_channels import FakeLauncher, make_conf
 
 
 @pytest.fixture

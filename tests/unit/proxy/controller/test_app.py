@@ -13,16 +13,16 @@ from oslo_config import cfg
 from calipso_agent import opts as agent_opts
 from calipso_agent import storage
 from calipso_agent.storage import base as storage_base
-from calipso_proxy import app as proxy_app
-from calipso_proxy import channels
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.cmd import controller as controller_cmd
 from calipso_proxy.controller import app as controller_app
+from calipso_proxy.controller import channels
 from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
+from calipso_proxy.proxy import app as proxy_app
 from tests import helpers
-from tests.unit.proxy.test_channels import make_conf
+from tests.unit.proxy.controller.test_channels import make_conf
 
 COLLECTION = '/api/tenant/monitoring/monitoringchannel'
 ADMIN = {'X-Roles': 'admin', 'X-User-Id': 'admin-user'}

@@ -27,9 +27,10 @@ import uuid
 from keystoneauth1 import loading as ks_loading
 
 from calipso_agent import project_scope
-from calipso_agent.api import errors
-from calipso_proxy import opts, tenant_auth
+from calipso_agent.wsgi import errors
+from calipso_proxy import opts
 from calipso_proxy.launcher import base as launcher_base
+from calipso_proxy.proxy import tenant_auth
 
 LOG = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import webob.multidict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calipso_agent.api import errors
-from calipso_proxy import scope as scope_mod
+from calipso_agent.wsgi import errors
+from calipso_proxy.proxy import scope as scope_mod
 
 CHANNEL = ('p-allowed-1', 'p-allowed-2')
 FOREIGN = 'p-foreign'

@@ -8,7 +8,7 @@ Matching works on the raw request target when the server gives it
 
 import urllib.parse
 
-from calipso_agent.api import errors
+from calipso_agent.wsgi import errors
 
 
 class Route:
@@ -100,13 +100,21 @@ def path_segments(request):
     return segments
 
 
+def match(routes, segments):
+    """(route, path parameters) of the first route matching the path
+    ``segments``, or (None, None)."""
+    for route in routes:
+        params = route.match(segments)
+        if params is not None:
+            return route, params
+    return None, None
+
+
 def find(routes, request):
     """(route, handler, path parameters) of a request; 404 when no route
     matches its path, 405 when it does not take the method."""
     segments = path_segments(request)
-    for route in routes:
-        params = route.match(segments)
-        if params is None:
-            continue
-        return route, route.handler(request.method), params
-    raise errors.NotFoundError('No resource at /' + '/'.join(segments))
+    route, params = match(routes, segments)
+    if route is None:
+        raise errors.NotFoundError('No resource at /' + '/'.join(segments))
+    return route, route.handler(request.method), params

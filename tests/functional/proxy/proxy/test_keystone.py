@@ -21,7 +21,8 @@ import requests
 from ceilometerclient import client as ceilometer_client
 
 from calipso_agent import project_scope, storage
-from calipso_proxy import channels, liveness
+from calipso_proxy.controller import channels
+from calipso_proxy.proxy import liveness
 from tests import helpers
 from tests.identity import Keystone
 

@@ -15,11 +15,12 @@ import time
 import pytest
 import requests
 
-from calipso_proxy import channels, launcher
+from calipso_proxy import launcher
+from calipso_proxy.controller import channels
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
 from tests import helpers
-from tests.unit.proxy.test_channels import make_conf
+from tests.unit.proxy.controller.test_channels import make_conf
 
 # [test] child = true: it starts a child process in its group (named by
 # the config path, as gunicorn's workers are named by the channel id);

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from calipso_agent.api import app as api_app
 from calipso_agent.api import rbac
 from calipso_agent.storage import impl_sqlalchemy
-from calipso_proxy import app as proxy_app
-from calipso_proxy import backend as backend_mod
 from calipso_proxy import opts as proxy_opts
-from calipso_proxy import tenant_auth
+from calipso_proxy.proxy import app as proxy_app
+from calipso_proxy.proxy import backend as backend_mod
+from calipso_proxy.proxy import tenant_auth
 from tests import helpers
 
 PROJECTS = [f'project-{i}' for i in range(10)]

@@ -1,14 +1,14 @@
 """TenantAuth's cheap paths, on a clock of the test's (hermetic: no
 Keystone is reached; what Keystone answers is tested in
-tests/functional/proxy/test_proxy_keystone.py)."""
+tests/functional/proxy/proxy/test_keystone.py)."""
 
 import json
 
 import pytest
 
-from calipso_agent.api import errors
-from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth, token_gate
+from calipso_agent.wsgi import errors
+from calipso_proxy.proxy import scope as scope_mod
+from calipso_proxy.proxy import tenant_auth, token_gate
 
 TOKEN = 'channel-token'
 

@@ -19,10 +19,11 @@ from oslo_config import cfg
 
 from calipso_agent import opts as agent_opts
 from calipso_agent import project_scope
-from calipso_agent.api import errors
-from calipso_proxy import backend, channels
+from calipso_agent.wsgi import errors
 from calipso_proxy import opts as proxy_opts
+from calipso_proxy.controller import channels
 from calipso_proxy.launcher import base as launcher_base
+from calipso_proxy.proxy import backend
 
 
 def free_port_range(count):

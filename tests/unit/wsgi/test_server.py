@@ -1,7 +1,7 @@
 """The gunicorn server module (the real server runs in
 tests/functional/api/test_server.py)."""
 
-from calipso_agent.api import server
+from calipso_agent.wsgi import server
 
 
 def application(environ, start_response):

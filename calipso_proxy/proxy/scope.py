@@ -18,8 +18,7 @@ here, away from HTTP plumbing:
 
 import json
 
-from calipso_agent.api import errors
-from calipso_agent.api import query as api_query
+from calipso_agent.wsgi import errors, query_string
 
 # The simple and complex query field names that mean project_id.
 PROJECT_FIELDS = frozenset(('project_id', 'project'))
@@ -50,9 +49,9 @@ class ProjectScope:
         """The (name, value) pairs to forward for a tenant's query string
         (a webob MultiDict): its own parameters, its q terms with an
         explicit q.op and q.type each, and the scope term."""
-        quadruples = api_query.query_quadruples(params)
+        quadruples = query_string.query_quadruples(params)
         forwarded = [(k, v) for k, v in params.items()
-                     if k not in api_query.QUERY_KEYS]
+                     if k not in query_string.QUERY_KEYS]
         for field, op, value, type_ in quadruples:
             if field.strip() in PROJECT_FIELDS:
                 self._check_simple_term(op or 'eq', value)

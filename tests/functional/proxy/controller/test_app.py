@@ -18,9 +18,10 @@ import requests
 from oslo_config import cfg
 
 from calipso_agent import storage
-from calipso_proxy import channels, liveness
 from calipso_proxy import opts as proxy_opts
+from calipso_proxy.controller import channels
 from calipso_proxy.launcher import process
+from calipso_proxy.proxy import liveness
 from tests import helpers
 
 pytestmark = pytest.mark.functional

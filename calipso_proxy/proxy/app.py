@@ -14,58 +14,29 @@ import orjson
 import webob
 import webob.dec
 
-from calipso_agent.api import errors, paste_app, router
-from calipso_proxy import backend as backend_mod
-from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth, token_gate
+from calipso_agent.wsgi import errors, paste_app, router, v2_routes
+from calipso_proxy.proxy import backend as backend_mod
+from calipso_proxy.proxy import scope as scope_mod
+from calipso_proxy.proxy import tenant_auth, token_gate
 
 LOG = logging.getLogger(__name__)
 
 
 
-class Route:
-    """A path of the API, its methods and how its answer is checked:
-    ``kind`` is 'list' (items with a project_id), 'item' (one such
-    object: 404 outside the scope), 'statistics', 'query' (a complex
-    query) or 'public' (no project data). ``{}`` is one path segment,
-    ``{id}`` the rest of the path (ids may hold slashes). A route read
-    with GET also answers HEAD (the same answer without its body)."""
-
-    def __init__(self, template, kind, methods=('GET', 'HEAD')):
-        self.segments = template.strip('/').split('/')
-        self.kind = kind
-        self.methods = methods
-
-    def match(self, segments):
-        """The values of the template's variable parts, or None."""
-        values = []
-        for index, pattern in enumerate(self.segments):
-            if pattern == '{id}':
-                rest = segments[index:]
-                if not rest or not all(rest):
-                    return None
-                values.append('/'.join(rest))
-                return values
-            if index >= len(segments) or not segments[index]:
-                return None
-            if pattern == '{}':
-                values.append(segments[index])
-            elif segments[index] != pattern:
-                return None
-        return values if len(segments) == len(self.segments) else None
+def proxy_routes(declarations=v2_routes.ROUTES):
+    """The proxy's routes: one per declared API path, its methods the
+    ones not refused through a proxy, each answering its proxy kind
+    (router.Route: a GET also answers HEAD; a path without any such
+    method matches and is answered 404)."""
+    return tuple(
+        router.Route(declared.template,
+                     {method: endpoint.proxy
+                      for method, endpoint in declared.endpoints.items()
+                      if endpoint.proxy != v2_routes.REFUSED})
+        for declared in declarations)
 
 
-ROUTES = (
-    Route('/v2/meters', 'list'),
-    Route('/v2/meters/{}', 'list'),
-    Route('/v2/meters/{}/statistics', 'statistics'),
-    Route('/v2/samples', 'list'),
-    Route('/v2/samples/{id}', 'item'),
-    Route('/v2/resources', 'list'),
-    Route('/v2/resources/{id}', 'item'),
-    Route('/v2/query/samples', 'query', methods=('POST',)),
-    Route('/v2/capabilities', 'public'),
-)
+ROUTES = proxy_routes()
 
 
 # Path segments an HTTP client or server may remove or merge: a path
@@ -85,14 +56,6 @@ def _check_path(segments):
         if any(part in DOT_SEGMENTS for part in segment.split('/')):
             raise errors.ClientError(
                 'The request path holds an empty, "." or ".." segment')
-
-
-def _find(segments):
-    for route in ROUTES:
-        values = route.match(segments)
-        if values is not None:
-            return route, values
-    return None, ()
 
 
 def _quoted(segments):
@@ -140,16 +103,15 @@ class ChannelProxy:
     def _handle(self, request):
         segments = router.path_segments(request)
         _check_path(segments)
-        route, values = _find(segments)
-        if route is None:
+        route, params = router.match(ROUTES, segments)
+        if route is None or not route.handlers:
             raise errors.NotFoundError(
                 f'No such path: /{"/".join(segments)}')
-        if request.method not in route.methods:
-            raise errors.MethodNotAllowedError(
-                request.method, route.methods)
+        kind = route.handler(request.method)
+        values = list(params.values())
         if not request.environ.get(token_gate.AUTHENTICATED):
             self.auth.check(request.headers, request.remote_addr)
-        if route.kind == 'item':
+        if kind == v2_routes.ITEM:
             if request.query_string:
                 raise errors.ClientError('A sample or resource read by id '
                                          'takes no query parameters')
@@ -160,23 +122,23 @@ class ChannelProxy:
             params = list(request.GET.items())
         except UnicodeDecodeError:
             raise errors.ClientError('The query string is not UTF-8')
-        if route.kind == 'query':
+        if kind == v2_routes.QUERY:
             answer = self.backend.request(
                 'POST', forwarded_path,
                 body=self.scope.scoped_complex_query(request.body),
                 headers={**request.headers,
                          'Content-Type': 'application/json'})
-        elif route.kind == 'public':
+        elif kind == v2_routes.PUBLIC:
             answer = self.backend.request('GET', forwarded_path, params,
                                           headers=request.headers)
         else:
-            if route.kind != 'item':
+            if kind != v2_routes.ITEM:
                 params = self.scope.scoped_params(request.GET)
             answer = self.backend.request('GET', forwarded_path, params,
                                           headers=request.headers)
-        return self._answer(request, route, values, answer)
+        return self._answer(request, kind, values, answer)
 
-    def _answer(self, request, route, values, answer):
+    def _answer(self, request, kind, values, answer):
         if answer.status >= 400:
             if not answer.content_type.startswith(errors.JSON_TYPE):
                 raise BadBackendAnswer(f'The backend API answered '
@@ -188,19 +150,20 @@ class ChannelProxy:
             raise BadBackendAnswer('The backend API answered something '
                                    'that is not JSON')
         changed = False
-        if route.kind == 'item':
+        if kind == v2_routes.ITEM:
             if not self.scope.owns(body):
                 name = ('Sample' if request.path_info.startswith(
                     '/v2/samples') else 'Resource')
                 raise errors.NotFoundError(f'{name} {values[0]} Not '
                                            'Found')
             changed = self._rewrite_links(request, body)
-        elif route.kind in ('list', 'query', 'statistics'):
+        elif kind in (v2_routes.LIST, v2_routes.QUERY,
+                      v2_routes.STATISTICS):
             if not isinstance(body, list):
                 raise BadBackendAnswer('The backend API answered an '
                                        'unexpected document')
             check = (self.scope.statistics_in_scope
-                     if route.kind == 'statistics' else self.scope.owns)
+                     if kind == v2_routes.STATISTICS else self.scope.owns)
             if not all(check(item) for item in body):
                 LOG.error('Channel %s: the backend answered %s with data '
                           'of another project; refused', self.channel_id,

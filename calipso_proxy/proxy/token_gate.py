@@ -13,10 +13,10 @@ environ key that is not an HTTP_ header).
 
 import http
 
-from calipso_agent.api import errors, paste_app
-from calipso_proxy import backend as backend_mod
-from calipso_proxy import scope as scope_mod
-from calipso_proxy import tenant_auth
+from calipso_agent.wsgi import errors, paste_app
+from calipso_proxy.proxy import backend as backend_mod
+from calipso_proxy.proxy import scope as scope_mod
+from calipso_proxy.proxy import tenant_auth
 
 AUTHENTICATED = 'calipso_proxy.authenticated'
 HEALTHCHECK = '/healthcheck'

@@ -10,7 +10,7 @@ import requests
 
 from calipso_agent import storage
 from tests import helpers
-from tests.functional.proxy import test_controller
+from tests.functional.proxy.controller import test_app as test_controller
 
 pytestmark = pytest.mark.functional
 

@@ -33,7 +33,7 @@ import time
 
 from keystoneauth1 import exceptions as ks_exceptions
 
-from calipso_agent.api import errors
+from calipso_agent.wsgi import errors
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,49 @@
+"""Authentication filters of the paste pipelines of the API and the
+channel controller:
+
+* ``NoAuth``: development only, no authentication (see api/rbac.py).
+* ``auth_token_factory``: keystonemiddleware's auth_token reading
+  ``[keystone_authtoken]`` from calipso's own configuration.
+"""
+
+from keystonemiddleware import auth_token
+
+from calipso_agent.wsgi import middleware, paste_app
+
+
+class NoAuth(middleware.Filter):
+    """Development only: trusts the identity headers as sent; a request
+    without ``X-Roles`` is an admin's."""
+
+    def __call__(self, environ, start_response):
+        if not environ.get('HTTP_X_ROLES'):
+            environ['HTTP_X_ROLES'] = 'admin'
+        return self.application(environ, start_response)
+
+
+def auth_token_factory(global_conf, **local_conf):
+    """keystonemiddleware's auth_token filter on calipso's options.
+
+    A ``[keystone_authtoken]`` without an auth plugin would answer every
+    request 500 (the middleware cannot validate tokens): loading fails
+    instead, so the daemon refuses to start and says why.
+    """
+    options = {k: v for k, v in global_conf.items() if k != paste_app.CONF_KEY}
+    options.update(local_conf)
+    conf = paste_app.conf_of(global_conf)
+    if conf is not None:
+        options['oslo_config_config'] = conf
+    make_filter = auth_token.filter_factory(options)
+
+    def filter_(application):
+        middleware = make_filter(application)
+        if conf is not None and not conf.keystone_authtoken.auth_type:
+            raise ValueError(
+                '[keystone_authtoken] has no auth_type: configure the '
+                'Keystone service user that validates tokens (auth_type = '
+                'password, auth_url, username, password, project_name, '
+                'user_domain_name, project_domain_name, '
+                'www_authenticate_uri), or use auth_strategy = noauth for '
+                'development (doc/auth.md)')
+        return middleware
+    return filter_

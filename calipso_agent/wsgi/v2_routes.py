@@ -1,0 +1,80 @@
+"""The v2 API's route table, declared once: each path, its methods, the
+API handler of each (by name) and what a channel's proxy does with it.
+
+It lives in the web layer, not in ``calipso_agent.api``, because a
+channel's proxy builds its routing from it and must import nothing of
+the API (its handlers pull in the store). The API binds the names to its
+handlers (api/v2/__init__.py; an unknown name fails at import), the
+proxy keeps the kinds (proxy/proxy/app.py). A new endpoint is declared
+here with a proxy kind, so the proxy either scopes it or refuses it.
+
+Proxy kinds:
+
+* ``LIST``: items each with a project_id; the query string gains the
+  channel's project scope, every item of the answer is checked;
+* ``ITEM``: one such object read by id (404 outside the scope);
+* ``STATISTICS``: statistics, scoped as a list, checked when grouped by
+  project;
+* ``QUERY``: a complex query body, scoped with ``and``;
+* ``PUBLIC``: no project data, forwarded as is;
+* ``REFUSED``: not through a proxy: 405 when the path has proxied
+  methods, else 404, as for a path the API does not have.
+"""
+
+import collections
+
+LIST = 'list'
+ITEM = 'item'
+STATISTICS = 'statistics'
+QUERY = 'query'
+PUBLIC = 'public'
+REFUSED = 'refused'
+PROXY_KINDS = frozenset((LIST, ITEM, STATISTICS, QUERY, PUBLIC, REFUSED))
+
+OPENAPI_PATH = '/v2/openapi.json'
+
+# ``handler``: a function of calipso_agent.api.v2, as ``module.function``
+# of that package or a name of the package itself; ``proxy``: a kind.
+Endpoint = collections.namedtuple('Endpoint', 'handler proxy')
+
+
+class Declaration:
+    """A path template (router.Route's syntax), its Endpoint per method,
+    and whether the API answers it without authentication."""
+
+    def __init__(self, template, endpoints, public=False):
+        for endpoint in endpoints.values():
+            if endpoint.proxy not in PROXY_KINDS:
+                raise ValueError(f'{template}: unknown proxy kind '
+                                 f'{endpoint.proxy!r}')
+        self.template = template
+        self.endpoints = dict(endpoints)
+        self.public = public
+
+
+ROUTES = (
+    Declaration('/v2/meters', {
+        'GET': Endpoint('meters.list_meters', LIST)}),
+    Declaration('/v2/meters/{meter_name}/statistics', {
+        'GET': Endpoint('meters.statistics', STATISTICS)}),
+    Declaration('/v2/meters/{meter_name}', {
+        'GET': Endpoint('meters.list_samples', LIST),
+        'POST': Endpoint('meters.post_samples', REFUSED)}),
+    Declaration('/v2/samples', {
+        'GET': Endpoint('samples.list_samples', LIST)}),
+    Declaration('/v2/samples/{sample_id:path}', {
+        'GET': Endpoint('samples.get_sample', ITEM)}),
+    Declaration('/v2/resources', {
+        'GET': Endpoint('resources.list_resources', LIST)}),
+    Declaration('/v2/resources/{resource_id:path}', {
+        'GET': Endpoint('resources.get_resource', ITEM)}),
+    Declaration('/v2/query/samples', {
+        'POST': Endpoint('query.query_samples', QUERY)}),
+    Declaration('/v2/capabilities', {
+        'GET': Endpoint('capabilities.get_capabilities', PUBLIC)}),
+    # The documents name the backend's own address: not through a proxy.
+    Declaration(OPENAPI_PATH, {
+        'GET': Endpoint('openapi_document', REFUSED)}, public=True),
+    Declaration('/', {
+        'GET': Endpoint('versions_document', REFUSED)}, public=True),
+)

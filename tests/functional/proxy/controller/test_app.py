@@ -82,9 +82,12 @@ class Controller:
                 stderr=log, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(requests.ConnectionError):
+            # Not yet listening, or (a loaded machine) slow to answer its
+            # first healthcheck, which connects to the store.
+            with contextlib.suppress(requests.ConnectionError,
+                                     requests.Timeout):
                 if requests.get(f'{self.base}/healthcheck',
-                                timeout=2).status_code == 200:
+                                timeout=5).status_code == 200:
                     return self
             assert self.process.poll() is None, self.log()
             assert time.monotonic() < deadline, self.log()

@@ -12,7 +12,7 @@ sample per id, so nothing is lost and nothing is stored twice. A meter
 message that is not a sample (bad signature, missing field, bad value) is
 logged with its message id and reason, counted and dropped alone; a
 notification the store refuses, or with a sample over ``[sample_limits]``,
-is dead-lettered alone (see ``notification.delivery``).
+is dead-lettered alone (see ``delivery``). The listener is ``messaging``'s.
 """
 
 import collections
@@ -21,13 +21,9 @@ import math
 import threading
 import types
 
-import cotyledon
-import oslo_messaging
-
+from calipso_agent import delivery, envelope, messaging, storage
 from calipso_agent import sample as sample_mod
-from calipso_agent import sample_limits, storage
-from calipso_agent.notification import dead_letter, delivery, manager
-from calipso_agent.publisher import database, utils
+from calipso_agent.publisher import utils
 from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
@@ -95,7 +91,7 @@ def sample_from_meter_message(message, recorded_at=None):
     return sample
 
 
-class SampleEndpoint:
+class SampleEndpoint(messaging.BatchEndpoint):
     """The oslo.messaging endpoint: one call per batch of notifications.
 
     ``dropped`` counts the meter messages (and notifications) dropped, by
@@ -108,24 +104,15 @@ class SampleEndpoint:
     def __init__(self, store, secret, backoff=(0.5, 30.0), limits=None,
                  dead_letters=None, origin=('calipso', 'metering.sample'),
                  max_attempts=5, probe_interval=1.0):
+        super().__init__(self._store_samples, self._probe, 'Store',
+                         'storing', backoff, limits, dead_letters, origin,
+                         max_attempts, probe_interval)
         self.store = store
         self.secret = secret
-        self.limits = limits or sample_limits.SampleLimits()
-        self.dead_letters = dead_letters or dead_letter.DroppingDeadLetters()
-        self.origin = origin
-        self._stopping = threading.Event()
-        self.outage = delivery.Outage('Store', 'storing', self._probe,
-                                      probe_interval, self._stopping)
-        self.delivery = delivery.BatchDelivery(
-            self._store_samples, self.outage,
-            lambda: delivery.Backoff(*backoff), max_attempts)
         self.dropped = collections.Counter()
         self.stored = 0
         self.already_stored = 0
         self._local = threading.local()
-
-    def stop(self):
-        self._stopping.set()
 
     def _probe(self):
         try:
@@ -143,8 +130,7 @@ class SampleEndpoint:
     def samples_of(self, notification, recorded_at):
         """The valid samples of one notification; the others are logged
         and counted."""
-        notification_id = (notification.get('metadata') or {}).get(
-            'message_id')
+        notification_id = envelope.message_id(notification)
         payload = notification.get('payload')
         if isinstance(payload, dict):
             payload = [payload]
@@ -175,18 +161,7 @@ class SampleEndpoint:
     def item_of(self, notification, recorded_at):
         """The delivery item of one notification: its samples within the
         limits, or the reason it is refused."""
-        metadata = notification.get('metadata')
-        message_id = (metadata.get('message_id')
-                      if isinstance(metadata, dict) else None)
-        event_type = notification.get('event_type')
-
-        def dead_letter_it(reason, attempts):
-            exchange, routing_key = self.origin
-            dead_letter.publish_notification(
-                self.dead_letters, notification, PRIORITY, reason, exchange,
-                routing_key, attempts)
-
-        item = delivery.Item(message_id, event_type, [], dead_letter_it)
+        item = self.item(notification, PRIORITY, self.origin[1])
         samples = self.samples_of(notification, recorded_at)
         trimmed = []
         for sample in samples:
@@ -209,12 +184,12 @@ class SampleEndpoint:
     def _store_samples(self, samples):
         result = self.store.record_samples(samples)
         self.stored += result.stored
-        duplicates = database.redelivered(samples, result)
+        duplicates = delivery.redelivered(samples, result)
         self.already_stored += duplicates
         if result.rejected:
             raise storage_base.StorageDataError(
                 f'{len(result.rejected)} of {len(samples)} samples rejected '
-                f'by the store: {database.describe_rejected(result.rejected)}',
+                f'by the store: {delivery.describe_rejected(result.rejected)}',
                 refused=result.rejected)
         self._batch.stored += result.stored
         return duplicates
@@ -231,11 +206,11 @@ class SampleEndpoint:
         recorded_at = sample_mod.utcnow_iso()
         items = [self.item_of(n, recorded_at) for n in notifications]
         self._batch.stored = 0
-        result = self.delivery.deliver(items)
-        if result == delivery.HANDLED:
+        result = self.deliver(items)
+        if result == messaging.RESULTS[delivery.HANDLED]:
             LOG.debug('Stored %d samples of %d notifications',
                       self._batch.stored, len(notifications))
-        return manager.RESULTS[result]
+        return result
 
 
 def connect(conf, stopping, sleep=None):
@@ -259,66 +234,39 @@ def connect(conf, stopping, sleep=None):
     return None
 
 
-def listener_targets(conf):
-    """Where notifier:// sends: the metering topic on the transport's
-    control exchange (the Target's default)."""
-    return [oslo_messaging.Target(
-        topic=conf.publisher_notifier.metering_topic)]
-
-
-class CollectorService(cotyledon.Service):
+class CollectorService(messaging.BatchListenerService):
     """One worker of the collector."""
 
     name = 'calipso-collector'
+    group = 'collector'
 
     def __init__(self, worker_id, conf):
-        super().__init__(worker_id)
-        self.conf = conf
-        self.listener = None
-        self.endpoint = None
+        super().__init__(worker_id, conf)
         self.store = None
-        self.dead_letters = None
-        self._stopping = threading.Event()
 
-    def run(self):
+    def prepare(self):
+        self.store = connect(self.conf, self._stopping)
+        return self.store is not None
+
+    def make_endpoint(self):
         conf = self.conf
-        self.store = connect(conf, self._stopping)
-        if self.store is None:
-            return
-        self.dead_letters = dead_letter.from_conf(
-            conf, conf.collector.dead_letter_queue)
-        self.endpoint = SampleEndpoint(
+        return SampleEndpoint(
             self.store, conf.publisher.telemetry_secret,
-            (conf.collector.requeue_backoff_initial,
-             conf.collector.requeue_backoff_max),
-            sample_limits.SampleLimits.from_conf(conf), self.dead_letters,
-            (conf.control_exchange,
-             f'{conf.publisher_notifier.metering_topic}.{PRIORITY}'),
-            conf.delivery.max_delivery_attempts,
-            conf.delivery.outage_probe_interval)
-        transport = manager.notification_transport(conf, self.dead_letters)
-        self.listener = oslo_messaging.get_batch_notification_listener(
-            transport, listener_targets(conf), [self.endpoint],
-            executor='threading', allow_requeue=True,
-            batch_size=conf.collector.batch_size,
-            batch_timeout=conf.collector.batch_timeout)
-        self.listener.start()
+            origin=(conf.control_exchange,
+                    f'{conf.publisher_notifier.metering_topic}.{PRIORITY}'),
+            **self.delivery_options())
+
+    def targets(self):
+        return messaging.metering_targets(self.conf)
+
+    def log_listening(self):
+        conf = self.conf
         LOG.info('Collector worker %d listening on topic %s.%s of exchange '
                  '%s, storing into %s', self.worker_id,
                  conf.publisher_notifier.metering_topic, PRIORITY,
                  conf.control_exchange,
                  storage.safe_url(storage.database_url(conf)))
 
-    def terminate(self):
-        self._stopping.set()
-        if self.endpoint is not None:
-            self.endpoint.stop()
-        if self.listener is not None:
-            self.listener.stop()
-            self.listener.wait()
+    def close(self):
         if self.store is not None:
             self.store.close()
-        if self.dead_letters is not None:
-            self.dead_letters.close()
-        super().terminate()
-

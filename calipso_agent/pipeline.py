@@ -23,6 +23,7 @@ import urllib.parse
 
 import yaml
 from stevedore import driver
+from stevedore import exception as stevedore_exception
 
 from calipso_agent.publisher import base as publisher_base
 
@@ -91,10 +92,10 @@ def load_publisher(conf, url):
             invoke_args=(conf, parsed))
     except publisher_base.PublisherConfigError:
         raise
+    except stevedore_exception.NoMatches:
+        raise publisher_base.PublisherConfigError(
+            f'no publisher for scheme {parsed.scheme!r}')
     except Exception as exc:
-        if type(exc).__name__ == 'NoMatches':
-            raise publisher_base.PublisherConfigError(
-                f'no publisher for scheme {parsed.scheme!r}')
         raise publisher_base.PublisherConfigError(
             f'publisher {url!r}: {exc}')
     return manager.driver
@@ -200,7 +201,7 @@ class Pipeline:
 
         Returns when every publisher accepted its samples (with how many
         of them some publisher had already, a redelivery); raises the
-        first publisher's error otherwise (see ``notification.delivery``).
+        first publisher's error otherwise (see ``delivery``).
         """
         by_sink = {}
         for sample in samples:

@@ -27,8 +27,7 @@ import sys
 import kombu
 from oslo_config import cfg
 
-from calipso_agent import service
-from calipso_agent.notification import dead_letter
+from calipso_agent import dead_letter, service
 
 CLI_OPTS = [
     cfg.StrOpt('queue',

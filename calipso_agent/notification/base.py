@@ -19,6 +19,8 @@ import re
 
 import orjson
 
+from calipso_agent import envelope as envelope_mod
+
 
 class NotificationError(Exception):
     """This notification cannot yield samples (bad or missing fields)."""
@@ -97,8 +99,7 @@ def from_envelope(envelope):
         raise ValueError('the notification has no event_type string')
     ctxt = envelope.get('ctxt')
     if not isinstance(ctxt, dict):
-        ctxt = {k[len('_context_'):]: v for k, v in envelope.items()
-                if k.startswith('_context_')}
+        ctxt = envelope_mod.split_context(envelope)[0]
     priority = str(envelope.get('priority') or '').lower()
     return priority, {
         'ctxt': ctxt,
@@ -114,9 +115,9 @@ def message_key(notification):
     """What sample ids are derived from: the notification's message_id or,
     when it has none, a digest of its content, so that a redelivery keeps
     its ids and two different notifications never share them."""
-    metadata = notification.get('metadata')
-    if isinstance(metadata, dict) and metadata.get('message_id'):
-        return metadata['message_id']
+    message_id = envelope_mod.message_id(notification)
+    if message_id:
+        return message_id
     content = orjson.dumps(
         [notification.get(k) for k in ('event_type', 'publisher_id',
                                        'metadata', 'payload', 'ctxt')],

@@ -7,20 +7,17 @@ publisher of every sink has accepted its samples. A publisher failure
 that fails for now requeues the whole batch after a backoff, so nothing is
 lost, and sample ids are deterministic, so the retry duplicates nothing. A
 notification that can never succeed is dead-lettered alone (see
-``delivery`` and ``dead_letter``).
+``calipso_agent.delivery`` and ``calipso_agent.dead_letter``). The listener
+itself is ``messaging``'s.
 """
 
 import logging
-import threading
 
-import cotyledon
 import oslo_messaging
-from oslo_messaging import transport as transport_mod
 from stevedore import named
 
+from calipso_agent import delivery, messaging
 from calipso_agent import pipeline as pipeline_mod
-from calipso_agent import sample_limits
-from calipso_agent.notification import amqp_consumer, dead_letter, delivery
 
 LOG = logging.getLogger(__name__)
 
@@ -54,13 +51,7 @@ def load_pipeline(conf):
     return pipeline_mod.Pipeline.from_file(conf, pipeline_path(conf))
 
 
-Backoff = delivery.Backoff
-
-RESULTS = {delivery.HANDLED: oslo_messaging.NotificationResult.HANDLED,
-           delivery.REQUEUE: oslo_messaging.NotificationResult.REQUEUE}
-
-
-class SampleDispatcher:
+class SampleDispatcher(messaging.BatchEndpoint):
     """The oslo.messaging endpoint: one call per batch and priority.
 
     Only ``info`` and ``sample`` notifications carry measurements; the
@@ -76,23 +67,13 @@ class SampleDispatcher:
                  limits=None, dead_letters=None,
                  origin=('nova', 'notifications'), max_attempts=5,
                  probe_interval=1.0):
+        super().__init__(pipeline.publish_samples, pipeline_probe(pipeline),
+                         'Publishing', 'publishing', backoff, limits,
+                         dead_letters, origin, max_attempts, probe_interval)
         self.endpoints = endpoints
         self.pipeline = pipeline
-        self.limits = limits or sample_limits.SampleLimits()
-        self.dead_letters = dead_letters or dead_letter.DroppingDeadLetters()
-        self.origin = origin
-        self._stopping = threading.Event()
-        self.outage = delivery.Outage(
-            'Publishing', 'publishing', pipeline_probe(pipeline),
-            probe_interval, self._stopping)
-        self.delivery = delivery.BatchDelivery(
-            pipeline.publish_samples, self.outage,
-            lambda: delivery.Backoff(*backoff), max_attempts)
         self.dropped = 0
         self.trimmed = 0
-
-    def stop(self):
-        self._stopping.set()
 
     def samples_of(self, notification):
         """The samples every endpoint yields for one notification."""
@@ -111,18 +92,8 @@ class SampleDispatcher:
     def item_of(self, notification, priority):
         """The delivery item of one notification: its samples within the
         limits, or the reason it is refused."""
-        metadata = notification.get('metadata')
-        message_id = (metadata.get('message_id')
-                      if isinstance(metadata, dict) else None)
-        event_type = notification.get('event_type')
-
-        def dead_letter_it(reason, attempts):
-            exchange, topic = self.origin
-            dead_letter.publish_notification(
-                self.dead_letters, notification, priority, reason, exchange,
-                f'{topic}.{priority}', attempts)
-
-        item = delivery.Item(message_id, event_type, [], dead_letter_it)
+        item = self.item(notification, priority,
+                         f'{self.origin[1]}.{priority}')
         try:
             samples = self.samples_of(notification)
         except Exception as exc:
@@ -147,8 +118,8 @@ class SampleDispatcher:
         return item
 
     def info(self, notifications, priority='info'):
-        items = [self.item_of(n, priority) for n in notifications]
-        return RESULTS[self.delivery.deliver(items)]
+        return self.deliver([self.item_of(n, priority)
+                             for n in notifications])
 
     def sample(self, notifications):
         return self.info(notifications, 'sample')
@@ -170,80 +141,42 @@ def pipeline_probe(pipeline):
     return probe
 
 
-def notification_transport(conf, dead_letters=None):
-    """The transport the agent listens on: oslo.messaging's, or for
-    rabbit:// with ``batched_amqp_consumer`` the batched consumer driver
-    (which dead-letters to ``dead_letters`` what it cannot read)."""
-    transport = oslo_messaging.get_notification_transport(conf)
-    if not conf.notification.batched_amqp_consumer:
-        return transport
-    url = oslo_messaging.TransportURL.parse(
-        conf, conf.oslo_messaging_notifications.transport_url
-        or conf.transport_url)
-    if url.transport != 'rabbit':
-        return transport
-    transport.cleanup()
-    driver = amqp_consumer.BatchedNotificationDriver(
-        conf, url, conf.control_exchange, conf.notification.prefetch,
-        dead_letters, conf.delivery.max_notification_bytes)
-    return transport_mod.NotificationTransport(driver)
-
-
-def listener_targets(conf):
-    return [oslo_messaging.Target(topic=topic, exchange=exchange)
-            for exchange in conf.notification.exchanges
-            for topic in conf.notification.topics]
-
-
-class NotificationService(cotyledon.Service):
+class NotificationService(messaging.BatchListenerService):
     """One worker of the notification agent."""
 
     name = 'calipso-agent-notification'
+    group = 'notification'
 
     def __init__(self, worker_id, conf):
-        super().__init__(worker_id)
-        self.conf = conf
-        self.listener = None
-        self.dispatcher = None
+        super().__init__(worker_id, conf)
         self.pipeline = None
-        self.dead_letters = None
+        self.endpoints = None
 
-    def run(self):
-        conf = self.conf
-        self.pipeline = load_pipeline(conf)
-        endpoints = load_endpoints(conf)
-        self.dead_letters = dead_letter.from_conf(
-            conf, conf.notification.dead_letter_queue)
-        self.dispatcher = SampleDispatcher(
-            endpoints, self.pipeline,
-            (conf.notification.requeue_backoff_initial,
-             conf.notification.requeue_backoff_max),
-            sample_limits.SampleLimits.from_conf(conf), self.dead_letters,
-            (conf.notification.exchanges[0], conf.notification.topics[0]),
-            conf.delivery.max_delivery_attempts,
-            conf.delivery.outage_probe_interval)
-        transport = notification_transport(conf, self.dead_letters)
-        self.listener = oslo_messaging.get_batch_notification_listener(
-            transport, listener_targets(conf), [self.dispatcher],
-            executor='threading', allow_requeue=True,
-            pool=conf.notification.pool,
-            batch_size=conf.notification.batch_size,
-            batch_timeout=conf.notification.batch_timeout)
-        self.listener.start()
+    def prepare(self):
+        self.pipeline = load_pipeline(self.conf)
+        self.endpoints = load_endpoints(self.conf)
+        return True
+
+    def make_endpoint(self):
+        options = self.options
+        return SampleDispatcher(
+            self.endpoints, self.pipeline,
+            origin=(options.exchanges[0], options.topics[0]),
+            **self.delivery_options())
+
+    def targets(self):
+        return messaging.notification_targets(self.conf)
+
+    def pool(self):
+        return self.options.pool
+
+    def log_listening(self):
+        options = self.options
         LOG.info('Notification agent worker %d listening on exchanges %s, '
                  'topics %s with endpoints %s', self.worker_id,
-                 ', '.join(conf.notification.exchanges),
-                 ', '.join(conf.notification.topics),
-                 ', '.join(type(e).__name__ for e in endpoints))
+                 ', '.join(options.exchanges), ', '.join(options.topics),
+                 ', '.join(type(e).__name__ for e in self.endpoints))
 
-    def terminate(self):
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
-        if self.listener is not None:
-            self.listener.stop()
-            self.listener.wait()
+    def close(self):
         if self.pipeline is not None:
             self.pipeline.close()
-        if self.dead_letters is not None:
-            self.dead_letters.close()
-        super().terminate()

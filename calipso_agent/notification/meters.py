@@ -29,8 +29,9 @@ import os
 import yaml
 from stevedore import extension
 
+from calipso_agent import delivery, envelope
 from calipso_agent import sample as sample_mod
-from calipso_agent.notification import base, delivery, fields
+from calipso_agent.notification import base, fields
 
 LOG = logging.getLogger(__name__)
 
@@ -129,9 +130,7 @@ class NotificationView:
     def __init__(self, message):
         self.message = message
         self.memo = {}
-        metadata = message.get('metadata')
-        self.message_id = (metadata.get('message_id')
-                           if isinstance(metadata, dict) else None)
+        self.message_id = envelope.message_id(message)
         self.key = base.message_key(message)
 
     def value(self, field):
@@ -142,9 +141,7 @@ class NotificationView:
         return value
 
     def notification_timestamp(self):
-        metadata = self.message.get('metadata')
-        return metadata.get('timestamp') if isinstance(metadata,
-                                                       dict) else None
+        return envelope.timestamp(self.message)
 
 
 def _volume(value, where):
@@ -531,10 +528,9 @@ class MeterEndpoint(base.NotificationEndpoint):
         samples, failures = self.definitions.build_samples(notification)
         if failures:
             # One line per notification, however many meters it fails.
-            metadata = notification.get('metadata')
             LOG.warning('Notification %s (%s): %s', delivery.text_of(
-                metadata.get('message_id') if isinstance(metadata, dict)
-                else None), delivery.text_of(notification.get('event_type')),
+                envelope.message_id(notification)),
+                delivery.text_of(notification.get('event_type')),
                 '; '.join(delivery.one_line(
                     f'meter {d.name} not built: {reason}' if d is not None
                     else reason, REASON_LENGTH) for d, reason in failures))

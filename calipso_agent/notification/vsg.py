@@ -9,6 +9,7 @@ those of CORD's own Ceilometer plugin, so CORD dashboards keep working;
 beside the plugin's ``total_instered_entries``.
 """
 
+from calipso_agent import envelope
 from calipso_agent import sample as sample_mod
 from calipso_agent.notification import base
 
@@ -126,8 +127,8 @@ class VsgEndpoint(base.NotificationEndpoint):
         metadata = dict(payload)
         metadata['event_type'] = notification['event_type']
         metadata['host'] = notification.get('publisher_id')
-        message_id = (notification.get('metadata') or {}).get('message_id')
-        timestamp = (notification.get('metadata') or {}).get('timestamp')
+        message_id = envelope.message_id(notification)
+        timestamp = envelope.timestamp(notification)
         try:
             timestamp = sample_mod.normalize_timestamp(timestamp)
         except (TypeError, ValueError):

@@ -8,36 +8,11 @@ idempotent by sample id, so a batch the agent retries stores nothing twice.
 import logging
 import threading
 
-from calipso_agent import storage
+from calipso_agent import delivery, storage
 from calipso_agent.publisher import base
 from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
-
-# Rejected samples named in the log line of one batch.
-REJECTED_LOGGED = 5
-
-
-def describe_rejected(rejected):
-    """A short text naming the first rejected samples and their reasons."""
-    shown = '; '.join(_describe(item) for item in rejected[:REJECTED_LOGGED])
-    more = len(rejected) - REJECTED_LOGGED
-    return shown + (f'; and {more} more' if more > 0 else '')
-
-
-def redelivered(samples, result):
-    """How many distinct samples of a write were stored already: neither
-    new (``result.stored``) nor rejected."""
-    return max(0, len({getattr(s, 'id', None) for s in samples})
-               - result.stored - len(result.rejected))
-
-
-def _describe(item):
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        what, reason = item
-        what = getattr(what, 'id', what)
-        return f'{what}: {reason}'
-    return str(item)
 
 
 class DatabasePublisher(base.Publisher):
@@ -84,7 +59,7 @@ class DatabasePublisher(base.Publisher):
         except storage_base.StorageError as exc:
             raise base.PublisherError(
                 f'cannot store {len(samples)} samples: {exc}')
-        duplicates = redelivered(samples, result)
+        duplicates = delivery.redelivered(samples, result)
         self.already_stored += duplicates
         if result.rejected:
             # The others are stored; the notifications of these are
@@ -92,7 +67,7 @@ class DatabasePublisher(base.Publisher):
             raise base.PublisherDataError(
                 f'{len(result.rejected)} of {len(samples)} samples '
                 f'rejected by the store: '
-                f'{describe_rejected(result.rejected)}',
+                f'{delivery.describe_rejected(result.rejected)}',
                 refused=result.rejected)
         return duplicates
 

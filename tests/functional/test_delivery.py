@@ -15,9 +15,8 @@ import secrets
 
 import pytest
 
+from calipso_agent import dead_letter, storage
 from calipso_agent import sample as sample_mod
-from calipso_agent import storage
-from calipso_agent.notification import dead_letter
 from tests import helpers
 
 pytestmark = pytest.mark.functional

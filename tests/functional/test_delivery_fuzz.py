@@ -15,10 +15,10 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
+from calipso_agent import amqp_consumer, messaging, storage
 from calipso_agent import pipeline as pipeline_mod
 from calipso_agent import sample as sample_mod
-from calipso_agent import storage
-from calipso_agent.notification import amqp_consumer, manager, meters, vsg
+from calipso_agent.notification import manager, meters, vsg
 from tests import helpers
 
 pytestmark = pytest.mark.functional
@@ -163,7 +163,7 @@ def test_no_notification_stalls_its_batch(dispatcher, poison, position):
             pass
         notifications.append(notification_dict(envelope))
     result = dispatcher.info(notifications)
-    assert result == manager.RESULTS['handled']
+    assert result == messaging.RESULTS['handled']
     stored = {s.id for s in dispatcher.fuzz_store.get_samples(
         storage.base.SampleFilter(resource_id=[
             envelope['payload']['instance_id'] for envelope, _ in goods]))}

@@ -392,13 +392,6 @@ def test_connect_stops_when_the_service_stops(monkeypatch):
     assert collector.connect(conf, stopping) is None
 
 
-def test_listens_where_the_notifier_publisher_sends():
-    conf = helpers.make_conf(publisher_notifier__metering_topic='m-topic')
-    (target,) = collector.listener_targets(conf)
-    assert target.topic == 'm-topic'
-    assert target.exchange is None
-
-
 def test_service_listens_in_batches_and_closes_everything(monkeypatch):
     conf = helpers.make_conf(transport_url='fake://',
                              collector__batch_size=7,

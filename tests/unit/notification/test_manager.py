@@ -140,12 +140,3 @@ def test_load_endpoints_in_configured_order():
     endpoints = manager.load_endpoints(conf, ['vsg', 'meter'])
     assert [type(e).__name__ for e in endpoints] == ['VsgEndpoint',
                                                      'MeterEndpoint']
-
-
-def test_listener_targets():
-    conf = helpers.make_conf(notification__exchanges=['nova', 'neutron'],
-                             notification__topics=['notifications', 'x'])
-    targets = manager.listener_targets(conf)
-    assert [(t.exchange, t.topic) for t in targets] == [
-        ('nova', 'notifications'), ('nova', 'x'),
-        ('neutron', 'notifications'), ('neutron', 'x')]

@@ -174,11 +174,3 @@ def test_unreachable_postgresql_fails_the_batch():
     finally:
         pub.close()
     assert 'pw@' not in str(error.value)
-
-
-def test_describe_rejected_names_a_few():
-    rejected = [(make_sample(i), f'reason {i}') for i in range(7)]
-    text = database.describe_rejected(rejected)
-    assert text.startswith(f'{make_sample(0).id}: reason 0; ')
-    assert text.endswith('reason 4; and 2 more')
-    assert database.describe_rejected(['x is bad']) == 'x is bad'

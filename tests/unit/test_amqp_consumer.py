@@ -5,7 +5,7 @@ import json
 import oslo_messaging
 import pytest
 
-from calipso_agent.notification import amqp_consumer
+from calipso_agent import amqp_consumer
 from tests import helpers
 
 
@@ -176,44 +176,6 @@ def test_the_driver_does_not_send():
         amqp_consumer.BatchedNotificationDriver)
     with pytest.raises(amqp_consumer.ConsumerOnlyError):
         driver.send_notification(None, {}, {}, '2.0', None)
-
-
-@pytest.mark.parametrize('pool,queues', [
-    (None, {'notifications.info', 'notifications.sample'}),
-    ('analytics', {'analytics'}),
-])
-def test_driver_binds_the_queues_oslo_messaging_would(pool, queues):
-    from calipso_agent.notification import manager
-
-    conf = helpers.make_conf(notification__exchanges=['nova', 'neutron'],
-                             transport_url='rabbit://u:p@127.0.0.1:5672/')
-    transport = manager.notification_transport(conf)
-    driver = transport._driver
-    assert isinstance(driver, amqp_consumer.BatchedNotificationDriver)
-    targets = [(t, p) for t in manager.listener_targets(conf)
-               for p in ('info', 'sample')]
-    adapter = driver.listen_for_notifications(targets, pool, 100, 1)
-    consumer = adapter._poll_style_listener
-    assert {b.queue for b in consumer._bindings} == queues
-    assert {(b.exchange, b.routing_key) for b in consumer._bindings} == {
-        (e, f'notifications.{p}') for e in ('nova', 'neutron')
-        for p in ('info', 'sample')}
-    assert consumer._prefetch == 1000
-    assert consumer._urls == ['amqp://u:p@127.0.0.1:5672/']
-
-
-def test_other_transports_keep_oslo_drivers():
-    from calipso_agent.notification import manager
-
-    conf = helpers.make_conf(transport_url='fake:/')
-    transport = manager.notification_transport(conf)
-    assert not isinstance(transport._driver,
-                          amqp_consumer.BatchedNotificationDriver)
-    conf = helpers.make_conf(transport_url='rabbit://127.0.0.1/',
-                             notification__batched_amqp_consumer=False)
-    transport = manager.notification_transport(conf)
-    assert not isinstance(transport._driver,
-                          amqp_consumer.BatchedNotificationDriver)
 
 
 @pytest.mark.parametrize('body,message_id', [

@@ -23,11 +23,11 @@ collector (samples to the store) share this. A failure is classified:
   process, by message id: RabbitMQ's classic queues keep no delivery
   count, and a count in a header would need the message republished.
 
-The backoff belongs to the thread handling the batch (the executor runs
-several), and its wait is cut short when the receiver answers again: a
-probe every ``outage_probe_interval`` seconds, or another thread storing
-a batch. So the backlog flows at full speed within one batch of the store
-coming back.
+The backoff (``messaging.Backoff``) belongs to the thread handling the
+batch (the executor runs several), and its wait is cut short when the
+receiver answers again: a probe every ``outage_probe_interval`` seconds,
+or another thread storing a batch. So the backlog flows at full speed
+within one batch of the store coming back.
 """
 
 import collections
@@ -45,6 +45,9 @@ LOG = logging.getLogger(__name__)
 REMEMBERED = 100000
 # A reason in a log line or a header is cut to this many characters.
 REASON_LENGTH = 500
+
+# Rejected samples named in the log line of one batch.
+REJECTED_LOGGED = 5
 
 # Longest a wait goes without looking at the stop event.
 STOP_CHECK = 0.25
@@ -85,21 +88,27 @@ def is_refusal(error):
                               storage_base.StorageDataError))
 
 
-class Backoff:
-    """Exponential wait between retries of a failing batch."""
+def describe_rejected(rejected):
+    """A short text naming the first samples a store rejected (a
+    ``WriteResult.rejected`` list) and their reasons."""
+    shown = '; '.join(_describe(item) for item in rejected[:REJECTED_LOGGED])
+    more = len(rejected) - REJECTED_LOGGED
+    return shown + (f'; and {more} more' if more > 0 else '')
 
-    def __init__(self, initial, maximum):
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
 
-    def next_delay(self):
-        delay = min(self.maximum, self.initial * (2 ** self.failures))
-        self.failures += 1
-        return delay
+def _describe(item):
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        what, reason = item
+        what = getattr(what, 'id', what)
+        return f'{what}: {reason}'
+    return str(item)
 
-    def reset(self):
-        self.failures = 0
+
+def redelivered(samples, result):
+    """How many distinct samples of a store write were stored already:
+    neither new (``result.stored``) nor rejected."""
+    return max(0, len({getattr(s, 'id', None) for s in samples})
+               - result.stored - len(result.rejected))
 
 
 class Item:

@@ -40,7 +40,7 @@ import orjson
 import oslo_messaging
 from oslo_messaging import opts as messaging_opts
 
-from calipso_agent.notification import amqp_consumer, delivery
+from calipso_agent import amqp_consumer, delivery, envelope
 
 LOG = logging.getLogger(__name__)
 
@@ -71,9 +71,7 @@ def publish_notification(dead_letters, notification, priority, reason,
     the body as it came when the batched consumer still holds it, else
     re-encoded (``oslo_envelope``); ``exchange`` and ``routing_key`` are
     where it is requeued to when the consumer does not know better."""
-    metadata = notification.get('metadata')
-    message_id = (metadata.get('message_id')
-                  if isinstance(metadata, dict) else None)
+    message_id = envelope.message_id(notification)
     delivered = (amqp_consumer.in_flight(message_id)
                  if isinstance(message_id, str) else None)
     encoding = 'utf-8'
@@ -99,15 +97,13 @@ def oslo_envelope(notification, priority):
     A payload no encoder can write (nested past the interpreter's
     stack) is replaced by a text saying so: only the oslo.messaging
     driver path gets here with one, the batched consumer keeps bodies."""
-    metadata = notification.get('metadata') or {}
-    message = {'message_id': metadata.get('message_id'),
-               'timestamp': metadata.get('timestamp'),
+    message = {'message_id': envelope.message_id(notification),
+               'timestamp': envelope.timestamp(notification),
                'event_type': notification.get('event_type'),
                'publisher_id': notification.get('publisher_id'),
                'priority': str(priority).upper(),
                'payload': notification.get('payload')}
-    for key, value in (notification.get('ctxt') or {}).items():
-        message[f'_context_{key}'] = value
+    envelope.add_context(message, notification.get('ctxt'))
     try:
         inner = _json_text(message)
     except (TypeError, ValueError, RecursionError) as exc:

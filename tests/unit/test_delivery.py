@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from calipso_agent.notification import delivery
+from calipso_agent import delivery, messaging
 from calipso_agent.publisher import base as publisher_base
 from calipso_agent.storage import base as storage_base
 from tests.helpers import make_sample
@@ -66,7 +66,7 @@ def make(receiver, max_attempts=3, probe=None, interval=1.0):
     outage_wait = outage.wait
     outage.wait = waits.append
     batch = delivery.BatchDelivery(receiver, outage,
-                                   lambda: delivery.Backoff(0.5, 4),
+                                   lambda: messaging.Backoff(0.5, 4),
                                    max_attempts)
     return batch, waits, outage_wait
 
@@ -251,3 +251,11 @@ def test_redelivered_samples_are_counted_once_per_batch(caplog):
     assert batch.redelivered == 6
     assert ('6 of 6 samples already stored (redelivery) [6 so far]'
             in caplog.text)
+
+
+def test_describe_rejected_names_a_few():
+    rejected = [(make_sample(i), f'reason {i}') for i in range(7)]
+    text = delivery.describe_rejected(rejected)
+    assert text.startswith(f'{make_sample(0).id}: reason 0; ')
+    assert text.endswith('reason 4; and 2 more')
+    assert delivery.describe_rejected(['x is bad']) == 'x is bad'

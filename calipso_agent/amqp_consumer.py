@@ -20,6 +20,23 @@ listener, dispatcher and executor run unchanged on top of it, but it
 It only consumes: sending stays with oslo.messaging's drivers. Connection
 loss is retried with backoff; deliveries not yet settled are redelivered by
 the broker, and their late settlements are ignored.
+
+**Private oslo.messaging API: this module only.** A driver is written
+against ``oslo_messaging._drivers.base`` (``BaseDriver``,
+``PollStyleListener``, ``PollStyleListenerAdapter``, ``IncomingMessage``)
+and handed to ``oslo_messaging.transport.NotificationTransport``, which
+is not exported either: oslo.messaging has no public way to plug in a
+driver other than its ``oslo.messaging.drivers`` entry points, and those
+take every transport URL of that scheme (sending included). Nothing else
+in calipso imports oslo.messaging's private modules (a unit test checks).
+What an oslo.messaging upgrade can break here: the signature of
+``listen_for_notifications`` (targets and priorities, pool, batch size,
+batch timeout), the adapter's ``_poll_style_listener`` and batching
+contract, the ``IncomingMessage`` constructor (ctxt, message, msg_id) and
+its ``acknowledge``/``requeue`` methods, and ``NotificationTransport``
+taking a driver. ``tests/unit/test_amqp_consumer.py`` and the functional
+agent tests exercise each of them; ``[notification]
+batched_amqp_consumer = false`` falls back to oslo's own driver.
 """
 
 import collections
@@ -33,12 +50,13 @@ import urllib.parse
 
 import kombu
 import orjson
+from oslo_messaging import transport as transport_mod
 from oslo_messaging._drivers import base as driver_base
+
+from calipso_agent import envelope as envelope_mod
 
 LOG = logging.getLogger(__name__)
 
-CONTEXT_PREFIX = '_context_'
-PRIVATE_CONTEXT_KEYS = ('_unique_id', '_msg_id', '_reply_q', '_timeout')
 # Longest wait for deliveries while acknowledgements may be due.
 SETTLE_INTERVAL = 0.01
 
@@ -149,13 +167,7 @@ def decode(body):
         envelope = orjson.loads(envelope['oslo.message'])
     if not isinstance(envelope, dict):
         raise ValueError('the message is not a JSON object')
-    ctxt = {}
-    message = {}
-    for key, value in envelope.items():
-        if key.startswith(CONTEXT_PREFIX):
-            ctxt[key[len(CONTEXT_PREFIX):]] = value
-        elif key not in PRIVATE_CONTEXT_KEYS:
-            message[key] = value
+    ctxt, message = envelope_mod.split_context(envelope)
     if not isinstance(message.get('event_type'), str):
         raise ValueError('the message has no event_type')
     if not isinstance(message.get('priority', ''), str):
@@ -490,3 +502,12 @@ class BatchedNotificationDriver(driver_base.BaseDriver):
 
     def cleanup(self):
         """Listeners clean up their own connections."""
+
+
+def notification_transport(conf, url, prefetch, dead_letters=None,
+                           max_bytes=None):
+    """An oslo.messaging notification transport on the batched consumer
+    driver, for the rabbit:// ``url`` (an oslo_messaging.TransportURL)."""
+    return transport_mod.NotificationTransport(BatchedNotificationDriver(
+        conf, url, conf.control_exchange, prefetch, dead_letters,
+        max_bytes))

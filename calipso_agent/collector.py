@@ -24,8 +24,8 @@ import types
 import cotyledon
 import oslo_messaging
 
+from calipso_agent import metrics, sample_limits, storage
 from calipso_agent import sample as sample_mod
-from calipso_agent import sample_limits, storage
 from calipso_agent.notification import dead_letter, delivery, manager
 from calipso_agent.publisher import database, utils
 from calipso_agent.storage import base as storage_base
@@ -136,6 +136,7 @@ class SampleEndpoint:
 
     def _drop(self, kind, message_id, reason, notification_id):
         self.dropped[kind] += 1
+        metrics.METER_MESSAGES_DROPPED.labels(kind).inc()
         LOG.error('Meter message %s (notification %s) dropped: %s '
                   '[%d %s so far]', message_id, notification_id, reason,
                   self.dropped[kind], kind)
@@ -150,6 +151,7 @@ class SampleEndpoint:
             payload = [payload]
         if not isinstance(payload, list):
             self.dropped['notification'] += 1
+            metrics.METER_MESSAGES_DROPPED.labels('notification').inc()
             LOG.error('Notification %s dropped: payload is a %s, not a list '
                       'of meter messages [%d notification dropped so far]',
                       notification_id, type(payload).__name__,
@@ -207,7 +209,7 @@ class SampleEndpoint:
         return item
 
     def _store_samples(self, samples):
-        result = self.store.record_samples(samples)
+        result = metrics.record_samples(self.store, samples)
         self.stored += result.stored
         duplicates = database.redelivered(samples, result)
         self.already_stored += duplicates

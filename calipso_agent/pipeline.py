@@ -24,6 +24,7 @@ import urllib.parse
 import yaml
 from stevedore import driver
 
+from calipso_agent import metrics
 from calipso_agent.publisher import base as publisher_base
 
 LOG = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Sink:
         known = 0
         for publisher in self.publishers:
             known = max(known, publisher.publish_samples(samples) or 0)
+            metrics.published(self.name, publisher, len(samples))
         return known
 
 

@@ -18,8 +18,8 @@ import oslo_messaging
 from oslo_messaging import transport as transport_mod
 from stevedore import named
 
+from calipso_agent import metrics, sample_limits
 from calipso_agent import pipeline as pipeline_mod
-from calipso_agent import sample_limits
 from calipso_agent.notification import amqp_consumer, dead_letter, delivery
 
 LOG = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class SampleDispatcher:
         return self.info(notifications, 'sample')
 
     def ignore(self, notifications):
+        metrics.ignored(len(notifications))
         return oslo_messaging.NotificationResult.HANDLED
 
     audit = debug = warn = error = critical = ignore

@@ -13,7 +13,7 @@ import sys
 
 from gunicorn import config as gunicorn_config
 
-from calipso_agent import service, storage
+from calipso_agent import metrics, service, storage
 from calipso_agent.api import server
 from calipso_proxy import channels, launcher, opts
 from calipso_proxy.controller import app
@@ -80,6 +80,7 @@ def server_options():
 def main(argv=None):
     conf = service.prepare_service(argv, before_parse=opts.register_opts)
     proxy_launcher = check_config(conf)
+    metrics.setup('calipso-proxy-controller')
     controller = conf.controller
     reconciler = reconciler_mod.Reconciler(conf, proxy_launcher)
     reconciler.start()

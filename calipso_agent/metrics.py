@@ -42,6 +42,10 @@ LOG = logging.getLogger(__name__)
 
 DIR_PREFIX = 'calipso-metrics.'
 PATH = '/metrics'
+# The ``method`` label: these, or ``other`` (a label per client-made
+# method would grow without bound).
+METHODS = frozenset(('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE',
+                     'OPTIONS'))
 
 # Seconds: a batch of a few notifications up to a store write of
 # thousands of samples, or a batch waiting out a requeue backoff.
@@ -98,6 +102,10 @@ STORE_WRITE_DURATION = LazyMetric(
     prometheus_client.Histogram, 'calipso_store_write_duration_seconds',
     'Time of one write of samples to the store, by outcome.',
     ('outcome',), buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS = LazyMetric(
+    prometheus_client.Counter, 'calipso_http_requests_total',
+    'Requests an HTTP service answered (/metrics excepted), by method '
+    'and status.', ('method', 'status'))
 PROXY_REQUESTS = LazyMetric(
     prometheus_client.Counter, 'calipso_proxy_requests_total',
     'Requests a channel\'s proxy answered, by channel and HTTP status.',
@@ -183,7 +191,8 @@ def metrics_app(environ, start_response):
 
 
 class MetricsFilter:
-    """WSGI filter answering ``/metrics`` itself, before authentication."""
+    """WSGI filter answering ``/metrics`` itself, before authentication,
+    and counting the answers to the other requests."""
 
     def __init__(self, application):
         self.application = application
@@ -195,7 +204,14 @@ class MetricsFilter:
     def __call__(self, environ, start_response):
         if environ.get('PATH_INFO', '').rstrip('/') == PATH:
             return metrics_app(environ, start_response)
-        return self.application(environ, start_response)
+        method = environ.get('REQUEST_METHOD', '')
+        if method not in METHODS:
+            method = 'other'
+
+        def counting_start_response(status, headers, exc_info=None):
+            HTTP_REQUESTS.labels(method, status.split(' ', 1)[0]).inc()
+            return start_response(status, headers, exc_info)
+        return self.application(environ, counting_start_response)
 
 
 def counted_delivery(handled):

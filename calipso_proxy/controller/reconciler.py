@@ -146,7 +146,8 @@ class Reconciler:
             reason = ('its proxy is no longer running'
                       if channel_id in self._seen else 'no proxy running')
             if channel_id in self._seen:
-                metrics.proxy_restarted(channel_id, 'exited')
+                metrics.proxy_restarted(channel_id, 'exited' if channel.get(
+                    'state') == channels_mod.RUNNING else 'not_running')
             self._started(channel, service.start_proxy(channel_id, reason))
             return False
         if (channels_mod.read_config(self.conf, channel_id) !=

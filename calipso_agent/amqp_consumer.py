@@ -54,6 +54,7 @@ from oslo_messaging import transport as transport_mod
 from oslo_messaging._drivers import base as driver_base
 
 from calipso_agent import envelope as envelope_mod
+from calipso_agent import metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -325,14 +326,15 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
         size = len(body or b'')
         if self.max_bytes and size > self.max_bytes:
             self._set_aside(raw, f'{size} bytes, more than the '
-                                 f'{self.max_bytes} accepted')
+                                 f'{self.max_bytes} accepted',
+                            metrics.TOO_LARGE)
             return
         try:
             ctxt, message = decode(body)
         except (ValueError, TypeError, RecursionError) as exc:
             self.undecodable += 1
             self._set_aside(raw, f'undecodable: {" ".join(str(exc).split())}'
-                                 [:300])
+                                 [:300], metrics.UNDECODABLE)
             return
         message_id = message.get('message_id')
         if type(message_id) is str:
@@ -348,7 +350,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
             if message_id is not None:
                 _in_flight.pop(message_id, None)
 
-    def _set_aside(self, raw, reason):
+    def _set_aside(self, raw, reason, kind):
         """Dead-letter a message the agent can never read, as it came,
         then settle it: acknowledged once the dead letter is confirmed,
         requeued if it could not be published."""
@@ -360,6 +362,7 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
             LOG.error('Notification %s dropped (%s): %s', message_id, where,
                       reason)
             self._settlements[raw.delivery_tag] = True
+            metrics.unread(kind, True)
             return
         try:
             self.dead_letters.publish(
@@ -373,10 +376,12 @@ class BatchedNotificationConsumer(driver_base.PollStyleListener):
                       'dead-lettered (%s): requeued', message_id, where,
                       reason, ' '.join(str(exc).split()))
             self._settlements[raw.delivery_tag] = False
+            metrics.unread(kind, False)
             return
         LOG.error('Notification %s dead-lettered (%s): %s', message_id,
                   where, reason)
         self._settlements[raw.delivery_tag] = True
+        metrics.unread(kind, True)
 
     def _flush_settlements(self):
         settled = self._settled

@@ -21,7 +21,7 @@ import math
 import threading
 import types
 
-from calipso_agent import delivery, envelope, messaging, storage
+from calipso_agent import delivery, envelope, messaging, metrics, storage
 from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import utils
 from calipso_agent.storage import base as storage_base
@@ -123,6 +123,7 @@ class SampleEndpoint(messaging.BatchEndpoint):
 
     def _drop(self, kind, message_id, reason, notification_id):
         self.dropped[kind] += 1
+        metrics.METER_MESSAGES_DROPPED.labels(kind).inc()
         LOG.error('Meter message %s (notification %s) dropped: %s '
                   '[%d %s so far]', message_id, notification_id, reason,
                   self.dropped[kind], kind)
@@ -136,6 +137,7 @@ class SampleEndpoint(messaging.BatchEndpoint):
             payload = [payload]
         if not isinstance(payload, list):
             self.dropped['notification'] += 1
+            metrics.METER_MESSAGES_DROPPED.labels('notification').inc()
             LOG.error('Notification %s dropped: payload is a %s, not a list '
                       'of meter messages [%d notification dropped so far]',
                       notification_id, type(payload).__name__,
@@ -182,7 +184,7 @@ class SampleEndpoint(messaging.BatchEndpoint):
         return item
 
     def _store_samples(self, samples):
-        result = self.store.record_samples(samples)
+        result = metrics.record_samples(self.store, samples)
         self.stored += result.stored
         duplicates = delivery.redelivered(samples, result)
         self.already_stored += duplicates

@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 
+from calipso_agent import metrics
 from calipso_agent.publisher import base as publisher_base
 from calipso_agent.storage import base as storage_base
 
@@ -241,6 +242,7 @@ class BatchDelivery:
         self.outage.wait(self.backoff.next_delay())
         return REQUEUE
 
+    @metrics.counted_delivery(HANDLED)
     def deliver(self, items):
         dead = [(item, item.refused) for item in items if item.refused]
         sendable = [item for item in items
@@ -251,6 +253,7 @@ class BatchDelivery:
                 published = self._isolate(sendable, dead, suspects,
                                           first=True)
             except _TransientError as exc:
+                metrics.requeued(len(items), 'unavailable')
                 return self._requeue(exc.error)
             if published:
                 self.outage.succeeded()
@@ -270,6 +273,7 @@ class BatchDelivery:
         if retried:
             # The whole batch comes back: what is refused now is found
             # again then, and dead-lettered once, with the last attempt.
+            metrics.requeued(len(items), 'retry')
             return self._requeue()
         try:
             for item, reason in dead:
@@ -277,6 +281,7 @@ class BatchDelivery:
         except Exception as exc:
             LOG.error('Dead-lettering failed (%s); requeueing the batch',
                       one_line(exc))
+            metrics.requeued(len(items), 'dead_letter_failed')
             return self._requeue()
         return HANDLED
 
@@ -356,6 +361,7 @@ class BatchDelivery:
     def _dead_letter(self, item, reason):
         attempts = self._attempts_of(item.message_id) or None
         item.dead_letter(reason, attempts)
+        metrics.dead_lettered(item.refused, attempts, self.max_attempts)
         self.dead_lettered += 1
         with self._lock:
             self._attempts.pop(item.message_id, None)

@@ -36,6 +36,22 @@ DEFAULT_OPTS = [
                      'resource_metadata.user_metadata.'),
 ]
 
+def metrics_opts(daemon):
+    """Where ``daemon`` answers /metrics (doc/metrics.md)."""
+    return [
+        cfg.HostAddressOpt('metrics_host',
+                           default='127.0.0.1',
+                           help=f'Address {daemon} answers /metrics on '
+                                '(Prometheus format, the sum over its '
+                                'workers).'),
+        cfg.PortOpt('metrics_port',
+                    default=0,
+                    help=f'Port {daemon} answers /metrics on; 0 serves '
+                         'no metrics (each agent of a host needs a port '
+                         'of its own).'),
+    ]
+
+
 NOTIFICATION_OPTS = [
     cfg.ListOpt('exchanges',
                 default=['nova', 'neutron', 'cinder', 'glance', 'heat',
@@ -64,6 +80,7 @@ NOTIFICATION_OPTS = [
                min=1,
                help='Listener processes started by the notification '
                     'agent.'),
+    *metrics_opts('the notification agent'),
     cfg.ListOpt('endpoints',
                 default=['meter', 'vsg'],
                 help='Notification endpoints to load from the '
@@ -175,6 +192,7 @@ COLLECTOR_OPTS = [
                default=1,
                min=1,
                help='Collector processes.'),
+    *metrics_opts('the collector'),
     cfg.FloatOpt('requeue_backoff_initial',
                  default=0.5,
                  min=0,

@@ -25,6 +25,7 @@ import yaml
 from stevedore import driver
 from stevedore import exception as stevedore_exception
 
+from calipso_agent import metrics
 from calipso_agent.publisher import base as publisher_base
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Sink:
         known = 0
         for publisher in self.publishers:
             known = max(known, publisher.publish_samples(samples) or 0)
+            metrics.published(self.name, publisher, len(samples))
         return known
 
 

@@ -11,7 +11,7 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_messaging import opts as messaging_opts
 
-from calipso_agent import opts
+from calipso_agent import metrics, opts
 
 LOG = logging.getLogger(__name__)
 
@@ -75,10 +75,13 @@ def config_problem(exc):
     return ' '.join(str(exc).split())
 
 
-def run_workers(conf, service_class, workers):
+def run_workers(conf, service_class, workers, metrics_address=None):
     """Run ``workers`` processes of ``service_class(worker_id, conf)``
-    under cotyledon until a signal stops them (SIGHUP reloads options)."""
+    under cotyledon until a signal stops them (SIGHUP reloads options);
+    with ``metrics_address`` (host, port), their metrics are served."""
     services = cotyledon.ServiceManager()
     services.add(service_class, workers=workers, args=(conf,))
+    metrics.add_server(services, service_class.name, *(metrics_address
+                                                        or (None, 0)))
     oslo_config_glue.setup(services, conf)
     services.run()

@@ -1249,3 +1249,23 @@ def oslo_body(message_text):
 def nested_json(levels, leaf='{}'):
     """JSON text of objects nested ``levels`` deep (no encoder needed)."""
     return '{"a": ' * levels + leaf + '}' * levels
+
+
+# --- self-metrics (calipso_agent.metrics) ------------------------------------
+
+
+def read_metrics(url):
+    """{(sample name, ((label, value), ...)): value} of a /metrics page."""
+    from prometheus_client import parser
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers['Content-Type'].startswith('text/plain')
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in parser.text_string_to_metric_families(
+                response.text)
+            for sample in family.samples}
+
+
+def metric(values, name, **labels):
+    """The value of one sample of ``read_metrics`` (0 when absent)."""
+    return values.get((name, tuple(sorted(labels.items()))), 0)

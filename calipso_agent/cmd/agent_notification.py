@@ -35,7 +35,9 @@ def main(argv=None):
     if problem:
         sys.exit(f'calipso-agent-notification: {problem}')
     service.run_workers(conf, manager.NotificationService,
-                        conf.notification.workers)
+                        conf.notification.workers,
+                        (conf.notification.metrics_host,
+                         conf.notification.metrics_port))
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from calipso_agent import service, storage
+from calipso_agent import metrics, service, storage
 from calipso_agent.api import app
 from calipso_agent.wsgi import server
 
@@ -27,6 +27,7 @@ def check_config(conf):
 def main(argv=None):
     conf = service.prepare_service(argv)
     check_config(conf)
+    metrics.setup('calipso-api')
     LOG.info('calipso-api serving on %s:%s (%s pipeline, %d workers of %d '
              'threads)', conf.api.host, conf.api.port,
              conf.api.auth_strategy, conf.api.workers, conf.api.threads)

@@ -18,7 +18,9 @@ def main(argv=None):
         argv, before_parse=service.limit_executor_threads)
     check_database(conf)
     service.run_workers(conf, collector.CollectorService,
-                        conf.collector.workers)
+                        conf.collector.workers,
+                        (conf.collector.metrics_host,
+                         conf.collector.metrics_port))
 
 
 if __name__ == '__main__':

@@ -16,7 +16,7 @@ import logging
 import oslo_messaging
 from stevedore import named
 
-from calipso_agent import delivery, messaging
+from calipso_agent import delivery, messaging, metrics
 from calipso_agent import pipeline as pipeline_mod
 
 LOG = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class SampleDispatcher(messaging.BatchEndpoint):
         return self.info(notifications, 'sample')
 
     def ignore(self, notifications):
+        metrics.ignored(len(notifications))
         return oslo_messaging.NotificationResult.HANDLED
 
     audit = debug = warn = error = critical = ignore

@@ -8,7 +8,7 @@ idempotent by sample id, so a batch the agent retries stores nothing twice.
 import logging
 import threading
 
-from calipso_agent import delivery, storage
+from calipso_agent import delivery, metrics, storage
 from calipso_agent.publisher import base
 from calipso_agent.storage import base as storage_base
 
@@ -52,7 +52,7 @@ class DatabasePublisher(base.Publisher):
         if not samples:
             return
         try:
-            result = self._connection().record_samples(samples)
+            result = metrics.record_samples(self._connection(), samples)
         except storage_base.StorageDataError as exc:
             raise base.PublisherDataError(
                 f'the store refused {len(samples)} samples: {exc}')

@@ -13,7 +13,7 @@ import sys
 
 from gunicorn import config as gunicorn_config
 
-from calipso_agent import service, storage
+from calipso_agent import metrics, service, storage
 from calipso_agent.wsgi import server
 from calipso_proxy import launcher, opts
 from calipso_proxy.controller import app, channels
@@ -88,6 +88,7 @@ def prepare(argv=None, log_setup=True):
 def main(argv=None):
     conf = prepare(argv)
     proxy_launcher = check_config(conf)
+    metrics.setup('calipso-proxy-controller')
     controller = conf.controller
     reconciler = reconciler_mod.Reconciler(conf, proxy_launcher)
     reconciler.start()

@@ -8,7 +8,7 @@ controller generated.
 import logging
 import sys
 
-from calipso_agent import service
+from calipso_agent import metrics, service
 from calipso_agent.wsgi import server
 from calipso_proxy import opts
 from calipso_proxy.proxy import app, liveness
@@ -36,6 +36,7 @@ def main(argv=None):
              'backend %s', conf.proxy.channel_id,
              ','.join(conf.proxy.authorized_projects), conf.proxy.host,
              conf.proxy.port, conf.proxy.backend_url)
+    metrics.setup(f'calipso-proxy-{conf.proxy.channel_id}')
     server.serve(lambda: app.load_app(conf), conf.proxy.host,
                  conf.proxy.port, workers=conf.proxy.workers,
                  threads=conf.proxy.threads,

@@ -25,6 +25,7 @@ import time
 
 import requests
 
+from calipso_agent import metrics
 from calipso_agent import storage as storage_mod
 from calipso_proxy.controller import channels as channels_mod
 from calipso_proxy.proxy import liveness
@@ -144,10 +145,14 @@ class Reconciler:
                 return False
             reason = ('its proxy is no longer running'
                       if channel_id in self._seen else 'no proxy running')
+            if channel_id in self._seen:
+                metrics.proxy_restarted(channel_id, 'exited' if channel.get(
+                    'state') == channels_mod.RUNNING else 'not_running')
             self._started(channel, service.start_proxy(channel_id, reason))
             return False
         if (channels_mod.read_config(self.conf, channel_id) !=
                 channels_mod.render_config(self.conf, channel)):
+            metrics.proxy_restarted(channel_id, 'config_changed')
             self._started(channel, service.restart_proxy(
                 channel_id, 'its configuration changed'))
             return False
@@ -168,6 +173,7 @@ class Reconciler:
         self._seen[channel_id] = (pid, since)
         timeout = self.conf.controller.proxy_start_timeout
         if now - since > timeout and self._may_start(channel):
+            metrics.proxy_restarted(channel_id, 'unresponsive')
             self._started(channel, service.restart_proxy(
                 channel_id, f'no healthcheck answer for {timeout}s'))
         return False

@@ -36,7 +36,8 @@ import urllib.parse
 import orjson
 
 from bench import common
-from calipso_agent.storage import base, impl_sqlalchemy
+from calipso_agent import storage
+from calipso_agent.storage import base
 
 PERIOD = 3600
 TARGET_MS = 2.0
@@ -270,7 +271,7 @@ def main(argv=None):
                        'process, one keep-alive http.client connection '
                        'each; in-process calls: the same storage driver '
                        'here')
-            store = impl_sqlalchemy.Connection(common.make_conf(), url)
+            store = storage.get_connection_from_url(common.make_conf(), url)
             load = common.LoadGenerator(base_url, args.concurrency)
             meter = common.CpuMeter(proc.pid)
             try:

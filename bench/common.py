@@ -32,8 +32,8 @@ import orjson
 import psycopg
 from oslo_config import cfg
 
-from calipso_agent import opts
-from calipso_agent.storage import impl_sqlalchemy
+from calipso_agent import opts, storage
+from calipso_agent.storage.sql import values
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get('CALIPSO_BENCH_PG_URL',
@@ -448,7 +448,7 @@ def sample_rows(count, resources=1000, days=30, projects=10,
     ``resources`` resources (project ``resource % projects``) and
     ``days`` days from T0, the meters in turn, nova-like metadata."""
     rng = random.Random(seed)
-    t0 = impl_sqlalchemy.to_us(T0)
+    t0 = values.to_us(T0)
     rounds = max(1, count // resources)
     step = days * 86400 * 1_000_000 / rounds
     metadata = [orjson.dumps({
@@ -516,7 +516,7 @@ def load_store(url, count, **layout):
     by COPY, resources and meters by set-based SQL, VACUUM ANALYZE;
     seconds spent."""
     start = time.perf_counter()
-    store = impl_sqlalchemy.Connection(make_conf(), url)
+    store = storage.get_connection_from_url(make_conf(), url)
     store.upgrade()
     store.close()
     with psycopg.connect(url, autocommit=True) as conn:

@@ -39,7 +39,8 @@ from oslo_config import cfg
 
 from calipso_agent import opts
 from calipso_agent import sample as sample_mod
-from calipso_agent.storage import base, impl_sqlalchemy
+from calipso_agent.storage import base
+from calipso_agent.storage.sql import postgresql, sqlite, values
 
 T0 = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC)
 DAYS = 30
@@ -102,10 +103,10 @@ def make_samples(count, seed=42, meters=('cpu_util', 'memory.usage',
 def encoded_rows(samples):
     """The rows the SQL driver stores, encoded beforehand (the limit's
     input: what any writer would have to send)."""
-    now = impl_sqlalchemy.to_us(datetime.datetime.now(datetime.UTC))
+    now = values.to_us(datetime.datetime.now(datetime.UTC))
     return [(s.id, s.name, s.type, s.unit, s.volume, s.user_id,
              s.project_id, s.resource_id, s.source, s.message_id,
-             impl_sqlalchemy.to_us(base.parse_timestamp(s.timestamp)), now,
+             values.to_us(base.parse_timestamp(s.timestamp)), now,
              orjson.dumps(s.resource_metadata).decode())
             for s in samples]
 
@@ -156,7 +157,7 @@ def pg_database(admin_url):
 def bench_sqlite_writes(samples):
     rows = encoded_rows(samples)
     with tempfile.TemporaryDirectory() as tmp:
-        ours = impl_sqlalchemy.Connection(
+        ours = sqlite.Connection(
             make_conf(), f'sqlite:///{tmp}/ours.sqlite')
         ours.upgrade()
         ours_s = timed(lambda: record_all(ours, samples))
@@ -184,7 +185,7 @@ def bench_pg_writes(samples, admin_url):
     rows = encoded_rows(samples)
     url, drop = pg_database(admin_url)
     try:
-        ours = impl_sqlalchemy.Connection(make_conf(), url)
+        ours = postgresql.Connection(make_conf(), url)
         ours.upgrade()
         ours_s = timed(lambda: record_all(ours, samples))
         ours.close()
@@ -239,10 +240,10 @@ def bench_pg_parallel_writes(samples, admin_url, writers):
     rows = encoded_rows(samples)
     url, drop = pg_database(admin_url)
     try:
-        impl_sqlalchemy.Connection(make_conf(), url).close()
+        postgresql.Connection(make_conf(), url).close()
 
         def ours(share):
-            store = impl_sqlalchemy.Connection(make_conf(), url)
+            store = postgresql.Connection(make_conf(), url)
 
             def write():
                 record_all(store, samples, share)
@@ -283,7 +284,7 @@ def bench_pg_statistics(count, admin_url, repeat):
     samples = make_samples(count, meters=('cpu_util',))
     url, drop = pg_database(admin_url)
     try:
-        store = impl_sqlalchemy.Connection(make_conf(), url)
+        store = postgresql.Connection(make_conf(), url)
         store.upgrade()
         load_s = timed(lambda: record_all(store, samples))
         say(f'  loaded {count:,} samples through record_samples in '
@@ -294,10 +295,10 @@ def bench_pg_statistics(count, admin_url, repeat):
         query_filter = base.SampleFilter(meter='cpu_util',
                                          start_timestamp=T0,
                                          end_timestamp=end)
-        params = {'origin': impl_sqlalchemy.to_us(T0),
+        params = {'origin': values.to_us(T0),
                   'period': STATS_PERIOD * 1_000_000, 'name': 'cpu_util',
-                  'start': impl_sqlalchemy.to_us(T0),
-                  'end': impl_sqlalchemy.to_us(end)}
+                  'start': values.to_us(T0),
+                  'end': values.to_us(end)}
         ours_times, hand_times, read_times = [], [], []
         with psycopg.connect(url) as conn:
             for _ in range(repeat):

@@ -14,6 +14,7 @@ and ``id``. The orderby is a JSON string ``[{field: "asc"|"desc"}]``.
 import json
 import re
 
+from calipso_agent import query_model
 from calipso_agent.api import query as api_query
 from calipso_agent.storage import query as storage_query
 from calipso_agent.wsgi import errors
@@ -21,7 +22,6 @@ from calipso_agent.wsgi import errors
 OPERATORS = {'=': '=', '!=': '!=', '<': '<', '>': '>', '<=': '<=',
              '=<': '<=', '>=': '>=', '=>': '>=', 'in': 'in', 'like': 'like'}
 UNSUPPORTED_OPERATORS = ('=~',)
-LOGICAL_OPERATORS = ('and', 'or')
 FIELDS = {
     'id': 'id', 'message_id': 'message_id', 'source': 'source',
     'meter': 'name', 'counter_name': 'name',
@@ -34,7 +34,6 @@ FIELDS = {
     'timestamp': 'timestamp', 'recorded_at': 'recorded_at',
 }
 METADATA_PREFIXES = ('metadata.', 'resource_metadata.')
-MAX_DEPTH = 50
 _DECIMAL = re.compile(r'\s*[+-]?[0-9]+\s*')
 
 
@@ -95,46 +94,45 @@ def _scalar(value):
             value is not None)
 
 
-def translate(expression, depth=0):
-    """The store's expression of a decoded Ceilometer filter."""
-    if depth > MAX_DEPTH:
-        raise InvalidExpressionError('expression nested too deeply')
-    if not isinstance(expression, dict) or len(expression) != 1:
-        raise InvalidExpressionError(
-            f'{expression!r} is not an expression (an object of exactly '
-            'one operator)')
-    ((op, operand),) = expression.items()
-    op = op.lower()
-    if op in LOGICAL_OPERATORS:
-        if not isinstance(operand, list) or len(operand) < 2:
-            raise InvalidExpressionError(f'{op} needs a list of at least two '
-                                         'expressions')
-        return {op: [translate(e, depth + 1) for e in operand]}
-    if op == 'not':
-        return {'not': translate(operand, depth + 1)}
-    if op in UNSUPPORTED_OPERATORS:
-        raise InvalidExpressionError(f'operator {op} (regular expression) is '
-                                     'not supported; use like')
-    if op not in OPERATORS:
-        raise InvalidExpressionError(
-            f'unknown operator {op!r} (one of and, or, not, '
-            f'{", ".join(OPERATORS)})')
-    if not isinstance(operand, dict) or len(operand) != 1:
-        raise InvalidExpressionError(f'{op} needs an object of one field and '
-                                     f'its value, not {operand!r}')
-    ((name, value),) = operand.items()
-    field = _field(name)
-    if op == 'in':
-        if (not isinstance(value, list) or not value or
-                not all(_scalar(v) for v in value)):
+class _Translator(query_model.Walker):
+    """The store's tree of a decoded Ceilometer filter."""
+
+    error = InvalidExpressionError
+    expression_shape = 'an object of exactly one operator'
+    leaf_shape = 'an object of one field and its value'
+
+    def leaf_operator(self, op):
+        if op in UNSUPPORTED_OPERATORS:
             raise InvalidExpressionError(
-                f'in: {name} needs a non-empty list of strings and '
-                'numbers')
-    elif not _scalar(value):
-        raise InvalidExpressionError(f'{op}: the value of {name} must be a '
-                                     f'string, number or boolean, not '
-                                     f'{value!r}')
-    return {OPERATORS[op]: {field: value}}
+                f'operator {op} (regular expression) is not supported; '
+                'use like')
+        if op not in OPERATORS:
+            raise InvalidExpressionError(
+                f'unknown operator {op!r} (one of and, or, not, '
+                f'{", ".join(OPERATORS)})')
+        return op
+
+    def leaf(self, op, name, value):
+        field = _field(name)
+        if op == 'in':
+            if (not isinstance(value, list) or not value or
+                    not all(_scalar(v) for v in value)):
+                raise InvalidExpressionError(
+                    f'in: {name} needs a non-empty list of strings and '
+                    'numbers')
+        elif not _scalar(value):
+            raise InvalidExpressionError(
+                f'{op}: the value of {name} must be a string, number or '
+                f'boolean, not {value!r}')
+        return {OPERATORS[op]: {field: value}}
+
+
+_TRANSLATOR = _Translator()
+
+
+def translate(expression):
+    """The store's expression of a decoded Ceilometer filter."""
+    return _TRANSLATOR.walk(expression)
 
 
 def parse_filter(text):

@@ -8,6 +8,7 @@ import logging
 import urllib.parse
 
 from stevedore import driver
+from stevedore import exception as stevedore_exception
 
 from calipso_agent.storage import base
 
@@ -25,12 +26,10 @@ def get_connection_from_url(conf, url):
     try:
         manager = driver.DriverManager(NAMESPACE, scheme, invoke_on_load=True,
                                        invoke_args=(conf, url))
-    except Exception as exc:
-        if type(exc).__name__ == 'NoMatches':
-            raise UnknownDatabase(
-                f'no storage driver for {scheme!r} (database URL schemes: '
-                'sqlite, postgresql, mongodb)')
-        raise
+    except stevedore_exception.NoMatches:
+        raise UnknownDatabase(
+            f'no storage driver for {scheme!r} (database URL schemes: '
+            'sqlite, postgresql, mongodb)')
     return manager.driver
 
 

@@ -24,6 +24,7 @@ import datetime
 import math
 import re
 
+from calipso_agent import query_model
 from calipso_agent import sample as sample_mod
 
 COMPARISONS = ('=', '!=', '<', '<=', '>', '>=')
@@ -113,36 +114,32 @@ def _check_field(field):
     raise InvalidQuery(f'unknown field {field!r}')
 
 
-def validate(expression, depth=0):
+class _Validator(query_model.Walker):
+    """Checks and normalizes a tree of the store's language."""
+
+    error = InvalidQuery
+
+    def leaf_operator(self, op):
+        if op not in LEAF_OPS:
+            raise InvalidQuery(f'unknown operator {op!r}')
+        return op
+
+    def leaf(self, op, field, value):
+        field = _check_field(field)
+        if op == 'in':
+            if not isinstance(value, list) or not value:
+                raise InvalidQuery(f'in: {field} needs a non-empty list')
+            return {'in': {field: [_check_value(field, '=', v)
+                                   for v in value]}}
+        return {op: {field: _check_value(field, op, value)}}
+
+
+_VALIDATOR = _Validator()
+
+
+def validate(expression):
     """A normalized copy of ``expression``, or InvalidQuery."""
-    if depth > 50:
-        raise InvalidQuery('expression nested too deeply')
-    if not isinstance(expression, dict) or len(expression) != 1:
-        raise InvalidQuery(f'{expression!r} is not an expression (a '
-                           'mapping of one operator)')
-    ((op, operand),) = expression.items()
-    if not isinstance(op, str):
-        raise InvalidQuery(f'operator {op!r} is not a string')
-    op = op.lower()
-    if op in ('and', 'or'):
-        if not isinstance(operand, list) or len(operand) < 2:
-            raise InvalidQuery(f'{op} needs a list of at least two '
-                               'expressions')
-        return {op: [validate(e, depth + 1) for e in operand]}
-    if op == 'not':
-        return {'not': validate(operand, depth + 1)}
-    if op not in LEAF_OPS:
-        raise InvalidQuery(f'unknown operator {op!r}')
-    if not isinstance(operand, dict) or len(operand) != 1:
-        raise InvalidQuery(f'{op} needs one field and its value, not '
-                           f'{operand!r}')
-    ((field, value),) = operand.items()
-    field = _check_field(field)
-    if op == 'in':
-        if not isinstance(value, list) or not value:
-            raise InvalidQuery(f'in: {field} needs a non-empty list')
-        return {'in': {field: [_check_value(field, '=', v) for v in value]}}
-    return {op: {field: _check_value(field, op, value)}}
+    return _VALIDATOR.walk(expression)
 
 
 def validate_orderby(orderby):

@@ -18,12 +18,20 @@ here, away from HTTP plumbing:
 
 import json
 
+from calipso_agent import query_model
 from calipso_agent.wsgi import errors, query_string
 
 # The simple and complex query field names that mean project_id.
 PROJECT_FIELDS = frozenset(('project_id', 'project'))
-# Bounds the JSON nesting a tenant can make the proxy walk.
-MAX_DEPTH = 50
+
+
+def _is_project_field(key):
+    return key.strip().lower() in PROJECT_FIELDS
+
+
+def _too_deep():
+    return errors.ClientError('Filter expression not valid: nested too '
+                              'deeply')
 
 
 class ProjectScope:
@@ -92,27 +100,18 @@ class ProjectScope:
             expression = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise errors.ClientError(f'Filter expression not valid: {exc}')
-        self._check_expression(expression, 0)
+        self._check_expression(expression)
         query['filter'] = json.dumps({'and': [scope, expression]})
         return json.dumps(query).encode()
 
-    def _check_expression(self, expression, depth):
-        """Walk every object and list of the filter: the value of any
-        project field, under any operator, must name channel projects
-        only (403) and be a string or a list of strings (400). The rest
-        of the validation is the backend's."""
-        if depth > MAX_DEPTH:
-            raise errors.ClientError('Filter expression not valid: nested '
-                                     'too deeply')
-        if isinstance(expression, list):
-            for child in expression:
-                self._check_expression(child, depth + 1)
-        elif isinstance(expression, dict):
-            for key, value in expression.items():
-                if key.strip().lower() in PROJECT_FIELDS:
-                    self._check_project_value(value)
-                else:
-                    self._check_expression(value, depth + 1)
+    def _check_expression(self, expression):
+        """Every object and list of the filter: the value of any project
+        field, under any operator, must name channel projects only (403)
+        and be a string or a list of strings (400). The rest of the
+        validation is the backend's."""
+        for _, value in query_model.find_terms(
+                expression, _is_project_field, _too_deep):
+            self._check_project_value(value)
 
     def _check_project_value(self, value):
         values = value if isinstance(value, list) else [value]

@@ -50,8 +50,8 @@ class PostgreSQLStores(_Stores):
     new, upgraded driver connection (the previous one closed)."""
 
     def __init__(self):
-        from calipso_agent.storage import impl_sqlalchemy
-        self.driver = impl_sqlalchemy
+        from calipso_agent.storage.sql import postgresql
+        self.driver = postgresql
         self.conf = helpers.make_conf()
         self.name = f'calipso_contract_{uuid.uuid4().hex}'
         self.server = sa.create_engine(

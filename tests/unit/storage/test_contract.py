@@ -30,9 +30,9 @@ class Stores:
         self.close()
         number = next(self.numbers)
         if self.kind == 'sqlite':
-            from calipso_agent.storage import impl_sqlalchemy
+            from calipso_agent.storage.sql import sqlite
             url = f'sqlite:///{self.tmp}/store-{number}.sqlite'
-            self.current = impl_sqlalchemy.Connection(self.conf, url)
+            self.current = sqlite.Connection(self.conf, url)
         else:
             from calipso_agent.storage import impl_mongodb
             self.current = impl_mongodb.Connection(
@@ -43,12 +43,12 @@ class Stores:
 
     def broken(self):
         if self.kind == 'sqlite':
-            from calipso_agent.storage import impl_sqlalchemy
+            from calipso_agent.storage.sql import sqlite
             # A file that is not an SQLite database.
             garbage = self.tmp / f'garbage-{next(self.numbers)}.sqlite'
             garbage.write_bytes(b'not an SQLite database\n' * 512)
-            return impl_sqlalchemy.Connection(self.conf,
-                                              f'sqlite:///{garbage}')
+            return sqlite.Connection(self.conf,
+                                     f'sqlite:///{garbage}')
         from calipso_agent.storage import impl_mongodb
         return impl_mongodb.Connection(
             self.conf, f'mongodb://127.0.0.1:{helpers.free_port()}/x'

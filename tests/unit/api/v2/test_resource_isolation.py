@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calipso_agent.api import app, rbac
-from calipso_agent.storage import impl_mongodb, impl_sqlalchemy
+from calipso_agent.storage import impl_mongodb
+from calipso_agent.storage.sql import sqlite
 from tests.helpers import make_sample
 from tests.unit.api import support
 
@@ -54,7 +55,7 @@ class Stores:
     def __call__(self):
         number = next(self.numbers)
         if self.kind == 'sqlite':
-            store = impl_sqlalchemy.Connection(
+            store = sqlite.Connection(
                 self.conf, f'sqlite:///{self.tmp}/store-{number}.sqlite')
         else:
             store = impl_mongodb.Connection(

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from calipso_agent.api import app as api_app
 from calipso_agent.api import rbac
-from calipso_agent.storage import impl_sqlalchemy
+from calipso_agent.storage.sql import sqlite
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.proxy import app as proxy_app
 from calipso_proxy.proxy import backend as backend_mod
@@ -73,7 +73,7 @@ class WSGIBackend(backend_mod.BackendClient):
 def store_of(samples):
     conf = helpers.make_conf(database__connection='sqlite://',
                              api__multi_project_role='service')
-    store = impl_sqlalchemy.Connection(conf, 'sqlite://')
+    store = sqlite.Connection(conf, 'sqlite://')
     store.record_samples(samples)
     return conf, store
 

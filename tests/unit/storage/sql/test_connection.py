@@ -1,18 +1,22 @@
-"""The SQL driver's write errors on SQLite, and their classification."""
+"""The SQL connections: one class per dialect, chosen by the URL
+scheme; write errors on SQLite and their classification."""
 
 import sqlite3
 
 import pytest
 import sqlalchemy as sa
+from stevedore import driver
 
-from calipso_agent.storage import impl_sqlalchemy
+from calipso_agent import storage
+from calipso_agent.storage.sql import connection as sql_connection
+from calipso_agent.storage.sql import postgresql, sqlite
 from tests import helpers
 from tests.helpers import make_sample
 
 
 @pytest.fixture
 def store(tmp_path):
-    connection = impl_sqlalchemy.Connection(
+    connection = sqlite.Connection(
         helpers.make_conf(), f'sqlite:///{tmp_path}/s.sqlite')
     yield connection
     connection.close()
@@ -57,4 +61,20 @@ class DriverError(Exception):
 ])
 def test_which_database_errors_refuse_the_data(cause, refused):
     wrapped = sa.exc.DBAPIError('stmt', {}, cause)
-    assert impl_sqlalchemy._refuses_the_data(wrapped, cause) is refused
+    assert sql_connection.refuses_the_data(wrapped, cause) is refused
+
+
+@pytest.mark.parametrize('scheme, dialect', [
+    ('sqlite', sqlite.Connection), ('postgresql', postgresql.Connection)])
+def test_each_scheme_loads_its_dialect(scheme, dialect):
+    manager = driver.DriverManager(storage.NAMESPACE, scheme)
+    assert manager.driver is dialect
+    assert issubclass(dialect, sql_connection.Connection)
+
+
+@pytest.mark.parametrize('dialect, url', [
+    (sqlite.Connection, 'postgresql://127.0.0.1:1/x'),
+    (postgresql.Connection, 'sqlite://')])
+def test_a_dialect_refuses_the_url_of_another(dialect, url):
+    with pytest.raises(ValueError, match='is not a'):
+        dialect(helpers.make_conf(), url)

@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from calipso_agent import storage
-from calipso_agent.storage import base, impl_sqlalchemy, query
+from calipso_agent.storage import base, query
+from calipso_agent.storage.sql import schema, sqlite
 from tests import helpers
 from tests.helpers import make_sample
 
@@ -136,15 +137,15 @@ class SQLChecks:
                  for i in range(6)]
         assert store.record_samples(batch).stored == 6
         records = [table_rows(store, table, table.c[key]) for table, key in
-                   ((impl_sqlalchemy.SAMPLE, 'id'),
-                    (impl_sqlalchemy.RESOURCE, 'resource_id'),
-                    (impl_sqlalchemy.METER, 'key'))]
+                   ((schema.SAMPLE, 'id'),
+                    (schema.RESOURCE, 'resource_id'),
+                    (schema.METER, 'key'))]
         again = store.record_samples(list(reversed(batch)))
         assert (again.stored, again.rejected) == (0, [])
         assert [table_rows(store, table, table.c[key]) for table, key in
-                ((impl_sqlalchemy.SAMPLE, 'id'),
-                 (impl_sqlalchemy.RESOURCE, 'resource_id'),
-                 (impl_sqlalchemy.METER, 'key'))] == records
+                ((schema.SAMPLE, 'id'),
+                 (schema.RESOURCE, 'resource_id'),
+                 (schema.METER, 'key'))] == records
 
     def test_partly_new_batch_counts_only_new_samples(self, store):
         store.record_samples([make_sample(i) for i in range(3)])
@@ -158,8 +159,8 @@ class SQLChecks:
         store.record_samples([
             make_sample(i, resource_id='vm', timestamp=at(10 + i),
                         resource_metadata={'n': i}) for i in range(3)])
-        before = table_rows(store, impl_sqlalchemy.SAMPLE,
-                            impl_sqlalchemy.SAMPLE.c.id)
+        before = table_rows(store, schema.SAMPLE,
+                            schema.SAMPLE.c.id)
         # Known id, other content: the latest sample and a meter of its
         # own, were it stored.
         known = make_sample(1, resource_id='vm', unit='other',
@@ -172,8 +173,8 @@ class SQLChecks:
                  make_sample(5, resource_id='vm-new', timestamp=at(5))]
         assert store.record_samples(batch).stored == 3
         assert store.record_samples(batch[::-1]).stored == 0
-        after = table_rows(store, impl_sqlalchemy.SAMPLE,
-                           impl_sqlalchemy.SAMPLE.c.id)
+        after = table_rows(store, schema.SAMPLE,
+                           schema.SAMPLE.c.id)
         assert [row for row in after if row[0] in {r[0] for r in before}
                 ] == before
         assert indexes(store.get_samples()) == [0, 1, 2, 3, 4, 5]
@@ -575,7 +576,7 @@ class TestSQLite(SQLChecks):
 
     @pytest.fixture
     def store(self, tmp_path):
-        connection = impl_sqlalchemy.Connection(
+        connection = sqlite.Connection(
             helpers.make_conf(), f'sqlite:///{tmp_path}/store.sqlite')
         yield connection
         connection.close()
@@ -584,7 +585,7 @@ class TestSQLite(SQLChecks):
         conf = helpers.make_conf(state_path=str(tmp_path / 'a' / 'b'))
         connection = storage.get_connection(conf)
         try:
-            assert isinstance(connection, impl_sqlalchemy.Connection)
+            assert isinstance(connection, sqlite.Connection)
             connection.record_samples([make_sample(1)])
             assert (tmp_path / 'a' / 'b' / 'calipso.sqlite').is_file()
         finally:
@@ -607,7 +608,7 @@ class TestSQLite(SQLChecks):
             journal = raw.execute('PRAGMA journal_mode').fetchone()[0]
         assert tables == {'sample', 'resource', 'meter', 'inventory', 'link',
                           'channel', 'subscription', 'calipso_schema'}
-        assert versions == [(impl_sqlalchemy.SCHEMA_VERSION,)]
+        assert versions == [(schema.SCHEMA_VERSION,)]
         assert sample_indexes == {
             'ix_sample_name_ts', 'ix_sample_project_name_ts',
             'ix_sample_resource_ts', 'ix_sample_ts'}
@@ -623,16 +624,16 @@ class TestSQLite(SQLChecks):
     def test_unusable_file_is_storage_error(self, tmp_path):
         (tmp_path / 'dir.sqlite').mkdir()
         with pytest.raises(base.StorageError):
-            impl_sqlalchemy.Connection(helpers.make_conf(),
+            sqlite.Connection(helpers.make_conf(),
                                        f'sqlite:///{tmp_path}/dir.sqlite')
 
     def test_not_a_sql_url(self):
         with pytest.raises(ValueError):
-            impl_sqlalchemy.Connection(helpers.make_conf(),
+            sqlite.Connection(helpers.make_conf(),
                                        'mysql://localhost/x')
 
     def test_concurrent_writers(self, store, tmp_path):
-        other = impl_sqlalchemy.Connection(
+        other = sqlite.Connection(
             helpers.make_conf(), f'sqlite:///{tmp_path}/store.sqlite')
         errors = []
 
@@ -663,7 +664,7 @@ class TestSQLite(SQLChecks):
             start_timestamp=at(-1)))
 
     def test_in_memory_database_is_shared_by_threads(self):
-        connection = impl_sqlalchemy.Connection(helpers.make_conf(),
+        connection = sqlite.Connection(helpers.make_conf(),
                                                 'sqlite://')
         threads = [threading.Thread(
             target=connection.record_samples,

@@ -17,10 +17,11 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from calipso_agent.storage import base, impl_sqlalchemy, query
+from calipso_agent.storage import base, query
+from calipso_agent.storage.sql import postgresql, schema
 from tests import helpers
 from tests.helpers import make_sample
-from tests.unit.storage.test_impl_sqlalchemy import SQLChecks, at, indexes
+from tests.unit.storage.sql.test_sqlite import SQLChecks, at, indexes
 
 pytestmark = pytest.mark.functional
 
@@ -52,7 +53,7 @@ def database_url():
 
 
 def connect(database_url):
-    return impl_sqlalchemy.Connection(helpers.make_conf(), database_url)
+    return postgresql.Connection(helpers.make_conf(), database_url)
 
 
 def emptied(connection):
@@ -115,7 +116,7 @@ class TestPostgreSQL(SQLChecks):
     def test_concurrent_upgrades_of_an_empty_database(self, store,
                                                       database_url):
         with store.engine.begin() as conn:
-            impl_sqlalchemy.METADATA.drop_all(conn)
+            schema.METADATA.drop_all(conn)
         errors = []
 
         def start():
@@ -135,7 +136,7 @@ class TestPostgreSQL(SQLChecks):
         with store.engine.connect() as conn:
             assert conn.execute(sa.text(
                 'SELECT version FROM calipso_schema')).all() == [
-                (impl_sqlalchemy.SCHEMA_VERSION,)]
+                (schema.SCHEMA_VERSION,)]
         assert store.record_samples([make_sample(1)]).stored == 1
 
     def test_concurrent_overlapping_batches(self, store, database_url):
@@ -230,7 +231,7 @@ class TestPostgreSQL(SQLChecks):
                        for i in range(first, first + size)]
             assert store.record_samples(samples).stored == size
             counts.append(len(statements))
-        chunks = -(-300 // impl_sqlalchemy._RESOURCE_CHUNK)
+        chunks = -(-300 // postgresql._RESOURCE_CHUNK)
         assert counts[1] <= counts[0] + chunks - 1, statements
         assert any(s.startswith('COPY sample') for s in statements)
 
@@ -262,7 +263,7 @@ class TestPostgreSQL(SQLChecks):
 def test_unreachable_server_is_storage_error():
     url = f'postgresql://postgres@127.0.0.1:{helpers.free_port()}/x'
     with pytest.raises(base.StorageError):
-        impl_sqlalchemy.Connection(helpers.make_conf(), url)
+        postgresql.Connection(helpers.make_conf(), url)
 
 
 def test_data_error_of_a_read_is_invalid_query(connection):

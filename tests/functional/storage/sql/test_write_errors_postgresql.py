@@ -6,7 +6,8 @@ import secrets
 
 import pytest
 
-from calipso_agent.storage import base, impl_sqlalchemy
+from calipso_agent.storage import base
+from calipso_agent.storage.sql import postgresql
 from tests import helpers
 from tests.helpers import make_sample
 
@@ -18,7 +19,7 @@ def store():
     with helpers.shared_postgresql_database() as url:
         if url is None:
             pytest.skip('the shared PostgreSQL server does not answer')
-        connection = impl_sqlalchemy.Connection(helpers.make_conf(), url)
+        connection = postgresql.Connection(helpers.make_conf(), url)
         yield connection
         connection.close()
 
@@ -52,7 +53,7 @@ def test_metadata_nested_past_the_stack_is_a_rejected_sample(store):
 def test_a_server_away_is_unavailable_and_ping_says_so():
     with helpers.PrivatePostgres() as pg:
         pg.start()
-        store = impl_sqlalchemy.Connection(helpers.make_conf(), pg.url)
+        store = postgresql.Connection(helpers.make_conf(), pg.url)
         try:
             store.ping()
             pg.stop()

@@ -1,0 +1,76 @@
+"""Values as the SQL store keeps them: timestamps as microseconds since
+the epoch (BIGINT, so period buckets are exact integer arithmetic on
+every engine) and JSON text."""
+
+import datetime
+import json
+import re
+
+import orjson
+
+from calipso_agent.storage import base
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+_LONG_DIGITS = re.compile(r'[0-9]{20}')
+_LONG_DIGITS_BYTES = re.compile(rb'[0-9]{20}')
+
+
+def to_us(value):
+    """Microseconds since the epoch of a timestamp (string or datetime)."""
+    try:
+        # What base.parse_timestamp reads, without its normalizing round
+        # trip (this runs for every sample).
+        ts = (datetime.datetime.fromisoformat(value)
+              if isinstance(value, str) else value)
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=datetime.UTC)
+        return (ts - EPOCH) // _MICROSECOND
+    except (AttributeError, TypeError, ValueError):
+        return (base.parse_timestamp(value) - EPOCH) // _MICROSECOND
+
+
+def now_us():
+    return (datetime.datetime.now(datetime.UTC) - EPOCH) // _MICROSECOND
+
+
+def from_us(us):
+    return EPOCH + datetime.timedelta(microseconds=us)
+
+
+def iso(us):
+    return from_us(us).isoformat()
+
+
+def _json_default(value):
+    return str(value)
+
+
+def dumps(value):
+    """JSON text of ``value`` (non-JSON values as their str); ValueError
+    when there is none (a cycle, text that is not Unicode)."""
+    try:
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        pass
+    # orjson refuses integers beyond 64 bits; json does not. Both refuse
+    # nesting deeper than the interpreter's stack: a ValueError too.
+    try:
+        text = json.dumps(value, default=_json_default, allow_nan=False,
+                          ensure_ascii=False)
+    except RecursionError:
+        raise ValueError('nested too deeply to encode')
+    text.encode()
+    return text
+
+
+def loads(text):
+    """The value of JSON text; integers beyond 64 bits stay exact (orjson
+    would make them floats)."""
+    long_digits = (_LONG_DIGITS if isinstance(text, str)
+                   else _LONG_DIGITS_BYTES)
+    if long_digits.search(text):
+        return json.loads(text)
+    return orjson.loads(text)
+

@@ -1,7 +1,7 @@
 """A channel's proxy under unknown tokens: does its tenant notice?
 
 ``python -m bench.proxy_auth`` (part of ``tox -e bench``) starts a real
-Keystone (tests/identity.py), the real ``calipso-api`` validating tokens
+Keystone (tests/helpers), the real ``calipso-api`` validating tokens
 with it (SQLite store of a few hundred samples) and a real
 ``calipso-proxy`` of a channel, with the default ``[proxy]`` options and
 the proxies' reader-only service user. One tenant client (channel token,
@@ -49,8 +49,8 @@ from bench import common
 from calipso_agent import storage
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.controller import reconciler
-from tests import helpers
-from tests.identity import Keystone
+from tests.helpers import basics, daemons
+from tests.helpers.identity import Keystone
 
 P50_TARGET = 2.0
 ATTACKERS = 48
@@ -136,7 +136,7 @@ def tenant_run(proxy, seconds):
         try:
             answer = http.get(proxy.url + '/v2/meters', timeout=30,
                               headers={'X-Auth-Token':
-                                       helpers.CHANNEL_TOKEN})
+                                       daemons.CHANNEL_TOKEN})
             if answer.status_code != 200:
                 errors.append(f'{answer.status_code} {answer.text[:100]}')
         except requests.RequestException as exc:
@@ -181,11 +181,11 @@ def phase(name, proxy, keystone, seconds, attackers, target=None):
 
 
 def fill_store(database):
-    conf = helpers.make_conf(database__connection=database)
+    conf = basics.make_conf(database__connection=database)
     store = storage.get_connection(conf)
     t0 = datetime.datetime(2026, 4, 1, tzinfo=datetime.UTC)
     store.record_samples([
-        helpers.make_sample(i, project_id=f'project-{i % 3}',
+        basics.make_sample(i, project_id=f'project-{i % 3}',
                             resource_id=f'vm-{i % 30}',
                             timestamp=(t0 + datetime.timedelta(minutes=i))
                             .isoformat())
@@ -208,7 +208,7 @@ def parse_args(argv):
 
 def start_proxy(workdir, keystone, api, **options):
     user = keystone.proxy_user
-    return helpers.ProxyServer(
+    return daemons.ProxyServer(
         workdir, ['project-0', 'project-1'], api.url,
         {'auth_type': 'password', 'auth_url': keystone.url,
          'username': user.name, 'password': user.password,
@@ -228,9 +228,9 @@ def main(argv=None):
             workdir = Path(workdir)
             database = f'sqlite:///{workdir}/calipso.sqlite'
             fill_store(database)
-            api = helpers.APIServer(
+            api = daemons.APIServer(
                 workdir / 'api', database, auth_strategy='keystone',
-                workers=2, extra_config=helpers.keystone_authtoken_config(
+                workers=2, extra_config=daemons.keystone_authtoken_config(
                     ks))
             api.start()
             try:

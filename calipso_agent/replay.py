@@ -99,7 +99,8 @@ def read_envelope(path):
     return envelope
 
 
-def _timestamp(value):
+def notification_time(value):
+    """The naive UTC datetime of an envelope's ``timestamp``."""
     text = str(value).replace('T', ' ').replace('Z', '')
     stamp = datetime.datetime.fromisoformat(text)
     if stamp.tzinfo is not None:
@@ -150,7 +151,8 @@ class Replayer:
         priority = str(envelope.get('priority') or 'info').lower()
         send = getattr(notifier, {'warning': 'warn'}.get(priority, priority))
         if self.keep_timestamps and envelope.get('timestamp'):
-            timeutils.set_time_override(_timestamp(envelope['timestamp']))
+            timeutils.set_time_override(notification_time(
+                envelope['timestamp']))
         try:
             send(dict(envelope.get('ctxt') or {}), envelope['event_type'],
                  envelope['payload'])

@@ -2,14 +2,14 @@
 
 import pytest
 
-from tests import identity
+from tests.helpers import identity
 
 
 @pytest.fixture(scope='session')
 def keystone():
     """A real Keystone on a loopback port, shared by the whole session.
 
-    See tests/identity.py for the projects, users and helpers it has.
+    See tests/helpers/identity.py for the projects, users and helpers it has.
     """
     with identity.Keystone() as server:
         yield server

@@ -15,7 +15,7 @@ and two fixtures there:
 The expectations are those of ``calipso_agent/storage/base.py`` (the
 docstrings) and ``query.py`` (``validate`` and ``matches`` are the reference
 semantics). Deterministic tests pin literal answers; property tests compare
-every driver with the plain-Python reference of ``tests/helpers.py``.
+every driver with the plain-Python reference of ``tests/helpers/``.
 """
 
 import datetime
@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import base, query
-from tests import helpers
-from tests.helpers import instant, make_sample, sample_dict
+from tests.helpers import oracle
+from tests.helpers.basics import make_sample
+from tests.helpers.oracle import instant, sample_dict
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 5, 1, tzinfo=UTC)
@@ -626,7 +627,7 @@ FILTER_CASES = [
                          ids=[c[0] for c in FILTER_CASES])
 def test_get_samples_filters(loaded, kwargs, expected):
     sample_filter = base.SampleFilter(**kwargs)
-    assert got_msg_ids(helpers.reference_query_samples(
+    assert got_msg_ids(oracle.reference_query_samples(
         dataset(), sample_filter.expression())) == msg_ids(*expected), \
         'suite bug: the reference disagrees'
     got = list(loaded.get_samples(sample_filter))
@@ -770,7 +771,7 @@ QUERY_CASES = [
                          ids=[c[0] for c in QUERY_CASES])
 def test_query_samples(loaded, expression, expected):
     expression = query.validate(expression)
-    assert got_msg_ids(helpers.reference_query_samples(
+    assert got_msg_ids(oracle.reference_query_samples(
         dataset(), expression)) == msg_ids(*expected), \
         'suite bug: the reference disagrees'
     got = list(loaded.query_samples(expression))
@@ -1165,7 +1166,7 @@ def test_statistics_groupby_metadata_kinds(connection):
         for i, flag in enumerate(flags)])
     got = connection.get_statistics(base.SampleFilter(),
                                     groupby=['resource_metadata.flag'])
-    counts = {helpers.group_key(s.groupby['resource_metadata.flag']):
+    counts = {oracle.group_key(s.groupby['resource_metadata.flag']):
               (s.count, s.sum) for s in got}
     assert counts == {('bool', True): (1, 0), ('number', 1.0): (2, 5),
                       ('string', '1'): (1, 2), None: (1, 3),
@@ -1181,7 +1182,7 @@ def test_statistics_groupby_true_and_one_apart(connection):
         make_sample(3, volume=4, resource_metadata={'flag': 0})])
     got = connection.get_statistics(base.SampleFilter(),
                                     groupby=['resource_metadata.flag'])
-    sums = {helpers.group_key(s.groupby['resource_metadata.flag']): s.sum
+    sums = {oracle.group_key(s.groupby['resource_metadata.flag']): s.sum
             for s in got}
     assert sums == {('bool', True): 1, ('number', 1.0): 2,
                     ('number', 0.0): 4}, got
@@ -1807,7 +1808,7 @@ def order_key(item, orderby):
     """The tuple a result is sorted by (directions folded away)."""
     data = sample_dict(item)
     fields = query.validate_orderby(orderby) or [('timestamp', 'desc')]
-    return tuple(helpers._order_value(data, f) for f, _ in fields)
+    return tuple(oracle._order_value(data, f) for f, _ in fields)
 
 
 def check_query_result(got, samples, expression, orderby, limit):
@@ -1817,7 +1818,7 @@ def check_query_result(got, samples, expression, orderby, limit):
     got = list(got)
     assert all(isinstance(s, sample_mod.Sample) for s in got)
     assert_samples_match(got, samples)
-    expected = helpers.reference_query_samples(samples, expression, orderby)
+    expected = oracle.reference_query_samples(samples, expression, orderby)
     matching = {s['id'] for s in expected}
     extra = [sample_dict(s)['id'] for s in got
              if sample_dict(s)['id'] not in matching]
@@ -2083,7 +2084,7 @@ def stat_key(stat, groupby):
     period_start = stat['period_start']
     group = stat['groupby'] or {}
     return (instant(period_start),
-            tuple(helpers.group_key(group.get(f)) for f in groupby),
+            tuple(oracle.group_key(group.get(f)) for f in groupby),
             stat['unit'])
 
 
@@ -2097,7 +2098,7 @@ def stat_differences(got, want):
             ok = (g is None and w is None) or (
                 isinstance(g, dict) and isinstance(w, dict)
                 and g.keys() == w.keys() and all(
-                    helpers.group_key(g[k]) == helpers.group_key(w[k])
+                    oracle.group_key(g[k]) == oracle.group_key(w[k])
                     for k in w))
         elif field == 'aggregate':
             ok = isinstance(g, dict) and g.keys() == w.keys()
@@ -2121,7 +2122,7 @@ def check_statistics(got, samples, sample_filter, period, groupby,
                      aggregates):
     got = list(got)
     assert all(isinstance(s, base.Statistics) for s in got)
-    want = helpers.reference_statistics(samples, sample_filter, period,
+    want = oracle.reference_statistics(samples, sample_filter, period,
                                         groupby, aggregates)
     _, groupby, _ = base.check_statistics_args(period, groupby, aggregates)
     got_dicts = [s.as_dict() for s in got]

@@ -27,8 +27,8 @@ from calipso_agent import storage
 from calipso_agent.cmd import storage as storage_cmd
 from calipso_agent.publisher import utils as publisher_utils
 from calipso_agent.storage import base as storage_base
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics, bus, daemons, databases, fixtures
+from tests.helpers.basics import make_sample
 
 pytestmark = pytest.mark.functional
 
@@ -39,15 +39,15 @@ SHARED_POSTGRESQL_URL = os.environ.get(
 
 @pytest.fixture(scope='module', autouse=True)
 def require_broker():
-    if not helpers.broker_available():
-        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+    if not bus.broker_available():
+        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
 
 
 @pytest.fixture
 def metering_topic():
-    name = helpers.unique_topic('calipso_metering')
+    name = bus.unique_topic('calipso_metering')
     yield name
-    helpers.delete_queues([f'{name}.sample', f'{name}.dead'])
+    bus.delete_queues([f'{name}.sample', f'{name}.dead'])
 
 
 @pytest.fixture
@@ -62,12 +62,12 @@ def processes():
 
 def store_of(url):
     return storage.get_connection(
-        helpers.make_conf(database__connection=url))
+        basics.make_conf(database__connection=url))
 
 
 def synced_sqlite(tmp_path):
     url = f'sqlite:///{tmp_path}/samples.sqlite'
-    storage_cmd.sync(helpers.make_conf(database__connection=url))
+    storage_cmd.sync(basics.make_conf(database__connection=url))
     return url
 
 
@@ -101,7 +101,7 @@ def assert_stored_once(store, meter, want):
 
 
 def sample_queue(topic):
-    counts = helpers.queue_counts(f'{topic}.sample')
+    counts = bus.queue_counts(f'{topic}.sample')
     return counts[0] if counts else None
 
 
@@ -109,43 +109,43 @@ def assert_drained_and_acked(collector, topic, stop=None):
     """Nothing ready with the collector running, nothing coming back once
     it stopped (unacknowledged deliveries would be requeued). ``stop``
     stops it and returns its exit code (default: ``collector.stop``)."""
-    assert helpers.wait_until(lambda: sample_queue(topic) == 0, 10), (
+    assert basics.wait_until(lambda: sample_queue(topic) == 0, 10), (
         f'{sample_queue(topic)} notifications still ready')
     assert collector.alive(), collector.log()[-3000:]
     assert (stop or collector.stop)() == 0, collector.log()[-3000:]
-    assert helpers.queue_counts(f'{topic}.sample') == (0, 0)
+    assert bus.queue_counts(f'{topic}.sample') == (0, 0)
 
 
 def test_agent_notifier_collector_sqlite(tmp_path, metering_topic,
                                          processes):
     """Notifications → agent → notifier:// → bus → collector → SQLite."""
     db = synced_sqlite(tmp_path)
-    topic = helpers.unique_topic()
+    topic = bus.unique_topic()
     try:
-        agent = helpers.AgentProcess(
+        agent = daemons.AgentProcess(
             tmp_path / 'agent', topic,
             {'sources': [{'name': 'all', 'meters': ['*'],
                           'sinks': ['bus']}],
              'sinks': [{'name': 'bus', 'publishers': [
                  f'notifier://?topic={metering_topic}']}]})
         processes(agent)
-        collector = helpers.CollectorProcess(tmp_path / 'collector',
+        collector = daemons.CollectorProcess(tmp_path / 'collector',
                                              metering_topic, db)
         processes(collector)
         collector.start()
         agent.start()
         resource_ids = [f'e2e-vm-{i}' for i in range(10)]
-        message_ids = helpers.publish_notifications(
-            topic, [helpers.instance_exists(rid) for rid in resource_ids])
+        message_ids = bus.publish_notifications(
+            topic, [fixtures.instance_exists(rid) for rid in resource_ids])
         want = {sample_mod.sample_id(mid, name, rid)
                 for mid, rid in zip(message_ids, resource_ids, strict=True)
-                for name in helpers.INSTANCE_METERS}
+                for name in fixtures.INSTANCE_METERS}
         assert len(want) == 40
 
         def stored():
             return {s.id for s in stored_samples(db)}
 
-        assert helpers.wait_until(lambda: stored() == want, 20), (
+        assert basics.wait_until(lambda: stored() == want, 20), (
             f'{len(stored())} of 40 stored; collector log:\n'
             f'{collector.log()[-3000:]}\nagent log:\n{agent.log()[-2000:]}')
         samples = stored_samples(db)
@@ -159,7 +159,7 @@ def test_agent_notifier_collector_sqlite(tmp_path, metering_topic,
         assert_drained_and_acked(collector, metering_topic)
         assert 'dropped' not in collector.log()
     finally:
-        helpers.delete_queues(helpers.topic_queues(
+        bus.delete_queues(bus.topic_queues(
             topic, ('info', 'sample', 'error', 'warn', 'critical', 'audit',
                     'debug')))
 
@@ -180,13 +180,13 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
         """At most ``most`` seconds, within the test's 50 s budget."""
         return max(0.0, min(most, budget - time.monotonic()))
 
-    pg = helpers.PrivatePostgres()
+    pg = databases.PrivatePostgres()
     publisher = None
     stop_publishing = threading.Event()
     try:
         pg.start()
-        storage_cmd.sync(helpers.make_conf(database__connection=pg.url))
-        collector = helpers.CollectorProcess(
+        storage_cmd.sync(basics.make_conf(database__connection=pg.url))
+        collector = daemons.CollectorProcess(
             tmp_path / 'collector', metering_topic, pg.url, batch_size=20,
             batch_timeout=1, backoff=(0.2, 1))
         processes(collector)
@@ -195,7 +195,7 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
         # About 10 s of stream: 400 notifications of 50 samples.
         sent = []
         publisher = threading.Thread(target=lambda: sent.append(
-            helpers.publish_samples(metering_topic, samples,
+            bus.publish_samples(metering_topic, samples,
                                     per_notification=50, pause=0.025,
                                     stop=stop_publishing)))
         started = time.monotonic()
@@ -203,7 +203,7 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
 
         store = store_of(pg.url)
         try:
-            assert helpers.wait_until(
+            assert basics.wait_until(
                 lambda: stored_count(store, 'fault.cpu') >= 3000, left(15),
                 0.2), collector.log()[-3000:]
         finally:
@@ -218,7 +218,7 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
             ).fetchone()[0]
             with psycopg.connect(**pg_params(pg),
                                  autocommit=True) as watcher:
-                assert helpers.wait_until(lambda: watcher.execute(
+                assert basics.wait_until(lambda: watcher.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE "
                     "wait_event_type = 'Lock' AND (query LIKE "
                     "'COPY sample %' OR query LIKE '%INSERT INTO sample %')"
@@ -247,7 +247,7 @@ def test_private_postgresql_crash_mid_stream_loses_and_duplicates_nothing(
         assert not publisher.is_alive() and sent == [total]
         store = store_of(pg.url)
         try:
-            assert helpers.wait_until(
+            assert basics.wait_until(
                 lambda: stored_count(store, 'fault.cpu') >= total,
                 left(20), 0.25), (
                 f'{stored_count(store, "fault.cpu")} of {total} stored; '
@@ -278,11 +278,11 @@ def test_bad_meter_messages_are_dropped_alone(tmp_path, metering_topic,
     payload that is no list: each logged with its reason and counted, the
     rest of the batch stored and everything acknowledged."""
     db = synced_sqlite(tmp_path)
-    collector = helpers.CollectorProcess(tmp_path / 'collector',
+    collector = daemons.CollectorProcess(tmp_path / 'collector',
                                          metering_topic, db, batch_size=50)
     processes(collector)
     collector.start()
-    secret = helpers.TELEMETRY_SECRET
+    secret = bus.TELEMETRY_SECRET
 
     def signed(index, key=secret, **changes):
         message = publisher_utils.meter_message(make_sample(index), None)
@@ -309,16 +309,16 @@ def test_bad_meter_messages_are_dropped_alone(tmp_path, metering_topic,
     good = [signed(i) for i in (1, 7, 8, 10)]
     payload = [good[0], *list(bad.values())[:3], good[1],
                *list(bad.values())[3:], *good[2:]]
-    helpers.publish_notifications(
+    bus.publish_notifications(
         metering_topic, [
             {'event_type': 'metering', 'payload': payload},
             {'event_type': 'metering', 'payload': 'not a list'},
         ], exchange='calipso', priority='sample',
         publisher_id='telemetry.publisher.test')
-    helpers.publish_samples(metering_topic, [make_sample(11)])
+    bus.publish_samples(metering_topic, [make_sample(11)])
 
     want = {m['message_id'] for m in good} | {make_sample(11).id}
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: {s.id for s in stored_samples(db)} == want, 15), (
         collector.log()[-3000:])
     log = collector.log()
@@ -435,13 +435,13 @@ def test_two_workers_share_the_stream_into_shared_postgresql(
     want = {s.id for s in samples}
     assert len(want) == total
     db = shared_postgresql_database
-    storage_cmd.sync(helpers.make_conf(database__connection=db))
+    storage_cmd.sync(basics.make_conf(database__connection=db))
     queue = f'{metering_topic}.sample'
     # Each worker logs its "Stored N samples of M notifications" (DEBUG,
     # with its pid); the other loggers keep oslo.log's default levels.
     log_levels = ','.join(oslo_log.get_default_log_levels()
                           + ['calipso_agent.collector=DEBUG'])
-    collector = helpers.CollectorProcess(
+    collector = daemons.CollectorProcess(
         tmp_path / 'collector', metering_topic, db, workers=2,
         batch_size=10, batch_timeout=1, backoff=(0.2, 1),
         extra_config=(f'[notification]\nprefetch = 20\n'
@@ -452,10 +452,10 @@ def test_two_workers_share_the_stream_into_shared_postgresql(
 
     # Two consumers on the queue before anything is published, one per
     # worker process (children of the master, in its process group).
-    assert helpers.wait_until(lambda: helpers.queue_counts(queue) == (0, 2),
-                              60), (helpers.queue_counts(queue),
+    assert basics.wait_until(lambda: bus.queue_counts(queue) == (0, 2),
+                              60), (bus.queue_counts(queue),
                                     collector.log()[-3000:])
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: len(WORKER_LISTENING.findall(collector.log())) >= 2, 30), (
         collector.log()[-3000:])
     listening = WORKER_LISTENING.findall(collector.log())
@@ -470,17 +470,17 @@ def test_two_workers_share_the_stream_into_shared_postgresql(
     assert collector.log().count('Consuming notifications from '
                                  f'{queue} ') == 2, collector.log()[-3000:]
 
-    assert helpers.publish_samples(metering_topic, samples,
+    assert bus.publish_samples(metering_topic, samples,
                                    per_notification=per_notification) == total
 
     store = store_of(db)
     try:
-        assert helpers.wait_until(
+        assert basics.wait_until(
             lambda: stored_count(store, 'workers.cpu') >= total, 180, 0.5), (
             f'{stored_count(store, "workers.cpu")} of {total} stored; '
             f'log:\n{collector.log()[-3000:]}')
         # Every write committed is logged after its commit.
-        assert helpers.wait_until(
+        assert basics.wait_until(
             lambda: sum(s for s, _ in stored_by_worker(
                 collector.log()).values()) >= total, 30), (
             stored_by_worker(collector.log()))
@@ -506,8 +506,8 @@ def test_two_workers_share_the_stream_into_shared_postgresql(
                        'Traceback', ' ERROR ', ' WARNING '):
         assert unexpected not in log, log[-3000:]
     # Both still consuming, nothing left ready.
-    assert helpers.wait_until(lambda: helpers.queue_counts(queue) == (0, 2),
-                              10), helpers.queue_counts(queue)
+    assert basics.wait_until(lambda: bus.queue_counts(queue) == (0, 2),
+                              10), bus.queue_counts(queue)
 
     def sigterm_master():
         """SIGTERM to the master alone; its exit code once it and both
@@ -517,10 +517,10 @@ def test_two_workers_share_the_stream_into_shared_postgresql(
             code = collector.process.wait(60)
         except subprocess.TimeoutExpired:
             return None
-        assert helpers.wait_until(
+        assert basics.wait_until(
             lambda: not any(running(pid) for pid in pids), 10), (
             {pid: proc_stat(pid) for pid in pids})
-        assert helpers.wait_until(lambda: not group_members(master), 10), (
+        assert basics.wait_until(lambda: not group_members(master), 10), (
             group_members(master))
         return code
 

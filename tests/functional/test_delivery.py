@@ -17,7 +17,7 @@ import pytest
 
 from calipso_agent import dead_letter, storage
 from calipso_agent import sample as sample_mod
-from tests import helpers
+from tests.helpers import basics, bus, daemons, databases, fixtures
 
 pytestmark = pytest.mark.functional
 
@@ -29,15 +29,15 @@ NO_LIMITS = ('[sample_limits]\nmax_id_length = 100000000\n'
 
 @pytest.fixture(scope='module', autouse=True)
 def require_broker():
-    if not helpers.broker_available():
-        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+    if not bus.broker_available():
+        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
 
 
 @pytest.fixture
 def topic():
-    name = helpers.unique_topic('calipso_poison')
+    name = bus.unique_topic('calipso_poison')
     yield name
-    helpers.delete_queues(helpers.topic_queues(name) + [f'{name}.dead'])
+    bus.delete_queues(bus.topic_queues(name) + [f'{name}.dead'])
 
 
 @pytest.fixture(params=['postgresql', 'sqlite'])
@@ -45,7 +45,7 @@ def database(request, tmp_path):
     if request.param == 'sqlite':
         yield f'sqlite:///{tmp_path}/samples.sqlite'
         return
-    with helpers.shared_postgresql_database() as url:
+    with databases.shared_postgresql_database() as url:
         if url is None:
             pytest.skip('the shared PostgreSQL server does not answer')
         yield url
@@ -55,7 +55,7 @@ def agent_for(tmp_path, topic, database, extra='', **kwargs):
     pipeline = {'sources': [{'name': 'all', 'meters': ['*'],
                              'sinks': ['db']}],
                 'sinks': [{'name': 'db', 'publishers': ['database://']}]}
-    return helpers.AgentProcess(
+    return daemons.AgentProcess(
         tmp_path / 'agent', topic, pipeline, backoff=(0.5, 4),
         extra_config=f'[database]\nconnection = {database}\n{extra}',
         **kwargs)
@@ -63,7 +63,7 @@ def agent_for(tmp_path, topic, database, extra='', **kwargs):
 
 def stored(database):
     store = storage.get_connection(
-        helpers.make_conf(database__connection=database))
+        basics.make_conf(database__connection=database))
     try:
         return store.get_samples()
     finally:
@@ -72,24 +72,24 @@ def stored(database):
 
 def good_notifications(topic, first, count):
     resource_ids = [f'good-{first + i}' for i in range(count)]
-    message_ids = helpers.publish_notifications(
-        topic, [helpers.instance_exists(r) for r in resource_ids])
+    message_ids = bus.publish_notifications(
+        topic, [fixtures.instance_exists(r) for r in resource_ids])
     return list(zip(message_ids, resource_ids, strict=True))
 
 
 def nested_poison(topic, levels=1000):
     """instance exists with ``image_meta`` nested ``levels`` deep (sent
     raw: no JSON encoder writes it); its message id."""
-    message_id = 'poison-nested-' + helpers.unique_topic('')
-    envelope = helpers.instance_exists('poison-nested')
+    message_id = 'poison-nested-' + bus.unique_topic('')
+    envelope = fixtures.instance_exists('poison-nested')
     message = {'message_id': message_id, 'publisher_id': 'compute.host1',
                'event_type': envelope['event_type'], 'priority': 'INFO',
                'timestamp': '2024-05-01 12:00:00.000000',
                'payload': dict(envelope['payload'], image_meta='@NESTED@')}
     text = json.dumps(message).replace(
         '"@NESTED@"', '{"base_image_ref": "img-1", "deep": '
-        + helpers.nested_json(levels) + '}')
-    helpers.publish_raw(f'{topic}.info', helpers.oslo_body(text))
+        + basics.nested_json(levels) + '}')
+    bus.publish_raw(f'{topic}.info', bus.oslo_body(text))
     return message_id
 
 
@@ -108,14 +108,14 @@ def send_poison(topic, kind):
                'instance_id_5mb': {'instance_id': random_text(5_000_000)}
                }[kind]
     resource_id = payload.pop('instance_id')
-    [message_id] = helpers.publish_notifications(
-        topic, [helpers.instance_exists(resource_id, **payload)])
+    [message_id] = bus.publish_notifications(
+        topic, [fixtures.instance_exists(resource_id, **payload)])
     return message_id, resource_id
 
 
 def expected_ids(pairs):
     return {sample_mod.sample_id(mid, name, rid) for mid, rid in pairs
-            for name in helpers.INSTANCE_METERS}
+            for name in fixtures.INSTANCE_METERS}
 
 
 def run_poison(tmp_path, topic, database, kind, extra='', **kwargs):
@@ -128,19 +128,19 @@ def run_poison(tmp_path, topic, database, kind, extra='', **kwargs):
     agent = agent_for(tmp_path, topic, database, extra, **kwargs)
     agent.start()
     want = expected_ids(good)
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: want <= {s.id for s in stored(database)}, 30), (
         agent.log()[-4000:])
     return agent, poison_id, poison_resource, want
 
 
 def assert_drained(agent, topic):
-    assert helpers.wait_until(
-        lambda: helpers.queue_counts(f'{topic}.info')[0] == 0, 10)
+    assert basics.wait_until(
+        lambda: bus.queue_counts(f'{topic}.info')[0] == 0, 10)
     assert agent.alive(), agent.log()[-3000:]
     log = agent.log()
     agent.stop()
-    assert helpers.queue_counts(f'{topic}.info') == (0, 0)
+    assert bus.queue_counts(f'{topic}.info') == (0, 0)
     return log
 
 
@@ -151,7 +151,7 @@ def assert_no_batch_requeued(log):
 
 
 def the_dead_letter(topic, poison_id):
-    letters = helpers.read_dead_letters(f'{topic}.dead')
+    letters = bus.read_dead_letters(f'{topic}.dead')
     assert [h[dead_letter.MESSAGE_ID] for h, _ in letters] == [poison_id]
     return letters[0]
 
@@ -186,7 +186,7 @@ def test_poison_among_200_good_never_stalls_the_batch(tmp_path, topic,
         assert log.count(f'Notification {poison_id} ') == 1, log[-3000:]
         assert ('resource_metadata over [sample_limits], fields dropped: '
                 in log)
-        assert helpers.read_dead_letters(f'{topic}.dead') == []
+        assert bus.read_dead_letters(f'{topic}.dead') == []
         return
     assert len(samples) == GOOD * 4
     headers, body = the_dead_letter(topic, poison_id)
@@ -196,7 +196,7 @@ def test_poison_among_200_good_never_stalls_the_batch(tmp_path, topic,
         assert len(body) > 5_000_000
     else:
         assert reason in {REASONS[kind].format(meter=m)
-                          for m in helpers.INSTANCE_METERS}
+                          for m in fixtures.INSTANCE_METERS}
         message = json.loads(json.loads(body)['oslo.message'])
         assert message['message_id'] == poison_id
         # The body as it came (oslo.messaging's private keys too), not
@@ -239,7 +239,7 @@ def test_without_limits_the_store_refusal_is_bisected_to_the_poison(
         tmp_path, topic, kind, reason):
     """PostgreSQL refuses an index row over 2704 bytes (StorageDataError):
     the batch is split until the poison is alone, the others stored."""
-    with helpers.shared_postgresql_database() as database:
+    with databases.shared_postgresql_database() as database:
         if database is None:
             pytest.skip('the shared PostgreSQL server does not answer')
         agent, poison_id, _, want = run_poison(tmp_path, topic, database,
@@ -267,12 +267,12 @@ def test_recovery_after_a_database_outage_is_measured(tmp_path, topic):
 
     import psycopg
 
-    with helpers.PrivatePostgres() as pg:
+    with databases.PrivatePostgres() as pg:
         pg.start()
         pipeline = {'sources': [{'name': 'all', 'meters': ['*'],
                                  'sinks': ['db']}],
                     'sinks': [{'name': 'db', 'publishers': ['database://']}]}
-        agent = helpers.AgentProcess(
+        agent = daemons.AgentProcess(
             tmp_path / 'agent', topic, pipeline, backoff=(0.5, 30),
             extra_config=f'[database]\nconnection = {pg.url}\n')
         agent.start()
@@ -282,9 +282,9 @@ def test_recovery_after_a_database_outage_is_measured(tmp_path, topic):
         def publish():
             index = 0
             while not stop.is_set():
-                chunk = [helpers.instance_exists(f'flow-{index + i}')
+                chunk = [fixtures.instance_exists(f'flow-{index + i}')
                          for i in range(50)]
-                sent.extend(helpers.publish_notifications(topic, chunk))
+                sent.extend(bus.publish_notifications(topic, chunk))
                 index += 50
                 time.sleep(0.2)
 
@@ -301,18 +301,18 @@ def test_recovery_after_a_database_outage_is_measured(tmp_path, topic):
         publisher = threading.Thread(target=publish)
         publisher.start()
         try:
-            assert helpers.wait_until(lambda: (stored() or 0) > 400, 30), (
+            assert basics.wait_until(lambda: (stored() or 0) > 400, 30), (
                 agent.log()[-3000:])
             assert pg.stop('immediate')
             crashed = time.monotonic()
             time.sleep(12)
             assert pg.start()
             answering = time.monotonic()
-            backlog = helpers.queue_counts(f'{topic}.info')[0]
+            backlog = bus.queue_counts(f'{topic}.info')[0]
             stop.set()
             publisher.join(30)
             total = len(sent) * 4
-            assert helpers.wait_until(lambda: stored() == total, 60, 0.05), (
+            assert basics.wait_until(lambda: stored() == total, 60, 0.05), (
                 f'{stored()} of {total} stored; {agent.log()[-3000:]}')
             drained = time.monotonic()
         finally:
@@ -337,38 +337,38 @@ def test_collector_dead_letters_a_poison_and_stores_the_rest(tmp_path):
     """notifier:// notifications on the bus, one with a sample whose
     resource id is 3 KB: the collector stores the others and
     dead-letters that notification (queue ``<topic>.dead``)."""
-    from tests.helpers import make_sample
+    from tests.helpers.basics import make_sample
 
-    topic = helpers.unique_topic('calipso_poison_metering')
+    topic = bus.unique_topic('calipso_poison_metering')
     try:
-        with helpers.shared_postgresql_database() as database:
+        with databases.shared_postgresql_database() as database:
             if database is None:
                 pytest.skip('the shared PostgreSQL server does not answer')
             good = [make_sample(i, resource_id=f'vm-{i % 7}')
                     for i in range(300)]
             poison = make_sample(1000, resource_id=random_text(3000))
-            helpers.publish_samples(topic, good[:150], per_notification=50)
-            helpers.publish_samples(topic, [poison], per_notification=50)
-            helpers.publish_samples(topic, good[150:], per_notification=50)
-            collector = helpers.CollectorProcess(tmp_path / 'collector',
+            bus.publish_samples(topic, good[:150], per_notification=50)
+            bus.publish_samples(topic, [poison], per_notification=50)
+            bus.publish_samples(topic, good[150:], per_notification=50)
+            collector = daemons.CollectorProcess(tmp_path / 'collector',
                                                  topic, database)
             collector.start()
             try:
                 want = {s.id for s in good}
-                assert helpers.wait_until(
+                assert basics.wait_until(
                     lambda: want <= {s.id for s in stored(database)}, 30), (
                     collector.log()[-3000:])
-                assert helpers.wait_until(
-                    lambda: helpers.queue_counts(f'{topic}.sample')[0] == 0,
+                assert basics.wait_until(
+                    lambda: bus.queue_counts(f'{topic}.sample')[0] == 0,
                     10)
                 log = collector.log()
                 assert collector.stop() == 0
             finally:
                 collector.stop()
             assert {s.id for s in stored(database)} == want
-        assert helpers.queue_counts(f'{topic}.sample') == (0, 0)
+        assert bus.queue_counts(f'{topic}.sample') == (0, 0)
         assert_no_batch_requeued(log)
-        letters = helpers.read_dead_letters(f'{topic}.dead')
+        letters = bus.read_dead_letters(f'{topic}.dead')
         assert len(letters) == 1
         headers, _ = letters[0]
         assert headers[dead_letter.REASON] == (
@@ -376,7 +376,7 @@ def test_collector_dead_letters_a_poison_and_stores_the_rest(tmp_path):
             'is longer than 255')
         assert headers[dead_letter.ORIGINAL_ROUTING_KEY] == f'{topic}.sample'
     finally:
-        helpers.delete_queues([f'{topic}.sample', f'{topic}.dead'])
+        bus.delete_queues([f'{topic}.sample', f'{topic}.dead'])
 
 
 def test_dead_letters_are_listed_and_requeued_once_the_cause_is_fixed(
@@ -389,12 +389,12 @@ def test_dead_letters_are_listed_and_requeued_once_the_cause_is_fixed(
 
     database = f'sqlite:///{tmp_path}/samples.sqlite'
     resource_id = random_text(3000)
-    [poison_id] = helpers.publish_notifications(
-        topic, [helpers.instance_exists(resource_id)])
+    [poison_id] = bus.publish_notifications(
+        topic, [fixtures.instance_exists(resource_id)])
     agent = agent_for(tmp_path, topic, database)
     agent.start()
     try:
-        assert helpers.wait_until(lambda: helpers.read_dead_letters(
+        assert basics.wait_until(lambda: bus.read_dead_letters(
             f'{topic}.dead'), 15), agent.log()[-3000:]
     finally:
         agent.stop()
@@ -403,7 +403,7 @@ def test_dead_letters_are_listed_and_requeued_once_the_cause_is_fixed(
         return subprocess.run(
             [sys.executable, '-m', 'calipso_agent.cmd.dead_letters',
              '--config-file', agent.config_file, *args],
-            capture_output=True, text=True, timeout=60, cwd=helpers.REPO)
+            capture_output=True, text=True, timeout=60, cwd=basics.REPO)
 
     listed = command('list')
     assert listed.returncode == 0, listed.stderr
@@ -427,13 +427,13 @@ def test_dead_letters_are_listed_and_requeued_once_the_cause_is_fixed(
             f'requeued {poison_id}', f'1 dead letters requeued from '
                                      f'{topic}.dead']
         want = expected_ids([(poison_id, resource_id)])
-        assert helpers.wait_until(
+        assert basics.wait_until(
             lambda: want <= {s.id for s in stored(database)}, 15), (
             fixed.log()[-3000:])
-        assert helpers.read_dead_letters(f'{topic}.dead') == []
+        assert bus.read_dead_letters(f'{topic}.dead') == []
     finally:
         fixed.stop()
-    assert helpers.queue_counts(f'{topic}.info') == (0, 0)
+    assert bus.queue_counts(f'{topic}.info') == (0, 0)
 
 
 def test_wrong_types_and_oversize_metadata_are_bounded_as_documented(
@@ -443,13 +443,13 @@ def test_wrong_types_and_oversize_metadata_are_bounded_as_documented(
     user_metadata; a 200 KB ``display_name`` is dropped from the
     resource_metadata. One log line per notification, naming it."""
     database = f'sqlite:///{tmp_path}/samples.sqlite'
-    boolean, not_a_dict, oversize = helpers.publish_notifications(topic, [
-        helpers.instance_exists('vm-bool', vcpus=True),
-        helpers.instance_exists('vm-meta', metadata='not a dict'),
-        helpers.instance_exists('vm-big', display_name='n' * 200_000)])
+    boolean, not_a_dict, oversize = bus.publish_notifications(topic, [
+        fixtures.instance_exists('vm-bool', vcpus=True),
+        fixtures.instance_exists('vm-meta', metadata='not a dict'),
+        fixtures.instance_exists('vm-big', display_name='n' * 200_000)])
     agent = agent_for(tmp_path, topic, database)
     agent.start()
-    assert helpers.wait_until(lambda: len(stored(database)) >= 11, 15), (
+    assert basics.wait_until(lambda: len(stored(database)) >= 11, 15), (
         agent.log()[-3000:])
     log = assert_drained(agent, topic)
     samples = stored(database)
@@ -457,11 +457,11 @@ def test_wrong_types_and_oversize_metadata_are_bounded_as_documented(
     for s in samples:
         by_resource.setdefault(s.resource_id, {})[s.name] = s
     assert sorted(by_resource['vm-bool']) == sorted(
-        set(helpers.INSTANCE_METERS) - {'vcpus'})
-    assert sorted(by_resource['vm-meta']) == sorted(helpers.INSTANCE_METERS)
+        set(fixtures.INSTANCE_METERS) - {'vcpus'})
+    assert sorted(by_resource['vm-meta']) == sorted(fixtures.INSTANCE_METERS)
     assert all('user_metadata' not in s.resource_metadata
                for s in by_resource['vm-meta'].values())
-    assert sorted(by_resource['vm-big']) == sorted(helpers.INSTANCE_METERS)
+    assert sorted(by_resource['vm-big']) == sorted(fixtures.INSTANCE_METERS)
     assert all('display_name' not in s.resource_metadata
                and s.resource_metadata.get('host')
                for s in by_resource['vm-big'].values())
@@ -473,4 +473,4 @@ def test_wrong_types_and_oversize_metadata_are_bounded_as_documented(
     assert "is a str, not a mapping: left out" in lines[not_a_dict][0]
     assert ('resource_metadata over [sample_limits], fields dropped: '
             'display_name (4 of 4 samples)') in lines[oversize][0]
-    assert helpers.read_dead_letters(f'{topic}.dead') == []
+    assert bus.read_dead_letters(f'{topic}.dead') == []

@@ -19,7 +19,7 @@ from calipso_agent import amqp_consumer, messaging, storage
 from calipso_agent import pipeline as pipeline_mod
 from calipso_agent import sample as sample_mod
 from calipso_agent.notification import manager, meters, vsg
-from tests import helpers
+from tests.helpers import basics, databases, fixtures
 
 pytestmark = pytest.mark.functional
 
@@ -91,7 +91,7 @@ def notification_dict(envelope):
 
 
 def good(resource_id):
-    envelope = helpers.instance_exists(resource_id)
+    envelope = fixtures.instance_exists(resource_id)
     message_id = str(uuid.uuid4())
     return dict(envelope, message_id=message_id), message_id
 
@@ -122,19 +122,19 @@ def dispatcher(request, tmp_path_factory):
         path = tmp_path_factory.mktemp('fuzz') / 'samples.sqlite'
         yield from _dispatcher(f'sqlite:///{path}')
         return
-    with helpers.shared_postgresql_database() as url:
+    with databases.shared_postgresql_database() as url:
         if url is None:
             pytest.skip('the shared PostgreSQL server does not answer')
         yield from _dispatcher(url)
 
 
 def _dispatcher(url):
-    conf = helpers.make_conf(database__connection=url)
+    conf = basics.make_conf(database__connection=url)
     pipeline = pipeline_mod.Pipeline.from_dict(conf, {
         'sources': [{'name': 'all', 'meters': ['*'], 'sinks': ['db']}],
         'sinks': [{'name': 'db', 'publishers': ['database://']}]})
     endpoints = [meters.MeterEndpoint(conf, meters.MeterDefinitions.from_files(
-        [helpers.CEILOMETER_METERS])), vsg.VsgEndpoint(conf)]
+        [fixtures.CEILOMETER_METERS])), vsg.VsgEndpoint(conf)]
     d = manager.SampleDispatcher(endpoints, pipeline, (0.01, 0.01),
                                  dead_letters=Letters())
     store = storage.get_connection(conf)
@@ -170,5 +170,5 @@ def test_no_notification_stalls_its_batch(dispatcher, poison, position):
     want = {sample_mod.sample_id(message_id, name,
                                  envelope['payload']['instance_id'])
             for envelope, message_id in goods
-            for name in helpers.INSTANCE_METERS}
+            for name in fixtures.INSTANCE_METERS}
     assert stored == want

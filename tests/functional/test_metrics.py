@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests import helpers
+from tests.helpers import basics, bus, daemons, fixtures
 
 pytestmark = pytest.mark.functional
 
@@ -16,15 +16,15 @@ VCPE = 'vcpe__cord-sample-publisher__vcpe'
 
 @pytest.fixture(scope='module', autouse=True)
 def require_broker():
-    if not helpers.broker_available():
-        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+    if not bus.broker_available():
+        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
 
 
 @pytest.fixture
 def topic():
-    name = helpers.unique_topic()
+    name = bus.unique_topic()
     yield name
-    helpers.delete_queues(helpers.topic_queues(name, ('info', 'sample',
+    bus.delete_queues(bus.topic_queues(name, ('info', 'sample',
                                                       'error', 'dead')))
 
 
@@ -43,12 +43,12 @@ def test_agent_counts_what_it_received_acked_dead_lettered_published(
     metrics_tmp = tmp_path / 'tmp'
     metrics_tmp.mkdir()
     monkeypatch.setenv('TMPDIR', str(metrics_tmp))
-    port = helpers.free_port()
+    port = basics.free_port()
     count = 12
-    valid = [helpers.instance_exists(f'vm-{i}') for i in range(count)]
-    unprocessable = helpers.load_envelope(VCPE)
+    valid = [fixtures.instance_exists(f'vm-{i}') for i in range(count)]
+    unprocessable = fixtures.load_envelope(VCPE)
     del unprocessable['payload']['vcpe_id']
-    agent = helpers.AgentProcess(
+    agent = daemons.AgentProcess(
         tmp_path / 'agent', topic, {
             'sources': [
                 {'name': 'all', 'meters': ['*'], 'sinks': ['to_file']},
@@ -63,45 +63,45 @@ def test_agent_counts_what_it_received_acked_dead_lettered_published(
     total = count + 2
     try:
         agent.start()
-        assert helpers.wait_until(
+        assert basics.wait_until(
             lambda: agent.log().count('listening on exchanges') == 2, 30)
         # Both workers consume: the broker hands them turns.
         for notification in valid + [unprocessable]:
-            helpers.publish_notifications(topic, [notification])
-        helpers.publish_raw(f'{topic}.info', b'{not json')
-        assert helpers.wait_until(
-            lambda: helpers.metric(helpers.read_metrics(url),
+            bus.publish_notifications(topic, [notification])
+        bus.publish_raw(f'{topic}.info', b'{not json')
+        assert basics.wait_until(
+            lambda: basics.metric(basics.read_metrics(url),
                                    'calipso_notifications_acked_total')
             >= total, 30), agent.log()[-4000:]
-        values = helpers.read_metrics(url)
+        values = basics.read_metrics(url)
         writers = worker_files(str(metrics_tmp))
     finally:
         agent.stop()
     assert len(writers) == 2, writers
-    assert helpers.count_lines(out) == count * len(helpers.INSTANCE_METERS)
-    assert helpers.metric(values,
+    assert basics.count_lines(out) == count * len(fixtures.INSTANCE_METERS)
+    assert basics.metric(values,
                           'calipso_notifications_received_total') == total
-    assert helpers.metric(values,
+    assert basics.metric(values,
                           'calipso_notifications_acked_total') == total
-    assert helpers.metric(
+    assert basics.metric(
         values, 'calipso_notifications_dead_lettered_total',
         reason='unprocessable') == 1
-    assert helpers.metric(
+    assert basics.metric(
         values, 'calipso_notifications_dead_lettered_total',
         reason='undecodable') == 1
     assert not any(name == 'calipso_notifications_requeued_total'
                    for name, _ in values), values
-    assert helpers.metric(
+    assert basics.metric(
         values, 'calipso_samples_published_total', sink='to_file',
-        publisher='file') == count * len(helpers.INSTANCE_METERS)
-    assert helpers.metric(
+        publisher='file') == count * len(fixtures.INSTANCE_METERS)
+    assert basics.metric(
         values, 'calipso_samples_published_total', sink='to_db',
         publisher='database') == count
-    assert helpers.metric(values, 'calipso_batch_duration_seconds_count',
+    assert basics.metric(values, 'calipso_batch_duration_seconds_count',
                           outcome='acked') >= 1
-    assert helpers.metric(values, 'calipso_batch_duration_seconds_sum',
+    assert basics.metric(values, 'calipso_batch_duration_seconds_sum',
                           outcome='acked') > 0
-    assert helpers.metric(values,
+    assert basics.metric(values,
                           'calipso_store_write_duration_seconds_count',
                           outcome='ok') >= 1
     # The master removed its directory at exit.
@@ -111,31 +111,31 @@ def test_agent_counts_what_it_received_acked_dead_lettered_published(
 def test_collector_counts_store_writes_and_dropped_meter_messages(
         tmp_path, topic):
     database = f'sqlite:///{tmp_path}/calipso.sqlite'
-    port = helpers.free_port()
-    collector = helpers.CollectorProcess(
+    port = basics.free_port()
+    collector = daemons.CollectorProcess(
         tmp_path / 'collector', topic, database, workers=2,
         extra_config=f'[collector]\nmetrics_port = {port}\n')
     url = f'http://127.0.0.1:{port}/metrics'
     try:
         collector.start()
-        samples = [helpers.make_sample(i) for i in range(30)]
-        helpers.publish_samples(topic, samples, per_notification=10)
-        helpers.publish_samples(topic, [helpers.make_sample(100)],
+        samples = [basics.make_sample(i) for i in range(30)]
+        bus.publish_samples(topic, samples, per_notification=10)
+        bus.publish_samples(topic, [basics.make_sample(100)],
                                 secret='not-the-secret')
-        assert helpers.wait_until(
-            lambda: helpers.metric(helpers.read_metrics(url),
+        assert basics.wait_until(
+            lambda: basics.metric(basics.read_metrics(url),
                                    'calipso_notifications_acked_total')
             >= 4, 30), collector.log()[-4000:]
-        values = helpers.read_metrics(url)
+        values = basics.read_metrics(url)
     finally:
         collector.stop()
-    assert helpers.metric(values,
+    assert basics.metric(values,
                           'calipso_notifications_received_total') == 4
-    assert helpers.metric(values,
+    assert basics.metric(values,
                           'calipso_notifications_acked_total') == 4
-    assert helpers.metric(values, 'calipso_meter_messages_dropped_total',
+    assert basics.metric(values, 'calipso_meter_messages_dropped_total',
                           reason='bad signature') == 1
-    writes = helpers.metric(values,
+    writes = basics.metric(values,
                             'calipso_store_write_duration_seconds_count',
                             outcome='ok')
     assert 1 <= writes <= 3

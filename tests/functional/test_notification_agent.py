@@ -14,13 +14,13 @@ import pytest
 
 from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import utils as publisher_utils
-from tests import helpers
+from tests.helpers import basics, bus, daemons, fixtures, receivers
 
 pytestmark = pytest.mark.functional
 
 GOLDEN_FIXTURES = (
     # (fixture, exchange it is sent on)
-    (helpers.INSTANCE_EXISTS, 'nova'),
+    (fixtures.INSTANCE_EXISTS, 'nova'),
     ('nova_legacy__ceilometer-tests__metrics_update', 'nova'),
     ('neutron__ceilometer-tests__l3_meter', 'neutron'),
 )
@@ -29,15 +29,15 @@ VCPE = 'vcpe__cord-sample-publisher__vcpe'
 
 @pytest.fixture(scope='module', autouse=True)
 def require_broker():
-    if not helpers.broker_available():
-        pytest.skip(f'no RabbitMQ at {helpers.AMQP_URL}')
+    if not bus.broker_available():
+        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
 
 
 @pytest.fixture
 def topic():
-    name = helpers.unique_topic()
+    name = bus.unique_topic()
     yield name
-    helpers.delete_queues(helpers.topic_queues(
+    bus.delete_queues(bus.topic_queues(
         name, ('info', 'sample', 'error', 'warn', 'critical', 'audit',
                'debug', 'dead')))
 
@@ -51,7 +51,7 @@ def agents(tmp_path, topic, consumer):
     def make(pipeline, **kwargs):
         workdir = tmp_path / f'agent{len(made)}'
         kwargs.setdefault('batched_consumer', consumer == 'batched')
-        agent = helpers.AgentProcess(workdir, topic, pipeline, **kwargs)
+        agent = daemons.AgentProcess(workdir, topic, pipeline, **kwargs)
         made.append(agent)
         return agent
 
@@ -77,11 +77,11 @@ def file_pipeline(path):
 
 
 def info_ready(topic):
-    counts = helpers.queue_counts(f'{topic}.info')
+    counts = bus.queue_counts(f'{topic}.info')
     return counts[0] if counts else None
 
 
-def expected_ids(message_ids, resource_ids, meters=helpers.INSTANCE_METERS):
+def expected_ids(message_ids, resource_ids, meters=fixtures.INSTANCE_METERS):
     return {sample_mod.sample_id(mid, name, rid)
             for mid, rid in zip(message_ids, resource_ids, strict=True)
             for name in meters}
@@ -91,18 +91,18 @@ def assert_drained_and_acked(agent, topic):
     """The info queue is empty with the agent running, and still empty
     once it stopped: nothing was left unacknowledged either (unacked
     messages go back to the queue when their consumer goes away)."""
-    assert helpers.wait_until(lambda: info_ready(topic) == 0, 10), (
+    assert basics.wait_until(lambda: info_ready(topic) == 0, 10), (
         f'{info_ready(topic)} notifications still ready')
     assert agent.alive(), agent.log()[-3000:]
     agent.stop()
-    assert helpers.queue_counts(f'{topic}.info') == (0, 0)
+    assert bus.queue_counts(f'{topic}.info') == (0, 0)
 
 
 @both_consumers
 def test_file_and_udp_publishers_get_the_golden_samples(agents, topic,
                                                          tmp_path):
     out = tmp_path / 'samples.jsonl'
-    udp = helpers.UDPCollector()
+    udp = receivers.UDPCollector()
     try:
         agent = agents({
             'sources': [{'name': 'all', 'meters': ['*'],
@@ -112,22 +112,22 @@ def test_file_and_udp_publishers_get_the_golden_samples(agents, topic,
         agent.start()
         sent = {}
         for name, exchange in GOLDEN_FIXTURES:
-            envelope = helpers.load_envelope(name)
-            (message_id,) = helpers.publish_notifications(
+            envelope = fixtures.load_envelope(name)
+            (message_id,) = bus.publish_notifications(
                 topic, [envelope], exchange=exchange, keep_timestamps=True)
             sent[message_id] = (name, envelope)
-        total = sum(len(helpers.load_expected(name))
+        total = sum(len(fixtures.load_expected(name))
                     for name, _ in GOLDEN_FIXTURES)
         assert total == 15
 
-        assert helpers.wait_until(
-            lambda: (helpers.count_lines(out) >= total
+        assert basics.wait_until(
+            lambda: (basics.count_lines(out) >= total
                      and len(udp.messages) >= total), 20), (
-            f'{helpers.count_lines(out)} lines in the file, '
+            f'{basics.count_lines(out)} lines in the file, '
             f'{len(udp.messages)} datagrams; want {total} of each; log:\n'
             f'{agent.log()[-3000:]}')
         time.sleep(1.5)  # more than the batch timeout: no extra samples
-        samples = helpers.read_jsonl(out)
+        samples = basics.read_jsonl(out)
         messages = list(udp.messages)
     finally:
         udp.close()
@@ -141,8 +141,8 @@ def test_file_and_udp_publishers_get_the_golden_samples(agents, topic,
     assert set(by_message) == set(sent)
     for message_id, (name, envelope) in sent.items():
         got = by_message[message_id]
-        assert helpers.sample_differences(
-            got, helpers.load_expected(name), envelope['ctxt']) == [], name
+        assert fixtures.sample_differences(
+            got, fixtures.load_expected(name), envelope['ctxt']) == [], name
         for sample in got:
             assert sample['id'] == sample_mod.sample_id(
                 message_id, sample['name'], sample['resource_id']), sample
@@ -152,7 +152,7 @@ def test_file_and_udp_publishers_get_the_golden_samples(agents, topic,
     assert len(by_id) == total
     for message in messages:
         assert publisher_utils.verify_signature(
-            message, helpers.TELEMETRY_SECRET), message
+            message, bus.TELEMETRY_SECRET), message
         sample = by_id.pop(message['message_id'])
         assert message['counter_name'] == sample['name']
         assert message['resource_id'] == sample['resource_id']
@@ -165,17 +165,17 @@ def test_file_and_udp_publishers_get_the_golden_samples(agents, topic,
 
 @both_consumers
 def test_http_receiver_down_keeps_notifications_queued(agents, topic):
-    port = helpers.free_port()
+    port = basics.free_port()
     pipeline = {
         'sources': [{'name': 'all', 'meters': ['*'], 'sinks': ['http']}],
         'sinks': [{'name': 'http', 'publishers': [
             f'http://127.0.0.1:{port}/v1/samples?timeout=2']}]}
     count = 20
     resource_ids = [f'http-vm-{i:02d}' for i in range(count)]
-    message_ids = helpers.publish_notifications(
-        topic, [helpers.instance_exists(rid) for rid in resource_ids])
+    message_ids = bus.publish_notifications(
+        topic, [fixtures.instance_exists(rid) for rid in resource_ids])
     want = {(name, rid) for rid in resource_ids
-            for name in helpers.INSTANCE_METERS}
+            for name in fixtures.INSTANCE_METERS}
 
     # Receiver down: the agent keeps retrying and acknowledges nothing.
     first = agents(pipeline)
@@ -185,25 +185,25 @@ def test_http_receiver_down_keeps_notifications_queued(agents, topic):
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         assert first.alive(), first.log()[-3000:]
-        assert helpers.queue_counts(f'{topic}.info')[1] == 1
+        assert bus.queue_counts(f'{topic}.info')[1] == 1
         time.sleep(0.5)
     log = first.log()
     assert 'Connection refused' in log or 'Max retries' in log, log[-3000:]
     assert first.stop() == 0
     # Every notification is still there once the consumer has gone.
-    assert helpers.queue_counts(f'{topic}.info') == (count, 0)
+    assert bus.queue_counts(f'{topic}.info') == (count, 0)
 
     second = agents(pipeline)
     second.start()
     assert second.wait_for_log('Publishing unavailable since', 15), (
         second.log()[-3000:])
-    server = helpers.SampleHTTPServer(port)
+    server = receivers.SampleHTTPServer(port)
     try:
         def delivered():
             return {(s['name'], s['resource_id'])
                     for s in server.samples()} >= want
 
-        assert helpers.wait_until(delivered, 20), (
+        assert basics.wait_until(delivered, 20), (
             f'{len(server.samples())} samples received; log:\n'
             f'{second.log()[-3000:]}')
         assert_drained_and_acked(second, topic)
@@ -218,23 +218,23 @@ def test_http_receiver_down_keeps_notifications_queued(agents, topic):
 def test_sigkill_loses_no_sample(agents, topic, tmp_path):
     out = tmp_path / 'samples.jsonl'
     count = 5000
-    total = count * len(helpers.INSTANCE_METERS)
+    total = count * len(fixtures.INSTANCE_METERS)
     resource_ids = [f'kill-vm-{i:05d}' for i in range(count)]
-    message_ids = helpers.publish_notifications(
-        topic, (helpers.instance_exists(rid) for rid in resource_ids))
-    assert helpers.queue_counts(f'{topic}.info') == (count, 0)
+    message_ids = bus.publish_notifications(
+        topic, (fixtures.instance_exists(rid) for rid in resource_ids))
+    assert bus.queue_counts(f'{topic}.info') == (count, 0)
     want = expected_ids(message_ids, resource_ids)
     assert len(want) == total
 
     agent = agents(file_pipeline(out))
     agent.start(wait_ready=False)
-    lines_at_kill = helpers.wait_until(
-        lambda: (helpers.count_lines(out) >= total // 5
-                 or not agent.alive()) and helpers.count_lines(out),
+    lines_at_kill = basics.wait_until(
+        lambda: (basics.count_lines(out) >= total // 5
+                 or not agent.alive()) and basics.count_lines(out),
         30, interval=0.005)
     agent.kill()
     size_at_kill = os.path.getsize(out) if lines_at_kill else 0
-    first_run = helpers.read_jsonl(out)
+    first_run = basics.read_jsonl(out)
     assert 0 < len(first_run) < total, (
         f'{len(first_run)} of {total} samples written before SIGKILL; '
         f'log:\n{agent.log()[-3000:]}')
@@ -244,9 +244,9 @@ def test_sigkill_loses_no_sample(agents, topic, tmp_path):
     for sample in first_run:
         complete.setdefault(sample['message_id'], set()).add(sample['name'])
     complete = sum(1 for names in complete.values()
-                   if len(names) == len(helpers.INSTANCE_METERS))
-    assert helpers.wait_until(
-        lambda: helpers.queue_counts(f'{topic}.info')[1] == 0, 10)
+                   if len(names) == len(fixtures.INSTANCE_METERS))
+    assert basics.wait_until(
+        lambda: bus.queue_counts(f'{topic}.info')[1] == 0, 10)
     ready = info_ready(topic)
     assert ready >= count - complete, (ready, complete)
     assert ready < count, 'nothing was acknowledged before SIGKILL'
@@ -254,15 +254,15 @@ def test_sigkill_loses_no_sample(agents, topic, tmp_path):
     agent.start(wait_ready=False)
 
     def all_ids_written():
-        return {s['id'] for s in helpers.read_jsonl(out)} >= want
+        return {s['id'] for s in basics.read_jsonl(out)} >= want
 
-    assert helpers.wait_until(all_ids_written, 40, interval=0.5), (
-        f'{len(want - {s["id"] for s in helpers.read_jsonl(out)})} '
+    assert basics.wait_until(all_ids_written, 40, interval=0.5), (
+        f'{len(want - {s["id"] for s in basics.read_jsonl(out)})} '
         f'samples missing; log:\n{agent.log()[-3000:]}')
     assert_drained_and_acked(agent, topic)
 
     bad_lines = []
-    samples = helpers.read_jsonl(out, bad_lines)
+    samples = basics.read_jsonl(out, bad_lines)
     assert bad_lines == [], 'corrupt lines in the file output'
     assert {s['id'] for s in samples} == want
     assert len(samples) >= total
@@ -303,15 +303,15 @@ def test_malformed_messages_are_dropped_and_logged(agents, topic,
     agent = agents(file_pipeline(out))
     agent.start()
     for body, content_type in MALFORMED_BODIES:
-        helpers.publish_raw(f'{topic}.info', body,
+        bus.publish_raw(f'{topic}.info', body,
                             content_type=content_type)
-    message_ids = helpers.publish_notifications(
-        topic, [helpers.instance_exists('after-garbage')])
+    message_ids = bus.publish_notifications(
+        topic, [fixtures.instance_exists('after-garbage')])
 
-    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15), (
+    assert basics.wait_until(lambda: basics.count_lines(out) >= 4, 15), (
         agent.log()[-4000:])
     assert agent.alive()
-    samples = helpers.read_jsonl(out)
+    samples = basics.read_jsonl(out)
     assert {s['id'] for s in samples} == expected_ids(message_ids,
                                                       ['after-garbage'])
     log = agent.log()
@@ -322,7 +322,7 @@ def test_malformed_messages_are_dropped_and_logged(agents, topic,
     assert 'unavailable since' not in log
     assert_drained_and_acked(agent, topic)
     # Dead-lettered as they came, with where they came from.
-    letters = helpers.read_dead_letters(f'{topic}.dead')
+    letters = bus.read_dead_letters(f'{topic}.dead')
     assert [body for _, body in letters] == [
         body for body, _ in MALFORMED_BODIES]
     assert {h['x-calipso-original-routing-key'] for h, _ in letters} == {
@@ -338,17 +338,17 @@ def test_notification_with_null_priority_does_not_block_the_queue(
     agent.start()
     poison = {'message_id': 'poison-1', 'publisher_id': 'compute.host1',
               'event_type': 'compute.instance.exists', 'priority': None,
-              'payload': helpers.instance_exists('poisoned')['payload'],
+              'payload': fixtures.instance_exists('poisoned')['payload'],
               'timestamp': '2024-05-01 12:00:00'}
-    helpers.publish_raw(f'{topic}.info', json.dumps(
+    bus.publish_raw(f'{topic}.info', json.dumps(
         {'oslo.version': '2.0', 'oslo.message': json.dumps(poison)}).encode())
-    message_ids = helpers.publish_notifications(
-        topic, [helpers.instance_exists('behind-the-poison')])
-    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15), (
+    message_ids = bus.publish_notifications(
+        topic, [fixtures.instance_exists('behind-the-poison')])
+    assert basics.wait_until(lambda: basics.count_lines(out) >= 4, 15), (
         f'the valid notification was not processed; the batch failed '
         f'{agent.log().count("Exception during messages handling")} '
         f'times; log:\n{agent.log()[-2000:]}')
-    assert {s['id'] for s in helpers.read_jsonl(out)} == expected_ids(
+    assert {s['id'] for s in basics.read_jsonl(out)} == expected_ids(
         message_ids, ['behind-the-poison'])
     assert_drained_and_acked(agent, topic)
 
@@ -356,19 +356,19 @@ def test_notification_with_null_priority_does_not_block_the_queue(
 def test_unprocessable_notification_is_dropped_alone(agents, topic,
                                                      tmp_path):
     out = tmp_path / 'samples.jsonl'
-    vcpe = helpers.load_envelope(VCPE)
+    vcpe = fixtures.load_envelope(VCPE)
     del vcpe['payload']['vcpe_id']
     notifications = [
         # No resource id: no meter can be built.
-        helpers.instance_exists(None),
+        fixtures.instance_exists(None),
         # The vSG endpoint raises: the dispatcher drops the notification.
         vcpe,
         # One meter (vcpus) cannot be built, the three others are.
-        helpers.instance_exists('partial-vm', vcpus='lots'),
-        helpers.instance_exists('valid-vm'),
+        fixtures.instance_exists('partial-vm', vcpus='lots'),
+        fixtures.instance_exists('valid-vm'),
     ]
     # Queued before the agent starts: one batch.
-    no_id, bad_vcpe, partial, valid = helpers.publish_notifications(
+    no_id, bad_vcpe, partial, valid = bus.publish_notifications(
         topic, notifications)
     agent = agents(file_pipeline(out))
     agent.start()
@@ -376,17 +376,17 @@ def test_unprocessable_notification_is_dropped_alone(agents, topic,
             | expected_ids([partial], ['partial-vm'],
                            ('disk.ephemeral.size', 'disk.root.size',
                             'memory')))
-    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 7, 15), (
+    assert basics.wait_until(lambda: basics.count_lines(out) >= 7, 15), (
         agent.log()[-4000:])
     time.sleep(1.5)
-    assert {s['id'] for s in helpers.read_jsonl(out)} == want
-    assert helpers.count_lines(out) == 7
+    assert {s['id'] for s in basics.read_jsonl(out)} == want
+    assert basics.count_lines(out) == 7
     log = agent.log()
     # One line per notification, however many meters it fails.
     (no_id_line,) = [x for x in log.splitlines() if no_id in x]
     assert (f'Notification {no_id} (compute.instance.exists): meter '
             in no_id_line), no_id_line
-    for meter in helpers.INSTANCE_METERS:
+    for meter in fixtures.INSTANCE_METERS:
         assert f'meter {meter} not built: resource_id' in no_id_line
     assert (f'Notification {bad_vcpe} (vcpe) dead-lettered: no sample can '
             f'be made of it: NotificationError: payload has no vcpe_id'
@@ -395,7 +395,7 @@ def test_unprocessable_notification_is_dropped_alone(agents, topic,
             f"vcpus not built: volume: 'lots' is not a number" in log), log
     assert valid not in log
     assert 'unavailable since' not in log
-    assert [h['x-calipso-message-id'] for h, _ in helpers.read_dead_letters(
+    assert [h['x-calipso-message-id'] for h, _ in bus.read_dead_letters(
         f'{topic}.dead')] == [bad_vcpe]
     assert_drained_and_acked(agent, topic)
 
@@ -407,19 +407,19 @@ def test_error_priority_on_info_queue_is_acked_and_ignored(agents, topic,
     out = tmp_path / 'samples.jsonl'
     agent = agents(file_pipeline(out))
     agent.start()
-    envelope = helpers.instance_exists('error-vm')
+    envelope = fixtures.instance_exists('error-vm')
     message = {'message_id': 'error-on-info', 'priority': 'ERROR',
                'publisher_id': 'compute.host1',
                'event_type': envelope['event_type'],
                'payload': envelope['payload'],
                'timestamp': '2024-05-01 12:00:00'}
-    helpers.publish_raw(f'{topic}.info', json.dumps(
+    bus.publish_raw(f'{topic}.info', json.dumps(
         {'oslo.version': '2.0', 'oslo.message': json.dumps(message)}).encode())
-    (valid,) = helpers.publish_notifications(
-        topic, [helpers.instance_exists('info-vm')])
-    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15)
+    (valid,) = bus.publish_notifications(
+        topic, [fixtures.instance_exists('info-vm')])
+    assert basics.wait_until(lambda: basics.count_lines(out) >= 4, 15)
     time.sleep(1.5)
-    assert {s['id'] for s in helpers.read_jsonl(out)} == expected_ids(
+    assert {s['id'] for s in basics.read_jsonl(out)} == expected_ids(
         [valid], ['info-vm'])
     assert_drained_and_acked(agent, topic)
 
@@ -429,23 +429,23 @@ def test_error_priority_notifications_are_acked(agents, topic, tmp_path):
     out = tmp_path / 'samples.jsonl'
     agent = agents(file_pipeline(out))
     agent.start()
-    helpers.publish_notifications(
-        topic, [helpers.instance_exists(f'error-vm-{i}') for i in range(3)],
+    bus.publish_notifications(
+        topic, [fixtures.instance_exists(f'error-vm-{i}') for i in range(3)],
         priority='error')
-    (valid,) = helpers.publish_notifications(
-        topic, [helpers.instance_exists('info-vm')])
-    assert helpers.wait_until(lambda: helpers.count_lines(out) >= 4, 15)
-    assert {s['id'] for s in helpers.read_jsonl(out)} == expected_ids(
+    (valid,) = bus.publish_notifications(
+        topic, [fixtures.instance_exists('info-vm')])
+    assert basics.wait_until(lambda: basics.count_lines(out) >= 4, 15)
+    assert {s['id'] for s in basics.read_jsonl(out)} == expected_ids(
         [valid], ['info-vm'])
     try:
-        assert helpers.wait_until(
-            lambda: helpers.queue_counts(f'{topic}.error') == (0, 1), 5), (
+        assert basics.wait_until(
+            lambda: bus.queue_counts(f'{topic}.error') == (0, 1), 5), (
             f'{topic}.error: (ready, consumers) = '
-            f'{helpers.queue_counts(f"{topic}.error")}')
+            f'{bus.queue_counts(f"{topic}.error")}')
     finally:
         agent.stop()
-    assert helpers.queue_counts(f'{topic}.error') == (0, 0)
-    assert helpers.count_lines(out) == 4
+    assert bus.queue_counts(f'{topic}.error') == (0, 0)
+    assert basics.count_lines(out) == 4
 
 
 def test_broker_closing_the_connection_loses_nothing(agents, topic):
@@ -454,10 +454,10 @@ def test_broker_closing_the_connection_loses_nothing(agents, topic):
     sample arrives (a slow HTTP receiver keeps the stream going)."""
     count = 600
     resource_ids = [f'conn-vm-{i:05d}' for i in range(count)]
-    message_ids = helpers.publish_notifications(
-        topic, (helpers.instance_exists(rid) for rid in resource_ids))
+    message_ids = bus.publish_notifications(
+        topic, (fixtures.instance_exists(rid) for rid in resource_ids))
     want = expected_ids(message_ids, resource_ids)
-    receiver = helpers.SampleHTTPServer(delay=0.3)
+    receiver = receivers.SampleHTTPServer(delay=0.3)
     try:
         agent = agents(
             {'sources': [{'name': 'all', 'meters': ['*'],
@@ -466,18 +466,18 @@ def test_broker_closing_the_connection_loses_nothing(agents, topic):
                  f'http://127.0.0.1:{receiver.port}/samples']}]},
             batch_size=20, extra_config='[notification]\nprefetch = 20\n')
         agent.start()
-        assert helpers.wait_until(lambda: receiver.samples(), 30)
+        assert basics.wait_until(lambda: receiver.samples(), 30)
         group = os.getpgid(agent.process.pid)
         pids = {int(p) for p in os.listdir('/proc') if p.isdigit()
                 and _process_group(int(p)) == group}
-        assert helpers.close_broker_connections(
+        assert bus.close_broker_connections(
             'calipso notification consumer', pids) == 1
         assert len({s['id'] for s in receiver.samples()}) < len(want)
 
         def delivered():
             return {s['id'] for s in receiver.samples()}
 
-        assert helpers.wait_until(lambda: delivered() >= want, 60,
+        assert basics.wait_until(lambda: delivered() >= want, 60,
                                   interval=0.5), agent.log()[-3000:]
         assert delivered() == want
     finally:
@@ -501,17 +501,17 @@ def test_workers_share_the_queues(agents, topic, tmp_path):
     out = tmp_path / 'samples.jsonl'
     count = 2000
     resource_ids = [f'worker-vm-{i:05d}' for i in range(count)]
-    message_ids = helpers.publish_notifications(
-        topic, (helpers.instance_exists(rid) for rid in resource_ids))
+    message_ids = bus.publish_notifications(
+        topic, (fixtures.instance_exists(rid) for rid in resource_ids))
     agent = agents(file_pipeline(out), workers=2, batch_size=50,
                    extra_config='[notification]\nprefetch = 50\n')
     agent.start()
     want = expected_ids(message_ids, resource_ids)
-    assert helpers.wait_until(
-        lambda: helpers.count_lines(out) >= len(want), 60), agent.log()[-2000:]
-    assert helpers.wait_until(
-        lambda: helpers.queue_counts(f'{topic}.info') == (0, 2), 10)
-    samples = helpers.read_jsonl(out)
+    assert basics.wait_until(
+        lambda: basics.count_lines(out) >= len(want), 60), agent.log()[-2000:]
+    assert basics.wait_until(
+        lambda: bus.queue_counts(f'{topic}.info') == (0, 2), 10)
+    samples = basics.read_jsonl(out)
     assert {s['id'] for s in samples} == want
     assert len(samples) == len(want)
     assert agent.log().count('Consuming notifications from') == 2

@@ -10,8 +10,8 @@ import oslo_messaging
 import pytest
 
 from calipso_agent.publisher import base, notifier, utils
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 pytestmark = pytest.mark.functional
 
@@ -37,7 +37,7 @@ def require_broker():
 
 @pytest.fixture
 def conf():
-    return helpers.make_conf(host='functional-node',
+    return basics.make_conf(host='functional-node',
                              publisher__telemetry_secret=SECRET)
 
 
@@ -53,7 +53,7 @@ def consume(conf, topic, count):
     """Notifications on ``topic`` until ``count`` arrived or 10 s passed."""
     transport = oslo_messaging.get_notification_transport(
         conf, url=f'rabbit://{BROKER}/')
-    endpoint = helpers.RecordingEndpoint()
+    endpoint = basics.RecordingEndpoint()
     listener = oslo_messaging.get_notification_listener(
         transport, [oslo_messaging.Target(topic=topic)], [endpoint],
         executor='threading')

@@ -25,7 +25,7 @@ from ceilometerclient import client as ceilometer_client
 
 from calipso_agent import replay, service
 from calipso_agent.notification import base, manager
-from tests import helpers
+from tests.helpers import basics, fixtures
 
 pytestmark = pytest.mark.functional
 
@@ -64,9 +64,9 @@ class Run:
     def __init__(self, state_dir, transport_url):
         self.state_dir = str(state_dir)
         self.transport_url = transport_url
-        self.api_port = helpers.free_port()
-        self.controller_port = helpers.free_port()
-        low = helpers.free_port()
+        self.api_port = basics.free_port()
+        self.controller_port = basics.free_port()
+        low = basics.free_port()
         self.proxy_ports = f'{low}-{low}'
         self.api = f'http://127.0.0.1:{self.api_port}'
         self.controller = f'http://127.0.0.1:{self.controller_port}'
@@ -88,7 +88,7 @@ class Run:
                  '--proxy-ports', self.proxy_ports],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                 start_new_session=True)
-        running = helpers.wait_until(
+        running = basics.wait_until(
             lambda: ('Ctrl-C stops everything' in self.output()
                      or self.process.poll() is not None), timeout)
         assert running and self.process.poll() is None, self.output()
@@ -173,12 +173,12 @@ def product(tmp_path_factory, vhost):
 
 @pytest.fixture(scope='module')
 def replayed(product, vhost):
-    files = replay.envelope_files([helpers.NOTIFICATIONS])
-    out = replay_files(vhost, helpers.NOTIFICATIONS)
+    files = replay.envelope_files([fixtures.NOTIFICATIONS])
+    out = replay_files(vhost, fixtures.NOTIFICATIONS)
     assert out.strip() == f'calipso-replay: {len(files)} notifications sent'
     expected = expected_samples(product.config_file, files)
     assert sum(expected.values()) > 50
-    stored = helpers.wait_until(
+    stored = basics.wait_until(
         lambda: stored_counts(product) == expected or None, 60)
     got = stored_counts(product)
     assert stored, ('missing', expected - got, 'unexpected', got - expected)
@@ -203,7 +203,7 @@ def test_channel_proxy_shows_only_its_project(product, replayed):
         data=json.dumps({'name': 'e2e', 'tenant_list': [ours]}))
     assert created.status_code == 201, created.text
     channel = created.json()
-    url = helpers.wait_until(lambda: requests.get(
+    url = basics.wait_until(lambda: requests.get(
         f'{product.controller}{CHANNELS}{channel["id"]}/',
         timeout=10).json()['ceilometer_url'], 60)
     assert url, product.output()
@@ -232,7 +232,7 @@ def test_channel_proxy_shows_only_its_project(product, replayed):
 
 def test_stopped_with_queued_notifications_stores_each_once(
         product, replayed, vhost):
-    path = os.path.join(helpers.NOTIFICATIONS, BULK + '.json')
+    path = os.path.join(fixtures.NOTIFICATIONS, BULK + '.json')
     per_notification = sum(expected_samples(product.config_file,
                                             [path]).values())
     assert per_notification >= 1
@@ -242,7 +242,7 @@ def test_stopped_with_queued_notifications_stores_each_once(
     assert queued(vhost) == BULK_COUNT
     product.start()
     # SIGTERM as soon as the agent is storing the backlog.
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: len(product.get('/v2/samples', limit=before + 1)) > before,
         60, interval=0.05)
     assert product.stop() == 0, product.output()
@@ -254,7 +254,7 @@ def test_stopped_with_queued_notifications_stores_each_once(
     def complete():
         return len(product.get('/v2/samples', limit=want + 1)) >= want
 
-    assert helpers.wait_until(complete, 120)
+    assert basics.wait_until(complete, 120)
     assert queued(vhost) == 0
     samples = product.get('/v2/samples', limit=want + 1)
     assert len(samples) == want

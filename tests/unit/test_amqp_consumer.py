@@ -6,7 +6,7 @@ import oslo_messaging
 import pytest
 
 from calipso_agent import amqp_consumer
-from tests import helpers
+from tests.helpers import basics
 
 
 def oslo_body(message, **context):
@@ -148,7 +148,7 @@ def test_settlements_of_an_old_connection_are_ignored():
 
 
 def test_kombu_urls_from_transport_url():
-    conf = helpers.make_conf()
+    conf = basics.make_conf()
     url = oslo_messaging.TransportURL.parse(
         conf, 'rabbit://u%40x:p%2Fw@h1:5673,guest:g@[::1]/v%2Fh')
     assert amqp_consumer.kombu_urls(url) == [

@@ -11,8 +11,8 @@ from calipso_agent import collector, storage
 from calipso_agent.cmd import collector as collector_cmd
 from calipso_agent.publisher import utils
 from calipso_agent.storage import base as storage_base
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 HANDLED = oslo_messaging.NotificationResult.HANDLED
 REQUEUE = oslo_messaging.NotificationResult.REQUEUE
@@ -350,7 +350,7 @@ class Letters:
 # --- connecting, the service -------------------------------------------------
 
 def test_connect_retries_while_the_store_is_unreachable(monkeypatch):
-    conf = helpers.make_conf(database__retry_interval=0.25)
+    conf = basics.make_conf(database__retry_interval=0.25)
     attempts = []
     store = FakeStore()
 
@@ -368,7 +368,7 @@ def test_connect_retries_while_the_store_is_unreachable(monkeypatch):
 
 
 def test_connect_gives_up_after_max_retries(monkeypatch):
-    conf = helpers.make_conf(database__max_retries=2)
+    conf = basics.make_conf(database__max_retries=2)
 
     def get_connection(conf):
         raise storage_base.StorageError('refused')
@@ -381,7 +381,7 @@ def test_connect_gives_up_after_max_retries(monkeypatch):
 
 
 def test_connect_stops_when_the_service_stops(monkeypatch):
-    conf = helpers.make_conf()
+    conf = basics.make_conf()
     stopping = threading.Event()
 
     def get_connection(conf):
@@ -393,7 +393,7 @@ def test_connect_stops_when_the_service_stops(monkeypatch):
 
 
 def test_service_listens_in_batches_and_closes_everything(monkeypatch):
-    conf = helpers.make_conf(transport_url='fake://',
+    conf = basics.make_conf(transport_url='fake://',
                              collector__batch_size=7,
                              collector__batch_timeout=3,
                              publisher__telemetry_secret=SECRET)
@@ -453,7 +453,7 @@ def test_collector_starts_while_the_database_is_down(monkeypatch, caplog):
 
     monkeypatch.setattr(storage, 'get_connection', get_connection)
     # The workers retry ([database] max_retries): no exit here.
-    collector_cmd.check_database(helpers.make_conf(
+    collector_cmd.check_database(basics.make_conf(
         database__connection='postgresql://u:secret@h/db'))
     assert ('Database postgresql://u:***@h/db unreachable for now: '
             'connection refused') in caplog.text

@@ -11,7 +11,7 @@ import pytest
 from calipso_agent import delivery, messaging
 from calipso_agent.publisher import base as publisher_base
 from calipso_agent.storage import base as storage_base
-from tests.helpers import make_sample
+from tests.helpers.basics import make_sample
 
 
 class Receiver:

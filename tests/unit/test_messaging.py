@@ -8,7 +8,7 @@ import oslo_messaging
 import pytest
 
 from calipso_agent import amqp_consumer, dead_letter, messaging
-from tests import helpers
+from tests.helpers import basics
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def test_backoff_doubles_up_to_its_maximum_and_resets():
     ('analytics', {'analytics'}),
 ])
 def test_driver_binds_the_queues_oslo_messaging_would(pool, queues):
-    conf = helpers.make_conf(notification__exchanges=['nova', 'neutron'],
+    conf = basics.make_conf(notification__exchanges=['nova', 'neutron'],
                              transport_url='rabbit://u:p@127.0.0.1:5672/')
     transport = messaging.notification_transport(conf)
     driver = transport._driver
@@ -43,11 +43,11 @@ def test_driver_binds_the_queues_oslo_messaging_would(pool, queues):
 
 
 def test_other_transports_keep_oslo_drivers():
-    conf = helpers.make_conf(transport_url='fake:/')
+    conf = basics.make_conf(transport_url='fake:/')
     transport = messaging.notification_transport(conf)
     assert not isinstance(transport._driver,
                           amqp_consumer.BatchedNotificationDriver)
-    conf = helpers.make_conf(transport_url='rabbit://127.0.0.1/',
+    conf = basics.make_conf(transport_url='rabbit://127.0.0.1/',
                              notification__batched_amqp_consumer=False)
     transport = messaging.notification_transport(conf)
     assert not isinstance(transport._driver,
@@ -55,7 +55,7 @@ def test_other_transports_keep_oslo_drivers():
 
 
 def test_notification_targets_are_every_topic_of_every_exchange():
-    conf = helpers.make_conf(notification__exchanges=['nova', 'neutron'],
+    conf = basics.make_conf(notification__exchanges=['nova', 'neutron'],
                              notification__topics=['notifications', 'x'])
     targets = messaging.notification_targets(conf)
     assert [(t.exchange, t.topic) for t in targets] == [
@@ -64,7 +64,7 @@ def test_notification_targets_are_every_topic_of_every_exchange():
 
 
 def test_metering_targets_are_where_the_notifier_publisher_sends():
-    conf = helpers.make_conf(publisher_notifier__metering_topic='m-topic')
+    conf = basics.make_conf(publisher_notifier__metering_topic='m-topic')
     (target,) = messaging.metering_targets(conf)
     assert target.topic == 'm-topic'
     assert target.exchange is None
@@ -170,7 +170,7 @@ def listener(monkeypatch):
 def test_service_listens_with_its_group_options_and_closes_in_order(
         listener):
     calls, seen = listener
-    conf = helpers.make_conf(
+    conf = basics.make_conf(
         transport_url='fake://', notification__batch_size=9,
         notification__batch_timeout=4, notification__dead_letter_queue='dlq',
         notification__requeue_backoff_initial=0.25,
@@ -190,7 +190,7 @@ def test_service_listens_with_its_group_options_and_closes_in_order(
 
 def test_service_stopped_before_it_is_ready_does_not_listen(listener):
     calls, seen = listener
-    svc = EchoService(0, helpers.make_conf(transport_url='fake://'), calls,
+    svc = EchoService(0, basics.make_conf(transport_url='fake://'), calls,
                       ready=False)
     svc.run()
     assert seen == {} and svc.listener is None

@@ -14,7 +14,7 @@ import webob.dec
 from calipso_agent import delivery, messaging, metrics
 from calipso_agent.publisher import base as publisher_base
 from calipso_proxy import metrics as proxy_metrics
-from tests import helpers
+from tests.helpers import basics
 
 
 def value(name, **labels):
@@ -60,7 +60,7 @@ def item(index, refused=None, letters=None):
     ``letters``."""
     letters = letters if letters is not None else []
     return delivery.Item(f'm{index}', 'compute.instance.exists',
-                         [helpers.make_sample(index)],
+                         [basics.make_sample(index)],
                          lambda reason, attempts: letters.append(reason),
                          refused)
 
@@ -183,7 +183,7 @@ def test_forked_workers_are_summed_and_the_directory_removed(tmp_path):
     live.mkdir()
     out = subprocess.run([sys.executable, '-c', FORKED_WORKERS,
                           str(tmp_path)], capture_output=True, text=True,
-                         check=True, cwd=helpers.REPO).stdout
+                         check=True, cwd=basics.REPO).stdout
     directory, page = out.split('\n', 1)
     assert ('calipso_notifications_requeued_total{reason="worker"} 6.0'
             in page), page

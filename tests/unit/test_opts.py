@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from calipso_agent import opts
-from tests import helpers
+from tests.helpers import basics
 
 # (sample file, generator config, our namespace)
 SAMPLES = [
@@ -34,10 +34,10 @@ def test_sample_config_is_not_stale(tmp_path, sample, generator,
                                     namespace):
     output = tmp_path / sample
     subprocess.run([sys.executable, '-m', 'oslo_config.generator',
-                    '--config-file', os.path.join(helpers.ETC, generator),
+                    '--config-file', os.path.join(basics.ETC, generator),
                     '--output-file', str(output)], check=True,
-                   cwd=helpers.REPO, timeout=120, capture_output=True)
-    with open(os.path.join(helpers.ETC, sample)) as handle:
+                   cwd=basics.REPO, timeout=120, capture_output=True)
+    with open(os.path.join(basics.ETC, sample)) as handle:
         committed = handle.read()
     generated = output.read_text()
     assert own_blocks(generated, namespace), 'no options of ours'
@@ -49,7 +49,7 @@ def test_sample_config_is_not_stale(tmp_path, sample, generator,
 def test_every_group_is_listed_once():
     groups = [group for group, _ in opts.list_opts()]
     assert len(groups) == len(set(groups))
-    conf = helpers.make_conf()
+    conf = basics.make_conf()
     assert conf.notification.batch_size == 100
     assert conf.meter.meter_definitions_dirs == ['/etc/calipso/meters.d']
 
@@ -59,8 +59,8 @@ def test_configuration_reference_is_not_stale(tmp_path):
     output = tmp_path / 'configuration.md'
     subprocess.run([sys.executable, os.path.join('tools',
                                                  'config_reference.py'),
-                    str(output)], check=True, cwd=helpers.REPO, timeout=120,
+                    str(output)], check=True, cwd=basics.REPO, timeout=120,
                    capture_output=True)
-    with open(os.path.join(helpers.REPO, 'doc', 'configuration.md')) as f:
+    with open(os.path.join(basics.REPO, 'doc', 'configuration.md')) as f:
         assert f.read() == output.read_text(), (
             'doc/configuration.md is stale: run tox -e genconfig')

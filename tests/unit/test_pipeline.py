@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from calipso_agent import pipeline
-from tests import helpers
+from tests.helpers import basics
 
 
 def read_lines(path):
@@ -35,7 +35,7 @@ def test_meter_selector_rejects_garbage(bad):
 
 
 def test_routing_to_sinks(tmp_path):
-    conf = helpers.make_conf()
+    conf = basics.make_conf()
     content = {
         'sources': [
             {'name': 'all', 'meters': ['*', '!disk.*'], 'sinks': ['a']},
@@ -48,7 +48,7 @@ def test_routing_to_sinks(tmp_path):
     }
     p = pipeline.Pipeline.from_dict(conf, content)
     assert p.errors == []
-    p.publish_samples([helpers.make_sample(name=name)
+    p.publish_samples([basics.make_sample(name=name)
                        for name in ('cpu', 'disk.read', 'memory')])
     p.close()
     assert sorted(read_lines(tmp_path / 'a.jsonl')) == ['cpu', 'disk.read',
@@ -57,7 +57,7 @@ def test_routing_to_sinks(tmp_path):
 
 
 def test_broken_entries_are_reported_and_skipped(tmp_path):
-    conf = helpers.make_conf()
+    conf = basics.make_conf()
     path = tmp_path / 'pipeline.yaml'
     path.write_text(yaml.safe_dump({
         'sources': [
@@ -84,7 +84,7 @@ def test_broken_entries_are_reported_and_skipped(tmp_path):
     assert 'source nometers: meters must be' in text
     assert 'source 2: a source needs a name' in text
     assert all(e.startswith(str(path)) for e in p.errors)
-    p.publish_samples([helpers.make_sample(name='cpu')])
+    p.publish_samples([basics.make_sample(name='cpu')])
     p.close()
     assert read_lines(tmp_path / 'out.jsonl') == ['cpu']
 
@@ -97,12 +97,12 @@ def test_unusable_pipeline_file(tmp_path, text, message):
     path = tmp_path / 'p.yaml'
     path.write_text(text)
     with pytest.raises(pipeline.PipelineError, match=message):
-        pipeline.Pipeline.from_file(helpers.make_conf(), str(path))
+        pipeline.Pipeline.from_file(basics.make_conf(), str(path))
 
 
 def test_missing_pipeline_file(tmp_path):
     with pytest.raises(pipeline.PipelineError, match='cannot be read'):
-        pipeline.Pipeline.from_file(helpers.make_conf(),
+        pipeline.Pipeline.from_file(basics.make_conf(),
                                     str(tmp_path / 'none.yaml'))
 
 
@@ -115,12 +115,12 @@ def test_publisher_failure_propagates(tmp_path):
         [pipeline.Source('s', pipeline.MeterSelector(['*']),
                          [pipeline.Sink('k', [Failing()])])], [])
     with pytest.raises(OSError):
-        p.publish_samples([helpers.make_sample(name='cpu')])
+        p.publish_samples([basics.make_sample(name='cpu')])
     p.publish_samples([])
 
 
 def test_shipped_pipeline_file_is_valid(tmp_path):
-    content = yaml.safe_load(open(f'{helpers.ETC}/pipeline.yaml'))
+    content = yaml.safe_load(open(f'{basics.ETC}/pipeline.yaml'))
     content['sinks'][0]['publishers'] = [f'file://{tmp_path}/x.jsonl']
-    p = pipeline.Pipeline.from_dict(helpers.make_conf(), content)
+    p = pipeline.Pipeline.from_dict(basics.make_conf(), content)
     assert p.errors == [] and p.sinks_for('anything')

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from calipso_agent import replay
-from tests import helpers
+from tests.helpers import fixtures
 
 
 @pytest.mark.parametrize('event_type, publisher_id, exchange', [
@@ -29,8 +29,8 @@ def test_exchange_of_the_sending_service(event_type, publisher_id,
 
 
 def test_every_fixture_is_an_envelope_of_a_known_service():
-    files = replay.envelope_files([helpers.NOTIFICATIONS])
-    assert len(files) == len([n for n in os.listdir(helpers.NOTIFICATIONS)
+    files = replay.envelope_files([fixtures.NOTIFICATIONS])
+    assert len(files) == len([n for n in os.listdir(fixtures.NOTIFICATIONS)
                               if n.endswith('.json')])
     assert files == sorted(files)
     for path in files:

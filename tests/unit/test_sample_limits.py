@@ -3,7 +3,7 @@
 import pytest
 
 from calipso_agent import sample_limits
-from tests.helpers import make_sample
+from tests.helpers.basics import make_sample
 
 LIMITS = sample_limits.SampleLimits(max_id_length=255,
                                     max_metadata_bytes=1000,
@@ -79,8 +79,8 @@ def test_depth_counts_lists_and_stops_at_the_limit():
 
 
 def test_from_conf_reads_the_options():
-    from tests import helpers
-    conf = helpers.make_conf(sample_limits__max_id_length=10,
+    from tests.helpers import basics
+    conf = basics.make_conf(sample_limits__max_id_length=10,
                              sample_limits__max_metadata_depth=3)
     limits = sample_limits.SampleLimits.from_conf(conf)
     assert (limits.max_id_length, limits.max_metadata_depth,

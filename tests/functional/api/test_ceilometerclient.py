@@ -17,7 +17,7 @@ a keystoneauth session with ``endpoint_override`` makes the client probe
 calipso-api answers 404 (see test_session_with_endpoint_override).
 
 Every answer is compared with a plain-Python computation over the
-inserted samples (statistics: tests.helpers.reference_statistics).
+inserted samples (statistics: tests.oracle.reference_statistics).
 """
 
 import datetime
@@ -29,8 +29,8 @@ from ceilometerclient import exc as client_exc
 from ceilometerclient.apiclient import exceptions as client_exceptions
 
 from calipso_agent.storage import base as storage_base
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import daemons, oracle
+from tests.helpers.basics import make_sample
 
 pytestmark = pytest.mark.functional
 
@@ -68,7 +68,7 @@ def _samples(keystone):
 
 def _naive(timestamp):
     """How the API writes a timestamp: naive UTC ISO 8601."""
-    return helpers.instant(timestamp).astimezone(datetime.UTC).replace(
+    return oracle.instant(timestamp).astimezone(datetime.UTC).replace(
         tzinfo=None).isoformat()
 
 
@@ -82,7 +82,7 @@ def api(keystone, tmp_path_factory):
     """(calipso-api base URL, the inserted samples as dicts)."""
     workdir = tmp_path_factory.mktemp('calipso-api-ceilometerclient')
     samples = _samples(keystone)
-    with helpers.keystone_api(keystone, workdir, samples) as url:
+    with daemons.keystone_api(keystone, workdir, samples) as url:
         yield url, [s.as_dict() for s in samples]
 
 
@@ -187,7 +187,7 @@ def _expected_statistics(own, resource_id, period=None, groupby=None,
     sample_filter = storage_base.SampleFilter(
         meter='cpu', resource_id=resource_id)
     pairs = [(a['func'], a.get('param')) for a in aggregates or ()]
-    found = helpers.reference_statistics(own, sample_filter, period=period,
+    found = oracle.reference_statistics(own, sample_filter, period=period,
                                          groupby=groupby,
                                          aggregates=pairs or None)
     for stats in found:

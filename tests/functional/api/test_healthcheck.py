@@ -5,7 +5,7 @@ import pytest
 import webob
 
 from calipso_agent.api import app
-from tests import helpers
+from tests.helpers import basics, databases
 
 pytestmark = pytest.mark.functional
 
@@ -16,9 +16,9 @@ def status(pipeline):
 
 
 def test_healthcheck_follows_the_store(tmp_path):
-    with helpers.PrivatePostgres() as pg:
+    with databases.PrivatePostgres() as pg:
         pg.start()
-        conf = helpers.make_conf(
+        conf = basics.make_conf(
             api__auth_strategy='noauth', state_path=str(tmp_path),
             database__connection=pg.url + '?connect_timeout=2')
         pipeline = app.load_app(conf)
@@ -26,4 +26,4 @@ def test_healthcheck_follows_the_store(tmp_path):
         pg.stop()
         assert status(pipeline) == 503
         pg.start()
-        assert helpers.wait_until(lambda: status(pipeline) == 200, 30)
+        assert basics.wait_until(lambda: status(pipeline) == 200, 30)

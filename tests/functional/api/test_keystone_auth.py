@@ -1,14 +1,14 @@
 """calipso-api with Keystone authentication: the real gunicorn server,
 the ``main`` pipeline (keystonemiddleware's auth_token) validating tokens
-with the session's Keystone (tests/identity.py), an SQLite store holding
+with the session's Keystone (tests/helpers), an SQLite store holding
 samples of project-a, project-b and a third project."""
 
 import pytest
 import requests
 
 from calipso_agent.storage import base as storage_base
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import daemons, oracle
+from tests.helpers.basics import make_sample
 
 pytestmark = pytest.mark.functional
 
@@ -42,7 +42,7 @@ def api(keystone, tmp_path_factory):
     calipso-api."""
     workdir = tmp_path_factory.mktemp('calipso-api-keystone')
     samples = _samples(keystone)
-    with helpers.keystone_api(keystone, workdir, samples) as url:
+    with daemons.keystone_api(keystone, workdir, samples) as url:
         yield url, [s.as_dict() for s in samples]
 
 
@@ -147,7 +147,7 @@ def test_member_statistics_cover_its_project(api, http, tokens, keystone):
                     'user-a', groupby='project_id')
     assert response.status_code == 200, response.text
     (got,) = response.json()
-    (want,) = helpers.reference_statistics(
+    (want,) = oracle.reference_statistics(
         stored, storage_base.SampleFilter(project_id=project, meter='cpu'),
         groupby=['project_id'])
     assert got['groupby'] == {'project_id': project}

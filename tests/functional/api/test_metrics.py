@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests import helpers
+from tests.helpers import basics, daemons
 
 pytestmark = pytest.mark.functional
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.functional
 @pytest.fixture
 def api_server(tmp_path):
     database = f'sqlite:///{tmp_path}/calipso.sqlite'
-    port = helpers.free_port()
+    port = basics.free_port()
     config = tmp_path / 'calipso.conf'
     config.write_text(
         '[DEFAULT]\nuse_stderr = true\n'
@@ -31,8 +31,8 @@ def api_server(tmp_path):
     log_path = tmp_path / 'api.log'
     with open(log_path, 'wb') as log:
         process = subprocess.Popen(
-            helpers.api_command() + ['--config-file', str(config)],
-            cwd=helpers.REPO, stdin=subprocess.DEVNULL, stdout=log,
+            daemons.api_command() + ['--config-file', str(config)],
+            cwd=basics.REPO, stdin=subprocess.DEVNULL, stdout=log,
             stderr=log, start_new_session=True,
             env=dict(os.environ, TMPDIR=str(metrics_tmp)))
     base = f'http://127.0.0.1:{port}'
@@ -65,7 +65,7 @@ def writers(metrics_tmp):
 
 
 def requests_total(base, status):
-    return helpers.metric(helpers.read_metrics(f'{base}/metrics'),
+    return basics.metric(basics.read_metrics(f'{base}/metrics'),
                           'calipso_http_requests_total', method='GET',
                           status=status)
 

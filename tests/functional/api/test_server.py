@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from calipso_agent import storage
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 pytestmark = pytest.mark.functional
 
@@ -31,12 +31,12 @@ def command():
 def api_server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp('calipso-api')
     database = f'sqlite:///{workdir}/calipso.sqlite'
-    conf = helpers.make_conf(database__connection=database)
+    conf = basics.make_conf(database__connection=database)
     store = storage.get_connection(conf)
     store.record_samples([make_sample(1), make_sample(2, name='memory',
                                                       resource_id='a/b')])
     store.close()
-    port = helpers.free_port()
+    port = basics.free_port()
     config = workdir / 'calipso.conf'
     config.write_text(
         '[DEFAULT]\nuse_stderr = true\n'
@@ -46,7 +46,7 @@ def api_server(tmp_path_factory):
     log_path = workdir / 'api.log'
     with open(log_path, 'wb') as log:
         process = subprocess.Popen(
-            command() + ['--config-file', str(config)], cwd=helpers.REPO,
+            command() + ['--config-file', str(config)], cwd=basics.REPO,
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True)
     base = f'http://127.0.0.1:{port}'

@@ -1,4 +1,4 @@
-"""The Keystone fixture (tests/identity.py) against the real server."""
+"""The Keystone fixture (tests/helpers) against the real server."""
 
 import datetime
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 from keystoneauth1 import exceptions as ks_exc
 
-from tests import identity
+from tests.helpers import identity
 
 pytestmark = pytest.mark.functional
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests import helpers
+from tests.helpers import basics
 
 pytest.register_assert_rewrite('tests.storage_contract')
 
@@ -52,7 +52,7 @@ class PostgreSQLStores(_Stores):
     def __init__(self):
         from calipso_agent.storage.sql import postgresql
         self.driver = postgresql
-        self.conf = helpers.make_conf()
+        self.conf = basics.make_conf()
         self.name = f'calipso_contract_{uuid.uuid4().hex}'
         self.server = sa.create_engine(
             _psycopg(POSTGRESQL_URL), isolation_level='AUTOCOMMIT',
@@ -83,7 +83,7 @@ class PostgreSQLStores(_Stores):
 
     def broken(self):
         url = sa.engine.make_url(POSTGRESQL_URL).set(
-            host='127.0.0.1', port=helpers.free_port(), database=self.name)
+            host='127.0.0.1', port=basics.free_port(), database=self.name)
         return self.driver.Connection(
             self.conf, url.render_as_string(hide_password=False))
 
@@ -107,7 +107,7 @@ class MongoDBStores(_Stores):
 
         from calipso_agent.storage import impl_mongodb
         self.driver = impl_mongodb
-        self.conf = helpers.make_conf()
+        self.conf = basics.make_conf()
         self.name = f'calipso_contract_{uuid.uuid4().hex}'
         parts = urllib.parse.urlsplit(MONGODB_URL)
         self.url = urllib.parse.urlunsplit(parts._replace(
@@ -125,7 +125,7 @@ class MongoDBStores(_Stores):
 
     def broken(self):
         return self.driver.Connection(
-            self.conf, f'mongodb://127.0.0.1:{helpers.free_port()}/'
+            self.conf, f'mongodb://127.0.0.1:{basics.free_port()}/'
             f'{self.name}?serverSelectionTimeoutMS=300&connectTimeoutMS=300')
 
 

@@ -11,12 +11,12 @@ from calipso_agent import opts, shipped
 from calipso_agent.allinone import workspace as workspace_mod
 from calipso_agent.notification import meters
 from calipso_proxy import opts as proxy_opts
-from tests import helpers
+from tests.helpers import basics
 
 
 def make(tmp_path, **settings):
-    settings.setdefault('api_port', helpers.free_port())
-    settings.setdefault('controller_port', helpers.free_port())
+    settings.setdefault('api_port', basics.free_port())
+    settings.setdefault('controller_port', basics.free_port())
     return workspace_mod.Workspace(workspace_mod.Settings(
         state_dir=str(tmp_path / 'state'), **settings))
 
@@ -104,7 +104,7 @@ def test_port_in_use(tmp_path):
 
 
 def test_broker_that_does_not_answer(tmp_path):
-    port = helpers.free_port()
+    port = basics.free_port()
     with pytest.raises(workspace_mod.WorkspaceError,
                        match=f'notification bus 127.0.0.1:{port} does not '
                              f'answer'):

@@ -17,8 +17,8 @@ from openapi_schema_validator import OAS30Validator
 from calipso_agent.api import openapi
 from calipso_agent.api.v2 import ROUTES
 from calipso_agent.wsgi import errors, router
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 DOCUMENT = openapi.document()
 T0 = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
@@ -29,7 +29,7 @@ ADMIN = {'X-Roles': 'admin,member', 'X-Project-Id': 'project-admin',
 
 def make_conf(tmp_path, **overrides):
     """Options of an API over an SQLite file in ``tmp_path``."""
-    return helpers.make_conf(
+    return basics.make_conf(
         database__connection=f'sqlite:///{tmp_path}/calipso.sqlite',
         state_path=str(tmp_path), **overrides)
 

@@ -8,7 +8,7 @@ import webob
 
 from calipso_agent.api import app
 from calipso_agent.storage import base
-from tests import helpers
+from tests.helpers import basics
 from tests.unit.api import support
 from tests.unit.api.support import fault
 
@@ -97,8 +97,8 @@ def test_failures_are_json(conf, caplog, error, status, code, method,
 
 
 def test_unreachable_database_is_503_until_it_answers(tmp_path):
-    conf = helpers.make_conf(database__connection=(
-        f'postgresql://nobody@127.0.0.1:{helpers.free_port()}/none'))
+    conf = basics.make_conf(database__connection=(
+        f'postgresql://nobody@127.0.0.1:{basics.free_port()}/none'))
     client = support.Client(app.setup_app(conf))
     assert fault(client.get('/v2/samples'))[:2] == (503, 'Server')
     assert client.app._storage is None

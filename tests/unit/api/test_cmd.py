@@ -5,7 +5,7 @@ import webob
 
 from calipso_agent.cmd import api as cmd_api
 from calipso_agent.wsgi import server
-from tests import helpers
+from tests.helpers import basics
 
 
 @pytest.fixture
@@ -59,5 +59,5 @@ def test_unknown_database_scheme_exits(tmp_path, served):
 def test_unreachable_database_still_serves(tmp_path, served):
     cmd_api.main(write_conf(tmp_path, (
         f'[database]\nconnection = postgresql://nobody@127.0.0.1:'
-        f'{helpers.free_port()}/none\n[api]\nauth_strategy = noauth\n')))
+        f'{basics.free_port()}/none\n[api]\nauth_strategy = noauth\n')))
     assert len(served) == 1

@@ -8,7 +8,7 @@ from oslo_config import cfg
 
 from calipso_agent import opts
 from calipso_agent.api import app
-from tests import helpers
+from tests.helpers import basics, daemons
 from tests.unit.api import support
 from tests.unit.api.support import fault
 
@@ -29,7 +29,7 @@ def keystone(tmp_path):
         f'[database]\nconnection = sqlite:///{tmp_path}/calipso.sqlite\n'
         '[keystone_authtoken]\n'
         'www_authenticate_uri = http://127.0.0.1:5000/identity\n'
-        + helpers.KEYSTONE_SERVICE_USER)
+        + daemons.KEYSTONE_SERVICE_USER)
     conf = cfg.ConfigOpts()
     opts.register_opts(conf)
     conf(['--config-file', str(path)], project='calipso')
@@ -81,8 +81,8 @@ def test_healthcheck_needs_no_token(request, pipeline):
 
 
 def test_healthcheck_is_503_while_the_store_does_not_answer(tmp_path):
-    port = helpers.free_port()
-    conf = helpers.make_conf(
+    port = basics.free_port()
+    conf = basics.make_conf(
         api__auth_strategy='noauth', state_path=str(tmp_path),
         database__connection=f'postgresql://postgres@127.0.0.1:{port}/x'
                              f'?connect_timeout=2')
@@ -121,8 +121,8 @@ def test_keystone_pipeline_drops_forged_identity_headers(keystone):
 
 
 def test_paste_config_lookup(tmp_path):
-    conf = helpers.make_conf()
-    assert app.paste_config_path(conf) == os.path.join(helpers.ETC,
+    conf = basics.make_conf()
+    assert app.paste_config_path(conf) == os.path.join(basics.ETC,
                                                        'api-paste.ini')
     custom = tmp_path / 'custom-paste.ini'
     custom.write_text('[app:main]\n')

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from calipso_agent.api import app, openapi
 from calipso_agent.wsgi import middleware
-from tests import helpers
+from tests.helpers import basics
 from tests.unit.api import support
 
 IDENTITIES = {'admin': support.ADMIN, 'member': support.member()}
@@ -60,7 +60,7 @@ class Identity:
 # The document route needs no store: the schema is loaded from an API
 # without one, and each case is sent to ``api`` (over the data set).
 schema = schemathesis.openapi.from_wsgi(
-    openapi.PATH, app.setup_app(conf=helpers.make_conf()),
+    openapi.PATH, app.setup_app(conf=basics.make_conf()),
     config=schemathesis.Config.from_dict(CONFIG))
 
 

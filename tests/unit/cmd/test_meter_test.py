@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from calipso_agent.cmd import meter_test
-from tests import helpers
+from tests.helpers import basics, fixtures
 
 
 def run(argv, capsys):
@@ -19,7 +19,7 @@ def run(argv, capsys):
 
 
 def fixture(name):
-    return os.path.join(helpers.NOTIFICATIONS, name + '.json')
+    return os.path.join(fixtures.NOTIFICATIONS, name + '.json')
 
 
 def test_samples_and_reasons(capsys, tmp_path):
@@ -29,7 +29,7 @@ def test_samples_and_reasons(capsys, tmp_path):
     not_notification.write_text('[1, 2]')
     status, lines = run([
         '--config-file', os.devnull,
-        '--meters', helpers.CEILOMETER_METERS,
+        '--meters', fixtures.CEILOMETER_METERS,
         fixture('nova_legacy__ceilometer-tests__instance_exists'),
         fixture('nova_versioned__nova-doc__compute-exception'),
         fixture('vcpe__cord-sample-publisher__vcpe'),
@@ -52,13 +52,13 @@ def test_samples_and_reasons(capsys, tmp_path):
 
 
 def test_failing_definition_is_explained(capsys, tmp_path):
-    envelope = helpers.load_envelope(
+    envelope = fixtures.load_envelope(
         'nova_legacy__ceilometer-tests__instance_exists')
     del envelope['payload']['memory_mb']
     path = tmp_path / 'n.json'
     path.write_text(json.dumps(envelope))
     status, (line,) = run(['--config-file', os.devnull, '--meters',
-                           helpers.CEILOMETER_METERS, str(path)], capsys)
+                           fixtures.CEILOMETER_METERS, str(path)], capsys)
     assert status == 0
     assert len(line['samples']) == 3
     assert 'meter memory' in line['reason']
@@ -78,7 +78,7 @@ def test_definition_error_exits_non_zero(capsys, tmp_path):
 
 def test_configured_definitions_are_used(capsys, tmp_path):
     conf = tmp_path / 'calipso.conf'
-    conf.write_text(f'[meter]\nmeter_definitions_dirs = {helpers.METERS_D}\n')
+    conf.write_text(f'[meter]\nmeter_definitions_dirs = {basics.METERS_D}\n')
     status, (line,) = run(['--config-file', str(conf),
                            fixture('vcpe__cord-sample-publisher__vcpe')],
                           capsys)
@@ -90,7 +90,7 @@ def test_configured_definitions_are_used(capsys, tmp_path):
 def test_console_script(tmp_path):
     proc = subprocess.run(
         [sys.executable, '-m', 'calipso_agent.cmd.meter_test',
-         '--config-file', os.devnull, '--meters', helpers.CEILOMETER_METERS,
+         '--config-file', os.devnull, '--meters', fixtures.CEILOMETER_METERS,
          fixture('cinder__ceilometer-tests__volume_exists')],
         capture_output=True, text=True, timeout=60, check=True)
     (line,) = [json.loads(x) for x in proc.stdout.splitlines()]
@@ -111,8 +111,8 @@ def test_shipped_definitions_without_configuration(capsys, tmp_path):
 
 def test_second_definition_file_after_one_flag_is_refused(capsys):
     status = meter_test.main([
-        '--config-file', os.devnull, '--meters', helpers.CEILOMETER_METERS,
-        os.path.join(helpers.METERS_D, 'cinder.yaml'),
+        '--config-file', os.devnull, '--meters', fixtures.CEILOMETER_METERS,
+        os.path.join(basics.METERS_D, 'cinder.yaml'),
         fixture('cinder__ceilometer-tests__volume_exists')])
     out, err = capsys.readouterr()
     assert status == meter_test.EXIT_INPUT_ERROR
@@ -124,8 +124,8 @@ def test_second_definition_file_after_one_flag_is_refused(capsys):
 def test_meters_flag_once_per_file(capsys):
     status, lines = run([
         '--config-file', os.devnull,
-        '--meters', os.path.join(helpers.METERS_D, 'nova.yaml'),
-        '--meters', os.path.join(helpers.METERS_D, 'cinder.yaml'),
+        '--meters', os.path.join(basics.METERS_D, 'nova.yaml'),
+        '--meters', os.path.join(basics.METERS_D, 'cinder.yaml'),
         fixture('cinder__ceilometer-tests__volume_exists')], capsys)
     assert status == 0
     assert [s['name'] for s in lines[0]['samples']] == ['volume.size']

@@ -9,8 +9,8 @@ import pytest
 from calipso_agent import storage
 from calipso_agent.cmd import storage as storage_cmd
 from calipso_agent.storage import base as storage_base
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def run_tool(name, config_file):
         [sys.executable, '-c',
          f'from calipso_agent.cmd.storage import {name}; {name}()',
          '--config-file', str(config_file)],
-        capture_output=True, text=True, timeout=60, cwd=helpers.REPO)
+        capture_output=True, text=True, timeout=60, cwd=basics.REPO)
 
 
 def write_config(tmp_path, connection, ttl=-1):
@@ -62,7 +62,7 @@ class FakeStore:
 
 
 def test_dbsync_creates_the_schema_and_is_idempotent(db_url, capsys):
-    conf = helpers.make_conf(database__connection=db_url)
+    conf = basics.make_conf(database__connection=db_url)
     storage_cmd.sync(conf)
     store = storage.get_connection(conf)
     try:
@@ -83,12 +83,12 @@ def test_dbsync_creates_the_schema_and_is_idempotent(db_url, capsys):
 def test_dbsync_closes_the_store(monkeypatch, capsys):
     fake = FakeStore()
     monkeypatch.setattr(storage, 'get_connection', lambda conf: fake)
-    storage_cmd.sync(helpers.make_conf())
+    storage_cmd.sync(basics.make_conf())
     assert fake.upgrades == 1 and fake.closed
 
 
 def test_dbsync_unreachable_database_exits_with_the_reason(tmp_path):
-    port = helpers.free_port()
+    port = basics.free_port()
     config = write_config(
         tmp_path, f'postgresql+psycopg://calipso:topsecret@127.0.0.1:{port}'
                   f'/calipso?connect_timeout=2')
@@ -105,7 +105,7 @@ def test_dbsync_store_error_exits_non_zero(monkeypatch):
         raise storage_base.StorageError('connection refused')
 
     monkeypatch.setattr(storage, 'get_connection', get_connection)
-    conf = helpers.make_conf(database__connection='sqlite:////nowhere/x')
+    conf = basics.make_conf(database__connection='sqlite:////nowhere/x')
     with pytest.raises(SystemExit) as exit_info:
         storage_cmd.sync(conf)
     assert exit_info.value.code == (
@@ -132,7 +132,7 @@ def test_expirer_without_ttl_does_nothing_and_says_so(ttl, monkeypatch,
         raise AssertionError('the store must not be touched')
 
     monkeypatch.setattr(storage, 'get_connection', get_connection)
-    storage_cmd.expire(helpers.make_conf(
+    storage_cmd.expire(basics.make_conf(
         database__metering_time_to_live=ttl))
     assert capsys.readouterr().out == (
         f'calipso-expirer: nothing to do: [database] metering_time_to_live '
@@ -140,7 +140,7 @@ def test_expirer_without_ttl_does_nothing_and_says_so(ttl, monkeypatch,
 
 
 def test_expirer_deletes_old_samples(db_url, capsys):
-    conf = helpers.make_conf(database__connection=db_url,
+    conf = basics.make_conf(database__connection=db_url,
                              database__metering_time_to_live=3600)
     storage_cmd.sync(conf)
     store = storage.get_connection(conf)
@@ -159,7 +159,7 @@ def test_expirer_deletes_old_samples(db_url, capsys):
 def test_expirer_passes_the_ttl_and_closes(monkeypatch, capsys):
     fake = FakeStore(deleted=4)
     monkeypatch.setattr(storage, 'get_connection', lambda conf: fake)
-    storage_cmd.expire(helpers.make_conf(
+    storage_cmd.expire(basics.make_conf(
         database__metering_time_to_live=60))
     assert fake.ttls == [60] and fake.closed
     assert capsys.readouterr().out == (
@@ -176,7 +176,7 @@ def test_expirer_console_script(tmp_path, db_url):
 
 
 def test_expirer_unreachable_database_exits_with_the_reason(tmp_path):
-    port = helpers.free_port()
+    port = basics.free_port()
     config = write_config(
         tmp_path, f'postgresql+psycopg://calipso@127.0.0.1:{port}/calipso'
                   f'?connect_timeout=2', ttl=60)
@@ -189,7 +189,7 @@ def test_expirer_unreachable_database_exits_with_the_reason(tmp_path):
 
 def test_dbsync_without_connection_says_it_is_the_embedded_file(
         tmp_path, capsys):
-    conf = helpers.make_conf(state_path=str(tmp_path))
+    conf = basics.make_conf(state_path=str(tmp_path))
     storage_cmd.sync(conf)
     out = capsys.readouterr().out
     assert out.startswith(f'calipso-dbsync: database sqlite:///{tmp_path}/'

@@ -5,9 +5,9 @@ request-context fallback of user_id/project_id that we implement."""
 import pytest
 
 from calipso_agent.notification import base, meters
-from tests import helpers
+from tests.helpers import fixtures
 
-DEFINITIONS = meters.MeterDefinitions.from_files([helpers.CEILOMETER_METERS])
+DEFINITIONS = meters.MeterDefinitions.from_files([fixtures.CEILOMETER_METERS])
 
 
 def test_ceilometer_meters_yaml_loads_unmodified():
@@ -23,21 +23,21 @@ def agent_samples(envelope):
     return [s.as_dict() for s in samples]
 
 
-@pytest.mark.parametrize('name', helpers.fixture_names())
+@pytest.mark.parametrize('name', fixtures.fixture_names())
 def test_same_samples_as_ceilometer(name):
-    envelope = helpers.load_envelope(name)
-    expected = helpers.load_expected(name)
+    envelope = fixtures.load_envelope(name)
+    expected = fixtures.load_expected(name)
     got = agent_samples(envelope)
-    assert helpers.sample_differences(got, expected,
+    assert fixtures.sample_differences(got, expected,
                                       envelope.get('ctxt')) == []
 
 
 def test_fixture_set_is_complete():
-    assert len(helpers.fixture_names()) >= 200
+    assert len(fixtures.fixture_names()) >= 200
 
 
 def test_context_fallback_is_used_where_ceilometer_gives_null():
-    envelope = helpers.load_envelope(
+    envelope = fixtures.load_envelope(
         'nova_legacy__ceilometer-tests__instance_exists')
     envelope['payload'].pop('user_id')
     envelope['ctxt'] = {'user': 'ctx-user', 'tenant_id': 'ctx-project'}
@@ -54,7 +54,7 @@ def test_context_fallback_is_used_where_ceilometer_gives_null():
 
 
 def test_sample_ids_are_deterministic_and_distinct():
-    envelope = helpers.load_envelope(
+    envelope = fixtures.load_envelope(
         'nova_legacy__ceilometer-tests__instance_exists')
     first = agent_samples(envelope)
     again = agent_samples(envelope)

@@ -6,12 +6,12 @@ import os
 import pytest
 
 from calipso_agent.notification import base, meters
-from tests import helpers
+from tests.helpers import basics, fixtures
 
-SHIPPED = sorted(glob.glob(os.path.join(helpers.METERS_D, '*.yaml')))
+SHIPPED = sorted(glob.glob(os.path.join(basics.METERS_D, '*.yaml')))
 DEFINITIONS = meters.MeterDefinitions.from_files(SHIPPED)
 CEILOMETER_NAMES = {d.name for d in meters.MeterDefinitions.from_files(
-    [helpers.CEILOMETER_METERS]).definitions}
+    [fixtures.CEILOMETER_METERS]).definitions}
 FAMILIES = ('nova_legacy', 'nova_versioned', 'neutron', 'cinder', 'glance')
 
 
@@ -22,16 +22,16 @@ def test_shipped_files_load_without_errors():
     assert DEFINITIONS.report.errors == []
 
 
-@pytest.mark.parametrize('name', [n for n in helpers.fixture_names()
+@pytest.mark.parametrize('name', [n for n in fixtures.fixture_names()
                                   if n.startswith(FAMILIES)])
 def test_openstack_meters_match_ceilometer(name):
-    envelope = helpers.load_envelope(name)
+    envelope = fixtures.load_envelope(name)
     priority, notification = base.from_envelope(envelope)
     samples, failures = (DEFINITIONS.build_samples(notification)
                          if priority in base.SAMPLE_PRIORITIES else ([], []))
     assert failures == []
-    assert helpers.sample_differences(
-        [s.as_dict() for s in samples], helpers.load_expected(name),
+    assert fixtures.sample_differences(
+        [s.as_dict() for s in samples], fixtures.load_expected(name),
         envelope.get('ctxt'), meters=CEILOMETER_NAMES) == []
 
 
@@ -45,7 +45,7 @@ def test_openstack_meters_match_ceilometer(name):
      [('vsg.dns.server.queries_sent', 'vcpe-222-432-8.8.8.8', 2703.0)]),
 ])
 def test_vsg_definitions(fixture, expected):
-    _, notification = base.from_envelope(helpers.load_envelope(fixture))
+    _, notification = base.from_envelope(fixtures.load_envelope(fixture))
     samples, failures = DEFINITIONS.build_samples(notification)
     assert failures == []
     assert [(s.name, s.resource_id, s.volume) for s in samples] == expected

@@ -6,7 +6,7 @@ import oslo_messaging
 import pytest
 
 from calipso_agent.notification import base, manager, meters
-from tests import helpers
+from tests.helpers import basics, fixtures
 
 HANDLED = oslo_messaging.NotificationResult.HANDLED
 REQUEUE = oslo_messaging.NotificationResult.REQUEUE
@@ -34,7 +34,7 @@ class ExplodingEndpoint(base.NotificationEndpoint):
 
 
 def nova_exists(message_id='m-1', **payload_changes):
-    envelope = helpers.load_envelope(
+    envelope = fixtures.load_envelope(
         'nova_legacy__ceilometer-tests__instance_exists')
     envelope['message_id'] = message_id
     envelope['payload'].update(payload_changes)
@@ -43,9 +43,9 @@ def nova_exists(message_id='m-1', **payload_changes):
 
 @pytest.fixture
 def meter_endpoint():
-    conf = helpers.make_conf()
+    conf = basics.make_conf()
     return meters.MeterEndpoint(
-        conf, meters.MeterDefinitions.from_files([helpers.CEILOMETER_METERS]))
+        conf, meters.MeterDefinitions.from_files([fixtures.CEILOMETER_METERS]))
 
 
 def dispatcher(endpoints, pipeline, waits, **kwargs):
@@ -82,7 +82,7 @@ def test_notification_no_endpoint_can_process_is_dead_lettered_alone(
         meter_endpoint, caplog):
     pipeline = RecordingPipeline()
     letters = Letters()
-    d = dispatcher([ExplodingEndpoint(helpers.make_conf()), meter_endpoint],
+    d = dispatcher([ExplodingEndpoint(basics.make_conf()), meter_endpoint],
                    pipeline, [], dead_letters=letters)
     with caplog.at_level(logging.ERROR):
         result = d.info([nova_exists('bad', explode=True),
@@ -136,7 +136,7 @@ def test_other_priorities_are_consumed_without_samples(meter_endpoint):
 
 
 def test_load_endpoints_in_configured_order():
-    conf = helpers.make_conf(meter__meter_definitions_dirs=[helpers.METERS_D])
+    conf = basics.make_conf(meter__meter_definitions_dirs=[basics.METERS_D])
     endpoints = manager.load_endpoints(conf, ['vsg', 'meter'])
     assert [type(e).__name__ for e in endpoints] == ['VsgEndpoint',
                                                      'MeterEndpoint']

@@ -313,9 +313,9 @@ def test_user_metadata_that_is_not_a_mapping_is_left_out(tmp_path):
 
 def test_failures_of_a_notification_are_logged_on_one_line(tmp_path,
                                                            caplog):
-    from tests import helpers
+    from tests.helpers import basics
     defs = load(tmp_path, SIMPLE)
-    endpoint = meters.MeterEndpoint(helpers.make_conf(), defs)
+    endpoint = meters.MeterEndpoint(basics.make_conf(), defs)
     with caplog.at_level('WARNING'):
         assert endpoint.process_notification(notification(
             payload={'instance_id': 'i', 'memory_mb': True},

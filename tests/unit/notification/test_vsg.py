@@ -3,16 +3,16 @@
 import pytest
 
 from calipso_agent.notification import base, vsg
-from tests import helpers
+from tests.helpers import basics, fixtures
 
 
 @pytest.fixture
 def endpoint():
-    return vsg.VsgEndpoint(helpers.make_conf())
+    return vsg.VsgEndpoint(basics.make_conf())
 
 
 def samples_of(endpoint, fixture):
-    _, notification = base.from_envelope(helpers.load_envelope(fixture))
+    _, notification = base.from_envelope(fixtures.load_envelope(fixture))
     assert endpoint.handles(notification['event_type'])
     return endpoint.process_notification(notification)
 

@@ -8,8 +8,8 @@ from calipso_agent import pipeline as pipeline_mod
 from calipso_agent import storage
 from calipso_agent.publisher import base, database
 from calipso_agent.storage import base as storage_base
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def db_url(tmp_path):
 
 @pytest.fixture
 def conf(db_url):
-    conf = helpers.make_conf(database__connection=db_url)
+    conf = basics.make_conf(database__connection=db_url)
     store = storage.get_connection(conf)
     store.upgrade()
     store.close()
@@ -54,7 +54,7 @@ def stored_ids(store):
 
 
 def test_entry_point(conf):
-    pub = helpers.load_publisher(conf, 'database://')
+    pub = basics.load_publisher(conf, 'database://')
     assert isinstance(pub, database.DatabasePublisher)
     pub.close()
 
@@ -114,7 +114,7 @@ def test_url_takes_no_host_path_or_option(conf, url):
 
 
 def test_database_without_driver_is_a_config_error():
-    conf = helpers.make_conf(database__connection='nosuch://host/db')
+    conf = basics.make_conf(database__connection='nosuch://host/db')
     with pytest.raises(base.PublisherConfigError,
                        match="no storage driver for 'nosuch'"):
         make(conf)
@@ -163,8 +163,8 @@ def test_store_unreachable_at_start_is_retried_on_publish(conf, store,
 
 
 def test_unreachable_postgresql_fails_the_batch():
-    port = helpers.free_port()
-    conf = helpers.make_conf(
+    port = basics.free_port()
+    conf = basics.make_conf(
         database__connection=f'postgresql+psycopg://calipso:pw@127.0.0.1:'
                              f'{port}/calipso?connect_timeout=2')
     pub = make(conf)

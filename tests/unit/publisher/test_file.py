@@ -10,13 +10,13 @@ import pytest
 from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base
 from calipso_agent.publisher import file as file_pub
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 
 @pytest.fixture
 def conf():
-    return helpers.make_conf()
+    return basics.make_conf()
 
 
 def make(conf, url):
@@ -29,7 +29,7 @@ def read_lines(path):
 
 
 def test_entry_point(conf, tmp_path):
-    pub = helpers.load_publisher(conf, f'file://{tmp_path}/out.json')
+    pub = basics.load_publisher(conf, f'file://{tmp_path}/out.json')
     assert isinstance(pub, file_pub.FilePublisher)
     pub.close()
 

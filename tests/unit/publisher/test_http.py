@@ -11,8 +11,8 @@ import pytest
 from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import base
 from calipso_agent.publisher import http as http_pub
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 GAUGE = dict(name='memory.usage', type=sample_mod.TYPE_GAUGE, unit='MB')
 
@@ -27,7 +27,7 @@ def no_proxy_no_backoff(monkeypatch):
 
 @pytest.fixture
 def conf():
-    return helpers.make_conf()
+    return basics.make_conf()
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -81,7 +81,7 @@ def make(conf, url):
 
 @pytest.mark.parametrize('scheme', ['http', 'https'])
 def test_entry_point(conf, scheme):
-    pub = helpers.load_publisher(conf, f'{scheme}://127.0.0.1:9/')
+    pub = basics.load_publisher(conf, f'{scheme}://127.0.0.1:9/')
     assert isinstance(pub, http_pub.HttpPublisher)
     assert pub.target == f'{scheme}://127.0.0.1:9/'
 

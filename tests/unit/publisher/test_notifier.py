@@ -6,15 +6,15 @@ import oslo_messaging
 import pytest
 
 from calipso_agent.publisher import base, notifier, utils
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 SECRET = 'bus-secret'
 
 
 @pytest.fixture
 def conf():
-    return helpers.make_conf(transport_url='fake://', host='node-1',
+    return basics.make_conf(transport_url='fake://', host='node-1',
                              publisher__telemetry_secret=SECRET)
 
 
@@ -24,7 +24,7 @@ def make(conf, url):
 
 def consume(transport, topic, count=1):
     """Notifications already sent on ``topic`` of the fake transport."""
-    endpoint = helpers.RecordingEndpoint()
+    endpoint = basics.RecordingEndpoint()
     listener = oslo_messaging.get_notification_listener(
         transport, [oslo_messaging.Target(topic=topic)], [endpoint],
         executor='threading')
@@ -39,7 +39,7 @@ def consume(transport, topic, count=1):
 
 
 def test_entry_point(conf):
-    pub = helpers.load_publisher(conf, 'notifier://')
+    pub = basics.load_publisher(conf, 'notifier://')
     assert isinstance(pub, notifier.NotifierPublisher)
     pub.close()
 

@@ -6,8 +6,8 @@ import msgpack
 import pytest
 
 from calipso_agent.publisher import base, udp, utils
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 SECRET = 'udp-secret'
 PORT_METADATA = {'mac': 'fa:16:3e:00:00:01', 'fixed_ips': ['10.0.0.5']}
@@ -15,7 +15,7 @@ PORT_METADATA = {'mac': 'fa:16:3e:00:00:01', 'fixed_ips': ['10.0.0.5']}
 
 @pytest.fixture
 def conf():
-    return helpers.make_conf(publisher__telemetry_secret=SECRET)
+    return basics.make_conf(publisher__telemetry_secret=SECRET)
 
 
 def make(conf, url):
@@ -37,7 +37,7 @@ def receive(sock, count):
 
 def test_entry_point(conf, receiver):
     port = receiver.getsockname()[1]
-    pub = helpers.load_publisher(conf, f'udp://127.0.0.1:{port}')
+    pub = basics.load_publisher(conf, f'udp://127.0.0.1:{port}')
     assert isinstance(pub, udp.UDPPublisher)
     pub.close()
 

@@ -4,7 +4,7 @@ import msgpack
 import pytest
 
 from calipso_agent.publisher import utils
-from tests.helpers import make_sample
+from tests.helpers.basics import make_sample
 
 SECRET = 'secret'
 # make_sample(1, **SIGNED) is the sample signed below: the tampering cases

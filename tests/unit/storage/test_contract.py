@@ -6,7 +6,7 @@ import itertools
 import mongomock
 import pytest
 
-from tests import helpers
+from tests.helpers import basics
 
 pytest.register_assert_rewrite('tests.storage_contract')
 
@@ -19,7 +19,7 @@ class Stores:
 
     def __init__(self, kind, tmp_path_factory):
         self.kind = kind
-        self.conf = helpers.make_conf()
+        self.conf = basics.make_conf()
         self.tmp = tmp_path_factory.mktemp(f'contract-{kind}')
         self.numbers = itertools.count()
         self.current = None
@@ -51,7 +51,7 @@ class Stores:
                                      f'sqlite:///{garbage}')
         from calipso_agent.storage import impl_mongodb
         return impl_mongodb.Connection(
-            self.conf, f'mongodb://127.0.0.1:{helpers.free_port()}/x'
+            self.conf, f'mongodb://127.0.0.1:{basics.free_port()}/x'
             '?serverSelectionTimeoutMS=300&connectTimeoutMS=300')
 
     def close(self):

@@ -18,7 +18,7 @@ import pytest
 from calipso_agent import storage
 from calipso_agent.storage import base, impl_mongodb
 from calipso_agent.storage import query as query_mod
-from tests.helpers import make_conf, make_sample
+from tests.helpers.basics import make_conf, make_sample
 
 MONGODB_URL = os.environ.get('CALIPSO_TEST_MONGODB_URL')
 UTC = datetime.UTC

@@ -8,7 +8,7 @@ import pytest
 
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import base, query
-from tests.helpers import make_sample
+from tests.helpers.basics import make_sample
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -22,7 +22,7 @@ from calipso_proxy import opts as proxy_opts
 from calipso_proxy.controller import channels
 from calipso_proxy.launcher import process
 from calipso_proxy.proxy import liveness
-from tests import helpers
+from tests.helpers import basics
 
 pytestmark = pytest.mark.functional
 
@@ -54,7 +54,7 @@ class Controller:
 
     def __init__(self, workdir):
         self.workdir = workdir
-        self.port = helpers.free_port()
+        self.port = basics.free_port()
         self.base = f'http://127.0.0.1:{self.port}'
         self.database = f'sqlite:///{workdir}/channels.sqlite'
         self.state_dir = os.path.join(workdir, 'proxies')
@@ -71,14 +71,14 @@ class Controller:
                 f'proxy_port_min = {self.first_port}\n'
                 f'proxy_port_max = {self.first_port + PORTS - 1}\n'
                 'reconcile_interval = 0.5\nproxy_start_timeout = 30\n'
-                f'backend_url = http://127.0.0.1:{helpers.free_port()}\n')
+                f'backend_url = http://127.0.0.1:{basics.free_port()}\n')
         self.process = None
 
     def start(self):
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
                 command() + ['--config-file', self.config],
-                cwd=helpers.REPO, stdin=subprocess.DEVNULL, stdout=log,
+                cwd=basics.REPO, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=log, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
@@ -123,7 +123,7 @@ class Controller:
         def url():
             return self.api('GET', f'{channel_id}/').json()[
                 'ceilometer_url']
-        found = helpers.wait_until(url, timeout, interval=0.2)
+        found = basics.wait_until(url, timeout, interval=0.2)
         assert found, self.log() + self.proxy_log(channel_id)
         return found
 
@@ -214,10 +214,10 @@ def test_channel_life(controller):
     # has started (slow on a loaded machine).
     info = controller.pid_info(channel_id)
     os.kill(info['pid'], signal.SIGKILL)
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: (controller.pid_info(channel_id) or info)['pid'] != info[
             'pid'], 5, interval=0.1), controller.log()
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: restarted(controller, channel_id, info['pid']), 60,
         interval=0.2), controller.log()
     assert healthcheck(controller.wait_url(channel_id)) == 200
@@ -228,7 +228,7 @@ def test_channel_life(controller):
                               json={'tenant_list_str': 'p3'})
     assert response.status_code == 200, response.text
     assert response.json()['tenant_list'] == ['p3']
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: restarted(controller, channel_id, info['pid']), 30,
         interval=0.2), controller.log()
     with open(os.path.join(controller.state_dir, channel_id,
@@ -265,7 +265,7 @@ def test_restarted_controller_adopts_proxies_and_stops_orphans(
     # The proxies outlive the controller.
     assert healthcheck(kept_url) == 200
     assert healthcheck(orphan_url) == 200
-    conf = helpers.make_conf(database__connection=controller.database)
+    conf = basics.make_conf(database__connection=controller.database)
     store = storage.get_connection(conf)
     try:
         assert store.delete_channel(orphan['id'])
@@ -273,7 +273,7 @@ def test_restarted_controller_adopts_proxies_and_stops_orphans(
         store.close()
 
     controller.start()
-    assert helpers.wait_until(lambda: healthcheck(orphan_url) is None, 20,
+    assert basics.wait_until(lambda: healthcheck(orphan_url) is None, 20,
                               interval=0.2), controller.log()
     assert tenant_get(orphan_url, orphan['token']) is None
     assert healthcheck(kept_url) == 200
@@ -281,7 +281,7 @@ def test_restarted_controller_adopts_proxies_and_stops_orphans(
     # Adopted, not restarted.
     assert controller.pid_info(kept['id'])['pid'] == kept_pid
     assert controller.wait_url(kept['id']) == kept_url
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: f'Stopped the proxy of channel {orphan["id"]}' in
         controller.log(), 10)
     assert not os.path.exists(os.path.join(controller.state_dir,

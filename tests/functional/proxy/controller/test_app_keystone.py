@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from calipso_agent import storage
-from tests import helpers
 from tests.functional.proxy.controller import test_app as test_controller
+from tests.helpers import basics, daemons
 
 pytestmark = pytest.mark.functional
 
@@ -21,18 +21,18 @@ T0 = datetime.datetime(2026, 5, 1, tzinfo=datetime.UTC)
 def deployment(keystone, tmp_path_factory):
     workdir = tmp_path_factory.mktemp('controller-keystone')
     database = f'sqlite:///{workdir}/calipso.sqlite'
-    store = storage.get_connection(helpers.make_conf(
+    store = storage.get_connection(basics.make_conf(
         database__connection=database))
     store.record_samples([
-        helpers.make_sample(i, project_id=keystone.projects[project],
+        basics.make_sample(i, project_id=keystone.projects[project],
                             resource_id=f'vm-{project}',
                             timestamp=(T0 + datetime.timedelta(minutes=i))
                             .isoformat())
         for i, project in enumerate(['project-a', 'project-b'] * 3)])
     store.close()
-    api = helpers.APIServer(
+    api = daemons.APIServer(
         workdir / 'api', database, auth_strategy='keystone',
-        extra_config=helpers.keystone_authtoken_config(keystone))
+        extra_config=daemons.keystone_authtoken_config(keystone))
     api.start()
     (workdir / 'controller').mkdir()
     controller = test_controller.Controller(str(workdir / 'controller'))
@@ -43,7 +43,7 @@ def deployment(keystone, tmp_path_factory):
                             'auth_strategy = keystone')
     config = config.replace(
         'backend_url = ', f'backend_url = {api.url}\n# was: ')
-    config += helpers.keystone_authtoken_config(keystone) + (
+    config += daemons.keystone_authtoken_config(keystone) + (
         '[service_credentials]\nauth_type = password\n'
         f'auth_url = {keystone.url}\nusername = {user.name}\n'
         f'password = {user.password}\nproject_name = {user.project_name}\n'
@@ -91,7 +91,7 @@ def test_a_tenant_reads_its_projects_through_its_channel(keystone,
     assert created.status_code == 201, created.text
     channel = created.json()
     assert channel['creator'] == keystone.admin.id
-    url = helpers.wait_until(lambda: controller.api(
+    url = basics.wait_until(lambda: controller.api(
         'GET', f'{channel["id"]}/', headers=admin).json()['ceilometer_url'],
         60, interval=0.2)
     assert url, controller.log()

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from tests import helpers
 from tests.functional.proxy.controller import test_app as test_controller
+from tests.helpers import basics
 
 pytestmark = pytest.mark.functional
 
@@ -23,8 +23,8 @@ def controller(tmp_path):
 
 
 def restarts(controller, channel_id, reason):
-    return helpers.metric(
-        helpers.read_metrics(f'{controller.base}/metrics'),
+    return basics.metric(
+        basics.read_metrics(f'{controller.base}/metrics'),
         'calipso_proxy_restarts_total', channel=channel_id, reason=reason)
 
 
@@ -37,19 +37,19 @@ def test_proxy_requests_and_restarts_are_counted(controller):
         assert test_controller.tenant_get(url, token) == 502
     for _ in range(2):
         assert test_controller.tenant_get(url, 'not-the-token') == 401
-    values = helpers.read_metrics(f'{url}metrics')
-    assert helpers.metric(values, 'calipso_proxy_requests_total',
+    values = basics.read_metrics(f'{url}metrics')
+    assert basics.metric(values, 'calipso_proxy_requests_total',
                           channel=channel_id, status='502') == 3
-    assert helpers.metric(values, 'calipso_proxy_requests_total',
+    assert basics.metric(values, 'calipso_proxy_requests_total',
                           channel=channel_id, status='401') == 2
     # The reconciler's /healthcheck probes are not tenants' requests.
-    assert helpers.metric(values, 'calipso_proxy_requests_total',
+    assert basics.metric(values, 'calipso_proxy_requests_total',
                           channel=channel_id, status='200') == 0
     assert restarts(controller, channel_id, 'exited') == 0
 
     info = controller.pid_info(channel_id)
     os.kill(info['pid'], signal.SIGKILL)
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: test_controller.restarted(controller, channel_id,
                                           info['pid']), 60,
         interval=0.2), controller.log()
@@ -61,7 +61,7 @@ def test_proxy_requests_and_restarts_are_counted(controller):
     response = controller.api('PUT', f'{channel_id}/',
                               json={'tenant_list_str': 'p3'})
     assert response.status_code == 200, response.text
-    assert helpers.wait_until(
+    assert basics.wait_until(
         lambda: test_controller.restarted(controller, channel_id,
                                           info['pid']), 30,
         interval=0.2), controller.log()
@@ -71,9 +71,9 @@ def test_proxy_requests_and_restarts_are_counted(controller):
     # A new proxy process: its counts start afresh.
     url = controller.wait_url(channel_id)
     assert test_controller.tenant_get(url, token) == 502
-    values = helpers.read_metrics(f'{url}metrics')
-    assert helpers.metric(values, 'calipso_proxy_requests_total',
+    values = basics.read_metrics(f'{url}metrics')
+    assert basics.metric(values, 'calipso_proxy_requests_total',
                           channel=channel_id, status='502') == 1
-    controller_page = helpers.read_metrics(f'{controller.base}/metrics')
-    assert helpers.metric(controller_page, 'calipso_http_requests_total',
+    controller_page = basics.read_metrics(f'{controller.base}/metrics')
+    assert basics.metric(controller_page, 'calipso_http_requests_total',
                           method='POST', status='201') == 1

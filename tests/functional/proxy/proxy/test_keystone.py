@@ -1,5 +1,5 @@
 """A channel's proxy with real parts: the real Keystone of
-tests/identity.py, the real calipso-api validating tokens with
+tests/helpers/identity.py, the real calipso-api validating tokens with
 keystonemiddleware, the real calipso-proxy calling it with its service
 credentials, and python-ceilometerclient 2.9.0 as the tenant.
 
@@ -23,13 +23,13 @@ from ceilometerclient import client as ceilometer_client
 from calipso_agent import project_scope, storage
 from calipso_proxy.controller import channels
 from calipso_proxy.proxy import liveness
-from tests import helpers
-from tests.identity import Keystone
+from tests.helpers import basics, daemons
+from tests.helpers.identity import Keystone
 
 pytestmark = pytest.mark.functional
 
-CHANNEL_TOKEN = helpers.CHANNEL_TOKEN
-ProxyServer = helpers.ProxyServer
+CHANNEL_TOKEN = daemons.CHANNEL_TOKEN
+ProxyServer = daemons.ProxyServer
 T0 = datetime.datetime(2026, 4, 1, tzinfo=datetime.UTC)
 
 
@@ -44,12 +44,12 @@ def service_credentials(keystone):
 
 
 def fill_store(database, projects):
-    conf = helpers.make_conf(database__connection=database)
+    conf = basics.make_conf(database__connection=database)
     store = storage.get_connection(conf)
     samples = []
     for p, project in enumerate(projects):
         for i in range(6):
-            samples.append(helpers.make_sample(
+            samples.append(basics.make_sample(
                 p * 100 + i, project_id=project, user_id=f'user-{p}',
                 resource_id=f'vm-{p}-{i % 2}', volume=float(p * 10 + i),
                 timestamp=(T0 + datetime.timedelta(minutes=10 * i))
@@ -67,9 +67,9 @@ def stack(workdir, keystone, token_cache_time=300):
     project_b = keystone.projects['project-b']
     database = f'sqlite:///{workdir}/calipso.sqlite'
     samples = fill_store(database, [project_a, project_b, 'project-z'])
-    extra = helpers.keystone_authtoken_config(keystone) + (
+    extra = daemons.keystone_authtoken_config(keystone) + (
         f'token_cache_time = {token_cache_time}\n')
-    api = helpers.APIServer(workdir / 'api', database,
+    api = daemons.APIServer(workdir / 'api', database,
                             auth_strategy='keystone', extra_config=extra)
     api.start()
     proxy = ProxyServer(workdir / 'proxy', [project_a, 'project-z'],
@@ -427,9 +427,9 @@ def test_the_api_believes_only_the_scope_the_controller_signed(keystone,
     project_b = keystone.projects['project-b']
     database = f'sqlite:///{tmp_path}/calipso.sqlite'
     fill_store(database, [project_a, project_b])
-    api = helpers.APIServer(
+    api = daemons.APIServer(
         tmp_path / 'api', database, auth_strategy='keystone',
-        extra_config=helpers.keystone_authtoken_config(keystone)
+        extra_config=daemons.keystone_authtoken_config(keystone)
         + f'[api]\nscope_signing_key = {key}\n')
     api.start()
     signed_a = project_scope.sign(key, [project_a])

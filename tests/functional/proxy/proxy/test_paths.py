@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calipso_agent.api import rbac
-from tests import helpers
+from tests.helpers import daemons
 
 pytestmark = pytest.mark.functional
 
@@ -81,7 +81,7 @@ class RecordingBackend:
 @pytest.fixture(scope='module')
 def recorded(tmp_path_factory):
     backend = RecordingBackend()
-    proxy = helpers.ProxyServer(tmp_path_factory.mktemp('proxy-paths'),
+    proxy = daemons.ProxyServer(tmp_path_factory.mktemp('proxy-paths'),
                                 CHANNEL, backend.url, {})
     try:
         yield backend, proxy.start()
@@ -95,7 +95,7 @@ def send_raw(proxy, method, raw_path, body=None):
                                             timeout=30)
     try:
         connection.putrequest(method, raw_path, skip_accept_encoding=True)
-        connection.putheader('X-Auth-Token', helpers.CHANNEL_TOKEN)
+        connection.putheader('X-Auth-Token', daemons.CHANNEL_TOKEN)
         if body is not None:
             connection.putheader('Content-Type', 'application/json')
             connection.putheader('Content-Length', str(len(body)))

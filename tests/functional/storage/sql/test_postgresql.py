@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from calipso_agent.storage import base, query
 from calipso_agent.storage.sql import postgresql, schema
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 from tests.unit.storage.sql.test_sqlite import SQLChecks, at, indexes
 
 pytestmark = pytest.mark.functional
@@ -53,7 +53,7 @@ def database_url():
 
 
 def connect(database_url):
-    return postgresql.Connection(helpers.make_conf(), database_url)
+    return postgresql.Connection(basics.make_conf(), database_url)
 
 
 def emptied(connection):
@@ -261,9 +261,9 @@ class TestPostgreSQL(SQLChecks):
 
 
 def test_unreachable_server_is_storage_error():
-    url = f'postgresql://postgres@127.0.0.1:{helpers.free_port()}/x'
+    url = f'postgresql://postgres@127.0.0.1:{basics.free_port()}/x'
     with pytest.raises(base.StorageError):
-        postgresql.Connection(helpers.make_conf(), url)
+        postgresql.Connection(basics.make_conf(), url)
 
 
 def test_data_error_of_a_read_is_invalid_query(connection):

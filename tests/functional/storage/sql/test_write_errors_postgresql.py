@@ -8,18 +8,18 @@ import pytest
 
 from calipso_agent.storage import base
 from calipso_agent.storage.sql import postgresql
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics, databases
+from tests.helpers.basics import make_sample
 
 pytestmark = pytest.mark.functional
 
 
 @pytest.fixture(scope='module')
 def store():
-    with helpers.shared_postgresql_database() as url:
+    with databases.shared_postgresql_database() as url:
         if url is None:
             pytest.skip('the shared PostgreSQL server does not answer')
-        connection = postgresql.Connection(helpers.make_conf(), url)
+        connection = postgresql.Connection(basics.make_conf(), url)
         yield connection
         connection.close()
 
@@ -51,9 +51,9 @@ def test_metadata_nested_past_the_stack_is_a_rejected_sample(store):
 
 
 def test_a_server_away_is_unavailable_and_ping_says_so():
-    with helpers.PrivatePostgres() as pg:
+    with databases.PrivatePostgres() as pg:
         pg.start()
-        store = postgresql.Connection(helpers.make_conf(), pg.url)
+        store = postgresql.Connection(basics.make_conf(), pg.url)
         try:
             store.ping()
             pg.stop()

@@ -6,7 +6,7 @@ import base64
 import pytest
 
 from calipso_agent import sample as sample_mod
-from tests.helpers import instant
+from tests.helpers.oracle import instant
 from tests.unit.api.support import at, fault, member, query
 
 

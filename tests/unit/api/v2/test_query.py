@@ -1,11 +1,11 @@
 """POST /v2/query/samples: Ceilometer's complex query, compared with the
-reference of tests/helpers.py over the store's own expression."""
+reference of tests/helpers/ over the store's own expression."""
 
 import json
 
 import pytest
 
-from tests import helpers
+from tests.helpers import oracle
 from tests.unit.api.support import at, fault
 
 
@@ -58,13 +58,13 @@ def test_filter(client, samples, case):
     ceilometer_filter, store_filter = CASES[case]
     response = ask(client, ceilometer_filter)
     assert response.status_code == 200, response.text
-    expected = helpers.reference_query_samples(samples, store_filter)
+    expected = oracle.reference_query_samples(samples, store_filter)
     assert [s['id'] for s in response.json] == [s['id'] for s in expected]
 
 
 def test_no_filter_is_every_sample_newest_first(client, samples):
     response = client.post('/v2/query/samples', {})
-    expected = helpers.reference_query_samples(samples)
+    expected = oracle.reference_query_samples(samples)
     assert [s['id'] for s in response.json] == [s['id'] for s in expected]
     assert len(response.json) == len(samples)
 
@@ -72,7 +72,7 @@ def test_no_filter_is_every_sample_newest_first(client, samples):
 def test_orderby_and_limit(client, samples):
     response = ask(client, {'=': {'meter': 'cpu'}},
                    [{'resource': 'DESC'}, {'counter_volume': 'asc'}], 4)
-    expected = helpers.reference_query_samples(
+    expected = oracle.reference_query_samples(
         samples, {'=': {'name': 'cpu'}},
         [('resource_id', 'desc'), ('volume', 'asc')], 4)
     assert [s['id'] for s in response.json] == [s['id'] for s in expected]

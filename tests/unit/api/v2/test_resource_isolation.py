@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from calipso_agent.api import app, rbac
 from calipso_agent.storage import impl_mongodb
 from calipso_agent.storage.sql import sqlite
-from tests.helpers import make_sample
+from tests.helpers.basics import make_sample
 from tests.unit.api import support
 
 T0 = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)

@@ -4,7 +4,7 @@ import urllib.parse
 
 import pytest
 
-from tests.helpers import make_sample
+from tests.helpers.basics import make_sample
 from tests.unit.api.support import at, fault, naive, query
 
 

@@ -4,7 +4,8 @@ against plain-Python predicates over the data set)."""
 import pytest
 
 from calipso_agent.api import app
-from tests.helpers import instant, make_sample
+from tests.helpers.basics import make_sample
+from tests.helpers.oracle import instant
 from tests.unit.api import support
 from tests.unit.api.support import at, fault, query
 

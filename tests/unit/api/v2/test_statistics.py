@@ -1,5 +1,5 @@
 """/v2/meters/{name}/statistics, against the plain-Python reference of
-tests/helpers.py (reference_statistics) with Ceilometer's clamping."""
+tests/helpers/ (reference_statistics) with Ceilometer's clamping."""
 
 import datetime
 import math
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from calipso_agent.storage import base
-from tests import helpers
+from tests.helpers import oracle
 from tests.unit.api.support import at, fault, naive, query
 
 UTC = datetime.UTC
@@ -67,7 +67,7 @@ BOUNDS = {
     'unbounded': ([], None, None),
     'ge and lt': (query(('timestamp', 'ge', at(300)),
                         ('timestamp', 'lt', at(4000))),
-                  helpers.instant(at(300)), helpers.instant(at(4000))),
+                  oracle.instant(at(300)), oracle.instant(at(4000))),
     'project': (query(('project_id', 'eq', 'project-a')), None, None),
 }
 GROUPBYS = ([], ['resource_id'], ['project_id', 'user_id'],
@@ -103,7 +103,7 @@ def test_statistics_match_the_reference(client, samples, bounds, period,
     response = client.get('/v2/meters/cpu/statistics',
                           terms + params_of(period, groupby, aggregates))
     assert response.status_code == 200, response.text
-    reference = helpers.reference_statistics(
+    reference = oracle.reference_statistics(
         samples, reference_filter(terms), period, groupby, aggregates)
     assert_same(response.json, [clamped(s, start, end) for s in reference])
 

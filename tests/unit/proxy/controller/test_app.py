@@ -21,7 +21,7 @@ from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
 from calipso_proxy.proxy import app as proxy_app
-from tests import helpers
+from tests.helpers import daemons
 from tests.unit.proxy.controller.test_channels import make_conf
 
 COLLECTION = '/api/tenant/monitoring/monitoringchannel'
@@ -264,7 +264,7 @@ def test_keystone_pipeline_refuses_without_token(tmp_path):
         f'[controller]\nproxy_state_dir = {tmp_path}/proxies\n'
         '[keystone_authtoken]\n'
         'www_authenticate_uri = http://127.0.0.1:5000/identity\n'
-        + helpers.KEYSTONE_SERVICE_USER)
+        + daemons.KEYSTONE_SERVICE_USER)
     conf = cfg.ConfigOpts()
     agent_opts.register_opts(conf)
     proxy_opts.register_opts(conf)

@@ -19,7 +19,7 @@ from calipso_proxy import launcher
 from calipso_proxy.controller import channels
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
-from tests import helpers
+from tests.helpers import basics
 from tests.unit.proxy.controller.test_channels import make_conf
 
 # [test] child = true: it starts a child process in its group (named by
@@ -80,7 +80,7 @@ def channel(conf, channel_id='c-1', test_section=''):
     """A stored-like channel and its config file (with a [test]
     section for the stand-in)."""
     data = {'id': channel_id, 'tenant_list': ['p1'], 'token_hash': 'x',
-            'port': helpers.free_port()}
+            'port': basics.free_port()}
     path = channels.write_config(conf, data)
     if test_section:
         with open(path, 'a') as handle:
@@ -108,7 +108,7 @@ def group_members(pgid):
 def test_start_and_stop(proxies, conf):
     data, path = channel(conf, test_section='child = true')
     info = proxies.start(data, path, data['port'])
-    assert helpers.wait_until(lambda: answers(data['port']), 20)
+    assert basics.wait_until(lambda: answers(data['port']), 20)
     assert proxies.alive('c-1')
     assert proxies.running() == {'c-1': info}
     with open(os.path.join(launcher_base.channel_dir(conf, 'c-1'),
@@ -117,7 +117,7 @@ def test_start_and_stop(proxies, conf):
     assert (info['channel_id'], info['config_path'], info['port']) == (
         'c-1', path, data['port'])
     assert os.getpgid(info['pid']) == info['pid']
-    assert helpers.wait_until(lambda: len(group_members(info['pid'])) == 2,
+    assert basics.wait_until(lambda: len(group_members(info['pid'])) == 2,
                               10)
     # Starting again leaves the running proxy alone.
     assert proxies.start(data, path, data['port'])['pid'] == info['pid']
@@ -154,8 +154,8 @@ def test_sigkill_after_the_stop_timeout(proxies, conf):
                          'child = true')
     info = stubborn.start(data, path, data['port'])
     proxies._children.update(stubborn._children)
-    assert helpers.wait_until(lambda: answers(data['port']), 20)
-    assert helpers.wait_until(lambda: len(group_members(info['pid'])) == 2,
+    assert basics.wait_until(lambda: answers(data['port']), 20)
+    assert basics.wait_until(lambda: len(group_members(info['pid'])) == 2,
                               10)
     started = time.monotonic()
     assert stubborn.stop('c-1') is True
@@ -169,7 +169,7 @@ def test_a_new_launcher_adopts_running_proxies(proxies, conf):
     second, second_path = channel(conf, 'c-2')
     one = proxies.start(first, first_path, first['port'])
     two = proxies.start(second, second_path, second['port'])
-    assert helpers.wait_until(lambda: answers(second['port']), 20)
+    assert basics.wait_until(lambda: answers(second['port']), 20)
     adopter = process.ProcessLauncher(conf, command=proxies.command)
     assert adopter.running() == {'c-1': one, 'c-2': two}
     assert adopter.start(first, first_path, first['port']) == one
@@ -185,12 +185,12 @@ def test_a_killed_proxy_is_not_running(proxies, conf):
     os.kill(info['pid'], signal.SIGKILL)
     # Not reaped yet by its parent (this process): a zombie, not a proxy.
     other = process.ProcessLauncher(conf, command=proxies.command)
-    assert helpers.wait_until(lambda: not other.alive('c-1'), 5)
+    assert basics.wait_until(lambda: not other.alive('c-1'), 5)
     assert other.running() == {}
     assert not proxies.alive('c-1')
     restarted = proxies.start(data, path, data['port'])
     assert restarted['pid'] != info['pid']
-    assert helpers.wait_until(lambda: answers(data['port']), 20)
+    assert basics.wait_until(lambda: answers(data['port']), 20)
     proxies.stop('c-1')
 
 

@@ -27,7 +27,7 @@ from calipso_proxy import opts as proxy_opts
 from calipso_proxy.proxy import app as proxy_app
 from calipso_proxy.proxy import backend as backend_mod
 from calipso_proxy.proxy import tenant_auth
-from tests import helpers
+from tests.helpers import basics
 
 PROJECTS = [f'project-{i}' for i in range(10)]
 METERS = ('cpu', 'memory')
@@ -71,7 +71,7 @@ class WSGIBackend(backend_mod.BackendClient):
 
 
 def store_of(samples):
-    conf = helpers.make_conf(database__connection='sqlite://',
+    conf = basics.make_conf(database__connection='sqlite://',
                              api__multi_project_role='service')
     store = sqlite.Connection(conf, 'sqlite://')
     store.record_samples(samples)
@@ -79,7 +79,7 @@ def store_of(samples):
 
 
 def proxy_conf(projects):
-    conf = helpers.make_conf(database__connection='sqlite://')
+    conf = basics.make_conf(database__connection='sqlite://')
     proxy_opts.register_opts(conf)
     conf.set_override('channel_id', 'channel-1', 'proxy')
     conf.set_override('authorized_projects', sorted(projects), 'proxy')
@@ -101,7 +101,7 @@ def make_samples(rows):
     samples = []
     for index, (project, resource, meter, volume, offset) in enumerate(rows):
         ts = (T0 + datetime.timedelta(seconds=offset)).isoformat()
-        samples.append(helpers.make_sample(
+        samples.append(basics.make_sample(
             index, name=meter, volume=volume, timestamp=ts,
             recorded_at=T0.isoformat(), project_id=PROJECTS[project],
             user_id=f'user-{project}',

@@ -10,14 +10,14 @@ from stevedore import driver
 from calipso_agent import storage
 from calipso_agent.storage.sql import connection as sql_connection
 from calipso_agent.storage.sql import postgresql, sqlite
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 
 @pytest.fixture
 def store(tmp_path):
     connection = sqlite.Connection(
-        helpers.make_conf(), f'sqlite:///{tmp_path}/s.sqlite')
+        basics.make_conf(), f'sqlite:///{tmp_path}/s.sqlite')
     yield connection
     connection.close()
 
@@ -77,4 +77,4 @@ def test_each_scheme_loads_its_dialect(scheme, dialect):
     (postgresql.Connection, 'sqlite://')])
 def test_a_dialect_refuses_the_url_of_another(dialect, url):
     with pytest.raises(ValueError, match='is not a'):
-        dialect(helpers.make_conf(), url)
+        dialect(basics.make_conf(), url)

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from calipso_agent import storage
 from calipso_agent.storage import base, query
 from calipso_agent.storage.sql import schema, sqlite
-from tests import helpers
-from tests.helpers import make_sample
+from tests.helpers import basics
+from tests.helpers.basics import make_sample
 
 T0 = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
 HOUR = 3600
@@ -577,12 +577,12 @@ class TestSQLite(SQLChecks):
     @pytest.fixture
     def store(self, tmp_path):
         connection = sqlite.Connection(
-            helpers.make_conf(), f'sqlite:///{tmp_path}/store.sqlite')
+            basics.make_conf(), f'sqlite:///{tmp_path}/store.sqlite')
         yield connection
         connection.close()
 
     def test_default_database_is_a_file_in_state_path(self, tmp_path):
-        conf = helpers.make_conf(state_path=str(tmp_path / 'a' / 'b'))
+        conf = basics.make_conf(state_path=str(tmp_path / 'a' / 'b'))
         connection = storage.get_connection(conf)
         try:
             assert isinstance(connection, sqlite.Connection)
@@ -624,17 +624,17 @@ class TestSQLite(SQLChecks):
     def test_unusable_file_is_storage_error(self, tmp_path):
         (tmp_path / 'dir.sqlite').mkdir()
         with pytest.raises(base.StorageError):
-            sqlite.Connection(helpers.make_conf(),
+            sqlite.Connection(basics.make_conf(),
                                        f'sqlite:///{tmp_path}/dir.sqlite')
 
     def test_not_a_sql_url(self):
         with pytest.raises(ValueError):
-            sqlite.Connection(helpers.make_conf(),
+            sqlite.Connection(basics.make_conf(),
                                        'mysql://localhost/x')
 
     def test_concurrent_writers(self, store, tmp_path):
         other = sqlite.Connection(
-            helpers.make_conf(), f'sqlite:///{tmp_path}/store.sqlite')
+            basics.make_conf(), f'sqlite:///{tmp_path}/store.sqlite')
         errors = []
 
         def write(connection, first):
@@ -664,7 +664,7 @@ class TestSQLite(SQLChecks):
             start_timestamp=at(-1)))
 
     def test_in_memory_database_is_shared_by_threads(self):
-        connection = sqlite.Connection(helpers.make_conf(),
+        connection = sqlite.Connection(basics.make_conf(),
                                                 'sqlite://')
         threads = [threading.Thread(
             target=connection.record_samples,

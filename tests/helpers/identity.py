@@ -30,7 +30,8 @@ import requests
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 INSTALL_SCRIPT = os.path.join(REPO, 'tools', 'install-keystone.sh')
 HOST = '127.0.0.1'
 REGION = 'RegionOne'

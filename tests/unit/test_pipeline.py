@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from calipso_agent import pipeline
+from calipso_agent import pipeline, storage
 from tests.helpers import basics
 
 
@@ -119,8 +119,15 @@ def test_publisher_failure_propagates(tmp_path):
     p.publish_samples([])
 
 
-def test_shipped_pipeline_file_is_valid(tmp_path):
+def test_shipped_pipeline_file_stores_every_sample(tmp_path):
     content = yaml.safe_load(open(f'{basics.ETC}/pipeline.yaml'))
-    content['sinks'][0]['publishers'] = [f'file://{tmp_path}/x.jsonl']
-    p = pipeline.Pipeline.from_dict(basics.make_conf(), content)
+    assert content['sinks'][0]['publishers'] == ['database://']
+    conf = basics.make_conf(
+        database__connection=f'sqlite:///{tmp_path}/calipso.sqlite')
+    p = pipeline.Pipeline.from_dict(conf, content)
     assert p.errors == [] and p.sinks_for('anything')
+    p.publish_samples([basics.make_sample(name='cpu')])
+    store = storage.get_connection(conf)
+    assert [s.name for s in store.get_samples()] == ['cpu']
+    store.close()
+    p.close()

@@ -174,9 +174,10 @@ def cpu_lines(cpu, concurrency):
 
 
 def http_floor(load, count=500):
-    """What any request costs: the unauthenticated healthcheck, which
-    touches no storage, by one client."""
-    request = common.Request('healthcheck', 'GET', '/healthcheck')
+    """What any request costs: the unauthenticated versions document
+    (``GET /``), which touches no storage (the healthcheck pings the
+    store), by one client."""
+    request = common.Request('versions', 'GET', '/')
     load.run([request], 50, concurrency=1)
     return load.run([request], count, concurrency=1)
 
@@ -276,7 +277,7 @@ def main(argv=None):
             meter = common.CpuMeter(proc.pid)
             try:
                 floor = http_floor(load)
-                common.say(f'HTTP round trip floor (GET /healthcheck, no '
+                common.say(f'HTTP round trip floor (GET /, no '
                            f'storage, 1 client): p50 {floor.p(50):.2f} ms, '
                            f'p99 {floor.p(99):.2f} ms')
                 for scenario in scenarios(store, args):

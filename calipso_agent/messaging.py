@@ -18,6 +18,7 @@ share is here:
   listener, and closes everything on terminate.
 """
 
+import abc
 import logging
 import threading
 
@@ -135,7 +136,7 @@ class BatchEndpoint:
         return RESULTS[self.delivery.deliver(items)]
 
 
-class BatchListenerService(cotyledon.Service):
+class BatchListenerService(cotyledon.Service, abc.ABC):
     """One worker consuming notifications in batches.
 
     A subclass names its option ``group`` (``batch_size``,
@@ -174,11 +175,13 @@ class BatchListenerService(cotyledon.Service):
     def prepare(self):
         return True
 
+    @abc.abstractmethod
     def make_endpoint(self):
-        raise NotImplementedError
+        """The oslo.messaging endpoint of this worker's batches."""
 
+    @abc.abstractmethod
     def targets(self):
-        raise NotImplementedError
+        """The oslo.messaging targets this worker listens on."""
 
     def pool(self):
         """The listener pool (a queue shared by the workers of another

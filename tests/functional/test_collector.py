@@ -30,17 +30,11 @@ from calipso_agent.storage import base as storage_base
 from tests.helpers import basics, bus, daemons, databases, fixtures
 from tests.helpers.basics import make_sample
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, pytest.mark.usefixtures('broker')]
 
 SHARED_POSTGRESQL_URL = os.environ.get(
     'CALIPSO_TEST_SHARED_POSTGRESQL_URL',
     'postgresql://root@127.0.0.1:5432/postgres')
-
-
-@pytest.fixture(scope='module', autouse=True)
-def require_broker():
-    if not bus.broker_available():
-        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
 
 
 @pytest.fixture

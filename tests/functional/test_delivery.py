@@ -19,7 +19,7 @@ from calipso_agent import dead_letter, storage
 from calipso_agent import sample as sample_mod
 from tests.helpers import basics, bus, daemons, databases, fixtures
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, pytest.mark.usefixtures('broker')]
 
 GOOD = 200
 NO_LIMITS = ('[sample_limits]\nmax_id_length = 100000000\n'
@@ -27,17 +27,6 @@ NO_LIMITS = ('[sample_limits]\nmax_id_length = 100000000\n'
              'max_metadata_bytes = 100000000\n')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def require_broker():
-    if not bus.broker_available():
-        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
-
-
-@pytest.fixture
-def topic():
-    name = bus.unique_topic('calipso_poison')
-    yield name
-    bus.delete_queues(bus.topic_queues(name) + [f'{name}.dead'])
 
 
 @pytest.fixture(params=['postgresql', 'sqlite'])

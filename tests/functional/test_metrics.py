@@ -9,23 +9,11 @@ import pytest
 
 from tests.helpers import basics, bus, daemons, fixtures
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, pytest.mark.usefixtures('broker')]
 
 VCPE = 'vcpe__cord-sample-publisher__vcpe'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def require_broker():
-    if not bus.broker_available():
-        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
-
-
-@pytest.fixture
-def topic():
-    name = bus.unique_topic()
-    yield name
-    bus.delete_queues(bus.topic_queues(name, ('info', 'sample',
-                                                      'error', 'dead')))
 
 
 def worker_files(tmp_dir):

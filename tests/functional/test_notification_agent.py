@@ -16,7 +16,7 @@ from calipso_agent import sample as sample_mod
 from calipso_agent.publisher import utils as publisher_utils
 from tests.helpers import basics, bus, daemons, fixtures, receivers
 
-pytestmark = pytest.mark.functional
+pytestmark = [pytest.mark.functional, pytest.mark.usefixtures('broker')]
 
 GOLDEN_FIXTURES = (
     # (fixture, exchange it is sent on)
@@ -27,19 +27,6 @@ GOLDEN_FIXTURES = (
 VCPE = 'vcpe__cord-sample-publisher__vcpe'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def require_broker():
-    if not bus.broker_available():
-        pytest.skip(f'no RabbitMQ at {bus.AMQP_URL}')
-
-
-@pytest.fixture
-def topic():
-    name = bus.unique_topic()
-    yield name
-    bus.delete_queues(bus.topic_queues(
-        name, ('info', 'sample', 'error', 'warn', 'critical', 'audit',
-               'debug', 'dead')))
 
 
 @pytest.fixture

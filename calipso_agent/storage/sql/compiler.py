@@ -5,6 +5,7 @@ positive and a negated form so that NULL columns and missing metadata
 keys never match, not even under ``not``.
 """
 
+import abc
 import decimal
 import operator
 import re
@@ -84,7 +85,7 @@ def _glob(pattern):
     return ''.join(out)
 
 
-class Compiler:
+class Compiler(abc.ABC):
     """What both dialects compile alike; the subclasses the rest."""
 
     def where(self, expression, table=schema.SAMPLE):
@@ -149,8 +150,9 @@ class Compiler:
         """Whether no stored text can equal ``value``."""
         return False
 
+    @abc.abstractmethod
     def _like(self, expr, pattern):
-        raise NotImplementedError
+        """SQL of ``expr`` LIKE ``pattern`` (``%`` and ``_`` wildcards)."""
 
     def _bind(self, value):
         if isinstance(value, sa.sql.ClauseElement):
@@ -161,8 +163,9 @@ class Compiler:
             return value
         return self._bind_number(value)
 
+    @abc.abstractmethod
     def _bind_number(self, value):
-        raise NotImplementedError
+        """A bound parameter of a number the dialect compares exactly."""
 
     # metadata --------------------------------------------------------------
     def _metadata_term(self, op, field, value, table):
@@ -183,14 +186,14 @@ class Compiler:
         return sa.case((is_kind, self._term(extracted, op, value)),
                        else_=sa.false())
 
+    @abc.abstractmethod
     def _metadata_value(self, column, keys, kind):
         """(condition: the key holds a value of ``kind``, its value)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def group_values(self, field):
         """Expressions grouping by a metadata key as the reference does:
         1 and 1.0 together, True and 1 and '1' apart, missing with null."""
-        raise NotImplementedError
 
     @staticmethod
     def _keys(field):

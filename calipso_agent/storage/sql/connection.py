@@ -6,6 +6,7 @@ chosen by the URL scheme in the ``calipso.storage`` namespace) make the
 engine and store sample rows their own way.
 """
 
+import abc
 import contextlib
 
 import sqlalchemy as sa
@@ -74,10 +75,10 @@ class Connection(writes.Writes, reads.Reads, statistics.Statistics,
         if not ready:
             self.created_on_connect = self.upgrade()
 
+    @abc.abstractmethod
     def _create_engine(self, parsed, options):
         """The engine of the URL ``parsed`` (``options``: the engine
         options every dialect takes)."""
-        raise NotImplementedError
 
     def _prepare_engine(self):
         """What the dialect sets up once the engine exists."""

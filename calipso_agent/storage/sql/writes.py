@@ -6,6 +6,7 @@ and postgresql.py); both can merge a staged batch (``INCOMING``) of any
 mix of new and known samples.
 """
 
+import abc
 import hashlib
 import itertools
 import logging
@@ -49,7 +50,7 @@ def _by_id(item):
     return sample_id if isinstance(sample_id, str) else ''
 
 
-class Writes:
+class Writes(abc.ABC):
     """record_samples and clear_expired_samples of the SQL connections (a
     mixin of connection.Connection)."""
 
@@ -67,10 +68,10 @@ class Writes:
         return base.RecordResult(
             stored, [(sample, reason) for _, sample, reason in rejected])
 
+    @abc.abstractmethod
     def _store(self, rows):
         """Store ``rows`` (an iterator, in id order); how many were
         new."""
-        raise NotImplementedError
 
     def _rows(self, samples, rejected):
         """The rows of the valid samples in id order (the order concurrent
@@ -183,16 +184,16 @@ class Writes:
                                      'which PostgreSQL cannot store')
 
 
+    @abc.abstractmethod
     def _stage(self, conn, rows):
         """Load rows into INCOMING."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _merge_incoming(self, conn):
         """INCOMING into sample, resource and meter; how many samples were
         new. Resources and meters take only the samples inserted, so a
         redelivered batch touches nothing. Set-based SQL in primary key
         order: concurrent writers lock rows in the same order."""
-        raise NotImplementedError
 
     def _insert_new_samples(self):
         """INSERT of the INCOMING samples not stored yet, in id order."""
@@ -251,9 +252,9 @@ class Writes:
         ).on_conflict_do_nothing(index_elements=['key'])
 
 
+    @abc.abstractmethod
     def _least(self, *columns):
         """SQL of the smallest of ``columns``."""
-        raise NotImplementedError
 
     # --- expiry -----------------------------------------------------------
     def clear_expired_samples(self, ttl):

@@ -157,6 +157,63 @@ PUBLISHER_NOTIFIER_OPTS = [
 ]
 
 
+POLLING_OPTS = [
+    cfg.StrOpt('cfg_file',
+               default='polling.yaml',
+               help='Polling definition file (sources: meters, interval, '
+                    'resources, discovery; Ceilometer\'s format); a '
+                    'relative path is looked up in the configuration '
+                    'directories. Samples go through [notification] '
+                    'pipeline_cfg_file, as the notification agent\'s.'),
+    cfg.FloatOpt('cfg_check_interval',
+                 default=5.0,
+                 min=0.1,
+                 help='Seconds between checks of whether the polling file '
+                      'changed (it is also reloaded on SIGHUP).'),
+    cfg.FloatOpt('pollster_timeout',
+                 default=60.0,
+                 min=0.01,
+                 help='Seconds a pollster may take in one cycle; one that '
+                      'takes longer is logged and skipped for that cycle.'),
+    cfg.IntOpt('batch_size',
+               default=1000,
+               min=1,
+               help='Most samples handed to the publishers at once.'),
+    cfg.IntOpt('max_pending_samples',
+               default=100000,
+               min=1,
+               help='Most polled samples kept for a retry while the '
+                    'publishers fail; beyond it the agent skips polling '
+                    '(logged) until they are handed over, so no sample '
+                    'already polled is dropped.'),
+    cfg.FloatOpt('retry_backoff_initial',
+                 default=0.5,
+                 min=0.01,
+                 help='Seconds before the first retry of a batch whose '
+                      'publish failed; doubled at each failure.'),
+    cfg.FloatOpt('retry_backoff_max',
+                 default=30.0,
+                 min=0.01,
+                 help='Longest wait between retries of a failing batch.'),
+    cfg.StrOpt('coordination_url',
+               secret=True,
+               help='tooz coordination URL (e.g. redis://127.0.0.1:6379) '
+                    'through which polling agents split the resources of '
+                    'each source (a hash ring per source). Unset: this '
+                    'agent polls every resource.'),
+    cfg.FloatOpt('heartbeat_interval',
+                 default=1.0,
+                 min=0.1,
+                 help='Seconds between the heartbeats an agent sends to '
+                      'the coordination backend.'),
+    cfg.IntOpt('member_timeout',
+               default=10,
+               min=1,
+               help='Seconds without heartbeat after which the others '
+                    'take an agent for gone and poll its share; keep it '
+                    'below the shortest source interval.'),
+] + metrics_opts('the polling agent')
+
 DATABASE_OPTS = [
     cfg.StrOpt('connection',
                secret=True,
@@ -338,6 +395,7 @@ def list_opts():
         ('DEFAULT', DEFAULT_OPTS),
         ('notification', NOTIFICATION_OPTS),
         ('meter', METER_OPTS),
+        ('polling', POLLING_OPTS),
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),

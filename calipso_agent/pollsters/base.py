@@ -1,0 +1,147 @@
+"""The contracts of pollster and discovery plugins.
+
+A **pollster** is a stevedore plugin in the ``calipso.poll`` namespace,
+registered under the name of the meter it makes (Ceilometer's names:
+``cpu``, ``memory.usage``, ``disk.read.bytes``...). The polling agent
+makes one instance per meter when it starts (``Pollster(conf)``) and, at
+every cycle of every source selecting the meter, calls::
+
+    pollster.get_samples(context, cache, resources)
+
+* ``context`` is a ``PollingContext``: the configuration, the host name,
+  the source name and the instant of the cycle (``timestamp``, ISO 8601
+  UTC, the same for every sample of that cycle of that source).
+* ``cache`` is a dict that lives for one cycle of one source and is
+  shared by all its pollsters: pollsters reading the same system call (the
+  host pollsters' psutil snapshot, one libvirt connection) keep its result
+  there under a key of their own, so it is made once per cycle.
+* ``resources`` is the list of resources this agent polls in this cycle:
+  those the source names or its discovery found, or the pollster's
+  ``default_discovery`` found, after the partitioning between agents kept
+  this agent's share. What a resource is (a name, a dict) is up to the
+  discovery and pollsters that agree on it; ``resource_key`` says how it
+  is hashed to an agent.
+
+``get_samples`` yields (or returns an iterable of) ``sample.Sample``. A
+pollster builds their ids with ``polled_sample_id`` (or the ``make_sample``
+helper), so a sample polled again by a retried cycle, or published again
+after a failure, has the same id and the store keeps it once. A pollster
+that raises is logged and skipped for this cycle; one that runs longer
+than ``[polling] pollster_timeout`` is abandoned for this cycle (its
+thread cannot be killed: it must not hold state that a later call needs
+consistent). Neither stops the other pollsters.
+
+A **discovery** is a stevedore plugin in ``calipso.discover``: made once
+(``Discovery(conf)``), called each cycle as ``discover(context, param)``
+where ``param`` is the text after ``://`` of the source's discovery entry
+(``local_host``, ``endpoint://compute``: ``param`` None or
+``compute``), and returns the list of resources. It raises to say the
+resources cannot be known now: the pollsters depending on it are skipped
+this cycle.
+
+Plugins never import each other: they meet here.
+"""
+
+import abc
+import hashlib
+import socket
+import uuid
+
+from calipso_agent import sample as sample_mod
+
+POLL_NAMESPACE = 'calipso.poll'
+DISCOVER_NAMESPACE = 'calipso.discover'
+
+# Namespace of the ids of polled samples (distinct from the notification
+# samples' one, so a poll can never collide with a notification).
+POLLED_ID_NAMESPACE = uuid.UUID('0c7b4d2e-91f3-5a38-b6e1-4a7f2d93c5e8')
+
+
+def polled_sample_id(meter, resource_id, timestamp):
+    """The id of the sample of ``meter`` for ``resource_id`` polled at
+    ``timestamp``: the same inputs always give the same id."""
+    key = f'{meter}/{resource_id}/{timestamp}'.encode()
+    digest = hashlib.sha1(POLLED_ID_NAMESPACE.bytes + key).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
+
+
+def host_name(conf):
+    """The ``host`` option, or this machine's name."""
+    return getattr(conf, 'host', None) or socket.gethostname()
+
+
+class PollingContext:
+    """What a pollster or discovery knows of the cycle it runs in."""
+
+    __slots__ = ('conf', 'host', 'source', 'timestamp')
+
+    def __init__(self, conf, host, source, timestamp):
+        self.conf = conf
+        self.host = host
+        self.source = source
+        self.timestamp = timestamp
+
+
+class PollsterError(Exception):
+    """A pollster could not read its values this cycle (logged, skipped)."""
+
+
+class Pollster(metaclass=abc.ABCMeta):
+    """Makes the samples of one meter (see the module docstring).
+
+    ``default_discovery``: the discovery used when the source names
+    neither resources nor a discovery (None: the pollster needs them from
+    the source).
+    """
+
+    default_discovery = None
+
+    #: The meter's type and unit (``sample.TYPE_*``), for ``make_sample``.
+    meter_type = sample_mod.TYPE_GAUGE
+    unit = None
+
+    def __init__(self, conf):
+        self.conf = conf
+        # Set by the agent to the name it loaded the plugin under.
+        self.meter = None
+
+    @abc.abstractmethod
+    def get_samples(self, context, cache, resources):
+        """The samples of this meter for ``resources`` in this cycle."""
+
+    def make_sample(self, context, resource_id, volume, user_id=None,
+                    project_id=None, metadata=None, name=None, unit=None,
+                    meter_type=None):
+        """A Sample of this meter with its deterministic id."""
+        name = name or self.meter
+        return sample_mod.Sample(
+            name=name, type=meter_type or self.meter_type,
+            unit=unit or self.unit, volume=volume, user_id=user_id,
+            project_id=project_id, resource_id=resource_id,
+            timestamp=context.timestamp, resource_metadata=metadata,
+            source=context.source,
+            id=polled_sample_id(name, resource_id, context.timestamp))
+
+
+class Discovery(metaclass=abc.ABCMeta):
+    """Finds the resources a source polls (see the module docstring)."""
+
+    def __init__(self, conf):
+        self.conf = conf
+
+    @abc.abstractmethod
+    def discover(self, context, param=None):
+        """The list of resources now, or raise."""
+
+
+def resource_key(resource):
+    """The text a resource is hashed on to choose its agent: its ``id``
+    (a dict's, or an object's attribute), else its string form."""
+    if isinstance(resource, dict):
+        for key in ('id', 'resource_id', 'name'):
+            if key in resource:
+                return str(resource[key])
+    rid = getattr(resource, 'id', None)
+    if rid is not None:
+        return str(rid)
+    return str(resource)

@@ -60,6 +60,10 @@ class HostSnapshot:
     def cpu_times(self):
         return self._read('cpu_times', psutil.cpu_times)
 
+    def cpu_busy_and_total(self):
+        return self._read('cpu_busy', lambda: busy_and_total(
+            self.cpu_times()))
+
     def virtual_memory(self):
         return self._read('virtual_memory', psutil.virtual_memory)
 
@@ -89,11 +93,10 @@ def snapshot(cache):
 
 def busy_and_total(times):
     """(busy, total) seconds of a psutil cpu_times."""
-    fields = times._asdict()
     # guest time is already counted in user time (Linux).
-    total = sum(v for k, v in fields.items()
+    total = sum(getattr(times, k) for k in times._fields
                 if k not in ('guest', 'guest_nice'))
-    idle = sum(fields.get(k, 0.0) for k in IDLE_FIELDS)
+    idle = sum(getattr(times, k, 0.0) for k in IDLE_FIELDS)
     return total - idle, total
 
 
@@ -117,10 +120,10 @@ class HostPollster(base.Pollster):
 
     def get_samples(self, context, cache, resources):
         readings = snapshot(cache)
-        for resource in resources:
-            yield self.make_sample(context, str(resource),
-                                   self.value(readings),
-                                   metadata={'host': context.host})
+        return [self.make_sample(context, str(resource),
+                                 self.value(readings),
+                                 metadata={'host': context.host})
+                for resource in resources]
 
 
 class CPUPollster(HostPollster):
@@ -138,7 +141,7 @@ class CPUPollster(HostPollster):
         self.highest = 0
 
     def value(self, readings):
-        busy, _ = busy_and_total(readings.cpu_times())
+        busy, _ = readings.cpu_busy_and_total()
         self.highest = max(self.highest, int(busy * NS))
         return self.highest
 
@@ -154,7 +157,7 @@ class CPUUtilPollster(HostPollster):
         self.previous = (0.0, 0.0)
 
     def value(self, readings):
-        busy, total = busy_and_total(readings.cpu_times())
+        busy, total = readings.cpu_busy_and_total()
         busy_delta = busy - self.previous[0]
         total_delta = total - self.previous[1]
         self.previous = (busy, total)
@@ -222,12 +225,12 @@ class CounterPollster(base.Pollster):
 
     def get_samples(self, context, cache, resources):
         counters = self.readings(snapshot(cache))
-        for resource in resources:
-            host = str(resource)
-            for name, counter in sorted(counters.items()):
-                yield self.make_sample(
-                    context, f'{host}-{name}', getattr(counter, self.field),
-                    metadata={'host': host, self.kind: name})
+        field, kind = self.field, self.kind
+        make = self.make_sample
+        return [make(context, f'{host}-{name}', getattr(counter, field),
+                     metadata={'host': host, kind: name})
+                for host in map(str, resources)
+                for name, counter in sorted(counters.items())]
 
 
 class DiskPollster(CounterPollster):

@@ -115,24 +115,47 @@ def iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
 
 
+class Cycle:
+    """One cycle under way: its steps, and its pollsters' steps."""
+
+    __slots__ = ('tick', 'steps', 'pollster_steps')
+
+    def __init__(self, tick, steps, pollster_steps):
+        self.tick = tick
+        self.steps = supervised.Steps(steps)
+        self.pollster_steps = pollster_steps
+
+
 class SourceRunner:
-    """The thread polling one source on its ticks."""
+    """The thread polling one source on its ticks.
+
+    The steps of a cycle run in this thread. When the watchdog gives up a
+    step (``check``), a new thread takes over: it finishes the cycle and
+    goes on with the ticks; the old one ends when the stuck call returns.
+    """
 
     def __init__(self, manager, definition):
         self.manager = manager
         self.name = definition.name
         self.definition = definition
         self.steps = supervised.StepRunner(
-            f'polling-{self.name}', manager.conf.polling.pollster_timeout)
+            f'Polling source {self.name}',
+            manager.conf.polling.pollster_timeout)
+        self.interval = definition.interval
+        self.due = None
+        self.cycle = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._overrunning = False
         self._backlogged = False
         self._partition_failing = False
-        self.thread = threading.Thread(target=self._loop, daemon=True,
-                                       name=f'polling-{self.name}')
+        self._assigned = None
+        self.thread = None
 
-    def start(self):
+    def start(self, generation=0):
+        self.thread = threading.Thread(
+            target=self._loop, args=(generation,), daemon=True,
+            name=f'polling-{self.name}')
         self.thread.start()
 
     def update(self, definition):
@@ -141,59 +164,75 @@ class SourceRunner:
         self.definition = definition
         self._wake.set()
 
+    def check(self):
+        """The watchdog's call: a new thread goes on when a step of the
+        cycle under way ran past the timeout."""
+        generation = self.steps.give_up_overdue()
+        if generation is not None and not self._stopping.is_set():
+            self.start(generation)
+
     def stop(self):
         self._stopping.set()
         self._wake.set()
 
     def join(self, timeout):
-        self.thread.join(timeout)
-        self.steps.stop()
+        if self.thread is not None:
+            self.thread.join(timeout)
 
-    def _loop(self):
-        interval = self.definition.interval
-        due = next_tick(time.time(), interval)
+    def _loop(self, generation):
+        if self.cycle is not None:
+            # Taking over a cycle whose step was given up.
+            if not self._finish(self.cycle, generation):
+                return
+            self._schedule_after(self.cycle.tick)
+            self.cycle = None
+        if self.due is None:
+            self.due = next_tick(time.time(), self.interval)
         while not self._stopping.is_set():
-            woken = self._wake.wait(max(0.0, due - time.time()))
+            woken = self._wake.wait(max(0.0, self.due - time.time()))
             if self._stopping.is_set():
                 return
             if woken:
                 self._wake.clear()
-                if self.definition.interval != interval:
-                    interval = self.definition.interval
-                    due = next_tick(time.time(), interval)
+                if self.definition.interval != self.interval:
+                    self.interval = self.definition.interval
+                    self.due = next_tick(time.time(), self.interval)
                     LOG.info('Polling source %s: every %g s from %s',
-                             self.name, interval, iso(due))
+                             self.name, self.interval, iso(self.due))
                 continue
             try:
-                self.poll(due)
+                if not self.poll(self.due, generation):
+                    return
             except Exception:
                 LOG.exception('Polling source %s: cycle of %s failed',
-                              self.name, iso(due))
-            finished = time.time()
-            following = next_tick(max(finished, due), interval)
-            self._check_overrun(due, following, interval, finished)
-            due = following
+                              self.name, iso(self.due))
+            self.cycle = None
+            self._schedule_after(self.due)
 
-    def _check_overrun(self, due, following, interval, finished):
-        if following - due > interval * 1.5:
+    def _schedule_after(self, tick):
+        finished = time.time()
+        following = next_tick(max(finished, tick), self.interval)
+        if following - tick > self.interval * 1.5:
             metrics.polling_overrun(self.name)
             if not self._overrunning:
                 self._overrunning = True
                 LOG.warning('Polling source %s: the cycle of %s took %.1f s, '
                             'longer than its interval (%g s); the ticks it '
-                            'covered are skipped', self.name, iso(due),
-                            finished - due, interval)
+                            'covered are skipped', self.name, iso(tick),
+                            finished - tick, self.interval)
         elif self._overrunning:
             self._overrunning = False
             LOG.info('Polling source %s: cycles fit their interval again',
                      self.name)
+        self.due = following
 
-    def poll(self, tick):
-        """One cycle of the source, stamped ``tick``."""
+    def poll(self, tick, generation=None):
+        """One cycle of the source, stamped ``tick``; False when this
+        thread was given up during it (another one finishes it)."""
         definition = self.manager.effective(self.name) or self.definition
         if not definition.enabled:
             metrics.polling_cycle(self.name, 'disabled')
-            return
+            return True
         if not self.manager.outbox.has_room():
             metrics.polling_cycle(self.name, 'backlog')
             if not self._backlogged:
@@ -202,19 +241,25 @@ class SourceRunner:
                           'the publishers; cycles are skipped until they '
                           'are handed over', self.name,
                           len(self.manager.outbox))
-            return
+            return True
         self._backlogged = False
         conf = self.manager.conf
         context = base.PollingContext(conf, self.manager.host, self.name,
                                       iso(tick), conf.sample_source)
-        pollsters = [p for p in self.manager.pollsters
-                     if definition.selects(p.meter)]
-        steps, plans = self._plan(definition, context, pollsters)
-        self.steps.run(steps)
-        samples = self._collect(steps, plans)
+        self.cycle = Cycle(tick, *self._plan(definition, context))
+        return self._finish(self.cycle, generation)
+
+    def _finish(self, cycle, generation):
+        """Run the cycle's steps left, publish its samples."""
+        if generation is None:
+            generation = self.steps.generation
+        if not self.steps.run(cycle.steps, generation):
+            return False
+        samples = self._collect(cycle.steps.steps, cycle.pollster_steps)
         self.manager.outbox.put(samples)
         metrics.samples_polled(self.name, len(samples))
         metrics.polling_cycle(self.name, 'polled')
+        return True
 
     def _share(self, resources, partitioned):
         if not partitioned:
@@ -235,17 +280,19 @@ class SourceRunner:
                      'again', self.name)
         return share
 
-    def _plan(self, definition, context, pollsters):
-        """The steps of a cycle (discoveries, then pollsters) and which
-        resources each pollster gets: ('static',) or a discovery list."""
-        found = {}
-        steps = []
-        plans = []
+    def _assignments(self, definition):
+        """[(pollster, needs)] of the pollsters the definition selects,
+        and the discovery entries they need (kept while the definition
+        stays the same)."""
+        cached = self._assigned
+        if cached is not None and (cached[0] is definition
+                                   or cached[0] == definition):
+            return cached[1], cached[2]
+        assigned = []
         wanted = []
-        if definition.resources:
-            steps.append(supervised.Step('resources', lambda: found.update(
-                static=self._share(definition.resources, True))))
-        for pollster in pollsters:
+        for pollster in self.manager.pollsters:
+            if not definition.selects(pollster.meter):
+                continue
             if definition.resources:
                 needs = ['static']
             elif definition.discovery:
@@ -261,21 +308,34 @@ class SourceRunner:
                 needs = []
             if not needs:
                 continue
-            for name in needs:
-                if name != 'static' and name not in wanted:
-                    wanted.append(name)
-            plans.append((pollster, needs))
+            wanted.extend(n for n in needs
+                          if n != 'static' and n not in wanted)
+            assigned.append((pollster, needs,
+                             f'pollster {pollster.meter} '
+                             f'({plugin_name(pollster)})'))
+        self._assigned = (definition, assigned, wanted)
+        return assigned, wanted
+
+    def _plan(self, definition, context):
+        """The steps of a cycle (discoveries, then pollsters; ``found``
+        fills with the resources) and the pollsters' steps."""
+        assigned, wanted = self._assignments(definition)
+        found = {}
+        steps = []
+        if definition.resources:
+            steps.append(supervised.Step('resources', lambda: found.update(
+                static=self._share(definition.resources, True))))
         for name in wanted:
             steps.append(supervised.Step(
                 f'discovery {name}', self._discover_call(name, context,
                                                          found)))
         cache = {}
-        first_pollster = len(steps)
-        for pollster, needs in plans:
-            steps.append(supervised.Step(
-                f'pollster {pollster.meter} ({plugin_name(pollster)})',
-                self._poll_call(pollster, needs, context, cache, found)))
-        return steps, list(zip(steps[first_pollster:], plans, strict=True))
+        pollster_steps = []
+        for pollster, needs, key in assigned:
+            pollster_steps.append(supervised.Step(
+                key, self._poll_call(pollster, needs, context, cache,
+                                     found)))
+        return steps + pollster_steps, pollster_steps
 
     def _discover_call(self, entry, context, found):
         name, param = split_discovery(entry)
@@ -302,15 +362,14 @@ class SourceRunner:
             return list(pollster.get_samples(context, cache, resources))
         return call
 
-    def _collect(self, steps, plans):
+    def _collect(self, steps, pollster_steps):
         samples = []
-        pollster_steps = {id(step) for step, _ in plans}
+        for step in pollster_steps:
+            if step.error is None and step.result:
+                samples.extend(step.result)
         for step in steps:
-            if step.error is None:
-                if id(step) in pollster_steps and step.result:
-                    samples.extend(step.result)
-                continue
-            self._report(step)
+            if step.error is not None:
+                self._report(step)
         return samples
 
     def _report(self, step):
@@ -364,6 +423,7 @@ class PollingManager:
         self._reload = threading.Event()
         self._stopping = threading.Event()
         self._control = None
+        self._watchdog = None
 
     # The definition.
 
@@ -505,6 +565,10 @@ class PollingManager:
         self._control = threading.Thread(target=self._control_loop,
                                          daemon=True, name='polling-control')
         self._control.start()
+        self._watchdog = supervised.Watchdog(
+            min(1.0, options.pollster_timeout / 4),
+            lambda: self.runners.values())
+        self._watchdog.start()
         LOG.info('Polling agent %s polling %d sources', self.host,
                  len(self.runners))
 
@@ -533,6 +597,8 @@ class PollingManager:
     def stop(self):
         self._stopping.set()
         self._reload.set()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         for runner in self.runners.values():
             runner.stop()
         for runner in self.runners.values():

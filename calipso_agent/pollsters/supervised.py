@@ -1,17 +1,18 @@
 """Steps run one after the other, each within a timeout.
 
-A cycle of a source is a list of steps (discoveries, then pollsters). They
-run on one worker thread, handed over once per cycle, so a cycle costs no
-thread of its own; the caller waits and watches the step under way. A
-step running past its timeout is given up: the worker stuck in it is
-abandoned (a Python thread cannot be killed) and a fresh worker goes on
-with the next step. Until the abandoned call returns, its key is
-``hung`` and later cycles skip that step instead of stacking threads in
-it.
+A cycle of a source is a list of steps (discoveries, then pollsters),
+run in order by the source's own thread: no thread hand-over per cycle.
+A watchdog (``Watchdog``, one thread for every source) calls
+``StepRunner.give_up_overdue`` periodically; a step running past the
+timeout is then given up: it is marked timed out, the thread stuck in it
+is abandoned (a Python thread cannot be killed; when the call returns,
+that thread sees it was given up and ends without touching anything), and
+the runner's owner starts a new thread that goes on with the next step.
+Until the abandoned call returns, its key is ``hung`` and later cycles
+skip that step instead of stacking threads in it.
 """
 
 import logging
-import queue
 import threading
 import time
 
@@ -29,109 +30,111 @@ class StillHungError(Exception):
 class Step:
     """``call()`` under a name (``key``: what a hang is remembered by).
 
-    After ``StepRunner.run``: ``result``, or ``error`` (an exception,
+    After the run: ``result``, or ``error`` (an exception,
     StepTimeoutError or StillHungError)."""
 
-    __slots__ = ('key', 'call', 'result', 'error', 'finished')
+    __slots__ = ('key', 'call', 'result', 'error')
 
     def __init__(self, key, call):
         self.key = key
         self.call = call
         self.result = None
         self.error = None
-        self.finished = False
 
 
-class _Worker:
-    def __init__(self, runner, name):
-        self.runner = runner
-        self.jobs = queue.SimpleQueue()
-        self.abandoned = False
-        #: (step, monotonic start) of the step under way, or None.
-        self.progress = None
-        self.thread = threading.Thread(target=self._loop, daemon=True,
-                                       name=name)
-        self.thread.start()
+class Steps:
+    """The steps of one cycle and how far they went."""
 
-    def _loop(self):
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            steps, done = job
-            for step in steps:
-                if self.abandoned:
-                    break
-                if step.finished:
-                    continue
-                if step.key in self.runner.hung:
-                    step.error = StillHungError(step.key)
-                    step.finished = True
-                    continue
-                self.progress = (step, time.monotonic())
-                result = error = None
-                try:
-                    result = step.call()
-                except Exception as exc:
-                    error = exc
-                if self.abandoned:
-                    # Given up while it ran: it is over now.
-                    self.runner.hung.discard(step.key)
-                    LOG.info('Polling step %s returned after it was given '
-                             'up', step.key)
-                    return
-                step.result, step.error, step.finished = result, error, True
-            self.progress = None
-            done.set()
-            if self.abandoned:
-                return
+    __slots__ = ('steps', 'index')
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.index = 0
 
 
 class StepRunner:
-    """Runs lists of steps on its worker thread, each within ``timeout``."""
+    """Runs ``Steps`` in the calling thread, each within ``timeout``.
+
+    A thread runs them under a ``generation``; giving up a step starts a
+    new generation, and a thread of an older one stops at once."""
 
     def __init__(self, name, timeout):
         self.name = name
         self.timeout = timeout
         self.hung = set()
-        self._worker = None
+        self.generation = 0
+        self._lock = threading.Lock()
+        # (Steps, step, monotonic start) of the step under way, or None.
+        self._progress = None
 
-    def run(self, steps):
-        """Run ``steps`` (in order); returns when each is finished,
-        failed, or given up."""
-        while True:
-            if self._worker is None:
-                self._worker = _Worker(self, f'{self.name}-steps')
-            worker = self._worker
-            done = threading.Event()
-            worker.jobs.put((steps, done))
-            if self._watch(worker, done):
-                return
+    def run(self, steps, generation):
+        """Run ``steps`` from where they are; False when this thread's
+        generation was given up meanwhile (it must stop)."""
+        while steps.index < len(steps.steps):
+            step = steps.steps[steps.index]
+            with self._lock:
+                if generation != self.generation:
+                    return False
+                if step.key in self.hung:
+                    step.error = StillHungError(step.key)
+                    steps.index += 1
+                    continue
+                self._progress = (steps, step, time.monotonic())
+            result = error = None
+            try:
+                result = step.call()
+            except Exception as exc:
+                error = exc
+            with self._lock:
+                if generation != self.generation:
+                    self.hung.discard(step.key)
+                    LOG.info('%s: %s returned after it was given up',
+                             self.name, step.key)
+                    return False
+                self._progress = None
+                step.result, step.error = result, error
+                steps.index += 1
+        return True
 
-    def _watch(self, worker, done):
-        """Wait for ``done``; True when the steps are over, False when
-        one was given up (the remaining steps go to a new worker)."""
-        while True:
-            progress = worker.progress
-            wait = (self.timeout if progress is None
-                    else progress[1] + self.timeout - time.monotonic())
-            if done.wait(max(0.0, wait)):
-                return True
-            if progress is None or worker.progress is not progress:
-                continue
-            step, started = progress
-            if time.monotonic() - started < self.timeout:
-                continue
-            worker.abandoned = True
-            self.hung.add(step.key)
+    def give_up_overdue(self, now=None):
+        """Give up the step under way if it ran past the timeout; the new
+        generation (a thread of it must go on with the steps), or None."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            progress = self._progress
+            if progress is None or now - progress[2] < self.timeout:
+                return None
+            steps, step, _ = progress
             step.error = StepTimeoutError(
                 f'{step.key} ran longer than {self.timeout:g} s')
-            step.finished = True
-            self._worker = None
-            worker.jobs.put(None)
-            return False
+            self.hung.add(step.key)
+            steps.index += 1
+            self._progress = None
+            self.generation += 1
+            return self.generation
+
+
+class Watchdog:
+    """One thread calling ``check()`` of every watched object every
+    ``period`` seconds until stopped."""
+
+    def __init__(self, period, watched):
+        self.period = period
+        self.watched = watched
+        self._stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True,
+                                       name='polling-watchdog')
+
+    def start(self):
+        self.thread.start()
+
+    def _loop(self):
+        while not self._stopping.wait(self.period):
+            for item in list(self.watched()):
+                try:
+                    item.check()
+                except Exception:
+                    LOG.exception('Polling watchdog')
 
     def stop(self):
-        if self._worker is not None:
-            self._worker.jobs.put(None)
-            self._worker = None
+        self._stopping.set()

@@ -11,6 +11,8 @@ def test_polled_sample_id_is_deterministic_per_meter_resource_instant():
     first = base.polled_sample_id('cpu', 'host1', ts)
     assert first == base.polled_sample_id('cpu', 'host1', ts)
     assert uuid.UUID(first).version == 5
+    assert first == str(uuid.uuid5(
+        base.POLLED_ID_NAMESPACE, f'cpu/host1/{ts}'))
     others = {base.polled_sample_id('cpu', 'host2', ts),
               base.polled_sample_id('load.1', 'host1', ts),
               base.polled_sample_id('cpu', 'host1',

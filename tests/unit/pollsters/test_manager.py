@@ -136,10 +136,10 @@ def test_hanging_pollster_times_out_and_others_run(agent, caplog):
                 if 'test.hang' in r.getMessage()]
     assert sum('timed out after 0.3 s' in m for m in messages) == 1
     assert any('still running since it timed out' in m for m in messages)
-    workers = [t for t in threading.enumerate()
-               if t.name == 'polling-probe-steps']
-    # The abandoned worker and the current one, not one per cycle.
-    assert len(workers) <= 2
+    threads = [t for t in threading.enumerate()
+               if t.name == 'polling-probe']
+    # The abandoned thread and the current one, not one per cycle.
+    assert len(threads) == 2
 
 
 def test_interval_changed_in_the_file_applies_at_next_cycle(agent):

@@ -1,0 +1,219 @@
+"""Polling agent benchmark: the host pollsters' CPU against psutil's, and
+the agent's memory over many cycles.
+
+``python -m bench.polling`` (part of ``tox -e bench``) measures, in one run:
+
+* **CPU of one polling cycle** of the shipped host source (14 meters, one
+  sample per meter, device and interface): what the agent does at each
+  tick (``SourceRunner.poll``: plan, discovery, the pollsters on the step
+  worker, samples with their ids, handed to the outbox; publishing is the
+  pipeline's and not counted), against the floor: the bare psutil calls
+  the pollsters make, once each (``cpu_times``, ``virtual_memory``,
+  ``disk_usage('/')``, ``disk_io_counters(perdisk=True)``,
+  ``net_io_counters(pernic=True)``, ``getloadavg``). Both run alternately
+  in rounds in this process and are timed with the process CPU clock
+  (every thread). Target: ours <= 1.5x the floor.
+* **RSS over cycles**: ``calipso-agent-polling`` as a process polling the
+  host source every ``--interval`` seconds (1 by default) into a
+  ``file://`` publisher, for ``--cycles`` cycles (1,000 by default: about
+  17 minutes); the resident memory of its polling worker is printed at the
+  first cycle, every tenth of the run and at the end.
+
+It is a measurement: the exit status is 0 whatever the figures.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import yaml
+
+from bench.common import make_conf
+from calipso_agent.pollsters import host, manager, partitioning, sources
+from calipso_agent.pollsters import outbox as outbox_mod
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(REPO, 'etc', 'calipso', 'polling.yaml')
+TARGET = 1.5
+
+
+def say(*args):
+    print(*args, flush=True)
+
+
+def bare_psutil():
+    """The psutil calls of one host cycle, once each."""
+    psutil.cpu_times()
+    psutil.virtual_memory()
+    psutil.disk_usage(host.ROOT)
+    psutil.disk_io_counters(perdisk=True)
+    psutil.net_io_counters(pernic=True)
+    psutil.getloadavg()
+
+
+class CountingOutbox(outbox_mod.Outbox):
+    """Keeps only the count of what a cycle hands over."""
+
+    def __init__(self):
+        super().__init__(lambda samples: None)
+        self.samples = 0
+
+    def put(self, samples):
+        self.samples += len(samples)
+
+
+def host_runner():
+    """A SourceRunner of the shipped host source, as the agent makes it."""
+    conf = make_conf()
+    conf.set_override('host', 'bench-host')
+    definition = sources.load_file(SHIPPED)
+    polling = manager.PollingManager(
+        conf, pipeline=object(), partitioner=partitioning.NoPartitioner())
+    polling.file_definition = definition
+    polling.outbox = CountingOutbox()
+    [source] = definition.sources
+    return polling, manager.SourceRunner(polling, source)
+
+
+def cpu_per_call(function, count):
+    started = time.process_time()
+    for _ in range(count):
+        function()
+    return (time.process_time() - started) / count
+
+
+def bench_cycle(rounds, per_round):
+    polling, runner = host_runner()
+    tick = [time.time()]
+
+    def cycle():
+        tick[0] += 1
+        runner.poll(tick[0])
+
+    cycle()
+    bare_psutil()
+    samples_per_cycle = polling.outbox.samples
+    ours, floor = [], []
+    for _ in range(rounds):
+        ours.append(cpu_per_call(cycle, per_round))
+        floor.append(cpu_per_call(bare_psutil, per_round))
+    ours_us = sorted(ours)[len(ours) // 2] * 1e6
+    floor_us = sorted(floor)[len(floor) // 2] * 1e6
+    ratio = ours_us / floor_us
+    say(f'CPU of one host polling cycle ({samples_per_cycle} samples, '
+        f'{len(polling.pollsters)} pollsters loaded), median of {rounds} '
+        f'rounds of {per_round} cycles:')
+    say(f'  bare psutil calls (floor)  {floor_us:9.1f} us')
+    say(f'  polling cycle (ours)       {ours_us:9.1f} us')
+    say(f'  ratio ours/floor           {ratio:9.2f}x  (target <= {TARGET}x:'
+        f' {"met" if ratio <= TARGET else "NOT met"})')
+
+
+def agent_worker(master):
+    children = master.children()
+    return children[0] if children else None
+
+
+def count_cycles(path, offset, seen):
+    """Read the samples appended since ``offset``; the new offset."""
+    try:
+        with open(path, 'rb') as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return offset
+    end = data.rfind(b'\n') + 1
+    for line in data[:end].splitlines():
+        if b'"load.1"' in line:
+            stamp = line.split(b'"timestamp":"', 1)[1].split(b'"', 1)[0]
+            seen.add(stamp)
+    return offset + end
+
+
+def bench_rss(cycles, interval):
+    workdir = tempfile.mkdtemp(prefix='calipso-bench-polling-')
+    try:
+        samples = os.path.join(workdir, 'samples.jsonl')
+        with open(SHIPPED) as handle:
+            polling = yaml.safe_load(handle)
+        polling['sources'][0]['interval'] = interval
+        with open(os.path.join(workdir, 'polling.yaml'), 'w') as handle:
+            yaml.safe_dump(polling, handle)
+        with open(os.path.join(workdir, 'pipeline.yaml'), 'w') as handle:
+            yaml.safe_dump({
+                'sources': [{'name': 'all', 'meters': ['*'],
+                             'sinks': ['out']}],
+                'sinks': [{'name': 'out', 'publishers': [
+                    f'file://{samples}?max_bytes=50000000&backup_count=1']
+                }]}, handle)
+        config = os.path.join(workdir, 'calipso.conf')
+        with open(config, 'w') as handle:
+            handle.write(
+                f'[notification]\npipeline_cfg_file = {workdir}/pipeline.yaml'
+                f'\n[polling]\ncfg_file = {workdir}/polling.yaml\n')
+        log = open(os.path.join(workdir, 'agent.log'), 'wb')
+        process = subprocess.Popen(
+            [sys.executable, '-m', 'calipso_agent.cmd.agent_polling',
+             '--config-file', config], cwd=REPO, stdout=log, stderr=log,
+            start_new_session=True)
+        master = psutil.Process(process.pid)
+        seen, offset, started = set(), 0, None
+        report_every = max(1, cycles // 10)
+        next_report = 1
+        first_rss = None
+        deadline = time.monotonic() + cycles * interval * 3 + 60
+        say(f'Agent RSS over {cycles} cycles of the host source every '
+            f'{interval:g} s:')
+        while len(seen) < cycles and time.monotonic() < deadline:
+            time.sleep(min(1.0, interval))
+            offset = count_cycles(samples, offset, seen)
+            if len(seen) >= next_report:
+                worker = agent_worker(master)
+                if worker is None:
+                    continue
+                rss = worker.memory_info().rss / 2 ** 20
+                if first_rss is None:
+                    first_rss, started = rss, time.monotonic()
+                say(f'  cycle {len(seen):5d}  worker RSS {rss:7.1f} MiB  '
+                    f'master RSS {master.memory_info().rss / 2 ** 20:6.1f} '
+                    f'MiB')
+                next_report = (len(seen) // report_every + 1) * report_every
+        worker = agent_worker(master)
+        end_rss = worker.memory_info().rss / 2 ** 20 if worker else None
+        elapsed = time.monotonic() - started if started else 0
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+        log.close()
+        if end_rss is not None and first_rss is not None:
+            say(f'  start {first_rss:.1f} MiB, end {end_rss:.1f} MiB after '
+                f'{len(seen)} cycles in {elapsed:.0f} s '
+                f'({end_rss - first_rss:+.1f} MiB)')
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--rounds', type=int, default=15)
+    parser.add_argument('--per-round', type=int, default=200)
+    parser.add_argument('--cycles', type=int, default=1000,
+                        help='cycles of the RSS run (0: skip it)')
+    parser.add_argument('--interval', type=float, default=1.0,
+                        help='seconds between cycles of the RSS run')
+    args = parser.parse_args(argv)
+    say(f'{os.cpu_count()} CPUs, load average '
+        f'{", ".join(f"{x:.2f}" for x in os.getloadavg())} at start')
+    bench_cycle(args.rounds, args.per_round)
+    if args.cycles:
+        bench_rss(args.cycles, args.interval)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

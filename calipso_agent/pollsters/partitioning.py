@@ -108,7 +108,10 @@ class Partitioner:
         except coordination.GroupNotCreated:
             members = set()
         if self.member_id not in members:
-            self.coordinator.join_group_create(group)
+            try:
+                self.coordinator.join_group_create(group)
+            except coordination.MemberAlreadyExist:
+                pass
             members = set(members) | {self.member_id}
         return members
 

@@ -210,6 +210,10 @@ class SourceRunner:
             self._schedule_after(self.due)
 
     def _schedule_after(self, tick):
+        if self.definition.interval != self.interval:
+            self.interval = self.definition.interval
+            LOG.info('Polling source %s: every %g s', self.name,
+                     self.interval)
         finished = time.time()
         following = next_tick(max(finished, tick), self.interval)
         if following - tick > self.interval * 1.5:
@@ -230,6 +234,10 @@ class SourceRunner:
         """One cycle of the source, stamped ``tick``; False when this
         thread was given up during it (another one finishes it)."""
         definition = self.manager.effective(self.name) or self.definition
+        if (definition is not self.definition
+                and definition != self.definition):
+            # An override read now: its interval counts from this cycle.
+            self.definition = definition
         if not definition.enabled:
             metrics.polling_cycle(self.name, 'disabled')
             return True

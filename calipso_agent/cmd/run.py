@@ -12,7 +12,7 @@ samples with the ``database://`` publisher; the polling agent polls this
 host's meters of the state directory's polling.yaml), the query API and
 the channel controller,
 prints their URLs and example queries, and runs until Ctrl-C or SIGTERM.
-Then it stops the polling agent, the notification agent, the controller,
+Then it stops the notification agent, the polling agent, the controller,
 the channel proxies and the API, in that order: a notification the agent
 had not yet stored stays on the broker for the next start.
 """
@@ -145,11 +145,11 @@ def daemons(workspace):
             log_dir, ready_url=f'{workspace.controller_url}/healthcheck',
             after_stop=lambda: stop_proxies(workspace)),
         supervisor_mod.Daemon(
-            'agent', [_script('calipso-agent-notification')] + config,
-            log_dir, ready_log='listening on exchanges', stop_timeout=40),
-        supervisor_mod.Daemon(
             'polling', [_script('calipso-agent-polling')] + config,
             log_dir, ready_log='Polling agent', stop_timeout=30),
+        supervisor_mod.Daemon(
+            'agent', [_script('calipso-agent-notification')] + config,
+            log_dir, ready_log='listening on exchanges', stop_timeout=40),
     ]
 
 

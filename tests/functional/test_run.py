@@ -302,4 +302,5 @@ def test_stopped_with_queued_notifications_stores_each_once(
     assert product.stop() == 0
     stopped = product.output().split('SIGTERM: stopping', 1)[1]
     assert 'agent stopped (status 0)' in stopped
+    assert 'polling stopped (status 0)' in stopped
     assert 'controller stopped (status 0)' in stopped

@@ -225,12 +225,19 @@ class CounterPollster(base.Pollster):
 
     def get_samples(self, context, cache, resources):
         counters = self.readings(snapshot(cache))
-        field, kind = self.field, self.kind
-        make = self.make_sample
-        return [make(context, f'{host}-{name}', getattr(counter, field),
-                     metadata={'host': host, kind: name})
+        field, kind, meter = self.field, self.kind, self.meter
+        meter_type, unit = self.meter_type, self.unit
+        timestamp, source = context.timestamp, context.sample_source
+        new_sample, new_id = sample.Sample, base.polled_sample_id
+        # make_sample spelled out: this runs for every device and
+        # interface at every cycle.
+        return [new_sample(meter, meter_type, unit, getattr(counter, field),
+                           None, None, resource_id, timestamp,
+                           {'host': host, kind: name}, source, None,
+                           new_id(meter, resource_id, timestamp))
                 for host in map(str, resources)
-                for name, counter in sorted(counters.items())]
+                for name, counter in sorted(counters.items())
+                for resource_id in (f'{host}-{name}',)]
 
 
 class DiskPollster(CounterPollster):

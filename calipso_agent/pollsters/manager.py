@@ -427,6 +427,7 @@ class PollingManager:
         self._overrides_missing_logged = False
         self._overrides_failing = False
         self._overrides_lock = threading.Lock()
+        self._bad_overrides = {}
         self.runners = {}
         self._reload = threading.Event()
         self._stopping = threading.Event()
@@ -501,15 +502,17 @@ class PollingManager:
 
     def _apply(self, definition, overrides):
         override = overrides.get(definition.name)
-        if not override:
+        fields = {f: override.get(f) for f in sources.OVERRIDE_FIELDS
+                  if override.get(f) is not None} if override else None
+        if not fields:
             return definition
         try:
-            checked = sources.validate_override(
-                {f: override.get(f) for f in sources.OVERRIDE_FIELDS
-                 if override.get(f) is not None})
+            checked = sources.validate_override(fields)
         except sources.SourceError as exc:
-            LOG.error('Polling override of %s ignored: %s', definition.name,
-                      exc)
+            if self._bad_overrides.get(definition.name) != str(exc):
+                self._bad_overrides[definition.name] = str(exc)
+                LOG.error('Polling override of %s ignored: %s',
+                          definition.name, exc)
             return definition
         return definition.overridden(checked)
 

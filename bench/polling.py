@@ -35,7 +35,13 @@ import psutil
 import yaml
 
 from bench.common import make_conf
-from calipso_agent.pollsters import host, manager, partitioning, sources
+from calipso_agent.pollsters import (
+    host,
+    manager,
+    partitioning,
+    runner,
+    sources,
+)
 from calipso_agent.pollsters import outbox as outbox_mod
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +84,7 @@ def host_runner():
     polling.file_definition = definition
     polling.outbox = CountingOutbox()
     [source] = definition.sources
-    return polling, manager.SourceRunner(polling, source)
+    return polling, runner.SourceRunner(polling, source)
 
 
 def cpu_per_call(function, count):
@@ -89,12 +95,12 @@ def cpu_per_call(function, count):
 
 
 def bench_cycle(rounds, per_round):
-    polling, runner = host_runner()
+    polling, source_runner = host_runner()
     tick = [time.time()]
 
     def cycle():
         tick[0] += 1
-        runner.poll(tick[0])
+        source_runner.poll(tick[0])
 
     cycle()
     bare_psutil()

@@ -1,15 +1,10 @@
 """The polling agent: sources polled on their intervals, samples published.
 
 Each source of polling.yaml (with the store's overrides applied) has a
-``SourceRunner``: a thread that wakes on the source's ticks (multiples of
-its interval on the wall clock, so agents stamp a cycle alike and a
-re-polled sample keeps its id), finds the resources (the source's list,
-its discovery or the pollsters' default one), keeps this agent's share
-(``partitioning``), runs the selected pollsters under a timeout each
-(``supervised``) and puts their samples in the ``Outbox``, which hands
-them to the pipeline.yaml publishers and retries until they accept them.
-A cycle lasting past the next tick skips the ticks it covered (logged
-once per streak): cycles never stack.
+``runner.SourceRunner`` polling it on its ticks; their samples go to the
+``outbox.Outbox``, which hands them to the pipeline.yaml publishers and
+retries until they accept them. A watchdog thread gives up the pollster
+steps that run past ``[polling] pollster_timeout`` (``supervised``).
 
 The ``PollingManager``'s control loop, every ``[polling]
 cfg_check_interval`` seconds and on SIGHUP, reloads polling.yaml when its
@@ -21,9 +16,7 @@ each cycle (at most once a second for all runners), so an override is
 applied at the next cycle of its source.
 """
 
-import datetime
 import logging
-import math
 import os
 import threading
 import time
@@ -31,7 +24,7 @@ import time
 import cotyledon
 from stevedore import extension
 
-from calipso_agent import delivery, metrics, storage
+from calipso_agent import delivery, storage
 from calipso_agent import pipeline as pipeline_mod
 from calipso_agent.pollsters import (
     base,
@@ -40,6 +33,7 @@ from calipso_agent.pollsters import (
     sources,
     supervised,
 )
+from calipso_agent.pollsters import runner as runner_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -47,10 +41,6 @@ LOG = logging.getLogger(__name__)
 OVERRIDES_MAX_AGE = 1.0
 # Seconds the outbox may take at stop to hand over what waits.
 STOP_DRAIN = 10.0
-
-
-class DiscoveryUnavailableError(Exception):
-    """The discovery a pollster needs failed this cycle (logged)."""
 
 
 def config_path(conf, path):
@@ -63,11 +53,6 @@ def polling_path(conf):
 
 def pipeline_path(conf):
     return config_path(conf, conf.notification.pipeline_cfg_file)
-
-
-def plugin_name(plugin):
-    cls = type(plugin)
-    return f'{cls.__module__}.{cls.__qualname__}'
 
 
 def _load_failed(manager, entry_point, exc):
@@ -93,315 +78,6 @@ def load_discoveries(conf):
         base.DISCOVER_NAMESPACE, invoke_on_load=True, invoke_args=(conf,),
         on_load_failure_callback=_load_failed)
     return {ext.name: ext.obj for ext in manager}
-
-
-def split_discovery(text):
-    """(plugin name, param) of a source's discovery entry:
-    ``endpoint://compute`` or ``endpoint:compute`` → ('endpoint',
-    'compute'); ``local_host`` → ('local_host', None)."""
-    for separator in ('://', ':'):
-        if separator in text:
-            name, param = text.split(separator, 1)
-            return name, param or None
-    return text, None
-
-
-def next_tick(now, interval):
-    """The first multiple of ``interval`` (epoch seconds) after ``now``."""
-    return (math.floor(now / interval) + 1) * interval
-
-
-def iso(epoch):
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
-
-
-class Cycle:
-    """One cycle under way: its steps, and its pollsters' steps."""
-
-    __slots__ = ('tick', 'steps', 'pollster_steps')
-
-    def __init__(self, tick, steps, pollster_steps):
-        self.tick = tick
-        self.steps = supervised.Steps(steps)
-        self.pollster_steps = pollster_steps
-
-
-class SourceRunner:
-    """The thread polling one source on its ticks.
-
-    The steps of a cycle run in this thread. When the watchdog gives up a
-    step (``check``), a new thread takes over: it finishes the cycle and
-    goes on with the ticks; the old one ends when the stuck call returns.
-    """
-
-    def __init__(self, manager, definition):
-        self.manager = manager
-        self.name = definition.name
-        self.definition = definition
-        self.steps = supervised.StepRunner(
-            f'Polling source {self.name}',
-            manager.conf.polling.pollster_timeout)
-        self.interval = definition.interval
-        self.due = None
-        self.cycle = None
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._overrunning = False
-        self._backlogged = False
-        self._partition_failing = False
-        self._assigned = None
-        self.thread = None
-
-    def start(self, generation=0):
-        self.thread = threading.Thread(
-            target=self._loop, args=(generation,), daemon=True,
-            name=f'polling-{self.name}')
-        self.thread.start()
-
-    def update(self, definition):
-        """A new definition (file or override): used from the next tick,
-        computed anew when the interval changed."""
-        self.definition = definition
-        self._wake.set()
-
-    def check(self):
-        """The watchdog's call: a new thread goes on when a step of the
-        cycle under way ran past the timeout."""
-        generation = self.steps.give_up_overdue()
-        if generation is not None and not self._stopping.is_set():
-            self.start(generation)
-
-    def stop(self):
-        self._stopping.set()
-        self._wake.set()
-
-    def join(self, timeout):
-        if self.thread is not None:
-            self.thread.join(timeout)
-
-    def _loop(self, generation):
-        if self.cycle is not None:
-            # Taking over a cycle whose step was given up.
-            if not self._finish(self.cycle, generation):
-                return
-            self._schedule_after(self.cycle.tick)
-            self.cycle = None
-        if self.due is None:
-            self.due = next_tick(time.time(), self.interval)
-        while not self._stopping.is_set():
-            woken = self._wake.wait(max(0.0, self.due - time.time()))
-            if self._stopping.is_set():
-                return
-            if woken:
-                self._wake.clear()
-                if self.definition.interval != self.interval:
-                    self.interval = self.definition.interval
-                    self.due = next_tick(time.time(), self.interval)
-                    LOG.info('Polling source %s: every %g s from %s',
-                             self.name, self.interval, iso(self.due))
-                continue
-            try:
-                if not self.poll(self.due, generation):
-                    return
-            except Exception:
-                LOG.exception('Polling source %s: cycle of %s failed',
-                              self.name, iso(self.due))
-            self.cycle = None
-            self._schedule_after(self.due)
-
-    def _schedule_after(self, tick):
-        if self.definition.interval != self.interval:
-            self.interval = self.definition.interval
-            LOG.info('Polling source %s: every %g s', self.name,
-                     self.interval)
-        finished = time.time()
-        following = next_tick(max(finished, tick), self.interval)
-        if following - tick > self.interval * 1.5:
-            metrics.polling_overrun(self.name)
-            if not self._overrunning:
-                self._overrunning = True
-                LOG.warning('Polling source %s: the cycle of %s took %.1f s, '
-                            'longer than its interval (%g s); the ticks it '
-                            'covered are skipped', self.name, iso(tick),
-                            finished - tick, self.interval)
-        elif self._overrunning:
-            self._overrunning = False
-            LOG.info('Polling source %s: cycles fit their interval again',
-                     self.name)
-        self.due = following
-
-    def poll(self, tick, generation=None):
-        """One cycle of the source, stamped ``tick``; False when this
-        thread was given up during it (another one finishes it)."""
-        definition = self.manager.effective(self.name) or self.definition
-        if (definition is not self.definition
-                and definition != self.definition):
-            # An override read now: its interval counts from this cycle.
-            self.definition = definition
-        if not definition.enabled:
-            metrics.polling_cycle(self.name, 'disabled')
-            return True
-        if not self.manager.outbox.has_room():
-            metrics.polling_cycle(self.name, 'backlog')
-            if not self._backlogged:
-                self._backlogged = True
-                LOG.error('Polling source %s: %d polled samples wait for '
-                          'the publishers; cycles are skipped until they '
-                          'are handed over', self.name,
-                          len(self.manager.outbox))
-            return True
-        self._backlogged = False
-        conf = self.manager.conf
-        context = base.PollingContext(conf, self.manager.host, self.name,
-                                      iso(tick), conf.sample_source)
-        self.cycle = Cycle(tick, *self._plan(definition, context))
-        return self._finish(self.cycle, generation)
-
-    def _finish(self, cycle, generation):
-        """Run the cycle's steps left, publish its samples."""
-        if generation is None:
-            generation = self.steps.generation
-        if not self.steps.run(cycle.steps, generation):
-            return False
-        samples = self._collect(cycle.steps.steps, cycle.pollster_steps)
-        self.manager.outbox.put(samples)
-        metrics.samples_polled(self.name, len(samples))
-        metrics.polling_cycle(self.name, 'polled')
-        return True
-
-    def _share(self, resources, partitioned):
-        if not partitioned:
-            return list(resources)
-        try:
-            share = self.manager.partitioner.my_share(self.name, resources)
-        except Exception as exc:
-            if not self._partition_failing:
-                self._partition_failing = True
-                LOG.error('Polling source %s: coordination backend failing '
-                          '(%s); this agent polls every resource until it '
-                          'answers (sample ids make the overlap harmless)',
-                          self.name, delivery.one_line(exc))
-            return list(resources)
-        if self._partition_failing:
-            self._partition_failing = False
-            LOG.info('Polling source %s: coordination backend answers '
-                     'again', self.name)
-        return share
-
-    def _assignments(self, definition):
-        """[(pollster, needs)] of the pollsters the definition selects,
-        and the discovery entries they need (kept while the definition
-        stays the same)."""
-        cached = self._assigned
-        if cached is not None and (cached[0] is definition
-                                   or cached[0] == definition):
-            return cached[1], cached[2]
-        assigned = []
-        wanted = []
-        for pollster in self.manager.pollsters:
-            if not definition.selects(pollster.meter):
-                continue
-            if definition.resources:
-                needs = ['static']
-            elif definition.discovery:
-                if pollster.default_discovery is None:
-                    needs = list(definition.discovery)
-                else:
-                    needs = [d for d in definition.discovery
-                             if split_discovery(d)[0]
-                             == pollster.default_discovery]
-            elif pollster.default_discovery:
-                needs = [pollster.default_discovery]
-            else:
-                needs = []
-            if not needs:
-                continue
-            wanted.extend(n for n in needs
-                          if n != 'static' and n not in wanted)
-            assigned.append((pollster, needs,
-                             f'pollster {pollster.meter} '
-                             f'({plugin_name(pollster)})'))
-        self._assigned = (definition, assigned, wanted)
-        return assigned, wanted
-
-    def _plan(self, definition, context):
-        """The steps of a cycle (discoveries, then pollsters; ``found``
-        fills with the resources) and the pollsters' steps."""
-        assigned, wanted = self._assignments(definition)
-        found = {}
-        steps = []
-        if definition.resources:
-            steps.append(supervised.Step('resources', lambda: found.update(
-                static=self._share(definition.resources, True))))
-        for name in wanted:
-            steps.append(supervised.Step(
-                f'discovery {name}', self._discover_call(name, context,
-                                                         found)))
-        cache = {}
-        pollster_steps = []
-        for pollster, needs, key in assigned:
-            pollster_steps.append(supervised.Step(
-                key, self._poll_call(pollster, needs, context, cache,
-                                     found)))
-        return steps + pollster_steps, pollster_steps
-
-    def _discover_call(self, entry, context, found):
-        name, param = split_discovery(entry)
-
-        def call():
-            plugin = self.manager.discoveries.get(name)
-            if plugin is None:
-                raise LookupError(f'no discovery plugin {name!r} in '
-                                  f'{base.DISCOVER_NAMESPACE}')
-            resources = plugin.discover(context, param)
-            found[entry] = self._share(resources, plugin.partitioned)
-        return call
-
-    def _poll_call(self, pollster, needs, context, cache, found):
-        def call():
-            missing = [n for n in needs if n not in found]
-            if missing:
-                raise DiscoveryUnavailableError(', '.join(missing))
-            resources = []
-            for name in needs:
-                resources.extend(found[name])
-            if not resources:
-                return []
-            return list(pollster.get_samples(context, cache, resources))
-        return call
-
-    def _collect(self, steps, pollster_steps):
-        samples = []
-        for step in pollster_steps:
-            if step.error is None and step.result:
-                samples.extend(step.result)
-        for step in steps:
-            if step.error is not None:
-                self._report(step)
-        return samples
-
-    def _report(self, step):
-        error = step.error
-        if isinstance(error, DiscoveryUnavailableError):
-            LOG.debug('Polling source %s: %s skipped, discovery %s failed',
-                      self.name, step.key, error)
-            return
-        if isinstance(error, supervised.StepTimeoutError):
-            reason = 'timeout'
-            LOG.error('Polling source %s: %s timed out after %g s and is '
-                      'skipped this cycle', self.name, step.key,
-                      self.steps.timeout)
-        elif isinstance(error, supervised.StillHungError):
-            reason = 'hung'
-            LOG.warning('Polling source %s: %s skipped: still running '
-                        'since it timed out', self.name, step.key)
-        else:
-            reason = 'error'
-            LOG.error('Polling source %s: %s failed and is skipped this '
-                      'cycle: %s', self.name, step.key,
-                      delivery.one_line(error))
-            LOG.debug('Polling failure', exc_info=error)
-        metrics.pollster_failed(step.key, reason)
 
 
 class PollingManager:
@@ -544,7 +220,8 @@ class PollingManager:
             runner = self.runners.get(name)
             if runner is None:
                 self.partitioner.join(name)
-                runner = self.runners[name] = SourceRunner(self, definition)
+                runner = self.runners[name] = runner_mod.SourceRunner(
+                    self, definition)
                 runner.start()
                 LOG.info('Polling source %s started: every %g s, meters %s',
                          name, definition.interval,

@@ -1,6 +1,7 @@
 """The polling agent's manager in this process: cycles, failures,
 reloads, overrides, publishing retries."""
 
+import datetime
 import logging
 import threading
 import time
@@ -152,7 +153,7 @@ def test_interval_changed_in_the_file_applies_at_next_cycle(agent):
     after = wait_cycles(manager, len(stamps(manager)) + 3)
     later = [s for s in after if s > changed_at]
     assert len(later) >= 3
-    seconds = [manager_mod.datetime.datetime.fromisoformat(s).timestamp()
+    seconds = [datetime.datetime.fromisoformat(s).timestamp()
                for s in later]
     assert all(s % 1.5 == 0 for s in seconds)
     assert all(b - a == 1.5 for a, b in zip(seconds, seconds[1:],
@@ -234,7 +235,7 @@ def test_overrunning_cycle_logged_once_never_stacked(agent, caplog):
     overruns = [r for r in caplog.records
                 if 'longer than its interval' in r.getMessage()]
     assert len(overruns) == 1
-    cycles = [manager_mod.datetime.datetime.fromisoformat(s).timestamp()
+    cycles = [datetime.datetime.fromisoformat(s).timestamp()
               for s in stamps(manager, 'test.slow')]
     assert all(b - a >= 1.0 for a, b in zip(cycles, cycles[1:],
                                              strict=False))

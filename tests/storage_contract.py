@@ -210,6 +210,7 @@ def test_fresh_store_is_empty(connection):
     assert list(connection.get_links()) == []
     assert list(connection.get_channels()) == []
     assert list(connection.get_subscriptions()) == []
+    assert connection.get_polling_overrides() == {}
 
 
 def test_ping_answers(connection):
@@ -1500,6 +1501,40 @@ def test_subscriptions_crud(connection):
     assert connection.delete_channel('ch-1') is True
     assert sorted(mapping(s)['id'] for s in
                   connection.get_subscriptions()) == ['s-3']
+
+
+def test_polling_overrides(connection):
+    before = datetime.datetime.now(UTC)
+    set_cpu = connection.set_polling_override(
+        'cpu_source', {'interval': 30, 'meters': ['cpu', '!cpu_util']})
+    connection.set_polling_override('net', {'enabled': False})
+    got = connection.get_polling_overrides()
+    assert sorted(got) == ['cpu_source', 'net']
+    assert got['cpu_source'] == set_cpu
+    assert {k: v for k, v in got['cpu_source'].items()
+            if k != 'updated_at'} == {'interval': 30,
+                                      'meters': ['cpu', '!cpu_util']}
+    assert got['net']['enabled'] is False and len(got['net']) == 2
+    for override in got.values():
+        assert base.parse_timestamp(override['updated_at']) >= before
+    # A change merges into the override; None drops one field.
+    merged = connection.set_polling_override(
+        'cpu_source', {'interval': 60, 'meters': None, 'enabled': True})
+    assert {k: v for k, v in merged.items() if k != 'updated_at'} == {
+        'interval': 60, 'enabled': True}
+    assert connection.get_polling_overrides()['cpu_source'] == merged
+    assert base.parse_timestamp(merged['updated_at']) >= \
+        base.parse_timestamp(set_cpu['updated_at'])
+    # Dropping every field removes the override.
+    assert connection.set_polling_override(
+        'net', {'enabled': None}) is None
+    assert sorted(connection.get_polling_overrides()) == ['cpu_source']
+    assert connection.set_polling_override('never', {'interval': None}) \
+        is None
+    assert sorted(connection.get_polling_overrides()) == ['cpu_source']
+    with pytest.raises(ValueError, match='resources'):
+        connection.set_polling_override('net', {'resources': ['x']})
+    assert sorted(connection.get_polling_overrides()) == ['cpu_source']
 
 
 # --- property tests: every driver answers as the reference -----------------

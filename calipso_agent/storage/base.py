@@ -23,6 +23,8 @@ GROUPBY_FIELDS = ('user_id', 'project_id', 'resource_id', 'source')
 # The longest statistics period: a century of seconds. Stores count in
 # 64-bit microseconds, and timestamps end in the year 9999.
 MAX_PERIOD = 100 * 36525 * 864
+# What an override of a polling source may change (set_polling_override).
+POLLING_OVERRIDE_FIELDS = ('interval', 'meters', 'enabled')
 
 
 class StorageError(Exception):
@@ -93,6 +95,26 @@ def validate_sample(sample, timestamp=True):
             sample.resource_metadata, dict):
         return 'resource_metadata is not a mapping'
     return None
+
+
+def polling_override_changes(name, changes):
+    """``changes`` of set_polling_override checked: a dict of known
+    fields (ValueError otherwise), split into (set, dropped)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f'polling source name {name!r} is not a string')
+    unknown = sorted(set(changes) - set(POLLING_OVERRIDE_FIELDS))
+    if unknown:
+        raise ValueError(f'polling source {name}: cannot override '
+                         f'{", ".join(unknown)} (only '
+                         f'{", ".join(POLLING_OVERRIDE_FIELDS)})')
+    kept = {k: v for k, v in changes.items() if v is not None}
+    dropped = [k for k, v in changes.items() if v is None]
+    return kept, dropped
+
+
+def utc_now_iso():
+    """Now, as the ISO 8601 UTC text the stores stamp records with."""
+    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 def _bound(value, what):
@@ -478,3 +500,20 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def delete_subscription(self, subscription_id):
         """Delete a subscription; True if it existed."""
+
+    # --- polling overrides (the probing level set through the API) -------
+    @abc.abstractmethod
+    def get_polling_overrides(self):
+        """The overrides of polling.yaml's sources set at run time:
+        ``{source_name: {field: value, ..., 'updated_at': ISO 8601}}``
+        holding only the fields overridden (of ``POLLING_OVERRIDE_FIELDS``).
+        """
+
+    @abc.abstractmethod
+    def set_polling_override(self, name, changes):
+        """Merge ``changes`` (fields of ``POLLING_OVERRIDE_FIELDS``; a
+        value of None drops that field's override) into the override of
+        source ``name`` and stamp its ``updated_at``. Returns the override
+        as stored, or None when no field is left overridden (the override
+        is gone: the file's definition applies again). ValueError for
+        another field. The values are checked by the caller."""

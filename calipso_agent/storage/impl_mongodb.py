@@ -954,3 +954,31 @@ class Connection(base.Connection):
     def delete_subscription(self, subscription_id):
         return self.db.subscription.delete_one(
             {'_id': subscription_id}).deleted_count > 0
+
+    # --- polling overrides --------------------------------------------------
+    @_translate_errors
+    def get_polling_overrides(self):
+        return {doc['_id']: _restore({k: v for k, v in doc.items()
+                                      if k != '_id'})
+                for doc in self.db.polling_override.find(sort=[('_id', 1)])}
+
+    @_translate_errors
+    def set_polling_override(self, name, changes):
+        kept, dropped = base.polling_override_changes(name, changes)
+        update = {'$set': dict(_clean(kept),
+                               updated_at=base.utc_now_iso())}
+        if dropped:
+            update['$unset'] = {field: '' for field in dropped}
+        doc = self.db.polling_override.find_one_and_update(
+            {'_id': name}, update, upsert=True,
+            return_document=pymongo.ReturnDocument.AFTER)
+        override = {k: v for k, v in doc.items() if k != '_id'}
+        if set(override) == {'updated_at'}:
+            # Nothing overridden any more; a concurrent setter that added
+            # a field since keeps its document.
+            self.db.polling_override.delete_one(
+                {'_id': name, 'updated_at': override['updated_at'],
+                 **{field: {'$exists': False}
+                    for field in base.POLLING_OVERRIDE_FIELDS}})
+            return None
+        return _restore(override)

@@ -1,5 +1,6 @@
-"""Inventory, links, channels and subscriptions in the SQL store: each
-row keeps the object as JSON, with the columns it is looked up by."""
+"""Inventory, links, channels, subscriptions and polling overrides in the
+SQL store: each row keeps the object as JSON, with the columns it is
+looked up by."""
 
 import sqlalchemy as sa
 
@@ -9,13 +10,14 @@ from calipso_agent.storage.sql.schema import (
     CHANNEL,
     INVENTORY,
     LINK,
+    POLLING_OVERRIDE,
     SUBSCRIPTION,
 )
 
 
 class Crud:
-    """Inventory, link, channel and subscription records of the SQL
-    connections (a mixin of connection.Connection)."""
+    """Inventory, link, channel, subscription and polling override
+    records of the SQL connections (a mixin of connection.Connection)."""
 
     def upsert_inventory(self, objects):
         newest = {}
@@ -192,3 +194,33 @@ class Crud:
         with self._transaction(write=True) as conn:
             return bool(conn.execute(SUBSCRIPTION.delete().where(
                 SUBSCRIPTION.c.id == subscription_id)).rowcount)
+
+    # --- polling overrides --------------------------------------------------
+    def get_polling_overrides(self):
+        statement = sa.select(POLLING_OVERRIDE.c.name,
+                              POLLING_OVERRIDE.c.data)
+        with self._transaction() as conn:
+            return dict(conn.execute(statement).all())
+
+    def set_polling_override(self, name, changes):
+        kept, dropped = base.polling_override_changes(name, changes)
+        where = POLLING_OVERRIDE.c.name == name
+        with self._transaction(write=True) as conn:
+            data = conn.execute(sa.select(POLLING_OVERRIDE.c.data)
+                                .where(where).with_for_update()).scalar()
+            data = dict(data or {})
+            data.pop('updated_at', None)
+            for field in dropped:
+                data.pop(field, None)
+            data.update(kept)
+            if not data:
+                conn.execute(POLLING_OVERRIDE.delete().where(where))
+                return None
+            data['updated_at'] = base.utc_now_iso()
+            statement = self._insert(POLLING_OVERRIDE).values(
+                name=name, data=self._json_param('data'))
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=['name'],
+                set_={'data': statement.excluded.data}),
+                {'data': values.dumps(data)})
+        return values.loads(values.dumps(data))

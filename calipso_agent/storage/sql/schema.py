@@ -114,6 +114,14 @@ SUBSCRIPTION = sa.Table(
     sa.Index('ix_subscription_channel', 'channel_id'),
 )
 
+# The run-time overrides of polling.yaml's sources (the API's PUT
+# /v2/polling/sources/{name}): one row per source, its overridden fields.
+POLLING_OVERRIDE = sa.Table(
+    'polling_override', METADATA,
+    sa.Column('name', _TEXT, primary_key=True),
+    sa.Column('data', _JSON, nullable=False),
+)
+
 # Staging of record_samples: one per database session.
 INCOMING = sa.Table(
     'sample_incoming', sa.MetaData(),

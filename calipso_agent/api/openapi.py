@@ -71,6 +71,18 @@ FLAT_METADATA = {
                    'string per leaf, keys joined with "." (first level) '
                    'and ":" (deeper levels).'}
 
+def _polling_override():
+    return _object({
+        'interval': _number(description='Seconds between cycles.'),
+        'meters': _array(_string(), description='Meter names and '
+                         'patterns (*, cpu*, !name).'),
+        'enabled': {'type': 'boolean'},
+        'updated_at': _string(description='When it was last changed '
+                                          '(ISO 8601, UTC).'),
+    }, required=['updated_at'], description='The fields of a source set '
+       'through the API, over the file\'s.')
+
+
 SCHEMAS = {
     'Error': _object({
         'error_message': _object({
@@ -195,15 +207,7 @@ SCHEMAS = {
         'storage': {'type': 'object', 'additionalProperties': {
             'type': 'boolean'}},
     }),
-    'PollingOverride': _object({
-        'interval': _number(description='Seconds between cycles.'),
-        'meters': _array(_string(), description='Meter names and '
-                         'patterns (*, cpu*, !name).'),
-        'enabled': {'type': 'boolean'},
-        'updated_at': _string(description='When it was last changed '
-                                          '(ISO 8601, UTC).'),
-    }, required=['updated_at'], description='The fields of a source set '
-       'through the API, over the file\'s.'),
+    'PollingOverride': _polling_override(),
     'PollingSource': _object({
         'name': _string(),
         'interval': _number(description='Seconds between cycles, in '
@@ -220,8 +224,7 @@ SCHEMAS = {
                          'meters': _array(_string()),
                          'enabled': {'type': 'boolean'}},
                         description='The source as the file says.'),
-        'override': {'allOf': [_ref('schemas', 'PollingOverride')],
-                     'nullable': True},
+        'override': dict(_polling_override(), nullable=True),
     }),
     'PollingSources': _object({
         'file': _string(description='The polling file the API reads.'),

@@ -214,6 +214,15 @@ POLLING_OPTS = [
                     'below the shortest source interval.'),
 ] + metrics_opts('the polling agent')
 
+COMPUTE_OPTS = [
+    cfg.StrOpt('libvirt_uri',
+               default='qemu:///system',
+               help='libvirt connection URI of the compute pollsters and '
+                    'the local_instances discovery (e.g. qemu:///system; '
+                    'test:///path/to/node.xml is libvirt\'s test driver). '
+                    'Opened read-only.'),
+]
+
 DATABASE_OPTS = [
     cfg.StrOpt('connection',
                secret=True,
@@ -396,6 +405,7 @@ def list_opts():
         ('notification', NOTIFICATION_OPTS),
         ('meter', METER_OPTS),
         ('polling', POLLING_OPTS),
+        ('compute', COMPUTE_OPTS),
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),

@@ -223,6 +223,24 @@ COMPUTE_OPTS = [
                     'Opened read-only.'),
 ]
 
+VSG_OPTS = [
+    cfg.ListOpt('instances',
+                default=[],
+                help='CORD vSG service instances the vsg pollsters poll, '
+                     'as <vcpe id>=<URL of its stats document> entries.'),
+    cfg.URIOpt('instances_url',
+               schemes=['http', 'https'],
+               help='An XOS-like endpoint listing the vSG service '
+                    'instances (a JSON list, or {"items": [...]}, of '
+                    '{"id", "stats_url", "tenant_id", "user_id"}); added '
+                    'to [vsg] instances. Unset: the option\'s list only.'),
+    cfg.FloatOpt('http_timeout',
+                 default=10.0,
+                 min=0.1,
+                 help='Seconds the vsg pollsters and discovery wait for an '
+                      'answer.'),
+]
+
 DATABASE_OPTS = [
     cfg.StrOpt('connection',
                secret=True,
@@ -406,6 +424,7 @@ def list_opts():
         ('meter', METER_OPTS),
         ('polling', POLLING_OPTS),
         ('compute', COMPUTE_OPTS),
+        ('vsg', VSG_OPTS),
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),

@@ -114,6 +114,28 @@ PROXY_RESTARTS = LazyMetric(
     prometheus_client.Counter, 'calipso_proxy_restarts_total',
     'Proxies the controller\'s reconciler started again, by channel and '
     'reason.', ('channel', 'reason'))
+POLLING_CYCLES = LazyMetric(
+    prometheus_client.Counter, 'calipso_polling_cycles_total',
+    'Polling cycles run, by source and outcome (polled; skipped: '
+    'disabled, backlog, coordination).', ('source', 'outcome'))
+POLLING_OVERRUNS = LazyMetric(
+    prometheus_client.Counter, 'calipso_polling_overruns_total',
+    'Polling cycles that lasted longer than their interval (the ticks '
+    'they covered are skipped, never stacked), by source.', ('source',))
+POLLSTER_FAILURES = LazyMetric(
+    prometheus_client.Counter, 'calipso_pollster_failures_total',
+    'Pollster or discovery calls that failed, by plugin and reason '
+    '(error, timeout, hung: still running since a timeout).',
+    ('plugin', 'reason'))
+SAMPLES_POLLED = LazyMetric(
+    prometheus_client.Counter, 'calipso_samples_polled_total',
+    'Samples the pollsters made, by source.', ('source',))
+POLLED_PUBLISH_RETRIES = LazyMetric(
+    prometheus_client.Counter, 'calipso_polled_publish_retries_total',
+    'Polled samples whose publish failed and is retried.')
+POLLED_SAMPLES_REFUSED = LazyMetric(
+    prometheus_client.Counter, 'calipso_polled_samples_refused_total',
+    'Polled samples a publisher refused (logged with their ids).')
 
 # Why a notification is dead-lettered (the ``reason`` label).
 UNPROCESSABLE = 'unprocessable'
@@ -285,6 +307,30 @@ def record_samples(store, samples):
     finally:
         STORE_WRITE_DURATION.labels(outcome).observe(
             time.perf_counter() - started)
+
+
+def polling_cycle(source, outcome):
+    POLLING_CYCLES.labels(source, outcome).inc()
+
+
+def polling_overrun(source):
+    POLLING_OVERRUNS.labels(source).inc()
+
+
+def pollster_failed(plugin, reason):
+    POLLSTER_FAILURES.labels(plugin, reason).inc()
+
+
+def samples_polled(source, count):
+    SAMPLES_POLLED.labels(source).inc(count)
+
+
+def publish_retried(count):
+    POLLED_PUBLISH_RETRIES.inc(count)
+
+
+def polled_samples_refused(count):
+    POLLED_SAMPLES_REFUSED.inc(count)
 
 
 def proxy_restarted(channel_id, reason):

@@ -201,17 +201,13 @@ POLLING_OPTS = [
                     'through which polling agents split the resources of '
                     'each source (a hash ring per source). Unset: this '
                     'agent polls every resource.'),
-    cfg.FloatOpt('heartbeat_interval',
-                 default=1.0,
-                 min=0.1,
-                 help='Seconds between the heartbeats an agent sends to '
-                      'the coordination backend.'),
-    cfg.IntOpt('member_timeout',
-               default=10,
-               min=1,
-               help='Seconds without heartbeat after which the others '
-                    'take an agent for gone and poll its share; keep it '
-                    'below the shortest source interval.'),
+    cfg.FloatOpt('member_timeout',
+                 default=10.0,
+                 min=0.5,
+                 help='Seconds without heartbeat (sent every half of it) '
+                      'after which the other agents take an agent for '
+                      'gone and poll its share from their next cycle; '
+                      'keep it below the shortest source interval.'),
 ] + metrics_opts('the polling agent')
 
 COMPUTE_OPTS = [

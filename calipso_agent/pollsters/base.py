@@ -1,26 +1,33 @@
 """The contracts of pollster and discovery plugins.
 
-A **pollster** is a stevedore plugin in the ``calipso.poll`` namespace,
+A **pollster** is a stevedore plugin in the ``calipso.poll`` namespace
+or a ``calipso.poll.<family>`` one (``compute``, ``vsg``, a plugin
+package's own: one namespace cannot hold two plugins of one name),
 registered under the name of the meter it makes (Ceilometer's names:
 ``cpu``, ``memory.usage``, ``disk.read.bytes``...). The polling agent
-makes one instance per meter when it starts (``Pollster(conf)``) and, at
+makes one instance of each plugin when it starts (``Pollster(conf)``) and, at
 every cycle of every source selecting the meter, calls::
 
     pollster.get_samples(context, cache, resources)
 
 * ``context`` is a ``PollingContext``: the configuration, the host name,
-  the source name and the instant of the cycle (``timestamp``, ISO 8601
-  UTC, the same for every sample of that cycle of that source).
+  the source name, the instant of the cycle (``timestamp``, ISO 8601
+  UTC, the same for every sample of that cycle of that source: cycles are
+  aligned on multiples of the interval, so every agent polling a source
+  stamps a cycle alike) and the ``sample_source`` samples carry.
 * ``cache`` is a dict that lives for one cycle of one source and is
   shared by all its pollsters: pollsters reading the same system call (the
   host pollsters' psutil snapshot, one libvirt connection) keep its result
   there under a key of their own, so it is made once per cycle.
-* ``resources`` is the list of resources this agent polls in this cycle:
-  those the source names or its discovery found, or the pollster's
-  ``default_discovery`` found, after the partitioning between agents kept
-  this agent's share. What a resource is (a name, a dict) is up to the
-  discovery and pollsters that agree on it; ``resource_key`` says how it
-  is hashed to an agent.
+* ``resources`` is the list of resources this agent polls in this cycle,
+  after the partitioning between agents kept this agent's share: those
+  the source lists (``resources``); else those its ``discovery`` plugins
+  found, handed only to the pollsters whose ``default_discovery`` is one
+  of them (or None); else those the pollster's ``default_discovery``
+  found. So several plugins may make one meter name (``cpu`` of the host
+  and of instances), told apart by their discovery. What a resource is
+  (a name, a dict) is up to the discovery and pollsters that agree on
+  it; ``resource_key`` says how it is hashed to an agent.
 
 ``get_samples`` yields (or returns an iterable of) ``sample.Sample``. A
 pollster builds their ids with ``polled_sample_id`` (or the ``make_sample``
@@ -37,7 +44,10 @@ where ``param`` is the text after ``://`` of the source's discovery entry
 (``local_host``, ``endpoint://compute``: ``param`` None or
 ``compute``), and returns the list of resources. It raises to say the
 resources cannot be known now: the pollsters depending on it are skipped
-this cycle.
+this cycle. A discovery whose resources are this machine's own
+(``local_host``) says ``partitioned = False``: every agent polls them,
+while the resources of other discoveries, and those a source lists, are
+split between the agents sharing a coordination backend.
 
 Plugins never import each other: they meet here.
 """
@@ -73,13 +83,15 @@ def host_name(conf):
 class PollingContext:
     """What a pollster or discovery knows of the cycle it runs in."""
 
-    __slots__ = ('conf', 'host', 'source', 'timestamp')
+    __slots__ = ('conf', 'host', 'source', 'timestamp', 'sample_source')
 
-    def __init__(self, conf, host, source, timestamp):
+    def __init__(self, conf, host, source, timestamp,
+                 sample_source='openstack'):
         self.conf = conf
         self.host = host
         self.source = source
         self.timestamp = timestamp
+        self.sample_source = sample_source
 
 
 class PollsterError(Exception):
@@ -119,12 +131,15 @@ class Pollster(metaclass=abc.ABCMeta):
             unit=unit or self.unit, volume=volume, user_id=user_id,
             project_id=project_id, resource_id=resource_id,
             timestamp=context.timestamp, resource_metadata=metadata,
-            source=context.source,
+            source=context.sample_source,
             id=polled_sample_id(name, resource_id, context.timestamp))
 
 
 class Discovery(metaclass=abc.ABCMeta):
     """Finds the resources a source polls (see the module docstring)."""
+
+    #: False: the resources are this machine's, polled by every agent.
+    partitioned = True
 
     def __init__(self, conf):
         self.conf = conf

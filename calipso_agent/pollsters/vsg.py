@@ -11,9 +11,11 @@ the agent changes.
   "user_id"?}``). Each resource is ``{'id', 'url', 'project_id',
   'user_id'}``.
 * Every pollster of this module is the one class ``VsgPollster``,
-  registered once per meter: the meter (the entry point's name) picks its
-  line of ``METERS``. One GET of a vSG's URL per cycle serves them all
-  (the cycle's cache).
+  registered once per meter in ``calipso.poll.vsg`` (its ``cpu_util``,
+  ``memory.usage`` and ``network.*`` are CORD's names, shared with the
+  host and compute pollsters, told apart by their discovery); the meter
+  (the entry point's name) picks its line of ``METERS``. One GET
+  of a vSG's URL per cycle serves them all (the cycle's cache).
 
 A vSG's stats document holds the payloads of the notifications CORD's vSG
 notifier sends (calipso_agent/notification/vsg.py), so the polled meters

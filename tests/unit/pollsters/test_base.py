@@ -30,11 +30,12 @@ class Constant(base.Pollster):
 def test_make_sample_carries_meter_type_unit_and_id():
     pollster = Constant(conf=None)
     pollster.meter = 'cpu'
-    context = base.PollingContext(None, 'h', 'src', '2026-12-06T06:00:00')
+    context = base.PollingContext(None, 'h', 'src', '2026-12-06T06:00:00',
+                                  'openstack')
     [made] = pollster.get_samples(context, {}, ['r'])
     assert (made.name, made.type, made.unit, made.volume) == (
         'cpu', 'cumulative', 'ns', 7)
-    assert made.source == 'src' and made.resource_id == 'r'
+    assert made.source == 'openstack' and made.resource_id == 'r'
     assert made.id == base.polled_sample_id('cpu', 'r', context.timestamp)
 
 

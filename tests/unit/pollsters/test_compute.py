@@ -34,7 +34,7 @@ def node(tmp_path):
 
 def context(conf, timestamp='2026-12-06T06:00:00+00:00'):
     return base.PollingContext(conf, 'compute-1', 'compute_source',
-                               timestamp)
+                               timestamp, sample_source='cloud-1')
 
 
 def plugin(namespace, name, conf):
@@ -99,7 +99,7 @@ def test_samples_of_each_meter(node):
         assert made.resource_metadata['instance_type'] == \
             instances[rid].flavor
         assert made.resource_metadata['cpu_number'] == instances[rid].vcpus
-        assert made.source == 'compute_source'
+        assert made.source == 'cloud-1'
         assert made.id == base.polled_sample_id('cpu', rid,
                                                 made.timestamp)
 
@@ -200,3 +200,13 @@ def test_an_unreachable_libvirt_is_a_pollster_error(tmp_path):
         compute__libvirt_uri=f'test://{tmp_path}/missing.xml')
     with pytest.raises(base.PollsterError, match='cannot connect'):
         discover(conf)
+
+
+def test_the_agent_loads_the_instances_cpu_beside_the_hosts():
+    from calipso_agent.pollsters import manager
+    assert 'calipso.poll.compute' in manager.pollster_namespaces()
+    pollsters = manager.load_pollsters(basics.make_conf())
+    discoveries = {p.default_discovery for p in pollsters
+                   if p.meter == 'cpu'}
+    assert {'local_host', 'local_instances'} <= discoveries
+    assert all(p.meter for p in pollsters)

@@ -14,7 +14,7 @@ from calipso_agent.pollsters import base
 from calipso_agent.pollsters import vsg as polled
 from tests.helpers import basics
 
-NAMESPACE = 'calipso.poll.central'
+NAMESPACE = 'calipso.poll.vsg'
 
 
 def stats(vcpe_id, tenant='tenant-1', scale=1, inserted_key=None):

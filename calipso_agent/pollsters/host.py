@@ -1,0 +1,273 @@
+"""Pollsters of this machine (psutil), with Ceilometer's meter names.
+
+Meters of the host itself have the host name (``[DEFAULT] host``) as
+resource id; per-device and per-interface meters ``<host>-<device>`` and
+``<host>-<interface>``. Types and units:
+
+============================  ==========  ========  =======================
+meter                         type        unit      what
+============================  ==========  ========  =======================
+cpu                           cumulative  ns        CPU time busy, all CPUs
+cpu_util                      gauge       %         busy since last cycle
+memory.usage                  gauge       MB        total minus available
+memory.total                  gauge       MB        physical memory
+disk.usage                    gauge       B         used on ``/``
+disk.read.bytes               cumulative  B         per block device
+disk.write.bytes              cumulative  B         per block device
+network.incoming.bytes        cumulative  B         per interface
+network.outgoing.bytes        cumulative  B         per interface
+network.incoming.packets      cumulative  packet    per interface
+network.outgoing.packets      cumulative  packet    per interface
+load.1, load.5, load.15       gauge       process   load average
+============================  ==========  ========  =======================
+
+The pollsters of one cycle share one ``HostSnapshot`` kept in the cycle's
+cache: each psutil call is made at most once per cycle, whichever
+pollsters need it.
+"""
+
+import abc
+import os
+
+import psutil
+
+from calipso_agent import sample
+from calipso_agent.pollsters import base
+
+SNAPSHOT_KEY = 'host.snapshot'
+DISCOVERY = 'local_host'
+MB = 1024 * 1024
+NS = 1_000_000_000
+# CPU time that is not work (psutil's fields, where the platform has them).
+IDLE_FIELDS = ('idle', 'iowait')
+# Filesystem whose use disk.usage reports.
+ROOT = os.path.abspath(os.sep)
+
+
+class HostSnapshot:
+    """The psutil readings of one cycle, each read on first use."""
+
+    def __init__(self):
+        self._values = {}
+
+    def _read(self, key, call):
+        try:
+            return self._values[key]
+        except KeyError:
+            value = self._values[key] = call()
+            return value
+
+    def cpu_times(self):
+        return self._read('cpu_times', psutil.cpu_times)
+
+    def virtual_memory(self):
+        return self._read('virtual_memory', psutil.virtual_memory)
+
+    def disk_usage(self):
+        return self._read('disk_usage', lambda: psutil.disk_usage(ROOT))
+
+    def disk_io(self):
+        return self._read('disk_io',
+                          lambda: psutil.disk_io_counters(perdisk=True) or {})
+
+    def net_io(self):
+        return self._read('net_io',
+                          lambda: psutil.net_io_counters(pernic=True) or {})
+
+    def load(self):
+        return self._read('load', psutil.getloadavg)
+
+
+def snapshot(cache):
+    """The cycle's HostSnapshot (made by the first pollster asking)."""
+    try:
+        return cache[SNAPSHOT_KEY]
+    except KeyError:
+        made = cache[SNAPSHOT_KEY] = HostSnapshot()
+        return made
+
+
+def busy_and_total(times):
+    """(busy, total) seconds of a psutil cpu_times."""
+    fields = times._asdict()
+    # guest time is already counted in user time (Linux).
+    total = sum(v for k, v in fields.items()
+                if k not in ('guest', 'guest_nice'))
+    idle = sum(fields.get(k, 0.0) for k in IDLE_FIELDS)
+    return total - idle, total
+
+
+class LocalHostDiscovery(base.Discovery):
+    """This machine: its host name (every agent polls its own)."""
+
+    partitioned = False
+
+    def discover(self, context, param=None):
+        return [context.host]
+
+
+class HostPollster(base.Pollster):
+    """A meter of the host itself: one sample per resource (the host)."""
+
+    default_discovery = DISCOVERY
+
+    @abc.abstractmethod
+    def value(self, readings):
+        """The volume from this cycle's HostSnapshot."""
+
+    def get_samples(self, context, cache, resources):
+        readings = snapshot(cache)
+        for resource in resources:
+            yield self.make_sample(context, str(resource),
+                                   self.value(readings),
+                                   metadata={'host': context.host})
+
+
+class CPUPollster(HostPollster):
+    """CPU time spent working, summed over the CPUs, in nanoseconds.
+
+    The kernel may report a busy time a little lower than the previous
+    one (idle and iowait accounting): the counter then stays where it
+    was, so it never goes backwards."""
+
+    meter_type = sample.TYPE_CUMULATIVE
+    unit = 'ns'
+
+    def __init__(self, conf):
+        super().__init__(conf)
+        self.highest = 0
+
+    def value(self, readings):
+        busy, _ = busy_and_total(readings.cpu_times())
+        self.highest = max(self.highest, int(busy * NS))
+        return self.highest
+
+
+class CPUUtilPollster(HostPollster):
+    """Share of CPU time busy since the previous cycle (since boot at the
+    first), in percent."""
+
+    unit = '%'
+
+    def __init__(self, conf):
+        super().__init__(conf)
+        self.previous = (0.0, 0.0)
+
+    def value(self, readings):
+        busy, total = busy_and_total(readings.cpu_times())
+        busy_delta = busy - self.previous[0]
+        total_delta = total - self.previous[1]
+        self.previous = (busy, total)
+        if total_delta <= 0:
+            return 0.0
+        return round(min(100.0, max(0.0, 100.0 * busy_delta / total_delta)),
+                     2)
+
+
+class MemoryUsagePollster(HostPollster):
+    unit = 'MB'
+
+    def value(self, readings):
+        memory = readings.virtual_memory()
+        return round((memory.total - memory.available) / MB, 2)
+
+
+class MemoryTotalPollster(HostPollster):
+    unit = 'MB'
+
+    def value(self, readings):
+        return round(readings.virtual_memory().total / MB, 2)
+
+
+class DiskUsagePollster(HostPollster):
+    unit = 'B'
+
+    def value(self, readings):
+        return readings.disk_usage().used
+
+
+class LoadPollster(HostPollster):
+    unit = 'process'
+    index = 0
+
+    def value(self, readings):
+        return round(readings.load()[self.index], 2)
+
+
+class Load1Pollster(LoadPollster):
+    index = 0
+
+
+class Load5Pollster(LoadPollster):
+    index = 1
+
+
+class Load15Pollster(LoadPollster):
+    index = 2
+
+
+class CounterPollster(base.Pollster):
+    """A cumulative counter per device or interface of the host:
+    ``readings(snapshot)`` maps names to psutil counters, ``field`` is
+    the counter read."""
+
+    default_discovery = DISCOVERY
+    meter_type = sample.TYPE_CUMULATIVE
+    field = None
+    kind = None
+
+    @abc.abstractmethod
+    def readings(self, snapshot):
+        """{device or interface name: psutil counters} of the cycle."""
+
+    def get_samples(self, context, cache, resources):
+        counters = self.readings(snapshot(cache))
+        for resource in resources:
+            host = str(resource)
+            for name, counter in sorted(counters.items()):
+                yield self.make_sample(
+                    context, f'{host}-{name}', getattr(counter, self.field),
+                    metadata={'host': host, self.kind: name})
+
+
+class DiskPollster(CounterPollster):
+    unit = 'B'
+    kind = 'device'
+
+    def readings(self, snapshot):
+        return snapshot.disk_io()
+
+
+class DiskReadBytesPollster(DiskPollster):
+    field = 'read_bytes'
+
+
+class DiskWriteBytesPollster(DiskPollster):
+    field = 'write_bytes'
+
+
+class NetworkPollster(CounterPollster):
+    kind = 'interface'
+
+    def readings(self, snapshot):
+        return snapshot.net_io()
+
+
+class IncomingBytesPollster(NetworkPollster):
+    unit = 'B'
+    field = 'bytes_recv'
+
+
+class OutgoingBytesPollster(NetworkPollster):
+    unit = 'B'
+    field = 'bytes_sent'
+
+
+class IncomingPacketsPollster(NetworkPollster):
+    unit = 'packet'
+    field = 'packets_recv'
+
+
+class OutgoingPacketsPollster(NetworkPollster):
+    unit = 'packet'
+    field = 'packets_sent'

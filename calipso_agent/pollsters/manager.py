@@ -334,8 +334,9 @@ class SourceRunner:
             return
         if isinstance(error, supervised.StepTimeoutError):
             reason = 'timeout'
-            LOG.error('Polling source %s: %s timed out (%s) and is skipped '
-                      'this cycle', self.name, step.key, error)
+            LOG.error('Polling source %s: %s timed out after %g s and is '
+                      'skipped this cycle', self.name, step.key,
+                      self.steps.timeout)
         elif isinstance(error, supervised.StillHungError):
             reason = 'hung'
             LOG.warning('Polling source %s: %s skipped: still running '

@@ -1,0 +1,127 @@
+"""Host pollsters: real values of this machine, Ceilometer's types and
+units, counters that never go backwards."""
+
+import psutil
+import pytest
+
+from calipso_agent.pollsters import base, host
+from tests.helpers.basics import make_conf
+
+EXPECTED = {
+    'cpu': ('cumulative', 'ns', host.CPUPollster),
+    'cpu_util': ('gauge', '%', host.CPUUtilPollster),
+    'memory.usage': ('gauge', 'MB', host.MemoryUsagePollster),
+    'memory.total': ('gauge', 'MB', host.MemoryTotalPollster),
+    'disk.usage': ('gauge', 'B', host.DiskUsagePollster),
+    'disk.read.bytes': ('cumulative', 'B', host.DiskReadBytesPollster),
+    'disk.write.bytes': ('cumulative', 'B', host.DiskWriteBytesPollster),
+    'network.incoming.bytes': ('cumulative', 'B',
+                               host.IncomingBytesPollster),
+    'network.outgoing.bytes': ('cumulative', 'B',
+                               host.OutgoingBytesPollster),
+    'network.incoming.packets': ('cumulative', 'packet',
+                                 host.IncomingPacketsPollster),
+    'network.outgoing.packets': ('cumulative', 'packet',
+                                 host.OutgoingPacketsPollster),
+    'load.1': ('gauge', 'process', host.Load1Pollster),
+    'load.5': ('gauge', 'process', host.Load5Pollster),
+    'load.15': ('gauge', 'process', host.Load15Pollster),
+}
+HOST = 'poller-1'
+
+
+@pytest.fixture
+def pollsters():
+    conf = make_conf(host=HOST)
+    made = {}
+    for meter, (_, _, cls) in EXPECTED.items():
+        made[meter] = cls(conf)
+        made[meter].meter = meter
+    return made
+
+
+def cycle(pollsters, second=0):
+    """{meter: [samples]} of one cycle sharing one cache, as the agent
+    runs it."""
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  f'2026-12-06T06:00:{second:02d}+00:00')
+    [resource] = host.LocalHostDiscovery(None).discover(context)
+    cache = {}
+    return {meter: list(p.get_samples(context, cache, [resource]))
+            for meter, p in pollsters.items()}
+
+
+def test_types_units_and_resource_ids(pollsters):
+    samples = cycle(pollsters)
+    for meter, (kind, unit, _) in EXPECTED.items():
+        assert samples[meter], meter
+        for item in samples[meter]:
+            assert (item.name, item.type, item.unit) == (meter, kind, unit)
+            assert isinstance(item.volume, (int, float)), meter
+            assert item.volume >= 0, meter
+            assert item.id == base.polled_sample_id(
+                meter, item.resource_id, item.timestamp)
+    for meter in ('cpu', 'cpu_util', 'memory.usage', 'load.1'):
+        assert [s.resource_id for s in samples[meter]] == [HOST]
+    interfaces = set(psutil.net_io_counters(pernic=True))
+    assert {s.resource_id for s in samples['network.incoming.bytes']} == {
+        f'{HOST}-{name}' for name in interfaces}
+    devices = set(psutil.disk_io_counters(perdisk=True) or {})
+    assert {s.resource_id for s in samples['disk.read.bytes']} == {
+        f'{HOST}-{name}' for name in devices}
+    assert {s.resource_metadata['interface']
+            for s in samples['network.outgoing.packets']} == interfaces
+
+
+def test_values_are_this_machines(pollsters):
+    samples = cycle(pollsters)
+    memory = psutil.virtual_memory()
+    [total] = samples['memory.total']
+    assert total.volume == round(memory.total / host.MB, 2)
+    [used] = samples['memory.usage']
+    assert 0 < used.volume < total.volume
+    [disk] = samples['disk.usage']
+    assert abs(disk.volume - psutil.disk_usage('/').used) < 1024 ** 3
+    [load] = samples['load.15']
+    assert load.volume == pytest.approx(psutil.getloadavg()[2], abs=0.5)
+    [cpu] = samples['cpu']
+    busy = sum(psutil.cpu_times()) - psutil.cpu_times().idle
+    assert 0 < cpu.volume <= busy * host.NS
+    [util] = samples['cpu_util']
+    assert 0 <= util.volume <= 100
+    lo = {s.resource_metadata['interface']: s.volume
+          for s in samples['network.incoming.bytes']}
+    counters = psutil.net_io_counters(pernic=True)
+    for name, volume in lo.items():
+        assert volume <= counters[name].bytes_recv
+
+
+def test_cumulative_counters_never_go_backwards(pollsters):
+    previous = {}
+    # Traffic and disk writes between cycles so the counters move.
+    for second in range(4):
+        samples = cycle(pollsters, second)
+        psutil.net_io_counters(pernic=True)
+        for meter, (kind, _, _) in EXPECTED.items():
+            if kind != 'cumulative':
+                continue
+            for item in samples[meter]:
+                key = (meter, item.resource_id)
+                assert item.volume >= previous.get(key, 0), key
+                previous[key] = item.volume
+    assert previous
+
+
+def test_one_psutil_reading_per_cycle(pollsters, monkeypatch):
+    calls = []
+    for name in ('cpu_times', 'virtual_memory', 'disk_usage',
+                 'disk_io_counters', 'net_io_counters', 'getloadavg'):
+        real = getattr(psutil, name)
+
+        def counting(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(psutil, name, counting)
+    cycle(pollsters)
+    assert sorted(calls) == sorted(set(calls))
+    assert len(calls) == 6

@@ -2,7 +2,8 @@
 
 Everything the product needs on one machine is made from the package's
 own defaults (``etc/calipso``): a ``calipso.conf`` for every daemon, a
-pipeline that stores samples (``database://``), and the directories for
+pipeline that stores samples (``database://``), the polling sources (the
+package's polling.yaml: this host's meters), and the directories for
 the store, the logs and the channel proxies. A file the operator changed
 is never overwritten: the configuration is written only when it is not
 there, and ``--reset-config`` makes it anew.
@@ -19,6 +20,7 @@ from calipso_agent import shipped
 
 CONFIG_FILE = 'calipso.conf'
 PIPELINE_FILE = 'pipeline.yaml'
+POLLING_FILE = 'polling.yaml'
 LOG_DIR = 'log'
 PROXY_DIR = 'proxies'
 
@@ -36,6 +38,12 @@ sinks:
     publishers:
       - database://
 """
+
+
+def shipped_polling():
+    """The package's polling.yaml (the host source), to start from."""
+    with open(os.path.join(shipped.etc_dir(), POLLING_FILE)) as handle:
+        return handle.read()
 
 
 class WorkspaceError(Exception):
@@ -170,7 +178,8 @@ class Workspace:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         written = []
         for name, text in ((CONFIG_FILE, self.config_text()),
-                           (PIPELINE_FILE, PIPELINE)):
+                           (PIPELINE_FILE, PIPELINE),
+                           (POLLING_FILE, shipped_polling())):
             target = self.path(name)
             if reset or not os.path.exists(target):
                 descriptor = os.open(target,
@@ -202,6 +211,8 @@ class Workspace:
             f'meter_definitions_dirs = {os.path.join(etc, "meters.d")}\n'
             '[notification]\n'
             f'pipeline_cfg_file = {self.path(PIPELINE_FILE)}\n'
+            '[polling]\n'
+            f'cfg_file = {self.path(POLLING_FILE)}\n'
             '[api]\n'
             f'host = {settings.host}\n'
             f'port = {settings.api_port}\n'

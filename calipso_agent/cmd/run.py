@@ -7,12 +7,14 @@
 
 Writes a working configuration into the state directory (once; see
 ``calipso_agent.allinone.workspace``), creates or upgrades the store,
-starts the notification agent (which stores its samples with the
-``database://`` publisher), the query API and the channel controller,
+starts the notification agent and the polling agent (which store their
+samples with the ``database://`` publisher; the polling agent polls this
+host's meters of the state directory's polling.yaml), the query API and
+the channel controller,
 prints their URLs and example queries, and runs until Ctrl-C or SIGTERM.
-Then it stops the agent, the controller, the channel proxies and the API,
-in that order: a notification the agent had not yet stored stays on the
-broker for the next start.
+Then it stops the polling agent, the notification agent, the controller,
+the channel proxies and the API, in that order: a notification the agent
+had not yet stored stays on the broker for the next start.
 """
 
 import argparse
@@ -145,6 +147,9 @@ def daemons(workspace):
         supervisor_mod.Daemon(
             'agent', [_script('calipso-agent-notification')] + config,
             log_dir, ready_log='listening on exchanges', stop_timeout=40),
+        supervisor_mod.Daemon(
+            'polling', [_script('calipso-agent-polling')] + config,
+            log_dir, ready_log='Polling agent', stop_timeout=30),
     ]
 
 

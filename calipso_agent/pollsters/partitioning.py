@@ -74,13 +74,18 @@ class Partitioner:
         return (GROUP_PREFIX + source_name).encode()
 
     def join(self, source_name):
-        """Join the source's group (made when missing)."""
+        """Join the source's group (made when missing). When the backend
+        fails it is logged, and tried again at the source's next cycle."""
         group = self.group_id(source_name)
+        self.groups.add(source_name)
         try:
-            self.coordinator.join_group_create(group).get()
+            self.coordinator.join_group_create(group)
         except coordination.MemberAlreadyExist:
             pass
-        self.groups.add(source_name)
+        except coordination.ToozError as exc:
+            LOG.error('Polling source %s: cannot join group %s yet: %s',
+                      source_name, group.decode(), exc)
+            return
         LOG.info('Polling source %s: joined group %s as %s', source_name,
                  group.decode(), self.member_id.decode())
 
@@ -103,7 +108,7 @@ class Partitioner:
         except coordination.GroupNotCreated:
             members = set()
         if self.member_id not in members:
-            self.join(source_name)
+            self.coordinator.join_group_create(group)
             members = set(members) | {self.member_id}
         return members
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -154,9 +155,25 @@ def queued(url):
     return sum(int(x) for x in listed.stdout.split() if x.isdigit())
 
 
+# The polling agent stores this host's meters beside the notifications'.
+HOST = socket.gethostname()
+
+
+def polled(item):
+    """Whether a sample or meter is of the host pollsters (resource id
+    the host name, or ``<host>-<device or interface>``)."""
+    resource = item.get('resource_id') or ''
+    return resource == HOST or resource.startswith(HOST + '-')
+
+
+def notification_samples(run):
+    return [s for s in run.get('/v2/samples', limit=100000)
+            if not polled(s)]
+
+
 def stored_counts(run):
     counts = collections.Counter()
-    for sample in run.get('/v2/samples', limit=100000):
+    for sample in notification_samples(run):
         counts[sample['meter'], sample['project_id']] += 1
     return counts
 
@@ -186,11 +203,29 @@ def replayed(product, vhost):
 
 
 def test_meters_and_statistics_through_the_api(product, replayed):
-    names = {m['name'] for m in product.get('/v2/meters')}
+    names = {m['name'] for m in product.get('/v2/meters') if not polled(m)}
     assert names == {name for name, _ in replayed}
     (stats,) = product.get('/v2/meters/volume.size/statistics')
     assert stats['count'] == sum(n for (name, _), n in replayed.items()
                                  if name == 'volume.size')
+
+
+def test_host_samples_are_polled_and_stored(product):
+    """The polling agent of calipso run stores this host's meters (the
+    shipped host source polls every 60 s, on the minute)."""
+    def host_meters():
+        found = {m['name']: m for m in product.get('/v2/meters')
+                 if polled(m)}
+        return found if {'cpu', 'load.1', 'memory.total'} <= set(found) \
+            else None
+    found = basics.wait_until(host_meters, 150, interval=2)
+    assert found, product.output()[-3000:]
+    assert found['cpu']['type'] == 'cumulative'
+    assert found['cpu']['unit'] == 'ns'
+    assert found['memory.total']['resource_id'] == HOST
+    (stats,) = product.get('/v2/meters/memory.total/statistics',
+                           **{'q.field': 'resource_id', 'q.value': HOST})
+    assert stats['max'] > 0
 
 
 def test_channel_proxy_shows_only_its_project(product, replayed):
@@ -236,14 +271,14 @@ def test_stopped_with_queued_notifications_stores_each_once(
     per_notification = sum(expected_samples(product.config_file,
                                             [path]).values())
     assert per_notification >= 1
-    before = sum(stored_counts(product).values())
+    before = len(notification_samples(product))
     assert product.stop() == 0, product.output()
     replay_files(vhost, '--loop', '--count', str(BULK_COUNT), path)
     assert queued(vhost) == BULK_COUNT
     product.start()
     # SIGTERM as soon as the agent is storing the backlog.
     assert basics.wait_until(
-        lambda: len(product.get('/v2/samples', limit=before + 1)) > before,
+        lambda: len(notification_samples(product)) > before,
         60, interval=0.05)
     assert product.stop() == 0, product.output()
     left = queued(vhost)
@@ -252,11 +287,11 @@ def test_stopped_with_queued_notifications_stores_each_once(
     want = before + BULK_COUNT * per_notification
 
     def complete():
-        return len(product.get('/v2/samples', limit=want + 1)) >= want
+        return len(notification_samples(product)) >= want
 
     assert basics.wait_until(complete, 120)
     assert queued(vhost) == 0
-    samples = product.get('/v2/samples', limit=want + 1)
+    samples = notification_samples(product)
     assert len(samples) == want
     assert len({s['id'] for s in samples}) == want
     assert product.stop() == 0

@@ -10,6 +10,7 @@ from oslo_config import cfg
 from calipso_agent import opts, shipped
 from calipso_agent.allinone import workspace as workspace_mod
 from calipso_agent.notification import meters
+from calipso_agent.pollsters import sources
 from calipso_proxy import opts as proxy_opts
 from tests.helpers import basics
 
@@ -36,7 +37,8 @@ def test_prepared_configuration_runs_the_product(tmp_path):
     workspace = make(tmp_path)
     written = workspace.prepare()
     assert sorted(written) == sorted([workspace.config_file,
-                                      workspace.path('pipeline.yaml')])
+                                      workspace.path('pipeline.yaml'),
+                                      workspace.path('polling.yaml')])
     conf = parse(workspace)
     assert conf.database.connection == (
         f'sqlite:///{workspace.root}/calipso.sqlite')
@@ -52,6 +54,11 @@ def test_prepared_configuration_runs_the_product(tmp_path):
         shipped.meter_definitions_dir()]
     with open(conf.notification.pipeline_cfg_file) as handle:
         assert 'database://' in handle.read()
+    # The polling agent polls this host's meters.
+    polled = sources.load_file(conf.polling.cfg_file)
+    assert not polled.errors
+    assert [s.discovery for s in polled] == [['local_host']]
+    assert all(s.selects('load.1') for s in polled)
     for path in written:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 

@@ -17,4 +17,6 @@
 * ``identity``: a real Keystone on a loopback port.
 * ``openstack_cloud``: a fake OpenStack cloud (compute, network, volume,
   image APIs answering like the real ones) for a real Keystone's catalog.
+* ``libvirt_node``: a node of libvirt's test driver holding nova
+  instances (``test:///<path>``), for the compute pollsters.
 """

@@ -125,6 +125,8 @@ def json_app(body):
     # Not the list the API gives.
     {'port': []},
     {'ports': ['a']},
+    # keystone's list_limit: a partial list without a next page.
+    {'ports': [{'id': 'a'}], 'truncated': True},
 ])
 def test_answers_that_are_not_the_api_are_service_errors(body):
     server, url = serve(json_app(body))

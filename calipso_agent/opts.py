@@ -7,8 +7,7 @@ oslo-config-generator; ``register_opts`` is what the daemons and tools call.
 import socket
 
 from keystoneauth1 import loading as ks_loading
-from oslo_config import cfg
-from oslo_config import types
+from oslo_config import cfg, types
 
 DEFAULT_OPTS = [
     cfg.StrOpt('host',

@@ -125,6 +125,10 @@ class CatalogClient:
         params, result, seen = first, [], set()
         while True:
             body = self.get(service, url, params)
+            if body.get('truncated') is True:
+                # keystone's list_limit cut the list, with no next page.
+                raise ServiceError(service, f'GET {url}: the list is '
+                                   'truncated (the service\'s list limit)')
             page = self.items(service, body, key, url)
             result.extend(page)
             following = next_link(body, key) if page else None

@@ -1,8 +1,9 @@
 """What each scanned service lists, as its API's bodies (dicts by name).
 
 A collector either returns everything its service lists or raises
-``calipso_agent.scan.client.ServiceError``: a service is scanned whole or not at all, so
-the reconcile step never takes a partial list for the cloud's content.
+``calipso_agent.scan.client.ServiceError``: a service is scanned whole or
+not at all, so the reconcile step never takes a partial list for the
+cloud's content.
 The nova calls use no microversion (2.1: hypervisors carry
 ``service.host``, servers ``OS-EXT-SRV-ATTR:host``).
 """

@@ -344,7 +344,9 @@ class Keystone:
                           interfaces=('public', 'internal')):
         """Put services in the catalog, in ``region`` (created when
         missing): ``services`` maps a service type to (name, URL); each
-        gets an endpoint of that URL per interface. Returns a
+        gets an endpoint of that URL per interface. A name None adds the
+        endpoints to the existing service of that type (``identity``:
+        Keystone's own, with ``self.url``). Returns a
         ``Registration`` (``remove()`` deletes them, and the region if it
         was made here)."""
         existing = {r['id'] for r in self._get('/regions')['regions']}
@@ -353,10 +355,15 @@ class Keystone:
             self._post('/regions', {'region': {'id': region}})
         registration = Registration(self, region if made_region else None)
         for service_type, (name, url) in services.items():
-            service_id = self._post('/services', {'service': {
-                'type': service_type, 'name': name,
-                'enabled': True}})['service']['id']
-            registration.service_ids.append(service_id)
+            known = self._get(f'/services?type={service_type}')['services']
+            if name is None and known:
+                # An endpoint of the existing service (Keystone's own).
+                service_id = known[0]['id']
+            else:
+                service_id = self._post('/services', {'service': {
+                    'type': service_type, 'name': name,
+                    'enabled': True}})['service']['id']
+                registration.service_ids.append(service_id)
             for interface in interfaces:
                 endpoint = self._post('/endpoints', {'endpoint': {
                     'service_id': service_id, 'interface': interface,

@@ -780,14 +780,16 @@ SERVICE_NAMES = {'compute': 'nova', 'network': 'neutron',
 def register_in_keystone(keystone, server, region=None,
                          interfaces=('public', 'internal'), services=None):
     """Add the fake cloud's services (all, or the ``services`` types) and
-    their endpoints to ``keystone``'s catalog, in ``region`` (a new
+    their endpoints to ``keystone``'s catalog, and Keystone's own identity
+    endpoint (type ``identity``) in the same region, in ``region`` (a new
     region of its own by default, so that tests sharing one Keystone do
     not see each other's clouds). Returns a ``Registration`` whose
     ``remove()`` takes them out again."""
     region = region or f'test-{uuid.uuid4().hex[:8]}'
-    registration = keystone.register_services(
-        region, {service: (SERVICE_NAMES[service], url)
-                 for service, url in server.endpoints.items()
-                 if services is None or service in services},
-        interfaces=interfaces)
-    return registration
+    catalog = {service: (SERVICE_NAMES[service], url)
+               for service, url in server.endpoints.items()
+               if services is None or service in services}
+    if services is None or 'identity' in services:
+        catalog['identity'] = (None, keystone.url)
+    return keystone.register_services(region, catalog,
+                                      interfaces=interfaces)

@@ -6,7 +6,8 @@ oslo-config-generator; ``register_opts`` is what the daemons and tools call.
 
 import socket
 
-from oslo_config import cfg
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg, types
 
 DEFAULT_OPTS = [
     cfg.StrOpt('host',
@@ -210,6 +211,33 @@ POLLING_OPTS = [
                       'keep it below the shortest source interval.'),
 ] + metrics_opts('the polling agent')
 
+COMPUTE_OPTS = [
+    cfg.StrOpt('libvirt_uri',
+               default='qemu:///system',
+               help='libvirt connection URI of the compute pollsters and '
+                    'the local_instances discovery (e.g. qemu:///system; '
+                    'test:///path/to/node.xml is libvirt\'s test driver). '
+                    'Opened read-only.'),
+]
+
+VSG_OPTS = [
+    cfg.ListOpt('instances',
+                default=[],
+                help='CORD vSG service instances the vsg pollsters poll, '
+                     'as <vcpe id>=<URL of its stats document> entries.'),
+    cfg.URIOpt('instances_url',
+               schemes=['http', 'https'],
+               help='An XOS-like endpoint listing the vSG service '
+                    'instances (a JSON list, or {"items": [...]}, of '
+                    '{"id", "stats_url", "tenant_id", "user_id"}); added '
+                    'to [vsg] instances. Unset: the option\'s list only.'),
+    cfg.FloatOpt('http_timeout',
+                 default=10.0,
+                 min=0.1,
+                 help='Seconds the vsg pollsters and discovery wait for an '
+                      'answer.'),
+]
+
 DATABASE_OPTS = [
     cfg.StrOpt('connection',
                secret=True,
@@ -385,6 +413,60 @@ API_OPTS = [
 ]
 
 
+SERVICE_CREDENTIALS = 'service_credentials'
+
+SERVICE_CREDENTIALS_OPTS = [
+    cfg.StrOpt('region_name',
+               help='Region of the catalog whose endpoints calipso calls '
+                    '(the cloud the inventory scan lists); also the name of '
+                    'the region object of the inventory. Unset: any region '
+                    'of the catalog, and a region named "default".'),
+    cfg.StrOpt('interface',
+               default='public',
+               choices=[('public', 'the public endpoints'),
+                        ('internal', 'the internal endpoints'),
+                        ('admin', 'the admin endpoints')],
+               help='Interface of the catalog endpoints calipso calls.'),
+]
+
+
+def keystoneauth_opts():
+    """keystoneauth1's options of [service_credentials]: the auth plugin
+    choice, the password plugin's options (other plugins register their
+    own when loaded) and the session's (TLS, timeout)."""
+    common = ks_loading.get_auth_common_conf_options()
+    names = {option.name for option in common}
+    return (common + [option for option in
+                      ks_loading.get_auth_plugin_conf_options('password')
+                      if option.name not in names]
+            + ks_loading.get_session_conf_options())
+
+
+SCANNED_SERVICES = ('identity', 'compute', 'network', 'volume')
+
+INVENTORY_SCAN_OPTS = [
+    cfg.ListOpt('services',
+                default=list(SCANNED_SERVICES),
+                item_type=types.String(choices=SCANNED_SERVICES),
+                help='Services calipso-inventory-scan lists: identity '
+                     '(projects), compute (availability zones, hosts, '
+                     'instances and their vNICs), network (networks, '
+                     'subnets, ports, routers, floating IPs, agents\' '
+                     'vservices and vedges), volume (volumes). Objects of '
+                     'a service not listed are never marked deleted.'),
+    cfg.DictOpt('service_types',
+                default={},
+                help='Catalog type of a scanned service where it is not '
+                     'the usual one (identity, compute, network, '
+                     'volumev3), e.g. volume:block-storage.'),
+    cfg.IntOpt('page_size',
+               default=500,
+               min=1,
+               help='Items asked for per request (limit) of the lists that '
+                    'are paged; the scan follows the next links until the '
+                    'end of each list.'),
+]
+
 def list_opts():
     """Options per group, for oslo-config-generator and register_opts."""
     return [
@@ -392,6 +474,8 @@ def list_opts():
         ('notification', NOTIFICATION_OPTS),
         ('meter', METER_OPTS),
         ('polling', POLLING_OPTS),
+        ('compute', COMPUTE_OPTS),
+        ('vsg', VSG_OPTS),
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),
@@ -399,10 +483,20 @@ def list_opts():
         ('delivery', DELIVERY_OPTS),
         ('sample_limits', SAMPLE_LIMITS_OPTS),
         ('api', API_OPTS),
+        (SERVICE_CREDENTIALS, SERVICE_CREDENTIALS_OPTS + keystoneauth_opts()),
+        ('inventory_scan', INVENTORY_SCAN_OPTS),
     ]
 
 
 def register_opts(conf):
+    """Register every option; of [service_credentials] only keystoneauth1's
+    plugin choice and session options besides ours: the plugin's own
+    (some required) are registered when it is loaded."""
     for group, options in list_opts():
+        if group == SERVICE_CREDENTIALS:
+            conf.register_opts(SERVICE_CREDENTIALS_OPTS, group=group)
+            ks_loading.register_auth_conf_options(conf, group)
+            ks_loading.register_session_conf_options(conf, group)
+            continue
         conf.register_opts(options,
                            group=None if group == 'DEFAULT' else group)

@@ -71,6 +71,18 @@ FLAT_METADATA = {
                    'string per leaf, keys joined with "." (first level) '
                    'and ":" (deeper levels).'}
 
+def _polling_override():
+    return _object({
+        'interval': _number(description='Seconds between cycles.'),
+        'meters': _array(_string(), description='Meter names and '
+                         'patterns (*, cpu*, !name).'),
+        'enabled': {'type': 'boolean'},
+        'updated_at': _string(description='When it was last changed '
+                                          '(ISO 8601, UTC).'),
+    }, required=['updated_at'], description='The fields of a source set '
+       'through the API, over the file\'s.')
+
+
 SCHEMAS = {
     'Error': _object({
         'error_message': _object({
@@ -195,6 +207,45 @@ SCHEMAS = {
         'storage': {'type': 'object', 'additionalProperties': {
             'type': 'boolean'}},
     }),
+    'PollingOverride': _polling_override(),
+    'PollingSource': _object({
+        'name': _string(),
+        'interval': _number(description='Seconds between cycles, in '
+                                        'effect.'),
+        'meters': _array(_string(), description='Meter patterns in '
+                                                'effect.'),
+        'resources': _array({}),
+        'discovery': _array(_string()),
+        'enabled': {'type': 'boolean'},
+        'overridden': _array({'type': 'string', 'enum': [
+            'interval', 'meters', 'enabled']}, description='The fields '
+            'an override sets.'),
+        'file': _object({'interval': _number(),
+                         'meters': _array(_string()),
+                         'enabled': {'type': 'boolean'}},
+                        description='The source as the file says.'),
+        'override': dict(_polling_override(), nullable=True),
+    }),
+    'PollingSources': _object({
+        'file': _string(description='The polling file the API reads.'),
+        'errors': _array(_string(), description='What is wrong in the '
+                         'file (sources skipped, or the file refused).'),
+        'sources': _array(_ref('schemas', 'PollingSource')),
+        'orphan_overrides': {
+            'type': 'object', 'description': 'Overrides of sources the '
+            'file no longer has, by name.',
+            'additionalProperties': _ref('schemas', 'PollingOverride')},
+    }),
+    'PollingChange': {
+        'type': 'object', 'minProperties': 1, 'additionalProperties': False,
+        'description': 'The fields to override; null drops a field\'s '
+                       'override.',
+        'properties': {
+            'interval': {'type': 'number', 'exclusiveMinimum': True,
+                         'minimum': 0, 'nullable': True},
+            'meters': {'type': 'array', 'items': {'type': 'string'},
+                       'nullable': True},
+            'enabled': {'type': 'boolean', 'nullable': True}}},
     'ComplexQuery': _object({
         'filter': _string(description='A JSON filter expression: {op: '
                           '{field: value}} with = != < > <= =< >= => like, '
@@ -260,6 +311,9 @@ PARAMETERS = {
                   'schema': _string(minLength=1)},
     'resource_id': {'name': 'resource_id', 'in': 'path', 'required': True,
                     'schema': _string(minLength=1)},
+    'source_name': {'name': 'name', 'in': 'path', 'required': True,
+                    'schema': _string(minLength=1),
+                    'description': 'A source of the polling file.'},
 }
 
 RESPONSES = {
@@ -269,7 +323,8 @@ RESPONSES = {
         ('BadRequest', 'Invalid request (the message names the '
                        'parameter).'),
         ('Unauthorized', 'No or invalid token.'),
-        ('Forbidden', 'The token may not see or write this project.'),
+        ('Forbidden', 'The token may not see or write this project, or the '
+                      'route is for admins only.'),
         ('NotFound', 'No such item (or one of a project the token may '
                      'not see).'),
         ('ServerError', 'Internal error.'),
@@ -340,6 +395,14 @@ PATHS = {
     '/v2/capabilities': {'get': _operation(
         'What the API and its store support.', [], 200,
         _ref('schemas', 'Capabilities'))},
+    '/v2/polling/sources': {'get': _operation(
+        'The polling sources (admins only): the file\'s, with their '
+        'overrides.', [], 200, _ref('schemas', 'PollingSources'))},
+    '/v2/polling/sources/{name}': {'put': _operation(
+        'Override a source\'s interval, meters or enabled (admins only); '
+        'the polling agents apply it at their next cycle.',
+        ['source_name'], 200, _ref('schemas', 'PollingSource'), NOT_FOUND,
+        body=_ref('schemas', 'PollingChange'))},
     '/healthcheck': {'get': {
         'summary': 'Whether the API serves requests and its store answers '
                    '(no authentication).',

@@ -1,6 +1,8 @@
 """The contracts of pollster and discovery plugins.
 
-A **pollster** is a stevedore plugin in the ``calipso.poll`` namespace,
+A **pollster** is a stevedore plugin in the ``calipso.poll`` namespace
+or a ``calipso.poll.<family>`` one (``compute``, ``vsg``, a plugin
+package's own: one namespace cannot hold two plugins of one name),
 registered under the name of the meter it makes (Ceilometer's names:
 ``cpu``, ``memory.usage``, ``disk.read.bytes``...). The polling agent
 makes one instance of each plugin when it starts (``Pollster(conf)``) and, at

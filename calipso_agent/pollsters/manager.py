@@ -16,6 +16,7 @@ each cycle (at most once a second for all runners), so an override is
 applied at the next cycle of its source.
 """
 
+import importlib.metadata
 import logging
 import os
 import threading
@@ -60,15 +61,27 @@ def _load_failed(manager, entry_point, exc):
               entry_point.value, delivery.one_line(exc))
 
 
+def pollster_namespaces():
+    """``calipso.poll`` and every installed ``calipso.poll.<family>``
+    namespace (a namespace cannot hold two plugins of one name: the
+    pollsters of one meter told apart by their discovery, as the host's
+    and the instances' ``cpu``, are in namespaces of their own)."""
+    groups = importlib.metadata.entry_points().groups
+    return [base.POLL_NAMESPACE] + sorted(
+        group for group in groups
+        if group.startswith(base.POLL_NAMESPACE + '.'))
+
+
 def load_pollsters(conf):
-    """Every ``calipso.poll`` plugin, its ``meter`` set to its name."""
-    manager = extension.ExtensionManager(
-        base.POLL_NAMESPACE, invoke_on_load=True, invoke_args=(conf,),
-        on_load_failure_callback=_load_failed)
+    """Every pollster plugin, its ``meter`` set to its name."""
     pollsters = []
-    for ext in manager:
-        ext.obj.meter = ext.name
-        pollsters.append(ext.obj)
+    for namespace in pollster_namespaces():
+        manager = extension.ExtensionManager(
+            namespace, invoke_on_load=True, invoke_args=(conf,),
+            on_load_failure_callback=_load_failed)
+        for ext in manager:
+            ext.obj.meter = ext.name
+            pollsters.append(ext.obj)
     return pollsters
 
 

@@ -13,6 +13,7 @@ import abc
 import datetime
 import math
 
+from calipso_agent import inventory
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import query as query_mod
 
@@ -23,6 +24,8 @@ GROUPBY_FIELDS = ('user_id', 'project_id', 'resource_id', 'source')
 # The longest statistics period: a century of seconds. Stores count in
 # 64-bit microseconds, and timestamps end in the year 9999.
 MAX_PERIOD = 100 * 36525 * 864
+# What an override of a polling source may change (set_polling_override).
+POLLING_OVERRIDE_FIELDS = ('interval', 'meters', 'enabled')
 
 
 class StorageError(Exception):
@@ -93,6 +96,26 @@ def validate_sample(sample, timestamp=True):
             sample.resource_metadata, dict):
         return 'resource_metadata is not a mapping'
     return None
+
+
+def polling_override_changes(name, changes):
+    """``changes`` of set_polling_override checked: a dict of known
+    fields (ValueError otherwise), split into (set, dropped)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f'polling source name {name!r} is not a string')
+    unknown = sorted(set(changes) - set(POLLING_OVERRIDE_FIELDS))
+    if unknown:
+        raise ValueError(f'polling source {name}: cannot override '
+                         f'{", ".join(unknown)} (only '
+                         f'{", ".join(POLLING_OVERRIDE_FIELDS)})')
+    kept = {k: v for k, v in changes.items() if v is not None}
+    dropped = [k for k, v in changes.items() if v is None]
+    return kept, dropped
+
+
+def utc_now_iso():
+    """Now, as the ISO 8601 UTC text the stores stamp records with."""
+    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 def _bound(value, what):
@@ -417,9 +440,30 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def upsert_inventory(self, objects):
         """Store inventory objects (dicts with at least ``id``, ``type``,
-        ``last_event_at``). An object older (``last_event_at``) than the
-        stored one is ignored, so replayed events change nothing. Returns
-        how many were written."""
+        ``last_event_at``) as they are. An object older (``last_event_at``)
+        than the stored one is ignored, so replayed events change nothing.
+        Returns how many were written. Nothing is derived (paths,
+        tombstones of children, links): ``apply_inventory`` does that."""
+
+    def apply_inventory(self, objects=(), links=()):
+        """Merge objects and links made from events or scans into the
+        graph, by the rules of ``calipso_agent.inventory`` (newer wins,
+        tombstones, deletions close links and mark children, paths from
+        parents, exclusive links): all or nothing where the store has
+        transactions, and safe to repeat. Returns how many objects and
+        links were written; ValueError (nothing written) on an invalid
+        one."""
+        objects, links = list(objects), list(links)
+        if not objects and not links:
+            return 0
+        with self._inventory_batch() as batch:
+            return inventory.apply(batch, objects, links)
+
+    @abc.abstractmethod
+    def _inventory_batch(self):
+        """A context manager giving an ``inventory.InventoryBatch``: its
+        reads and its one write in one transaction (committed when the
+        block ends without error), where the store has them."""
 
     @abc.abstractmethod
     def get_inventory(self, ids=None, types=None, project_ids=None,
@@ -478,3 +522,20 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def delete_subscription(self, subscription_id):
         """Delete a subscription; True if it existed."""
+
+    # --- polling overrides (the probing level set through the API) -------
+    @abc.abstractmethod
+    def get_polling_overrides(self):
+        """The overrides of polling.yaml's sources set at run time:
+        ``{source_name: {field: value, ..., 'updated_at': ISO 8601}}``
+        holding only the fields overridden (of ``POLLING_OVERRIDE_FIELDS``).
+        """
+
+    @abc.abstractmethod
+    def set_polling_override(self, name, changes):
+        """Merge ``changes`` (fields of ``POLLING_OVERRIDE_FIELDS``; a
+        value of None drops that field's override) into the override of
+        source ``name`` and stamp its ``updated_at``. Returns the override
+        as stored, or None when no field is left overridden (the override
+        is gone: the file's definition applies again). ValueError for
+        another field. The values are checked by the caller."""

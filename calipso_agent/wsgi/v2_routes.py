@@ -72,6 +72,12 @@ ROUTES = (
         'POST': Endpoint('query.query_samples', QUERY)}),
     Declaration('/v2/capabilities', {
         'GET': Endpoint('capabilities.get_capabilities', PUBLIC)}),
+    # The probing level of every polling agent: admins only, never
+    # through a channel's proxy.
+    Declaration('/v2/polling/sources', {
+        'GET': Endpoint('polling.list_sources', REFUSED)}),
+    Declaration('/v2/polling/sources/{name}', {
+        'PUT': Endpoint('polling.put_source', REFUSED)}),
     # The documents name the backend's own address: not through a proxy.
     Declaration(OPENAPI_PATH, {
         'GET': Endpoint('openapi_document', REFUSED)}, public=True),

@@ -15,4 +15,8 @@
 * ``databases``: Databases of a test of its own: a private PostgreSQL
   server, a database on the shared one.
 * ``identity``: a real Keystone on a loopback port.
+* ``openstack_cloud``: a fake OpenStack cloud (compute, network, volume,
+  image APIs answering like the real ones) for a real Keystone's catalog.
+* ``libvirt_node``: a node of libvirt's test driver holding nova
+  instances (``test:///<path>``), for the compute pollsters.
 """

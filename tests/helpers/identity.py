@@ -9,7 +9,9 @@ holds its configuration, database, key repositories and log
 the channel proxies' user ``calipso-proxy`` (roles ``service``, to
 validate tenant tokens, and ``calipso_reader``, the API's read-only
 ``[api] multi_project_role``; no admin) and two tenants, ``project-a`` and
-``project-b``, each with one ``member`` user.
+``project-b``, each with one ``member`` user. ``register_services`` adds
+services and endpoints to its catalog (a fake cloud's, see
+``openstack_cloud``).
 """
 
 import dataclasses
@@ -338,6 +340,41 @@ class Keystone:
             self._admin_session.patch(f'{self.url}/users/{user.id}',
                                       json={'user': {'enabled': enabled}})
 
+    def register_services(self, region, services,
+                          interfaces=('public', 'internal')):
+        """Put services in the catalog, in ``region`` (created when
+        missing): ``services`` maps a service type to (name, URL); each
+        gets an endpoint of that URL per interface. A name None adds the
+        endpoints to the existing service of that type (``identity``:
+        Keystone's own, with ``self.url``). Returns a
+        ``Registration`` (``remove()`` deletes them, and the region if it
+        was made here)."""
+        existing = {r['id'] for r in self._get('/regions')['regions']}
+        made_region = region not in existing
+        if made_region:
+            self._post('/regions', {'region': {'id': region}})
+        registration = Registration(self, region if made_region else None)
+        for service_type, (name, url) in services.items():
+            known = self._get(f'/services?type={service_type}')['services']
+            if name is None and known:
+                # An endpoint of the existing service (Keystone's own).
+                service_id = known[0]['id']
+            else:
+                service_id = self._post('/services', {'service': {
+                    'type': service_type, 'name': name,
+                    'enabled': True}})['service']['id']
+                registration.service_ids.append(service_id)
+            for interface in interfaces:
+                endpoint = self._post('/endpoints', {'endpoint': {
+                    'service_id': service_id, 'interface': interface,
+                    'region_id': region, 'url': url, 'enabled': True}})
+                registration.endpoint_ids.append(
+                    endpoint['endpoint']['id'])
+        return registration
+
+    def _delete(self, path):
+        self._admin_session.delete(self.url + path, raise_exc=False)
+
     def _get(self, path):
         return self._admin_session.get(self.url + path).json()
 
@@ -408,6 +445,25 @@ class Keystone:
             return None
         resp.raise_for_status()
         return resp.json()['token']
+
+
+@dataclasses.dataclass
+class Registration:
+    """Services and endpoints a test put in the catalog."""
+
+    keystone: Keystone
+    region: str = None
+    service_ids: list = dataclasses.field(default_factory=list)
+    endpoint_ids: list = dataclasses.field(default_factory=list)
+
+    def remove(self):
+        for endpoint_id in self.endpoint_ids:
+            self.keystone._delete(f'/endpoints/{endpoint_id}')
+        for service_id in self.service_ids:
+            self.keystone._delete(f'/services/{service_id}')
+        if self.region:
+            self.keystone._delete(f'/regions/{self.region}')
+        self.endpoint_ids, self.service_ids = [], []
 
 
 def _kill_group(process, signum, timeout=10):

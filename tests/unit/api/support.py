@@ -156,6 +156,9 @@ class Client:
     def post(self, path, body, **kwargs):
         return self.request('POST', path, body=body, **kwargs)
 
+    def put(self, path, body, **kwargs):
+        return self.request('PUT', path, body=body, **kwargs)
+
 
 def query(*terms):
     """q.* parameters of (field, op, value[, type]) terms."""

@@ -272,6 +272,18 @@ def test_the_reader_service_user_never_writes(keystone, deployed):
         error_of(answer, 403)
 
 
+def test_the_reader_service_user_cannot_touch_the_polling_sources(
+        keystone, deployed):
+    api, _, _ = deployed
+    project_a = keystone.projects['project-a']
+    headers = {'X-Auth-Token': keystone.token(keystone.proxy_user),
+               'X-Calipso-Project-Scope': project_a}
+    error_of(requests.get(api.url + '/v2/polling/sources', timeout=30,
+                          headers=headers), 403)
+    error_of(requests.put(api.url + '/v2/polling/sources/any', timeout=30,
+                          headers=headers, json={'interval': 1}), 403)
+
+
 def test_the_reader_reads_only_the_declared_projects(keystone, deployed):
     api, _, samples = deployed
     project_a = keystone.projects['project-a']

@@ -196,3 +196,16 @@ def test_item_routes_take_no_query_string(recorded):
                               '/v2/samples/x?q.field=project_id&q.value=z')
     assert status == 400, answer
     assert backend.received[seen:] == []
+
+
+@pytest.mark.parametrize('method, raw_path, body', [
+    ('GET', '/v2/polling/sources', None),
+    ('PUT', '/v2/polling/sources/host_source', b'{"interval": 1}'),
+    ('PUT', '/v2/polling/sources/%2E', b'{"interval": 1}')])
+def test_the_polling_routes_are_refused(recorded, method, raw_path, body):
+    backend, proxy = recorded
+    seen = len(backend.received)
+    status, answer = send_raw(proxy, method, raw_path, body)
+    assert status in (400, 404), answer
+    assert json.loads(answer)['error_message']['faultcode'] == 'Client'
+    assert backend.received[seen:] == []

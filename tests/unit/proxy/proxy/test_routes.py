@@ -139,3 +139,15 @@ def test_a_declaration_needs_a_known_proxy_kind():
     with pytest.raises(ValueError):
         v2_routes.Declaration('/v2/new', {
             'GET': v2_routes.Endpoint('new.read', 'forward')})
+
+
+@pytest.mark.parametrize('method, path', [
+    ('GET', '/v2/polling/sources'), ('HEAD', '/v2/polling/sources'),
+    ('PUT', '/v2/polling/sources/host_source'),
+    ('GET', '/v2/polling/sources/host_source')])
+def test_the_polling_routes_are_refused(method, path):
+    # Admins only: the probing level of the polling agents is never a
+    # channel's to read or change.
+    response, sent = ask(path, method)
+    assert response.status_int == 404
+    assert sent == []

@@ -209,10 +209,11 @@ def _project(item):
     return item.get('project_id') or item.get('tenant_id') or None
 
 
-def _neutron_object(obj_type, item, at, parent_id=None, **fields):
+def _neutron_object(obj_type, item, at, parent_id=None, name=None,
+                    **fields):
     project_id = _project(item)
     return inventory.make_object(
-        obj_type, _required(item, 'id'), at, name=item.get('name'),
+        obj_type, _required(item, 'id'), at, name=name or item.get('name'),
         project_id=project_id,
         parent_id=parent_id if parent_id is not None else project_id,
         state=item.get('status'), created_at=_time(item.get('created_at')),

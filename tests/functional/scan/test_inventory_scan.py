@@ -303,6 +303,9 @@ def write_config(path, keystone, deployment, database_url):
 use_stderr = true
 
 [database]
+connection = sqlite:///{path.parent}/samples.sqlite
+
+[inventory]
 connection = {database_url}
 
 [service_credentials]
@@ -340,6 +343,8 @@ def test_console_command(deployment, keystone, tmp_path):
     assert second.returncode == 2, second.stderr[-3000:]
     assert 'volume: FAILED' in second.stdout
     assert 'volume not scanned' in second.stderr
+    # Written to [inventory] connection, not to the sample store.
+    assert not (tmp_path / 'samples.sqlite').exists()
     store = sqlite.Connection(basics.make_conf(), database)
     try:
         assert live(store, 'instance') == set(deployment.cloud.servers)

@@ -83,7 +83,7 @@ NOTIFICATION_OPTS = [
                     'agent.'),
     *metrics_opts('the notification agent'),
     cfg.ListOpt('endpoints',
-                default=['meter', 'vsg'],
+                default=['meter', 'vsg', 'inventory'],
                 help='Notification endpoints to load from the '
                      'calipso.notification namespace.'),
     cfg.FloatOpt('requeue_backoff_initial',
@@ -237,6 +237,15 @@ VSG_OPTS = [
                  help='Seconds the vsg pollsters and discovery wait for an '
                       'answer.'),
 ]
+INVENTORY_OPTS = [
+    cfg.StrOpt('connection',
+               secret=True,
+               help='Database URL of the inventory (objects and links the '
+                    'inventory endpoint makes of notifications): '
+                    'sqlite:///PATH, postgresql://..., mongodb://... '
+                    'Unset: the sample store ([database] connection).'),
+]
+
 
 DATABASE_OPTS = [
     cfg.StrOpt('connection',
@@ -479,6 +488,7 @@ def list_opts():
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),
+        ('inventory', INVENTORY_OPTS),
         ('collector', COLLECTOR_OPTS),
         ('delivery', DELIVERY_OPTS),
         ('sample_limits', SAMPLE_LIMITS_OPTS),

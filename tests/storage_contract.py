@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from calipso_agent import inventory as inventory_mod
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import base, query
+from tests.helpers import inventory as inventory_helpers
 from tests.helpers import oracle
 from tests.helpers.basics import make_sample
 from tests.helpers.oracle import instant, sample_dict
@@ -2306,17 +2307,22 @@ def test_apply_inventory_tombstone_blocks_resurrection(connection):
     connection.apply_inventory([inventory_mod.tombstone(
         'instance', 'vm-1', at(30), project_id='p-1', parent_id='compute-1')])
     for late in (instance_at(20, state='active'), instance_at(10)):
-        assert connection.apply_inventory([late]) == 0
-    vm = graph(connection)[0]['vm-1']
-    assert vm['state'] == 'deleted'
-    assert instant(vm['deleted_at']) == instant(at(30))
+        connection.apply_inventory([late])
+        vm = graph(connection)[0]['vm-1']
+        assert vm['state'] == 'deleted'
+        assert instant(vm['deleted_at']) == instant(at(30))
+        assert instant(vm['last_event_at']) == instant(at(30))
+    # The tombstone kept what the delete did not say.
+    assert (vm['name'], vm['host']) == ('web', 'compute-1')
     # A delete seen first: the create that comes late is not applied.
     fresh = inventory_mod.tombstone('network', 'net-9', at(50),
                                     project_id='p-1', parent_id='p-1')
     connection.apply_inventory([fresh])
-    connection.apply_inventory([obj_at('network', 'net-9', 40,
+    connection.apply_inventory([obj_at('network', 'net-9', 40, name='lan',
                                        project_id='p-1', parent_id='p-1')])
-    assert graph(connection)[0]['net-9']['state'] == 'deleted'
+    net = graph(connection)[0]['net-9']
+    assert (net['state'], net['name']) == ('deleted', 'lan')
+    assert instant(net['last_event_at']) == instant(at(50))
 
 
 def test_apply_inventory_delete_closes_links(connection):
@@ -2494,6 +2500,43 @@ def test_property_apply_inventory_any_order_same_graph(
         [c for c in changes[:3] if 'link_type' not in c],
         [c for c in changes[:3] if 'link_type' in c])
     assert graph(connection, created=False) == expected
+
+
+FIXTURE_CHANGES = None
+
+
+def fixture_changes():
+    """The inventory changes of every fixture the endpoint handles, in
+    the order they were sent (create, update, delete)."""
+    global FIXTURE_CHANGES
+    if FIXTURE_CHANGES is None:
+        FIXTURE_CHANGES = [inventory_helpers.changes_of(n)
+                           for _, n in inventory_helpers.handled_fixtures()]
+    return FIXTURE_CHANGES
+
+
+def apply_notifications(connection, notifications, batch):
+    for start in range(0, len(notifications), batch):
+        changes = [c for n in notifications[start:start + batch] for c in n]
+        connection.apply_inventory(*inventory_helpers.split(changes))
+
+
+@PROPERTY
+@given(data=st.data(), batch=st.integers(1, 8))
+def test_property_fixtures_in_any_order_give_the_same_graph(
+        connection_factory, data, batch):
+    in_order = fixture_changes()
+    order = data.draw(st.permutations(range(len(in_order))), label='order')
+    expected_store = connection_factory()
+    apply_notifications(expected_store, in_order, 1)
+    expected = inventory_helpers.graph(expected_store, created=False)
+    assert len(expected[0]) > 20 and len(expected[1]) > 20
+    connection = connection_factory()
+    apply_notifications(connection, [in_order[i] for i in order], batch)
+    assert inventory_helpers.graph(connection, created=False) == expected
+    # Everything redelivered once more: nothing changes.
+    apply_notifications(connection, in_order, batch)
+    assert inventory_helpers.graph(connection, created=False) == expected
 
 
 # What ``import *`` gives an instantiating module: the tests and the

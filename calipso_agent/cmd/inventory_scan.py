@@ -4,8 +4,9 @@
 
 Authenticates with ``[service_credentials]``, finds the services in the
 catalog (``region_name``, ``interface``), lists ``[inventory_scan]
-services`` and merges the result into ``[database] connection``
-(doc/inventory-scan.md). Prints one line per service and the totals on
+services`` and merges the result into the inventory's store
+(``[inventory] connection``, by default ``[database] connection``;
+doc/inventory-scan.md). Prints one line per service and the totals on
 stdout; logs go to stderr. Exit status: 0 when every service was
 scanned, 2 when some failed (the others were merged; the objects of the
 failed ones were left as they were), 1 when nothing could be scanned or
@@ -39,10 +40,13 @@ def main(argv=None):
     except Exception as exc:
         sys.exit(f'calipso-inventory-scan: [service_credentials]: '
                  f'{type(exc).__name__}: {exc}')
+    # The inventory's store: the notification agent's inventory endpoint
+    # writes the same one.
+    url = conf.inventory.connection or storage.database_url(conf)
     try:
-        store = storage.get_connection(conf)
+        store = storage.get_connection_from_url(conf, url)
     except Exception as exc:
-        url = storage.safe_url(storage.database_url(conf))
+        url = storage.safe_url(url)
         sys.exit(f'calipso-inventory-scan: cannot use the database {url}: '
                  f'{type(exc).__name__}: {exc}')
     try:

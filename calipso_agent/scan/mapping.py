@@ -160,7 +160,9 @@ def instance(server, interfaces, stamp):
         mapped.objects.append(inventory.make_object(
             'vnic', vnic, stamp, name=tap, project_id=project,
             parent_id=server_id, parent_type='instance', host=host,
-            state=interface.get('port_state'), attributes=interface,
+            state=interface.get('port_state'),
+            attributes=dict(interface, mac_address=interface.get(
+                'mac_addr')),
             # Ceilometer's vNIC meters: <instance name>-<id>-<tap>.
             resource_ids=[f'{instance_name}-{server_id}-{tap}']
             if instance_name else None))

@@ -81,6 +81,10 @@ def scan(conf, store, session=None, services=None, now=_now):
             LOG.error('Inventory scan: %s not scanned, its objects are '
                       'kept as they are: %s', service, exc.reason)
     result.requests = client.requests
+    if not bodies:
+        LOG.error('Inventory scan of region %s: no service could be '
+                  'scanned, nothing written', region_name)
+        return result
 
     found = mapping.Mapped(objects=[mapping.region(region_name, stamp)])
     hosts = None

@@ -34,7 +34,9 @@ next page is then empty); neutron and glance link a next page only when
 there is one. ``cloud.fail('network', 503)`` makes one service answer
 with that status until ``cloud.fail('network', None)``.
 ``register_in_keystone(keystone, server)`` puts the services and their
-endpoints in a real Keystone's catalog, in a region of their own.
+endpoints in a real Keystone's catalog, in a region of their own;
+``Deployment(keystone, cloud)`` does both (the ``openstack_deployment``
+fixture of tests/conftest.py makes them).
 """
 
 import copy
@@ -793,3 +795,30 @@ def register_in_keystone(keystone, server, region=None,
         catalog['identity'] = (None, keystone.url)
     return keystone.register_services(region, catalog,
                                       interfaces=interfaces)
+
+
+class Deployment:
+    """A fake cloud served on loopback and registered in a real Keystone
+    (``identity.Keystone``), in a region of its own. Keystone validates
+    every token the cloud receives. ``session`` is a keystoneauth1
+    Session of Keystone's admin service user ``calipso``; ``close()``
+    takes the endpoints out of the catalog and stops the server."""
+
+    def __init__(self, keystone, cloud, interfaces=('public', 'internal')):
+        self.keystone = keystone
+        self.cloud = cloud
+        self.server = CloudServer(
+            cloud, lambda token: keystone.validate(token) is not None)
+        self.server.start()
+        try:
+            self.registration = register_in_keystone(
+                keystone, self.server, interfaces=interfaces)
+        except BaseException:
+            self.server.stop()
+            raise
+        self.region = self.registration.region
+        self.session = keystone.session(keystone.service_user)
+
+    def close(self):
+        self.registration.remove()
+        self.server.stop()

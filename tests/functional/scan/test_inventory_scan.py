@@ -13,7 +13,7 @@ import pytest
 
 from calipso_agent import inventory
 from calipso_agent.scan import scanner
-from tests.helpers import basics, databases, openstack_cloud
+from tests.helpers import basics, databases
 
 pytestmark = pytest.mark.functional
 
@@ -47,31 +47,11 @@ def store(request, tmp_path):
         connection.close()
 
 
-class Deployment:
-    """A fake cloud served and registered in Keystone, and the scan's
-    configuration and session."""
-
-    def __init__(self, keystone, cloud):
-        self.keystone = keystone
-        self.cloud = cloud
-        self.server = openstack_cloud.CloudServer(
-            cloud, lambda token: keystone.validate(token) is not None)
-        self.server.start()
-        self.registration = openstack_cloud.register_in_keystone(
-            keystone, self.server)
-        self.region = self.registration.region
-        self.conf = basics.make_conf(
-            service_credentials__region_name=self.region,
-            service_credentials__interface='internal',
-            inventory_scan__page_size=500)
-        self.session = keystone.session(keystone.service_user)
-
-    def scan(self, store, **kwargs):
-        return scanner.scan(self.conf, store, session=self.session, **kwargs)
-
-    def close(self):
-        self.registration.remove()
-        self.server.stop()
+def scan(deployment, store, **overrides):
+    conf = basics.make_conf(
+        service_credentials__region_name=deployment.region,
+        service_credentials__interface='internal', **overrides)
+    return scanner.scan(conf, store, session=deployment.session)
 
 
 @pytest.fixture
@@ -80,14 +60,10 @@ def projects(keystone):
 
 
 @pytest.fixture
-def deployment(keystone, projects):
-    cloud = openstack_cloud.Cloud.build(
-        projects=projects, hosts=3, zones=('az-1', 'az-2'),
-        networks_per_project=2, servers_per_network=2, volumes_per_server=1,
-        admin_project=keystone.projects['admin'])
-    deployed = Deployment(keystone, cloud)
-    yield deployed
-    deployed.close()
+def deployment(openstack_deployment):
+    return openstack_deployment(hosts=3, zones=('az-1', 'az-2'),
+                                networks_per_project=2,
+                                servers_per_network=2, volumes_per_server=1)
 
 
 def objects(store, **kwargs):
@@ -113,7 +89,7 @@ def expected_vnics(cloud):
 
 def test_full_scan(deployment, store, keystone, projects):
     cloud = deployment.cloud
-    result = deployment.scan(store)
+    result = scan(deployment, store)
     assert result.failed == []
     assert result.answered == ['compute', 'identity', 'network', 'volume']
     assert live(store, 'instance') == set(cloud.servers)
@@ -172,9 +148,9 @@ def test_full_scan(deployment, store, keystone, projects):
 
 def test_a_second_scan_of_an_unchanged_cloud_changes_nothing_but_times(
         deployment, store):
-    deployment.scan(store)
+    scan(deployment, store)
     first = objects(store)
-    result = deployment.scan(store)
+    result = scan(deployment, store)
     assert result.deleted_objects == 0 and result.closed_links == 0
     second = objects(store)
     assert set(first) == set(second)
@@ -186,8 +162,7 @@ def test_a_second_scan_of_an_unchanged_cloud_changes_nothing_but_times(
 def test_paging(deployment, store):
     cloud = deployment.cloud
     cloud.max_limit = 3
-    deployment.conf.set_override('page_size', 2, group='inventory_scan')
-    result = deployment.scan(store)
+    result = scan(deployment, store, inventory_scan__page_size=2)
     assert result.failed == []
     assert live(store, 'instance') == set(cloud.servers)
     assert live(store, 'port') == set(cloud.ports)
@@ -206,7 +181,7 @@ def test_paging(deployment, store):
 
 def test_a_deletion_between_two_scans(deployment, store):
     cloud = deployment.cloud
-    deployment.scan(store)
+    scan(deployment, store)
     server_id = next(s for s, server in cloud.servers.items()
                      if any(a['server_id'] == s for v in
                             cloud.volumes.values()
@@ -219,7 +194,7 @@ def test_a_deletion_between_two_scans(deployment, store):
     router_id, router = next(iter(cloud.routers.items()))
     del cloud.routers[router_id]
 
-    result = deployment.scan(store)
+    result = scan(deployment, store)
     assert result.failed == []
     stored = objects(store)
     for gone in (server_id, vnic, port_id, router_id):
@@ -244,7 +219,7 @@ def test_a_deletion_between_two_scans(deployment, store):
 def test_a_failing_service_keeps_its_objects_and_the_others_complete(
         deployment, store):
     cloud = deployment.cloud
-    deployment.scan(store)
+    scan(deployment, store)
     fip_id = next(iter(cloud.floatingips))
     del cloud.floatingips[fip_id]
     network_id = next(n for n, net in cloud.networks.items()
@@ -254,7 +229,7 @@ def test_a_failing_service_keeps_its_objects_and_the_others_complete(
     cloud.delete_server(server_id)
     cloud.fail('network', 503)
 
-    result = deployment.scan(store)
+    result = scan(deployment, store)
     assert result.failed == ['network']
     assert '503' in result.services['network']
     stored = objects(store)
@@ -268,7 +243,7 @@ def test_a_failing_service_keeps_its_objects_and_the_others_complete(
     assert inventory.vedge_id('network-1') in live(store, 'vedge')
 
     cloud.fail('network', None)
-    result = deployment.scan(store)
+    result = scan(deployment, store)
     assert result.failed == []
     stored = objects(store)
     assert stored[fip_id]['state'] == inventory.DELETED
@@ -277,7 +252,7 @@ def test_a_failing_service_keeps_its_objects_and_the_others_complete(
 
 def test_a_newer_event_is_not_undone_by_an_older_scan(deployment, store):
     cloud = deployment.cloud
-    deployment.scan(store)
+    scan(deployment, store)
     later = (datetime.datetime.now(datetime.UTC)
              + datetime.timedelta(hours=1)).isoformat()
     server_id = next(iter(cloud.servers))
@@ -303,7 +278,7 @@ def test_a_newer_event_is_not_undone_by_an_older_scan(deployment, store):
         'volume', volume_id, later,
         project_id=cloud.volumes[volume_id]['os-vol-tenant-attr:tenant_id'])])
 
-    result = deployment.scan(store)
+    result = scan(deployment, store)
     assert result.failed == []
     stored = objects(store)
     assert stored[server_id]['state'] == 'SHUTOFF'
@@ -314,10 +289,10 @@ def test_a_newer_event_is_not_undone_by_an_older_scan(deployment, store):
 
 def test_an_update_in_the_cloud_replaces_an_older_event(deployment, store):
     cloud = deployment.cloud
-    deployment.scan(store)
+    scan(deployment, store)
     server_id = next(iter(cloud.servers))
     cloud.update('servers', server_id, status='PAUSED')
-    deployment.scan(store)
+    scan(deployment, store)
     assert objects(store, ids=[server_id])[server_id]['state'] == 'PAUSED'
 
 
@@ -328,6 +303,9 @@ def write_config(path, keystone, deployment, database_url):
 use_stderr = true
 
 [database]
+connection = sqlite:///{path.parent}/samples.sqlite
+
+[inventory]
 connection = {database_url}
 
 [service_credentials]
@@ -365,6 +343,8 @@ def test_console_command(deployment, keystone, tmp_path):
     assert second.returncode == 2, second.stderr[-3000:]
     assert 'volume: FAILED' in second.stdout
     assert 'volume not scanned' in second.stderr
+    # Written to [inventory] connection, not to the sample store.
+    assert not (tmp_path / 'samples.sqlite').exists()
     store = sqlite.Connection(basics.make_conf(), database)
     try:
         assert live(store, 'instance') == set(deployment.cloud.servers)

@@ -137,3 +137,4 @@ def test_answers_that_are_not_the_api_are_service_errors(body):
     finally:
         server.shutdown()
         server.server_close()
+

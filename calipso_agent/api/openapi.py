@@ -287,6 +287,13 @@ def _operation(summary, parameters, status, schema, errors=(),
                        ('403', 'Forbidden'), *errors,
                        ('500', 'ServerError'), ('503', 'Unavailable')):
         responses[code] = _ref('responses', name)
+    if status == 200 and body is None:
+        # A read: an ETag, and 304 for If-None-Match naming it.
+        responses['200']['headers'] = {'ETag': {
+            'description': 'Digest of the answer, for If-None-Match.',
+            'schema': {'type': 'string'}}}
+        responses['304'] = {'description': 'Not modified: If-None-Match '
+                                            'names the current ETag.'}
     operation = {'summary': summary,
                  'parameters': [_ref('parameters', p) for p in parameters],
                  'responses': dict(sorted(responses.items()))}

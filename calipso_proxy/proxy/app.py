@@ -14,7 +14,7 @@ import orjson
 import webob
 import webob.dec
 
-from calipso_agent.wsgi import errors, paste_app, router, v2_routes
+from calipso_agent.wsgi import errors, paste_app, responses, router, v2_routes
 from calipso_proxy.proxy import backend as backend_mod
 from calipso_proxy.proxy import scope as scope_mod
 from calipso_proxy.proxy import tenant_auth, token_gate
@@ -172,9 +172,9 @@ class ChannelProxy:
                                        'outside the channel')
             for item in body:
                 changed = self._rewrite_links(request, item) or changed
-        if changed:
-            return self._response(answer.status, orjson.dumps(body))
-        return self._response(answer.status, answer.body)
+        body = orjson.dumps(body) if changed else answer.body
+        return responses.conditional(
+            request, self._response(answer.status, body))
 
     def _rewrite_links(self, request, item):
         """Resource links point at the proxy, not at the backend."""

@@ -139,3 +139,18 @@ def test_a_declaration_needs_a_known_proxy_kind():
     with pytest.raises(ValueError):
         v2_routes.Declaration('/v2/new', {
             'GET': v2_routes.Endpoint('new.read', 'forward')})
+
+
+def test_proxy_answer_has_an_etag_and_is_not_modified_on_it():
+    proxy = proxy_app.ChannelProxy(proxy_conf(CHANNEL),
+                                   backend=RecordingBackend(), auth=object())
+
+    def get(**headers):
+        request = webob.Request.blank('/v2/meters', headers=headers)
+        request.environ[token_gate.AUTHENTICATED] = True
+        return request.get_response(proxy)
+    first = get()
+    assert first.status_int == 200 and first.etag
+    again = get(**{'If-None-Match': f'"{first.etag}"'})
+    assert again.status_int == 304 and again.body == b''
+    assert get(**{'If-None-Match': '"other"'}).body == first.body

@@ -7,6 +7,9 @@ the API (its handlers pull in the store). The API binds the names to its
 handlers (api/v2/__init__.py; an unknown name fails at import), the
 proxy keeps the kinds (proxy/proxy/app.py). A new endpoint is declared
 here with a proxy kind, so the proxy either scopes it or refuses it.
+The topology page's static files (/ui/, wsgi/static_files.py) are not
+API routes: the paste pipelines of the API and of the proxy answer them
+before authentication, as they do /healthcheck.
 
 Proxy kinds:
 

@@ -140,6 +140,9 @@ export function pathText(path, startId) {
   return ids.join(' > ');
 }
 
+// An infrastructure object a tenant may not see is opaque: its type and
+// state only (its id is a token, not a name).
 export function labelOf(object) {
+  if (object.opaque) return `${object.type} (not shown)`;
   return object.name || object.id || object.type;
 }

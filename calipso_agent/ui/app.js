@@ -104,6 +104,15 @@ async function choose(id) {
   page.chosenId = id;
   tree.markSelected(id);
   graph.choose(id);
+  const drawn = graph.drawn(id);
+  if (drawn?.opaque) {
+    page.chosen = null;
+    panel.show(drawn, []);
+    for (const button of ['impact-button', 'path-button']) {
+      $(button).disabled = true;
+    }
+    return;
+  }
   const [object, links] = await Promise.all([
     inventory.object(id), inventory.links(id).catch(() => []),
   ]);
@@ -147,8 +156,8 @@ async function showPath() {
 
 function clearHighlights() {
   page.mode = null;
-  graph.clearHighlights();
   report.section.hidden = true;
+  graph.clearHighlights();
   $('clear-button').disabled = true;
 }
 

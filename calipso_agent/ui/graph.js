@@ -28,13 +28,12 @@ function stateKey(state) {
 function nodeData(object) {
   const state = object.state || '';
   const mark = ALARM_STATES.has(state) ? '✖ ' : '';
-  const name = object.name || (object.id && object.id !== object.type ?
-    object.id : '');
   return {
     id: object.id,
     type: object.type,
     state,
-    label: `${mark}${name || labelOf(object)}\n${object.type}` +
+    opaque: Boolean(object.opaque),
+    label: `${mark}${labelOf(object)}\n${object.type}` +
       (state && state !== 'ACTIVE' ? ` · ${state}` : ''),
   };
 }
@@ -56,10 +55,10 @@ const STYLE = [
     'background-color': STATE_COLOURS.other,
     'border-width': 1, 'border-color': '#ffffff',
     'label': 'data(label)', 'text-wrap': 'wrap', 'text-max-width': 170,
-    'font-size': 11, 'color': '#1d232b',
+    'font-size': 12, 'color': '#1d232b',
     'text-valign': 'bottom', 'text-halign': 'center', 'text-margin-y': 3,
     'text-background-color': '#ffffff', 'text-background-opacity': 0.85,
-    'text-background-padding': 1, 'min-zoomed-font-size': 6,
+    'text-background-padding': 1, 'min-zoomed-font-size': 5,
   }},
   ...Object.entries(STATE_COLOURS).map(([state, colour]) => ({
     selector: `node[state = "${state}"]`,
@@ -100,9 +99,11 @@ const STYLE = [
 
 const LAYOUT = {
   name: 'dagre', rankDir: 'LR', nodeSep: 14, rankSep: 70, edgeSep: 8,
-  nodeDimensionsIncludeLabels: true, fit: true, padding: 24,
-  animate: false,
+  nodeDimensionsIncludeLabels: true, fit: false, animate: false,
 };
+// A fit never zooms in beyond this (a small clique stays its size).
+const MAX_FIT_ZOOM = 1.3;
+const PADDING = 40;
 
 export class Graph {
   constructor(container, {onSelect, onFocus}) {
@@ -176,6 +177,7 @@ export class Graph {
     return new Promise((resolve) => {
       const layout = this.cy.layout(LAYOUT);
       layout.one('layoutstop', () => {
+        this.fit();
         requestAnimationFrame(() => {
           performance.mark('calipso:graph-drawn');
           resolve();
@@ -183,6 +185,18 @@ export class Graph {
       });
       layout.run();
     });
+  }
+
+  // Fits ``elements`` (default: all) in the pane as it is now sized.
+  fit(elements) {
+    this.cy.resize();
+    const shown = elements && elements.nonempty() ? elements :
+      this.cy.elements();
+    this.cy.fit(shown, PADDING);
+    if (this.cy.zoom() > MAX_FIT_ZOOM) {
+      this.cy.zoom(MAX_FIT_ZOOM);
+      this.cy.center(shown);
+    }
   }
 
   choose(id) {
@@ -201,14 +215,19 @@ export class Graph {
     this.cy.elements().not(nodes).not(nodes.edgesWith(nodes))
       .addClass('faded');
     if (rootId) this.cy.getElementById(rootId).addClass('root-cause');
+    this.fit(nodes);
   }
 
   clearHighlights() {
     this.cy.elements().removeClass('impacted on-path root-cause faded');
+    this.fit();
   }
 
-  has(id) {
-    return this.cy.getElementById(id).nonempty();
+  // The drawn node's object fields (type, state, opaque), or null.
+  drawn(id) {
+    const node = this.cy.getElementById(id);
+    return node.nonempty() ? {id, type: node.data('type'),
+      state: node.data('state'), opaque: node.data('opaque')} : null;
   }
 
   // What is drawn, for the browser tests and the benchmark.

@@ -2,7 +2,7 @@
 // other end of each one selects it), the meters recorded for it and a
 // chart of the last hour of one of them.
 
-import {edgeEnds, meterStatistics} from './api.js';
+import {edgeEnds, labelOf, meterStatistics} from './api.js';
 
 const FIELDS = ['id', 'type', 'state', 'project_id', 'host', 'parent_id',
   'name_path', 'environment', 'created_at', 'updated_at', 'last_event_at',
@@ -40,12 +40,18 @@ export class Panel {
 
   show(object, links) {
     const parts = [];
-    parts.push(element('h2', object.name || object.id || object.type));
+    parts.push(element('h2', labelOf(object)));
     const badge = element('span', object.state || 'unknown',
       `badge ${String(object.state || '').replace(/[^A-Za-z_]/g, '')}`);
     const line = element('div');
     line.append(badge, ` ${object.type}`);
     parts.push(line);
+    if (object.opaque) {
+      parts.push(element('p', 'Infrastructure object: its name and '
+        + 'attributes are for administrators only.', 'hint'));
+      this.element.replaceChildren(...parts);
+      return;
+    }
 
     parts.push(element('h3', 'Attributes'));
     const table = element('table');

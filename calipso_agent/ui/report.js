@@ -8,7 +8,8 @@ export const CSV_COLUMNS = ['type', 'name', 'id', 'project', 'host', 'state',
 
 export function impactRows(dependents, startId) {
   return dependents.map((object) => ({
-    type: object.type || '', name: object.name || '', id: object.id || '',
+    type: object.type || '', name: object.opaque ? '' : object.name || '',
+    id: object.id || '',
     project: object.project_id || '', host: object.host || '',
     state: object.state || '', path: pathText(object.path, startId),
   }));
@@ -30,9 +31,12 @@ export function csvOf(rows) {
   return lines.join('\r\n') + '\r\n';
 }
 
-// The first object of a root-cause chain that is not ACTIVE.
+// The first object of a root-cause chain that is not ACTIVE: the one the
+// API marks (first_failure), else the first with a known other state.
 export function firstNotActive(chain) {
-  return chain.find((object) => object.state && object.state !== 'ACTIVE');
+  return chain.find((object) => object.first_failure) ??
+    chain.find((object) => object.state && object.state !== 'ACTIVE' &&
+      !object.unknown);
 }
 
 export class Report {
@@ -71,9 +75,10 @@ export class Report {
       `Path from ${labelOf(start)}: first not ACTIVE is ${bad.type} ` +
       `${labelOf(bad)} (${bad.state})` :
       `Path from ${labelOf(start)}: every object ACTIVE`;
-    const columns = ['#', 'type', 'name', 'id', 'state'];
-    this.fill(columns, chain.map((object, index) => [index + 1, object.type,
-      object.name || '', object.id || '', object.state || '']));
+    const columns = ['#', 'depth', 'type', 'name', 'id', 'state'];
+    this.fill(columns, chain.map((object, index) => [index + 1,
+      object.depth ?? '', object.type, object.opaque ? '' : object.name || '',
+      object.id || '', object.state || '']));
     if (bad) {
       const index = chain.indexOf(bad);
       this.table.tBodies[0].rows[index].classList.add('first-bad');

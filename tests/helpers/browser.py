@@ -173,3 +173,19 @@ class Page:
     def console_errors(self):
         return [entry for entry in self.session.get_log('browser')
                 if entry['level'] == 'SEVERE']
+
+    def report_rows(self):
+        """The rows of the impact or path table, as dicts by column."""
+        headers = [th.text for th in self.css('#report-table thead th')]
+        return [dict(zip(headers, [td.text for td in tr.find_elements(
+            'css selector', 'td')], strict=True))
+            for tr in self.css('#report-table tbody tr')]
+
+    def press(self, button_id, title_text):
+        """Presses Impact or Path; returns the report's rows once its
+        title shows ``title_text``."""
+        self.by_id(button_id).click()
+        wait_for(lambda: self.by_id('report').is_displayed()
+                 and title_text in self.by_id('report-title').text,
+                 what=f'the {button_id} report')
+        return self.report_rows()

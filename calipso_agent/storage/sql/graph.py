@@ -48,7 +48,8 @@ class GraphReads:
             if wanted is not None:
                 wanted = [wanted] if isinstance(wanted, str) else wanted
                 statement = statement.where(self._in_set(column, wanted))
-        for field, wanted in zip(_FIELDS, (parent_id, host, name, state)):
+        for field, wanted in zip(_FIELDS, (parent_id, host, name, state),
+                                 strict=True):
             if wanted is not None:
                 statement = statement.where(
                     INVENTORY.c.data[field].as_string() == wanted)

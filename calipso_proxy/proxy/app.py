@@ -128,6 +128,10 @@ class ChannelProxy:
                 body=self.scope.scoped_complex_query(request.body),
                 headers={**request.headers,
                          'Content-Type': 'application/json'})
+        elif kind == v2_routes.INVENTORY:
+            answer = self.backend.request(
+                'GET', forwarded_path, self.scope.inventory_params(
+                    request.GET), headers=request.headers)
         elif kind == v2_routes.PUBLIC:
             answer = self.backend.request('GET', forwarded_path, params,
                                           headers=request.headers)
@@ -172,6 +176,14 @@ class ChannelProxy:
                                        'outside the channel')
             for item in body:
                 changed = self._rewrite_links(request, item) or changed
+        elif kind == v2_routes.INVENTORY:
+            if not self.scope.inventory_in_scope(body):
+                LOG.error('Channel %s: the backend answered %s with '
+                          'inventory data of another project or of the '
+                          'infrastructure; refused', self.channel_id,
+                          router.describe(request))
+                raise BadBackendAnswer('The backend API answered data '
+                                       'outside the channel')
         body = orjson.dumps(body) if changed else answer.body
         return responses.conditional(
             request, self._response(answer.status, body))

@@ -15,4 +15,7 @@
 * ``databases``: Databases of a test of its own: a private PostgreSQL
   server, a database on the shared one.
 * ``identity``: a real Keystone on a loopback port.
+* ``inventory``: inventory graphs as the contract has them
+  (../notes/inventory-contract.md): a small two-project cloud with its
+  infrastructure, and a host with many instances (the benchmark's).
 """

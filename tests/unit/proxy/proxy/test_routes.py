@@ -108,6 +108,9 @@ def test_each_api_route_and_method_is_scoped_or_refused(template, method):
         assert sent_method == 'GET' and scope_term(params)
     elif kind == v2_routes.ITEM:
         assert sent_method == 'GET' and params == []
+    elif kind == v2_routes.INVENTORY:
+        # Forwarded as asked: the API scopes it by the declared projects.
+        assert sent_method == 'GET' and params == []
     else:
         assert kind == v2_routes.PUBLIC
         assert sent_method == 'GET' and not scope_term(params)

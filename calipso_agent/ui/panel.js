@@ -8,6 +8,8 @@ const FIELDS = ['id', 'type', 'state', 'project_id', 'host', 'parent_id',
   'name_path', 'environment', 'created_at', 'updated_at', 'last_event_at',
   'deleted_at'];
 const LINKED_FIELDS = new Set(['parent_id']);
+// An id a tenant gets for an infrastructure object it may not open.
+const isOpaqueId = (id) => String(id).startsWith('opaque-');
 
 function element(tag, text, className) {
   const node = document.createElement(tag);
@@ -58,7 +60,8 @@ export class Panel {
     table.className = 'attributes';
     for (const field of FIELDS) {
       if (object[field] === undefined || object[field] === null) continue;
-      table.append(this.row(field, object[field], LINKED_FIELDS.has(field)));
+      table.append(this.row(field, object[field],
+        LINKED_FIELDS.has(field) && !isOpaqueId(object[field])));
     }
     for (const [key, value] of Object.entries(object.attributes || {})) {
       table.append(this.row(key, value, false));
@@ -73,7 +76,7 @@ export class Panel {
       const other = source === object.id ? target : source;
       const tr = element('tr');
       tr.append(element('td', link.link_type || ''));
-      const cell = element('td', other, 'linkto');
+      const cell = element('td', other, isOpaqueId(other) ? '' : 'linkto');
       cell.dataset.id = other;
       tr.append(cell, element('td', link.state || ''));
       linkTable.append(tr);

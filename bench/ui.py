@@ -10,6 +10,7 @@ Selenium, against the real calipso-api (noauth) over SQLite or, with
 Targets (issue 18): first graph < 1 s, tree < 2 s on this machine.
 
     python -m bench.ui [--objects 100000] [--runs 5] [--database URL]
+                       [--shots DIR]
 """
 
 import argparse
@@ -149,6 +150,8 @@ def parse_args(argv):
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--database', help='store URL (default: SQLite '
                         'in a temporary directory)')
+    parser.add_argument('--shots', help='directory to keep the screenshot '
+                        'of the 200-node graph in')
     return parser.parse_args(argv)
 
 
@@ -164,8 +167,8 @@ def main(argv=None):
         common.say(f'bench.ui: {objects} objects, {links} links loaded')
         try:
             base, _ = common.start_api(workdir, database, 1, 8)
-            tree, graph, nodes = measure(base, args.runs,
-                                         str(Path(workdir) / 'shots'))
+            tree, graph, nodes = measure(
+                base, args.runs, args.shots or str(Path(workdir) / 'shots'))
         finally:
             common.stop_all()
     common.say(f'{"measure":<34}{"median s":>10}{"target s":>10}'

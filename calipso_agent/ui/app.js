@@ -222,6 +222,7 @@ function main() {
   $('impact-button').addEventListener('click', showImpact);
   $('path-button').addEventListener('click', showPath);
   $('clear-button').addEventListener('click', clearHighlights);
+  $('fit-button').addEventListener('click', () => graph.fit(null, true));
   $('search').addEventListener('submit', runSearch);
   let pending;
   $('search-input').addEventListener('input', () => {

@@ -54,7 +54,8 @@ const STYLE = [
     'width': 26, 'height': 26,
     'background-color': STATE_COLOURS.other,
     'border-width': 1, 'border-color': '#ffffff',
-    'label': 'data(label)', 'text-wrap': 'wrap', 'text-max-width': 170,
+    'label': 'data(label)', 'text-wrap': 'wrap', 'text-max-width': 220,
+    'text-overflow-wrap': 'anywhere',
     'font-size': 12, 'color': '#1d232b',
     'text-valign': 'bottom', 'text-halign': 'center', 'text-margin-y': 3,
     'text-background-color': '#ffffff', 'text-background-opacity': 0.85,
@@ -101,8 +102,11 @@ const LAYOUT = {
   name: 'dagre', rankDir: 'LR', nodeSep: 14, rankSep: 70, edgeSep: 8,
   nodeDimensionsIncludeLabels: true, fit: false, animate: false,
 };
-// A fit never zooms in beyond this (a small clique stays its size).
+// A fit never zooms in beyond this (a small clique stays its size), nor
+// out below the zoom where labels are still readable: a big clique opens
+// around its focus, the "Fit" button (or the wheel) shows all of it.
 const MAX_FIT_ZOOM = 1.3;
+const READABLE_ZOOM = 0.85;
 const PADDING = 40;
 
 export class Graph {
@@ -187,8 +191,9 @@ export class Graph {
     });
   }
 
-  // Fits ``elements`` (default: all) in the pane as it is now sized.
-  fit(elements) {
+  // Fits ``elements`` (default: all) in the pane as it is now sized,
+  // at a readable zoom unless ``whole``: then centred on the focus.
+  fit(elements, whole = false) {
     this.cy.resize();
     const shown = elements && elements.nonempty() ? elements :
       this.cy.elements();
@@ -196,6 +201,11 @@ export class Graph {
     if (this.cy.zoom() > MAX_FIT_ZOOM) {
       this.cy.zoom(MAX_FIT_ZOOM);
       this.cy.center(shown);
+    } else if (!whole && this.cy.zoom() < READABLE_ZOOM) {
+      this.cy.zoom(READABLE_ZOOM);
+      const focus = this.cy.getElementById(this.focusId);
+      this.cy.center(focus.nonempty() && shown.contains(focus) ? focus :
+        shown);
     }
   }
 

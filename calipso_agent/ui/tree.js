@@ -120,6 +120,7 @@ export class Tree {
     li.append(ul);
     const filters = {parent_id: row.dataset.id};
     this.addPage(ul, await inventory.list({...filters, limit: PAGE}), filters);
+    ul.dataset.loaded = 'true';
   }
 
   // Opens the rows of these ids in order (a path from a root), as far as

@@ -137,14 +137,11 @@ class Page:
             what=f'tree row {object_id}')
 
     def expand(self, object_id):
-        before = len(self.css('#tree .node-row'))
+        """Opens a tree row and waits for its children to be shown."""
         row = self.tree_row(object_id)
         row.find_element('css selector', '.twisty').click()
         wait_for(lambda: row.find_elements(
-            'xpath', './following-sibling::ul') and (
-                len(self.css('#tree .node-row')) > before
-                or self.session.execute_script(
-                    'return document.readyState') == 'complete'),
+            'xpath', './following-sibling::ul[@data-loaded]'),
             what=f'children of {object_id}')
 
     def select(self, object_id):

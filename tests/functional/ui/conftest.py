@@ -15,6 +15,8 @@ from tests.helpers import inventory as inv
 
 CHANNEL_PROJECT = 'project-a'
 DOWN_PORT = 'p1-vm-a1'
+BIG_HOST = 'compute-9'
+BIG_HOST_INSTANCES = 66  # its clique: 66 × (instance, vNIC, port) + 3
 
 
 def service_credentials(keystone):
@@ -30,9 +32,16 @@ def service_credentials(keystone):
 def page_cloud():
     """tests/helpers/inventory.py's small cloud (two tenants sharing
     compute-1, compute-2 DOWN, agents, a deleted instance) with vm-a1's
-    second port DOWN."""
+    second port DOWN, and a host whose clique has 201 objects."""
     cloud = inv.small_cloud()
     cloud.objects[DOWN_PORT]['state'] = 'DOWN'
+    zone = cloud.objects['az-zone-east']
+    host = cloud.add(inv.obj(BIG_HOST, 'host', parent=zone, host=BIG_HOST))
+    cloud.connect(host, zone)
+    for index in range(BIG_HOST_INSTANCES):
+        inv.instance_on(cloud, cloud.objects['project-a'], host,
+                        cloud.objects['net-a'], cloud.objects['sub-a'],
+                        f'vm-big-{index:02d}')
     return cloud
 
 

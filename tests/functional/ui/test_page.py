@@ -12,7 +12,7 @@ import json
 import pytest
 import requests
 
-from tests.functional.ui.conftest import CHANNEL_PROJECT, DOWN_PORT
+from tests.functional.ui.conftest import BIG_HOST, CHANNEL_PROJECT, DOWN_PORT
 from tests.helpers import browser, daemons
 
 pytestmark = pytest.mark.functional
@@ -101,15 +101,40 @@ def test_instance_clique_is_drawn_as_the_api_answers(
     assert drawn['focus'] == 'vm-a1'
 
 
-def test_labels_do_not_overlap(admin_page):
+def overlapping(nodes):
+    """Pairs of nodes whose boxes (labels included) overlap."""
+    found = []
+    for index, a in enumerate(nodes):
+        for b in nodes[index + 1:]:
+            p, q = a['box'], b['box']
+            if not (p['x2'] <= q['x1'] or q['x2'] <= p['x1']
+                    or p['y2'] <= q['y1'] or q['y2'] <= p['y1']):
+                found.append((a['id'], b['id']))
+    return found
+
+
+def test_labels_do_not_overlap_in_a_200_node_clique(admin_page, cloud):
+    page = admin_page
+    page.expand('region-north')
+    page.expand('az-zone-east')
+    page.select(BIG_HOST)
+    nodes = page.graph()['nodes']
+    assert len(nodes) >= 200
+    assert {i for i, o in cloud.objects.items()
+            if o.get('host') == BIG_HOST and o['type'] == 'instance'} <= {
+        n['id'] for n in nodes}
+    assert overlapping(nodes) == []
+    page.screenshot('200-node-clique-around-its-focus')
+    page.by_id('fit-button').click()
+    assert overlapping(page.graph()['nodes']) == []
+    page.screenshot('200-node-clique-whole')
+
+
+def test_labels_do_not_overlap_in_an_instance_clique(admin_page):
     page = admin_page
     page.by_id('search-input').send_keys('vm-a1\n')
     page.select('vm-a1')
-    boxes = [n['box'] for n in page.graph()['nodes']]
-    for index, a in enumerate(boxes):
-        for b in boxes[index + 1:]:
-            assert (a['x2'] <= b['x1'] or b['x2'] <= a['x1']
-                    or a['y2'] <= b['y1'] or b['y2'] <= a['y1']), (a, b)
+    assert overlapping(page.graph()['nodes']) == []
 
 
 def test_down_port_is_coloured_and_marked(admin_page):

@@ -27,6 +27,7 @@ This module knows no storage and no notification format.
 
 import abc
 import datetime
+import hashlib
 import json
 import re
 
@@ -69,14 +70,16 @@ ACTIVE = 'ACTIVE'
 OBJECT_FIELDS = ('id', 'type', 'name', 'project_id', 'parent_id',
                  'parent_type', 'id_path', 'name_path', 'environment',
                  'host', 'state', 'attributes', 'created_at', 'updated_at',
-                 'deleted_at', 'deleted_by', 'last_event_at', 'resource_ids')
+                 'deleted_at', 'deleted_by', 'last_event_at', 'resource_ids',
+                 'link_targets', 'described_from', 'reported_state')
 LINK_FIELDS = ('source_id', 'target_id', 'link_type', 'source_type',
                'target_type', 'state', 'project_id', 'attributes',
                'created_at', 'updated_at', 'deleted_at', 'deleted_by',
                'last_event_at')
 #: Fields the store derives; the rest comes from the event.
 _DERIVED_OBJECT_FIELDS = ('id_path', 'name_path', 'created_at',
-                          'updated_at', 'deleted_at', 'deleted_by')
+                          'updated_at', 'deleted_at', 'deleted_by',
+                          'described_from', 'reported_state')
 
 _UTC = datetime.UTC
 _CANONICAL = re.compile(
@@ -168,8 +171,12 @@ def paths(obj_id, name, parent=None, parent_id=None):
 def make_object(type, id, last_event_at, name=None, project_id=None,
                 parent_id=None, parent_type=None, host=None, state=None,
                 attributes=None, environment=None, created_at=None,
-                resource_ids=None):
-    """A valid inventory object (ValueError when it cannot be one)."""
+                resource_ids=None, link_targets=None):
+    """A valid inventory object (ValueError when it cannot be one).
+
+    ``link_targets``: {link type: [target ids]}, what the event says the
+    object's links of these types lead to: its other links of these types
+    older than the event are closed, whenever they arrive."""
     if parent_id and parent_type is None:
         parent_type = PARENT_TYPES.get(type)
     id_path, name_path = paths(id, name, parent_id=parent_id)
@@ -186,6 +193,9 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
            'deleted_by': None, 'last_event_at': last}
     if resource_ids:
         obj['resource_ids'] = sorted(set(resource_ids))
+    if link_targets is not None:
+        obj['link_targets'] = {k: sorted(set(v))
+                               for k, v in link_targets.items()}
     return validate_object(obj)
 
 
@@ -246,6 +256,10 @@ def validate_object(obj):
         _text(obj, field, what, required=False)
     if not isinstance(obj.get('attributes', {}), dict):
         raise ValueError(f'{what}: attributes is not a mapping')
+    targets = obj.get('link_targets')
+    if targets is not None and not (isinstance(targets, dict) and all(
+            isinstance(v, list) for v in targets.values())):
+        raise ValueError(f'{what}: link_targets is not a mapping of lists')
     return _canonical_times(obj, what, 'last_event_at', 'created_at',
                             'updated_at', 'deleted_at')
 
@@ -308,9 +322,12 @@ def _own_deleted(item):
 
 
 def _content(item):
-    return json.dumps({k: v for k, v in item.items()
-                       if k not in _DERIVED_OBJECT_FIELDS},
-                      sort_keys=True, default=str)
+    """The text of what an event said of an item."""
+    content = {k: v for k, v in item.items()
+               if k not in _DERIVED_OBJECT_FIELDS}
+    if item.get('deleted_by') and 'reported_state' in item:
+        content['state'] = item['reported_state']
+    return json.dumps(content, sort_keys=True, default=str)
 
 
 def newer(item, stored):
@@ -322,7 +339,50 @@ def newer(item, stored):
         return a > b
     if _own_deleted(item) != _own_deleted(stored):
         return _own_deleted(item)
-    return _content(item) > _content(stored)
+    return _digest(item) > _digest(stored)
+
+
+def _digest(item):
+    return hashlib.sha1(_content(item).encode()).hexdigest()
+
+
+#: What a tombstone without them takes from the object it replaces, or
+#: from an older event arriving after it (a delete event often names
+#: only the id): never its state.
+_DESCRIPTION_FIELDS = ('name', 'project_id', 'parent_id', 'parent_type',
+                       'host', 'attributes')
+
+
+def describe(item, source):
+    """``item`` (a tombstone) with the description fields it lacks taken
+    from ``source`` (an older or equal event, or the object it replaces),
+    unless it took them from a greater one already (``described_from``:
+    which event, and the fields): any arrival order ends the same."""
+    done = item.get('described_from')
+    if done:
+        missing = done['fields']
+    else:
+        missing = [f for f in _DESCRIPTION_FIELDS if not item.get(f) or (
+            f == 'name' and item[f] == item['id'])]
+    if not missing or (_own_deleted(source)
+                       and not source.get('described_from')):
+        return item
+    if source.get('described_from'):
+        # A tombstone described already: rank it as its source.
+        rank = source['described_from']['event']
+    else:
+        rank = f'{source.get("last_event_at") or ""}|{_digest(source)}'
+    if done and done['event'] >= rank:
+        return item
+    described = dict(item, described_from={'event': rank,
+                                           'fields': missing})
+    for field in missing:
+        described[field] = source.get(field)
+    if not described.get('name'):
+        described['name'] = item['id']
+    if not isinstance(described.get('attributes'), dict):
+        described['attributes'] = {}
+    return described
 
 
 def _earliest(*values):
@@ -359,6 +419,8 @@ def derive_object(obj, parent):
             and is_deleted(parent)
             and obj['type'] in CASCADE_DELETE.get(parent['type'], ())
             and (parent.get('deleted_at') or '') >= obj['last_event_at']):
+        if not obj.get('deleted_by'):
+            derived['reported_state'] = obj.get('state')
         derived['state'] = DELETED
         derived['deleted_at'] = parent['deleted_at']
         derived['deleted_by'] = parent['id']
@@ -388,6 +450,12 @@ def derive_link(link, objects, siblings):
             if obj is not None and is_deleted(obj) and (
                     obj.get('deleted_at') or '') >= link['last_event_at']:
                 causes.append((obj['deleted_at'], obj['id']))
+        source = objects.get(link['source_id'])
+        targets = ((source or {}).get('link_targets') or {}).get(
+            link['link_type'])
+        if targets is not None and link['target_id'] not in targets and (
+                source['last_event_at'] >= link['last_event_at']):
+            causes.append((source['last_event_at'], source['id']))
         if link['link_type'] in EXCLUSIVE_LINK_TYPES:
             mine = (link['last_event_at'], link['target_id'])
             for other in siblings:
@@ -422,7 +490,10 @@ def apply(batch, objects=(), links=()):
         obj.setdefault('deleted_by', None)
         kept = incoming.get(obj['id'])
         if kept is None or newer(obj, kept):
-            incoming[obj['id']] = obj
+            kept, obj = obj, kept
+        if obj is not None and _own_deleted(kept):
+            kept = describe(kept, obj)
+        incoming[kept['id']] = kept
     incoming_links = {}
     for link in links:
         link = validate_link(dict(link))
@@ -452,7 +523,14 @@ def apply(batch, objects=(), links=()):
         created = _earliest(obj.get('created_at') or obj['last_event_at'],
                             stored and stored.get('created_at'))
         if stored is not None and not newer(obj, stored):
+            if _own_deleted(stored):
+                described = describe(stored, obj)
+                if described is not stored:
+                    view[oid] = described
+                    frontier.add(oid)
             continue
+        if stored is not None and _own_deleted(obj):
+            obj = describe(obj, stored)
         if stored is not None and stored.get('resource_ids') and (
                 'resource_ids' not in obj):
             obj['resource_ids'] = stored['resource_ids']
@@ -508,7 +586,8 @@ def apply(batch, objects=(), links=()):
     # Links: the incoming ones, those of objects whose deletion changed,
     # and the exclusive siblings of both.
     link_view = {}
-    ends = {k[0] for k in incoming_links} | {k[1] for k in incoming_links}
+    ends = ({k[0] for k in incoming_links} | {k[1] for k in incoming_links}
+            | {i for i in write if view[i].get('link_targets')})
     for stored in batch.links_of(ends | deletion_changed):
         link_view[link_key(stored)] = _stored(stored)
     link_before = dict(link_view)
@@ -523,7 +602,9 @@ def apply(batch, objects=(), links=()):
         link_view[key] = link
         touched.add(key)
     for key in link_view:
-        if key[0] in deletion_changed or key[1] in deletion_changed:
+        if key[0] in deletion_changed or key[1] in deletion_changed or (
+                key[0] in write and key[2] in (
+                    view[key[0]].get('link_targets') or ())):
             touched.add(key)
     exclusive = {(k[0], k[2]) for k in touched
                  if k[2] in EXCLUSIVE_LINK_TYPES}

@@ -2388,17 +2388,22 @@ def test_apply_inventory_tombstone_blocks_resurrection(connection):
     connection.apply_inventory([inventory_mod.tombstone(
         'instance', 'vm-1', at(30), project_id='p-1', parent_id='compute-1')])
     for late in (instance_at(20, state='active'), instance_at(10)):
-        assert connection.apply_inventory([late]) == 0
-    vm = graph(connection)[0]['vm-1']
-    assert vm['state'] == 'deleted'
-    assert instant(vm['deleted_at']) == instant(at(30))
+        connection.apply_inventory([late])
+        vm = graph(connection)[0]['vm-1']
+        assert vm['state'] == 'deleted'
+        assert instant(vm['deleted_at']) == instant(at(30))
+        assert instant(vm['last_event_at']) == instant(at(30))
+    # The tombstone kept what the delete did not say.
+    assert (vm['name'], vm['host']) == ('web', 'compute-1')
     # A delete seen first: the create that comes late is not applied.
     fresh = inventory_mod.tombstone('network', 'net-9', at(50),
                                     project_id='p-1', parent_id='p-1')
     connection.apply_inventory([fresh])
-    connection.apply_inventory([obj_at('network', 'net-9', 40,
+    connection.apply_inventory([obj_at('network', 'net-9', 40, name='lan',
                                        project_id='p-1', parent_id='p-1')])
-    assert graph(connection)[0]['net-9']['state'] == 'deleted'
+    net = graph(connection)[0]['net-9']
+    assert (net['state'], net['name']) == ('deleted', 'lan')
+    assert instant(net['last_event_at']) == instant(at(50))
 
 
 def test_apply_inventory_delete_closes_links(connection):

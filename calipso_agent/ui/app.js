@@ -93,7 +93,8 @@ async function focus(id) {
       'calipso:graph-drawn');
     $('focus-title').textContent =
       `${page.chosen?.type || ''} ${page.chosen?.name || id}`;
-    status(`${graph.cy.nodes().length} objects`);
+    const count = graph.cy.nodes().length;
+    status(`${count} object${count === 1 ? '' : 's'}`);
   } catch (error) {
     failed(error);
   }

@@ -3,6 +3,7 @@ Keystone of tests/helpers/identity.py, a real calipso-api (Keystone auth)
 over an SQLite store holding the inventory and samples of the last hour,
 a real channel proxy of project-a, and Debian's headless chromium."""
 
+import contextlib
 import datetime
 import os
 
@@ -60,27 +61,26 @@ def cloud():
     return page_cloud()
 
 
-@pytest.fixture(scope='module')
-def deployment(keystone, tmp_path_factory, cloud):
-    """(store, API server, proxy server) over the cloud."""
+@contextlib.contextmanager
+def deploy(workdir, keystone, load, channel_projects):
+    """(store, API server, proxy server): calipso-api (Keystone auth)
+    over an SQLite store ``load(store)`` filled, and the proxy of a
+    channel of ``channel_projects``."""
     if browser.chromium_paths() is None:
         pytest.skip('chromium and chromium-driver are not installed '
                     '(.ci/run installs them)')
     assert os.path.exists(os.path.join(static_files.ROOT, 'vendor',
                                        'cytoscape.min.js')), \
         'the page\'s libraries are not built: run tools/build-ui.sh'
-    workdir = tmp_path_factory.mktemp('ui-deployment')
     database = f'sqlite:///{workdir}/calipso.sqlite'
     store = storage.get_connection(
         basics.make_conf(database__connection=database))
-    cloud.store(store)
-    now = datetime.datetime.now(datetime.UTC)
-    assert not store.record_samples(recent_samples(now)).rejected
+    load(store)
     api = daemons.APIServer(
         workdir / 'api', database, auth_strategy='keystone',
         extra_config=daemons.keystone_authtoken_config(keystone))
     api.start()
-    proxy = daemons.ProxyServer(workdir / 'proxy', [CHANNEL_PROJECT],
+    proxy = daemons.ProxyServer(workdir / 'proxy', channel_projects,
                                 api.url, service_credentials(keystone))
     try:
         proxy.start()
@@ -89,6 +89,19 @@ def deployment(keystone, tmp_path_factory, cloud):
         proxy.stop()
         api.stop()
         store.close()
+
+
+@pytest.fixture(scope='module')
+def deployment(keystone, tmp_path_factory, cloud):
+    """The page's deployment over ``cloud`` and vm-a1's recent cpu_util,
+    a channel of project-a."""
+    def load(store):
+        cloud.store(store)
+        now = datetime.datetime.now(datetime.UTC)
+        assert not store.record_samples(recent_samples(now)).rejected
+    with deploy(tmp_path_factory.mktemp('ui-deployment'), keystone, load,
+                [CHANNEL_PROJECT]) as parts:
+        yield parts
 
 
 @pytest.fixture(scope='module')

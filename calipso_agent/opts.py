@@ -419,6 +419,23 @@ API_OPTS = [
                     'answers (resources, versions) start with it. Unset: '
                     'the URL of each request, which a client chooses with '
                     'its Host header.'),
+    cfg.StrOpt('clique_types',
+               default='clique_types.yaml',
+               help='File of the inventory graph\'s clique types (focal '
+                    'point type and its ordered link types) and of the '
+                    'dependency direction of each link type, read by the '
+                    'clique, impact and path routes (doc/inventory-api.md); '
+                    'a relative path is looked up in the configuration '
+                    'directories, then in the shipped etc/calipso.'),
+    cfg.StrOpt('opaque_id_key',
+               secret=True,
+               help='Key of the opaque tokens that stand for '
+                    'infrastructure objects (hosts, agents, availability '
+                    'zones) in a tenant\'s clique, impact, path and '
+                    'topology: the same object gets the same token for '
+                    'the same projects. Give every calipso-api the same '
+                    'value. Unset: a random key per process, so the '
+                    'tokens change on restart and between workers.'),
 ]
 
 

@@ -1422,6 +1422,123 @@ def test_delete_links(connection):
     assert len(list(connection.get_links())) == 1
 
 
+# --- inventory graph reads --------------------------------------------------
+
+def ids_of(objects):
+    return [mapping(o)['id'] for o in objects]
+
+
+@pytest.fixture
+def small_graph(connection):
+    """Two projects' objects (one tombstone), a host, and their links
+    (one closed)."""
+    connection.upsert_inventory([
+        inventory_object('i-1', name='web', state='ACTIVE'),
+        inventory_object('i-2', name='db', state='SHUTOFF'),
+        inventory_object('i-3', project_id='p-2', host='host-2',
+                         state='ACTIVE'),
+        inventory_object('i-gone', state='deleted',
+                         deleted_at=at(2 * HOUR)),
+        inventory_object('net-1', type='network', parent_id='p-1',
+                         parent_type='project', host=None),
+        inventory_object('host-1', type='host', project_id=None,
+                         parent_id='az-1', parent_type='availability_zone',
+                         host='host-1', state='DOWN')])
+    connection.upsert_links([
+        link('i-1', 'host-1', 'instance-host'),
+        link('i-2', 'host-1', 'instance-host'),
+        link('i-3', 'host-1', 'instance-host', project_id='p-2'),
+        link('i-1', 'v-1', 'instance-vnic'),
+        link('v-1', 'net-1', 'vnic-network'),
+        {**link('i-gone', 'host-1', 'instance-host'), 'state': 'deleted',
+         'deleted_at': at(2 * HOUR)}])
+    return connection
+
+
+def test_list_inventory_filters(small_graph):
+    store = small_graph
+    assert ids_of(store.list_inventory()) == [
+        'host-1', 'i-1', 'i-2', 'i-3', 'net-1']
+    assert ids_of(store.list_inventory(deleted=True)) == [
+        'host-1', 'i-1', 'i-2', 'i-3', 'i-gone', 'net-1']
+    assert ids_of(store.list_inventory(types=['instance'])) == [
+        'i-1', 'i-2', 'i-3']
+    assert ids_of(store.list_inventory(project_ids=['p-2'])) == ['i-3']
+    assert ids_of(store.list_inventory(project_ids=['p-1', 'p-2'],
+                                       types=['network'])) == ['net-1']
+    assert ids_of(store.list_inventory(parent_id='host-1')) == [
+        'i-1', 'i-2', 'i-3']
+    assert ids_of(store.list_inventory(host='host-2')) == ['i-3']
+    assert ids_of(store.list_inventory(name='web')) == ['i-1']
+    assert ids_of(store.list_inventory(state='SHUTOFF')) == ['i-2']
+    assert ids_of(store.list_inventory(state='deleted')) == []
+    assert ids_of(store.list_inventory(state='deleted', deleted=True)) == [
+        'i-gone']
+    assert ids_of(store.list_inventory(ids=['i-2', 'net-1', 'nope'])) == [
+        'i-2', 'net-1']
+    assert ids_of(store.list_inventory(ids=[])) == []
+    assert store.list_inventory(limit=0) == []
+    (got,) = store.list_inventory(ids=['i-1'])
+    assert mapping(got)['attributes'] == {'flavor': {'name': 'm1.small'},
+                                          'n': 1}
+
+
+def test_list_inventory_pages_by_marker(small_graph):
+    seen, marker = [], None
+    while True:
+        page = ids_of(small_graph.list_inventory(limit=2, marker=marker,
+                                                 deleted=True))
+        if not page:
+            break
+        assert len(page) <= 2
+        seen += page
+        marker = page[-1]
+    assert seen == ids_of(small_graph.list_inventory(deleted=True))
+    assert ids_of(small_graph.list_inventory(marker='i-2')) == [
+        'i-3', 'net-1']
+    # A marker need not be a stored id: paging is by order.
+    assert ids_of(small_graph.list_inventory(marker='i-10')) == [
+        'i-2', 'i-3', 'net-1']
+
+
+def test_adjacent_links(small_graph):
+    store = small_graph
+    assert triples(store.adjacent_links(['host-1'])) == [
+        ('i-1', 'host-1', 'instance-host'),
+        ('i-2', 'host-1', 'instance-host'),
+        ('i-3', 'host-1', 'instance-host')]
+    assert triples(store.adjacent_links(['host-1'], deleted=True)) == [
+        ('i-1', 'host-1', 'instance-host'),
+        ('i-2', 'host-1', 'instance-host'),
+        ('i-3', 'host-1', 'instance-host'),
+        ('i-gone', 'host-1', 'instance-host')]
+    assert triples(store.adjacent_links(['i-1'])) == [
+        ('i-1', 'host-1', 'instance-host'), ('i-1', 'v-1', 'instance-vnic')]
+    assert triples(store.adjacent_links(
+        ['i-1', 'v-1'], outgoing=['instance-vnic', 'vnic-network'],
+        incoming=[])) == [('i-1', 'v-1', 'instance-vnic'),
+                          ('v-1', 'net-1', 'vnic-network')]
+    assert triples(store.adjacent_links(
+        ['v-1'], outgoing=[], incoming=['instance-vnic'])) == [
+        ('i-1', 'v-1', 'instance-vnic')]
+    # Both ends in the set: the link comes once.
+    assert triples(store.adjacent_links(['i-1', 'v-1'])) == [
+        ('i-1', 'host-1', 'instance-host'), ('i-1', 'v-1', 'instance-vnic'),
+        ('v-1', 'net-1', 'vnic-network')]
+    assert store.adjacent_links([]) == []
+    assert store.adjacent_links(['host-1'], outgoing=[], incoming=[]) == []
+    assert store.adjacent_links(['nope']) == []
+
+
+def test_adjacent_links_of_a_large_frontier(connection):
+    ids = [f'i-{n:05d}' for n in range(3000)]
+    connection.upsert_links([link(i, 'host-1', 'instance-host')
+                             for i in ids])
+    got = connection.adjacent_links(ids + ['unknown'],
+                                    outgoing=['instance-host'])
+    assert [mapping(x)['source_id'] for x in got] == ids
+
+
 # --- channels and subscriptions ---------------------------------------------
 
 def channel(cid, **fields):
@@ -2542,4 +2659,4 @@ def test_property_fixtures_in_any_order_give_the_same_graph(
 # What ``import *`` gives an instantiating module: the tests and the
 # fixtures they use besides ``connection``.
 __all__ = sorted([name for name in dir() if name.startswith('test_')]
-                 + ['loaded', 'stats_store'])
+                 + ['loaded', 'small_graph', 'stats_store'])

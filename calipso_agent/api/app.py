@@ -36,7 +36,8 @@ class API(store_app.StoreApp):
         result = handler(ctx, **params)
         if isinstance(result, context.Reply):
             return responses.json_response(result.status, result.body)
-        return responses.json_response(200, result)
+        return responses.conditional(request,
+                                     responses.json_response(200, result))
 
 
 def setup_app(conf=None, storage=None):

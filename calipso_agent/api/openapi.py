@@ -261,6 +261,91 @@ SCHEMAS = {
     }, required=[]),
 }
 
+_NODE_PROPERTIES = {
+    'id': _string(description='The object id; "opaque-<token>" for an '
+                              'infrastructure object shown to a tenant.'),
+    'type': _string(description='project, region, availability_zone, '
+                                'host, instance, vnic, network, subnet, '
+                                'port, router, floating_ip, vservice, '
+                                'vedge, volume, or an operator\'s type.'),
+    'name': _string(nullable=True),
+    'project_id': _string(nullable=True),
+    'state': _string(nullable=True, description='ACTIVE, DOWN, ERROR, '
+                     'BUILD, SHUTOFF... or "deleted" (a tombstone).'),
+    'opaque': {'type': 'boolean', 'description': 'An infrastructure '
+               'object shown to a tenant: id (a token), type and state '
+               'only.'},
+    'attributes': {'type': 'object', 'description': 'The source fields.'},
+}
+
+
+def _node(extra=None, required=('id', 'type'), description=None):
+    schema = {'type': 'object',
+              'properties': {**_NODE_PROPERTIES, **(extra or {})},
+              'required': list(required), 'additionalProperties': True}
+    if description:
+        schema['description'] = description
+    return schema
+
+
+def _inventory_link(nullable=False):
+    schema = {
+        'type': 'object', 'additionalProperties': True,
+        'required': ['source_id', 'target_id', 'link_type'],
+        'properties': {
+            'source_id': _string(), 'target_id': _string(),
+            'link_type': _string(description='"<source_type>-'
+                                             '<target_type>".'),
+            'state': _string(nullable=True),
+            'project_id': _string(nullable=True),
+            'attributes': {'type': 'object'},
+        }}
+    if nullable:
+        schema['nullable'] = True
+    return schema
+
+
+SCHEMAS.update({
+    'InventoryObject': _node(description='An inventory object (fields '
+                             'of doc/inventory-api.md); an opaque node '
+                             'has id, type, state and opaque only.'),
+    'InventoryObjectWithMeters': _node(
+        {'meters': _array(_ref('schemas', 'Meter'))},
+        required=('id', 'type', 'meters')),
+    'InventoryLink': _inventory_link(),
+    'Clique': _object({
+        'focal_point': _ref('schemas', 'InventoryObject'),
+        'clique_type': _string(),
+        'nodes': _array(_ref('schemas', 'InventoryObject')),
+        'edges': _array(_ref('schemas', 'InventoryLink')),
+    }),
+    'Impact': _object({
+        'focal_point': _ref('schemas', 'InventoryObject'),
+        'dependents': _array(_node({
+            'depth': {'type': 'integer', 'minimum': 1},
+            'path': _array(_ref('schemas', 'InventoryLink'),
+                           'The links from the focal point to it.'),
+        }, required=('id', 'type', 'depth', 'path'))),
+        'edges': _array(_ref('schemas', 'InventoryLink')),
+    }),
+    'Path': _object({
+        'focal_point': _ref('schemas', 'InventoryObject'),
+        'chain': _array(_node({
+            'depth': {'type': 'integer', 'minimum': 0},
+            'via': _inventory_link(nullable=True),
+            'first_failure': {'type': 'boolean'},
+        }, required=('id', 'type', 'depth', 'via', 'first_failure'))),
+        'first_failure': _string(nullable=True, description='The first '
+                                 'object, breadth first, not ACTIVE.'),
+        'edges': _array(_ref('schemas', 'InventoryLink')),
+    }),
+    'Topology': _object({
+        'project_ids': _array(_string()),
+        'nodes': _array(_ref('schemas', 'InventoryObject')),
+        'edges': _array(_ref('schemas', 'InventoryLink')),
+    }),
+})
+
 
 def _query_array(name, items, description):
     return {'name': name, 'in': 'query', 'required': False,
@@ -314,6 +399,32 @@ PARAMETERS = {
     'source_name': {'name': 'name', 'in': 'path', 'required': True,
                     'schema': _string(minLength=1),
                     'description': 'A source of the polling file.'},
+    'object_id': {'name': 'object_id', 'in': 'path', 'required': True,
+                  'schema': _string(minLength=1)},
+    'inventory.type': _query_array(
+        'type', _string(), 'Object types (repeated or comma-separated).'),
+    'inventory.project_id': _query_array(
+        'project_id', _string(), 'Projects (repeated or comma-separated); '
+        'a tenant may name only its own (403).'),
+    **{f'inventory.{name}': {
+        'name': name, 'in': 'query', 'required': False,
+        'schema': _string(), 'description': description}
+       for name, description in (
+           ('parent_id', 'Children of this object.'),
+           ('host', 'Objects on this host (admin only).'),
+           ('name', 'Objects of this name.'),
+           ('state', 'Objects in this state.'),
+           ('marker', 'The last id of the previous page: the objects '
+                      'after it, by id.'),
+           ('clique_type', 'The clique type (default: the first one of '
+                           'the focal point\'s type).'))},
+    'deleted': {'name': 'deleted', 'in': 'query', 'required': False,
+                'schema': {'type': 'boolean'},
+                'description': 'Also tombstones (closed links).'},
+    'depth': {'name': 'depth', 'in': 'query', 'required': False,
+              'schema': {'type': 'integer', 'minimum': 1, 'maximum': 64},
+              'description': 'Most links from the focal point (default '
+                             '64).'},
 }
 
 RESPONSES = {
@@ -342,6 +453,13 @@ def _operation(summary, parameters, status, schema, errors=(),
                        ('403', 'Forbidden'), *errors,
                        ('500', 'ServerError'), ('503', 'Unavailable')):
         responses[code] = _ref('responses', name)
+    if status == 200 and body is None:
+        # A read: an ETag, and 304 for If-None-Match naming it.
+        responses['200']['headers'] = {'ETag': {
+            'description': 'Digest of the answer, for If-None-Match.',
+            'schema': {'type': 'string'}}}
+        responses['304'] = {'description': 'Not modified: If-None-Match '
+                                            'names the current ETag.'}
     operation = {'summary': summary,
                  'parameters': [_ref('parameters', p) for p in parameters],
                  'responses': dict(sorted(responses.items()))}
@@ -392,6 +510,32 @@ PATHS = {
     '/v2/query/samples': {'post': _operation(
         'Samples by complex query.', [], 200, _list_of('Sample'),
         body=_ref('schemas', 'ComplexQuery'))},
+    '/v2/inventory': {'get': _operation(
+        'Inventory objects by id, deleted ones only when asked.',
+        ['inventory.type', 'inventory.project_id', 'inventory.parent_id',
+         'inventory.host', 'inventory.name', 'inventory.state', 'limit',
+         'inventory.marker', 'deleted'], 200, _list_of('InventoryObject'))},
+    '/v2/inventory/{object_id}': {'get': _operation(
+        'One inventory object with the meters recorded for it.',
+        ['object_id'], 200, _ref('schemas', 'InventoryObjectWithMeters'),
+        NOT_FOUND)},
+    '/v2/inventory/{object_id}/links': {'get': _operation(
+        'The links from and to an object.', ['object_id', 'deleted'], 200,
+        _list_of('InventoryLink'), NOT_FOUND)},
+    '/v2/inventory/{object_id}/clique': {'get': _operation(
+        'The focal point\'s topology along its clique type\'s links.',
+        ['object_id', 'inventory.clique_type'], 200,
+        _ref('schemas', 'Clique'), NOT_FOUND)},
+    '/v2/inventory/{object_id}/impact': {'get': _operation(
+        'Every object depending on this one, with the links to it.',
+        ['object_id', 'depth'], 200, _ref('schemas', 'Impact'),
+        NOT_FOUND)},
+    '/v2/inventory/{object_id}/path': {'get': _operation(
+        'What the object depends on, up to the root causes, each with its '
+        'state.', ['object_id'], 200, _ref('schemas', 'Path'), NOT_FOUND)},
+    '/v2/topology': {'get': _operation(
+        'The objects and links of projects as one graph.',
+        ['inventory.project_id'], 200, _ref('schemas', 'Topology'))},
     '/v2/capabilities': {'get': _operation(
         'What the API and its store support.', [], 200,
         _ref('schemas', 'Capabilities'))},

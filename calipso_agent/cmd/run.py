@@ -39,6 +39,7 @@ DEFAULT_TRANSPORT = workspace_mod.Settings.transport_url
 BANNER = """
 calipso is running ({auth}).
   query API            {api}/v2/  (OpenAPI: {api}/v2/openapi.json)
+  topology page        {api}/ui/
   channel controller   {controller}/api/tenant/monitoring/monitoringchannel/
   store                {database}
   state and logs       {state}

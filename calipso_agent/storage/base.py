@@ -489,6 +489,30 @@ class Connection(metaclass=abc.ABCMeta):
         """Delete the matching links (at least one argument); return how
         many."""
 
+    # --- inventory graph reads (doc/inventory-api.md) --------------------
+    @abc.abstractmethod
+    def list_inventory(self, ids=None, types=None, project_ids=None,
+                       parent_id=None, host=None, name=None, state=None,
+                       limit=None, marker=None, deleted=False):
+        """Inventory objects ordered by id, only those matching every
+        given filter (``ids``, ``types``, ``project_ids``: collections;
+        the others: one value compared for equality), only those whose
+        id sorts after ``marker`` (stable paging: the last id of the
+        previous page), at most ``limit``. Tombstones (``deleted_at``
+        set or state "deleted") only with ``deleted``."""
+
+    @abc.abstractmethod
+    def adjacent_links(self, ids, outgoing=None, incoming=None,
+                       deleted=False):
+        """The links leaving the objects ``ids`` (``source_id`` in ids)
+        whose type is in ``outgoing``, and those entering them
+        (``target_id`` in ids) whose type is in ``incoming``, each once,
+        ordered by (source_id, target_id, link_type). ``outgoing`` /
+        ``incoming``: link types, None for any, empty for none. One
+        round trip whatever the number of ids: the graph traversals
+        expand a whole frontier with it. Closed links (``deleted_at``
+        set or state "deleted") only with ``deleted``."""
+
     # --- monitoring channels and subscriptions ---------------------------
     @abc.abstractmethod
     def create_channel(self, channel):

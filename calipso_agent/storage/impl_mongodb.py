@@ -957,6 +957,65 @@ class Connection(base.Connection):
         return self.db.link.delete_many(
             self._link_query(source_id, target_id, link_type)).deleted_count
 
+    # --- inventory graph reads --------------------------------------------
+    @staticmethod
+    def _live(query, deleted):
+        """``query`` without tombstones and closed links unless
+        ``deleted``."""
+        if deleted:
+            return query
+        return {'$and': [query, {'deleted_at': None},
+                         {'state': {'$ne': 'deleted'}}]}
+
+    @_translate_errors
+    def list_inventory(self, ids=None, types=None, project_ids=None,
+                       parent_id=None, host=None, name=None, state=None,
+                       limit=None, marker=None, deleted=False):
+        limit = _check_limit(limit)
+        if limit == 0:
+            return []
+        query = {}
+        for path, values in (('_id', ids), ('type', types),
+                             ('project_id', project_ids)):
+            values = _as_list(values)
+            if values is not None:
+                query[path] = {'$in': values}
+        for path, value in (('parent_id', parent_id), ('host', host),
+                            ('name', name), ('state', state)):
+            if value is not None:
+                query[path] = value
+        if marker is not None:
+            query.setdefault('_id', {})['$gt'] = marker
+        cursor = self.db.inventory.find(self._live(query, deleted),
+                                        sort=[('_id', 1)], limit=limit or 0)
+        return [_object_from_document(doc) for doc in cursor]
+
+    @_translate_errors
+    def adjacent_links(self, ids, outgoing=None, incoming=None,
+                       deleted=False):
+        """One find with an $or per direction: the batched frontier
+        expansion of the traversals ($graphLookup cannot follow each
+        link type in its own direction, and mongomock lacks it)."""
+        ids = _as_list(ids) or []
+        if not ids:
+            return []
+        branches = []
+        for field, types in (('source_id', outgoing),
+                             ('target_id', incoming)):
+            types = _as_list(types)
+            if types is not None and not types:
+                continue
+            branch = {field: {'$in': ids}}
+            if types is not None:
+                branch['link_type'] = {'$in': types}
+            branches.append(branch)
+        if not branches:
+            return []
+        cursor = self.db.link.find(
+            self._live({'$or': branches}, deleted),
+            sort=[('source_id', 1), ('target_id', 1), ('link_type', 1)])
+        return [_object_from_document(doc) for doc in cursor]
+
     # --- monitoring channels and subscriptions ----------------------------
     @_translate_errors
     def create_channel(self, channel):

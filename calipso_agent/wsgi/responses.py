@@ -1,5 +1,6 @@
 """JSON answers of every calipso HTTP service."""
 
+import hashlib
 import json
 import math
 
@@ -33,4 +34,19 @@ def json_response(status, body):
     response = webob.Response(status=status, content_type=errors.JSON_TYPE,
                               charset='UTF-8')
     response.body = data
+    return response
+
+
+def conditional(request, response):
+    """``response`` to a GET or HEAD with an ETag (a digest of its body)
+    and, when the request's ``If-None-Match`` names it, as a 304 without
+    a body: a client polling a document (the topology page, doc/ui.md)
+    re-reads it only when it changed."""
+    if request.method not in ('GET', 'HEAD') or response.status_int != 200:
+        return response
+    response.etag = hashlib.sha256(response.body).hexdigest()[:32]
+    if response.etag in request.if_none_match:
+        not_modified = webob.Response(status=304)
+        not_modified.etag = response.etag
+        return not_modified
     return response

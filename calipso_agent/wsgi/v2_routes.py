@@ -7,6 +7,9 @@ the API (its handlers pull in the store). The API binds the names to its
 handlers (api/v2/__init__.py; an unknown name fails at import), the
 proxy keeps the kinds (proxy/proxy/app.py). A new endpoint is declared
 here with a proxy kind, so the proxy either scopes it or refuses it.
+The topology page's static files (/ui/, wsgi/static_files.py) are not
+API routes: the paste pipelines of the API and of the proxy answer them
+before authentication, as they do /healthcheck.
 
 Proxy kinds:
 
@@ -16,6 +19,12 @@ Proxy kinds:
 * ``STATISTICS``: statistics, scoped as a list, checked when grouped by
   project;
 * ``QUERY``: a complex query body, scoped with ``and``;
+* ``INVENTORY``: inventory objects, links and graphs
+  (doc/inventory-api.md): forwarded with their query string, a
+  project_id naming a project outside the channel refused (403); the API
+  reads them in the channel's projects only (the reader's declared
+  scope); every object and link of the answer is checked: of a channel
+  project, or an opaque infrastructure node (type and state only);
 * ``PUBLIC``: no project data, forwarded as is;
 * ``REFUSED``: not through a proxy: 405 when the path has proxied
   methods, else 404, as for a path the API does not have.
@@ -27,9 +36,11 @@ LIST = 'list'
 ITEM = 'item'
 STATISTICS = 'statistics'
 QUERY = 'query'
+INVENTORY = 'inventory'
 PUBLIC = 'public'
 REFUSED = 'refused'
-PROXY_KINDS = frozenset((LIST, ITEM, STATISTICS, QUERY, PUBLIC, REFUSED))
+PROXY_KINDS = frozenset((LIST, ITEM, STATISTICS, QUERY, INVENTORY, PUBLIC,
+                         REFUSED))
 
 OPENAPI_PATH = '/v2/openapi.json'
 
@@ -70,6 +81,20 @@ ROUTES = (
         'GET': Endpoint('resources.get_resource', ITEM)}),
     Declaration('/v2/query/samples', {
         'POST': Endpoint('query.query_samples', QUERY)}),
+    Declaration('/v2/inventory', {
+        'GET': Endpoint('inventory.list_objects', INVENTORY)}),
+    Declaration('/v2/inventory/{object_id}', {
+        'GET': Endpoint('inventory.get_object', INVENTORY)}),
+    Declaration('/v2/inventory/{object_id}/links', {
+        'GET': Endpoint('inventory.get_links', INVENTORY)}),
+    Declaration('/v2/inventory/{object_id}/clique', {
+        'GET': Endpoint('inventory.get_clique', INVENTORY)}),
+    Declaration('/v2/inventory/{object_id}/impact', {
+        'GET': Endpoint('inventory.get_impact', INVENTORY)}),
+    Declaration('/v2/inventory/{object_id}/path', {
+        'GET': Endpoint('inventory.get_path', INVENTORY)}),
+    Declaration('/v2/topology', {
+        'GET': Endpoint('inventory.get_topology', INVENTORY)}),
     Declaration('/v2/capabilities', {
         'GET': Endpoint('capabilities.get_capabilities', PUBLIC)}),
     # The probing level of every polling agent: admins only, never

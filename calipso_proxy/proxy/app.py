@@ -14,7 +14,7 @@ import orjson
 import webob
 import webob.dec
 
-from calipso_agent.wsgi import errors, paste_app, router, v2_routes
+from calipso_agent.wsgi import errors, paste_app, responses, router, v2_routes
 from calipso_proxy.proxy import backend as backend_mod
 from calipso_proxy.proxy import scope as scope_mod
 from calipso_proxy.proxy import tenant_auth, token_gate
@@ -128,6 +128,10 @@ class ChannelProxy:
                 body=self.scope.scoped_complex_query(request.body),
                 headers={**request.headers,
                          'Content-Type': 'application/json'})
+        elif kind == v2_routes.INVENTORY:
+            answer = self.backend.request(
+                'GET', forwarded_path, self.scope.inventory_params(
+                    request.GET), headers=request.headers)
         elif kind == v2_routes.PUBLIC:
             answer = self.backend.request('GET', forwarded_path, params,
                                           headers=request.headers)
@@ -172,9 +176,17 @@ class ChannelProxy:
                                        'outside the channel')
             for item in body:
                 changed = self._rewrite_links(request, item) or changed
-        if changed:
-            return self._response(answer.status, orjson.dumps(body))
-        return self._response(answer.status, answer.body)
+        elif kind == v2_routes.INVENTORY:
+            if not self.scope.inventory_in_scope(body):
+                LOG.error('Channel %s: the backend answered %s with '
+                          'inventory data of another project or of the '
+                          'infrastructure; refused', self.channel_id,
+                          router.describe(request))
+                raise BadBackendAnswer('The backend API answered data '
+                                       'outside the channel')
+        body = orjson.dumps(body) if changed else answer.body
+        return responses.conditional(
+            request, self._response(answer.status, body))
 
     def _rewrite_links(self, request, item):
         """Resource links point at the proxy, not at the backend."""

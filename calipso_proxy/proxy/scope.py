@@ -19,7 +19,12 @@ here, away from HTTP plumbing:
 import json
 
 from calipso_agent import query_model
+from calipso_agent.inventory_graph import visibility
 from calipso_agent.wsgi import errors, query_string
+
+# What an opaque infrastructure node and a link to one may hold.
+OPAQUE_NODE_KEYS = frozenset(visibility.OPAQUE_NODE_FIELDS + ('opaque',))
+BARE_LINK_KEYS = frozenset(visibility.BARE_LINK_FIELDS)
 
 # The simple and complex query field names that mean project_id.
 PROJECT_FIELDS = frozenset(('project_id', 'project'))
@@ -122,6 +127,49 @@ class ProjectScope:
                     'a string or a list of strings')
             if project not in self.projects:
                 self._refuse(project)
+
+    # --- inventory -----------------------------------------------------
+    def inventory_params(self, params):
+        """The (name, value) pairs to forward for an inventory request:
+        as sent, once every project_id value (repeated or
+        comma-separated) is checked to be the channel's (403)."""
+        for name, value in params.items():
+            if _is_project_field(name):
+                for project in value.split(','):
+                    if project.strip() and project.strip() not in \
+                            self.projects:
+                        self._refuse(project.strip())
+        return list(params.items())
+
+    def inventory_in_scope(self, document):
+        """Whether every object and link of an inventory answer is of
+        the channel's projects or an opaque infrastructure node (or a
+        bare link to one). An object's ``attributes`` are its own data,
+        not looked into."""
+        stack = [document]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                if not self._inventory_item_in_scope(item):
+                    return False
+                stack.extend(value for key, value in item.items()
+                             if key != 'attributes')
+        return True
+
+    def _inventory_item_in_scope(self, item):
+        if 'project_id' in item:
+            return self.owns(item)
+        if item.get('opaque') is True:
+            return (set(item) <= OPAQUE_NODE_KEYS
+                    and isinstance(item.get('id'), str)
+                    and item['id'].startswith(visibility.OPAQUE_PREFIX))
+        if 'source_id' in item or 'target_id' in item:
+            return set(item) <= BARE_LINK_KEYS
+        # An object without a project is infrastructure, never shown
+        # whole to a tenant.
+        return not ('id' in item and 'type' in item)
 
     # --- answers -------------------------------------------------------
     def owns(self, item):

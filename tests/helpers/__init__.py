@@ -19,4 +19,7 @@
   image APIs answering like the real ones) for a real Keystone's catalog.
 * ``libvirt_node``: a node of libvirt's test driver holding nova
   instances (``test:///<path>``), for the compute pollsters.
+* ``inventory``: inventory graphs as the contract has them
+  (doc/inventory.md): a small two-project cloud with its
+  infrastructure, and a host with many instances (the benchmark's).
 """

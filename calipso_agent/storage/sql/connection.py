@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from calipso_agent.storage import base
 from calipso_agent.storage.sql import (
     crud,
+    graph,
     reads,
     schema,
     statistics,
@@ -46,7 +47,7 @@ def refuses_the_data(exc, cause):
 
 
 class Connection(writes.Writes, reads.Reads, statistics.Statistics,
-                 crud.Crud, base.Connection):
+                 crud.Crud, graph.GraphReads, base.Connection):
     """A SQL store; the subclasses are its dialects."""
 
     # The backend name of the URLs this class takes.

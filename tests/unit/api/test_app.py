@@ -161,3 +161,15 @@ def test_root_is_the_versions_document(client):
     (version,) = response.json['versions']['values']
     assert version['id'] == 'v2'
     assert version['links'][0]['href'] == 'http://localhost/v2'
+
+
+def test_get_answer_has_an_etag_and_is_not_modified_on_it(client):
+    first = client.get('/v2/meters')
+    assert first.status_int == 200 and first.etag
+    again = client.get('/v2/meters',
+                       headers={**client.headers,
+                                'If-None-Match': f'"{first.etag}"'})
+    assert again.status_int == 304 and again.body == b''
+    other = client.get('/v2/meters', headers={
+        **client.headers, 'If-None-Match': '"something-else"'})
+    assert other.status_int == 200 and other.body == first.body

@@ -192,3 +192,12 @@ def test_versions_through_the_api_route_use_the_public_url(tmp_path):
     versions = client.get('/', headers={'Host': 'evil.example'}).json
     assert versions['versions']['values'][0]['links'] == [
         {'href': 'https://t.example/v2', 'rel': 'self'}]
+
+
+@pytest.mark.parametrize('pipeline', ['noauth', 'keystone'])
+def test_topology_page_is_served_without_token(pipeline, request):
+    client = request.getfixturevalue(pipeline)
+    response = webob.Request.blank('/ui/').get_response(client.app)
+    assert response.status_int == 200
+    assert b'app.js' in response.body
+    assert 'Content-Security-Policy' in response.headers

@@ -108,6 +108,9 @@ def test_each_api_route_and_method_is_scoped_or_refused(template, method):
         assert sent_method == 'GET' and scope_term(params)
     elif kind == v2_routes.ITEM:
         assert sent_method == 'GET' and params == []
+    elif kind == v2_routes.INVENTORY:
+        # Forwarded as asked: the API scopes it by the declared projects.
+        assert sent_method == 'GET' and params == []
     else:
         assert kind == v2_routes.PUBLIC
         assert sent_method == 'GET' and not scope_term(params)
@@ -151,3 +154,18 @@ def test_the_polling_routes_are_refused(method, path):
     response, sent = ask(path, method)
     assert response.status_int == 404
     assert sent == []
+
+
+def test_proxy_answer_has_an_etag_and_is_not_modified_on_it():
+    proxy = proxy_app.ChannelProxy(proxy_conf(CHANNEL),
+                                   backend=RecordingBackend(), auth=object())
+
+    def get(**headers):
+        request = webob.Request.blank('/v2/meters', headers=headers)
+        request.environ[token_gate.AUTHENTICATED] = True
+        return request.get_response(proxy)
+    first = get()
+    assert first.status_int == 200 and first.etag
+    again = get(**{'If-None-Match': f'"{first.etag}"'})
+    assert again.status_int == 304 and again.body == b''
+    assert get(**{'If-None-Match': '"other"'}).body == first.body

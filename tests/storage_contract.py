@@ -1524,6 +1524,16 @@ def test_adjacent_links(small_graph):
         ('v-1', 'net-1', 'vnic-network')]
     assert store.adjacent_links([]) == []
     assert store.adjacent_links(['host-1'], outgoing=[], incoming=[]) == []
+    # Leaving out the links back to a traversal's previous level.
+    assert triples(store.adjacent_links(['i-1'], exclude=['host-1'])) == [
+        ('i-1', 'v-1', 'instance-vnic')]
+    assert triples(store.adjacent_links(['host-1'],
+                                        exclude=['i-1', 'i-3'])) == [
+        ('i-2', 'host-1', 'instance-host')]
+    # An excluded id among ids is still expanded.
+    assert triples(store.adjacent_links(['i-1', 'v-1'],
+                                        exclude=['v-1', 'net-1'])) == [
+        ('i-1', 'host-1', 'instance-host'), ('i-1', 'v-1', 'instance-vnic')]
     assert store.adjacent_links(['nope']) == []
 
 

@@ -24,6 +24,8 @@ OPAQUE_PREFIX = 'opaque-'
 # What an opaque node and a link between infrastructure objects keep.
 OPAQUE_NODE_FIELDS = ('id', 'type', 'state')
 BARE_LINK_FIELDS = ('source_id', 'target_id', 'link_type', 'state')
+# What impact and path add to each node they list (traversal.py).
+STEP_FIELDS = ('depth', 'path', 'via', 'first_failure')
 
 INFRASTRUCTURE_TYPES = frozenset(('region', 'availability_zone', 'host',
                                   'vservice', 'vedge'))
@@ -91,9 +93,10 @@ class Visibility:
 
     def node(self, obj):
         """``obj`` as shown: whole (to a tenant without what names its
-        placement), or opaque."""
+        placement), or opaque. An admin's is ``obj`` itself, not a copy
+        (the traversals' results are read-only)."""
         if self.is_admin:
-            return dict(obj)
+            return obj
         if self.owns(obj):
             return self._own_object(obj)
         return {'id': self.token(obj['id']), 'type': obj.get('type'),
@@ -123,7 +126,7 @@ class Visibility:
         when it may not be shown (an end or the link itself is of another
         project, or an end is unknown to a tenant)."""
         if self.is_admin:
-            return dict(link)
+            return link
         ends = [objects.get(link['source_id']), objects.get(link['target_id'])]
         if any(end is None or not self.traversable(end) for end in ends):
             return None

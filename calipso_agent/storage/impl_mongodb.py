@@ -923,20 +923,23 @@ class Connection(base.Connection):
 
     @_translate_errors
     def adjacent_links(self, ids, outgoing=None, incoming=None,
-                       deleted=False):
+                       deleted=False, exclude=None):
         """One find with an $or per direction: the batched frontier
         expansion of the traversals ($graphLookup cannot follow each
         link type in its own direction, and mongomock lacks it)."""
         ids = _as_list(ids) or []
         if not ids:
             return []
+        exclude = sorted(set(_as_list(exclude) or ()) - set(ids))
         branches = []
-        for field, types in (('source_id', outgoing),
-                             ('target_id', incoming)):
+        for field, other, types in (('source_id', 'target_id', outgoing),
+                                    ('target_id', 'source_id', incoming)):
             types = _as_list(types)
             if types is not None and not types:
                 continue
             branch = {field: {'$in': ids}}
+            if exclude:
+                branch[other] = {'$nin': exclude}
             if types is not None:
                 branch['link_type'] = {'$in': types}
             branches.append(branch)

@@ -360,6 +360,11 @@ class _InventoryBatch(inventory.InventoryBatch):
             {'parent_id': {'$in': sorted(set(parent_ids))}})]
 
     @_translate_errors
+    def links_from(self, source_ids):
+        return [_object_from_document(d) for d in self.db.link.find(
+            {'source_id': {'$in': sorted(set(source_ids))}})]
+
+    @_translate_errors
     def links_of(self, ids):
         ids = sorted(set(ids))
         return [_object_from_document(d) for d in self.db.link.find(

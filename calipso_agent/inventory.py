@@ -50,6 +50,9 @@ PARENT_TYPES = {'availability_zone': 'region', 'host': 'availability_zone',
                 'port': 'network', 'router': 'project',
                 'floating_ip': 'project', 'volume': 'project',
                 'vservice': 'host', 'vedge': 'host'}
+#: Types that are the parent of some type: only their children are
+#: looked up when they appear or move.
+PARENT_OF_SOME = frozenset(PARENT_TYPES.values())
 #: Depth in the tree: a batch derives parents before children.
 DEPTH = {'project': 0, 'region': 0, 'availability_zone': 1, 'host': 2,
          'instance': 3, 'vnic': 4, 'network': 1, 'subnet': 2, 'port': 2,
@@ -591,10 +594,11 @@ def apply(batch, objects=(), links=()):
                 write.add(oid)
             view[oid] = derived
             stored = before.get(oid)
-            if (stored is None or any(
-                    derived.get(f) != stored.get(f) for f in (
-                        'id_path', 'name_path', 'host', 'state',
-                        'deleted_at'))):
+            if derived['type'] in PARENT_OF_SOME and (
+                    stored is None or any(
+                        derived.get(f) != stored.get(f) for f in (
+                            'id_path', 'name_path', 'host', 'state',
+                            'deleted_at'))):
                 moved.append(oid)
             if is_deleted(derived) and (
                     stored is None or not is_deleted(stored)

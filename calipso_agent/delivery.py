@@ -113,20 +113,22 @@ def redelivered(samples, result):
 
 
 class Item:
-    """One notification of a batch and the samples made of it.
+    """One notification of a batch and the samples made of it (and the
+    inventory changes, ``changes``).
 
     ``refused`` is set when the notification must be dead-lettered
     whatever happens to the others (a sample over the limits).
     """
 
     __slots__ = ('message_id', 'event_type', 'samples', 'dead_letter',
-                 'refused')
+                 'refused', 'changes')
 
     def __init__(self, message_id, event_type, samples, dead_letter,
-                 refused=None):
+                 refused=None, changes=()):
         self.message_id = text_of(message_id)
         self.event_type = text_of(event_type)
         self.samples = samples
+        self.changes = changes
         #: Callable(reason, attempts) putting it on the dead-letter queue.
         self.dead_letter = dead_letter
         self.refused = refused
@@ -211,14 +213,17 @@ class Outage:
 
 
 class BatchDelivery:
-    """Hands the samples of a batch to ``publish``; what is done with
-    each notification follows the module docstring. ``deliver`` returns
-    HANDLED (acknowledge the batch) or REQUEUE. ``publish`` may return
-    how many of the samples the receiver had already (a redelivery):
-    they are counted and logged."""
+    """Hands the samples of a batch to ``publish`` and its inventory
+    changes to ``apply_changes`` (both must succeed: a failure of either
+    is handled alike); what is done with each notification follows the
+    module docstring. ``deliver`` returns HANDLED (acknowledge the batch)
+    or REQUEUE. ``publish`` may return how many of the samples the
+    receiver had already (a redelivery): they are counted and logged."""
 
-    def __init__(self, publish, outage, backoff_factory, max_attempts):
+    def __init__(self, publish, outage, backoff_factory, max_attempts,
+                 apply_changes=None):
         self.publish = publish
+        self.apply_changes = apply_changes
         self.outage = outage
         self.backoff_factory = backoff_factory
         self.max_attempts = max_attempts
@@ -246,7 +251,7 @@ class BatchDelivery:
     def deliver(self, items):
         dead = [(item, item.refused) for item in items if item.refused]
         sendable = [item for item in items
-                    if not item.refused and item.samples]
+                    if not item.refused and (item.samples or item.changes)]
         suspects = []
         if sendable:
             try:
@@ -292,8 +297,11 @@ class BatchDelivery:
         receiver fails for now. Returns how many publish calls
         succeeded."""
         samples = [s for item in group for s in item.samples]
+        changes = [c for item in group for c in item.changes]
         try:
-            known = self.publish(samples)
+            known = self.publish(samples) if samples else 0
+            if changes:
+                self.apply_changes(changes)
         except Exception as exc:
             error = exc
         else:

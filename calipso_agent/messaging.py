@@ -94,15 +94,17 @@ def metering_targets(conf):
 class BatchEndpoint:
     """An oslo.messaging batch endpoint handing its samples to a receiver.
 
-    ``publish(samples)`` hands samples over; ``probe()`` says whether the
-    receiver answers again during an outage (``what``, ``done``: the
-    words of ``delivery.Outage``'s log lines). ``origin`` is the
-    (exchange, routing key or topic) a dead letter is requeued to.
+    ``publish(samples)`` hands samples over, ``apply_changes(changes)``
+    inventory changes (when the endpoints make any); ``probe()`` says
+    whether the receiver answers again during an outage (``what``,
+    ``done``: the words of ``delivery.Outage``'s log lines). ``origin``
+    is the (exchange, routing key or topic) a dead letter is requeued
+    to.
     """
 
     def __init__(self, publish, probe, what, done, backoff=(0.5, 30.0),
                  limits=None, dead_letters=None, origin=None,
-                 max_attempts=5, probe_interval=1.0):
+                 max_attempts=5, probe_interval=1.0, apply_changes=None):
         self.limits = limits or sample_limits.SampleLimits()
         self.dead_letters = dead_letters or dead_letter.DroppingDeadLetters()
         self.origin = origin
@@ -110,7 +112,8 @@ class BatchEndpoint:
         self.outage = delivery.Outage(what, done, probe, probe_interval,
                                       self._stopping)
         self.delivery = delivery.BatchDelivery(
-            publish, self.outage, lambda: Backoff(*backoff), max_attempts)
+            publish, self.outage, lambda: Backoff(*backoff), max_attempts,
+            apply_changes)
 
     def stop(self):
         """Cut short the waits of a requeue (the worker is stopping)."""

@@ -82,7 +82,7 @@ NOTIFICATION_OPTS = [
                     'agent.'),
     *metrics_opts('the notification agent'),
     cfg.ListOpt('endpoints',
-                default=['meter', 'vsg'],
+                default=['meter', 'vsg', 'inventory'],
                 help='Notification endpoints to load from the '
                      'calipso.notification namespace.'),
     cfg.FloatOpt('requeue_backoff_initial',
@@ -154,6 +154,16 @@ PUBLISHER_NOTIFIER_OPTS = [
     cfg.StrOpt('telemetry_driver',
                default='messagingv2',
                help='oslo.messaging notification driver of notifier://.'),
+]
+
+
+INVENTORY_OPTS = [
+    cfg.StrOpt('connection',
+               secret=True,
+               help='Database URL of the inventory (objects and links the '
+                    'inventory endpoint makes of notifications): '
+                    'sqlite:///PATH, postgresql://..., mongodb://... '
+                    'Unset: the sample store ([database] connection).'),
 ]
 
 
@@ -358,6 +368,7 @@ def list_opts():
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),
         ('database', DATABASE_OPTS),
+        ('inventory', INVENTORY_OPTS),
         ('collector', COLLECTOR_OPTS),
         ('delivery', DELIVERY_OPTS),
         ('sample_limits', SAMPLE_LIMITS_OPTS),

@@ -26,8 +26,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from calipso_agent import inventory as inventory_mod
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import base, query
+from tests.helpers import inventory as inventory_helpers
 from tests.helpers import oracle
 from tests.helpers.basics import make_sample
 from tests.helpers.oracle import instant, sample_dict
@@ -2323,6 +2325,310 @@ def test_property_statistics(connection_factory, store, data, period,
                                     groupby=groupby, aggregates=aggregates)
     check_statistics(got, samples, sample_filter, period, groupby,
                      aggregates)
+
+
+# --- apply_inventory: the rules of calipso_agent.inventory ------------------
+
+def obj_at(type, oid, second, **fields):
+    return inventory_mod.make_object(type, oid, at(second), **fields)
+
+
+def graph(connection, created=True):
+    """(objects by id, links by triple) as stored; without created_at
+    unless ``created`` (without a source's creation time, it is the first
+    event applied: it depends on the arrival order)."""
+    def kept(item):
+        item = dict(mapping(item))
+        if not created:
+            item.pop('created_at', None)
+        return item
+    return ({o['id']: kept(o) for o in connection.get_inventory()},
+            {link_triple(lk): kept(lk) for lk in connection.get_links()})
+
+
+def host_tree(second=0):
+    return [obj_at('region', 'region-one', second),
+            obj_at('availability_zone', 'az-nova', second, name='nova',
+                   parent_id='region-one'),
+            obj_at('host', 'compute-1', second, parent_id='az-nova'),
+            obj_at('host', 'compute-2', second, parent_id='az-nova')]
+
+
+def instance_at(second, host='compute-1', state='active'):
+    return obj_at('instance', 'vm-1', second, name='web', project_id='p-1',
+                  parent_id=host, host=host, state=state)
+
+
+def vnic_at(second, host='compute-1'):
+    return obj_at('vnic', 'vm-1-tapabc', second, project_id='p-1',
+                  parent_id='vm-1', host=host)
+
+
+def instance_host(second, host='compute-1'):
+    return inventory_mod.make_link('instance', 'vm-1', 'host', host,
+                                   at(second), project_id='p-1')
+
+
+def test_apply_inventory_redelivery_changes_nothing(connection):
+    objects = host_tree() + [instance_at(10), vnic_at(10)]
+    links = [instance_host(10)]
+    assert connection.apply_inventory(objects, links) == len(objects) + 1
+    first = graph(connection)
+    assert connection.apply_inventory(objects, links) == 0
+    assert connection.apply_inventory(list(reversed(objects)), links) == 0
+    assert graph(connection) == first
+    vm = first[0]['vm-1']
+    assert vm['id_path'] == '/region-one/az-nova/compute-1/vm-1'
+    assert vm['name_path'] == '/region-one/nova/compute-1/web'
+    assert vm['state'] == 'ACTIVE'
+    assert instant(vm['last_event_at']) == instant(at(10))
+
+
+def test_apply_inventory_older_event_changes_nothing(connection):
+    connection.apply_inventory([instance_at(20, state='paused')])
+    before = graph(connection)
+    assert connection.apply_inventory([instance_at(10, state='active')]) == 0
+    assert graph(connection) == before
+    assert before[0]['vm-1']['state'] == 'PAUSED'
+    assert connection.apply_inventory([instance_at(30, state='active')]) == 1
+    assert graph(connection)[0]['vm-1']['state'] == 'ACTIVE'
+
+
+def test_apply_inventory_tombstone_blocks_resurrection(connection):
+    connection.apply_inventory(host_tree() + [instance_at(10)])
+    connection.apply_inventory([inventory_mod.tombstone(
+        'instance', 'vm-1', at(30), project_id='p-1', parent_id='compute-1')])
+    for late in (instance_at(20, state='active'), instance_at(10)):
+        connection.apply_inventory([late])
+        vm = graph(connection)[0]['vm-1']
+        assert vm['state'] == 'deleted'
+        assert instant(vm['deleted_at']) == instant(at(30))
+        assert instant(vm['last_event_at']) == instant(at(30))
+    # The tombstone kept what the delete did not say.
+    assert (vm['name'], vm['host']) == ('web', 'compute-1')
+    # A delete seen first: the create that comes late is not applied.
+    fresh = inventory_mod.tombstone('network', 'net-9', at(50),
+                                    project_id='p-1', parent_id='p-1')
+    connection.apply_inventory([fresh])
+    connection.apply_inventory([obj_at('network', 'net-9', 40, name='lan',
+                                       project_id='p-1', parent_id='p-1')])
+    net = graph(connection)[0]['net-9']
+    assert (net['state'], net['name']) == ('deleted', 'lan')
+    assert instant(net['last_event_at']) == instant(at(50))
+
+
+def test_apply_inventory_delete_closes_links(connection):
+    connection.apply_inventory(
+        host_tree() + [instance_at(10), vnic_at(10)],
+        [instance_host(10), inventory_mod.make_link(
+            'instance', 'vm-1', 'vnic', 'vm-1-tapabc', at(10),
+            project_id='p-1')])
+    connection.apply_inventory([inventory_mod.tombstone(
+        'instance', 'vm-1', at(40), project_id='p-1', parent_id='compute-1')])
+    objects, links = graph(connection)
+    for triple in (('vm-1', 'compute-1', 'instance-host'),
+                   ('vm-1', 'vm-1-tapabc', 'instance-vnic')):
+        assert links[triple]['state'] == 'deleted', triple
+        assert instant(links[triple]['deleted_at']) == instant(at(40))
+    # The instance's vNIC goes with it.
+    assert objects['vm-1-tapabc']['state'] == 'deleted'
+    assert objects['vm-1-tapabc']['deleted_by'] == 'vm-1'
+    # A link that arrives late to the deleted instance is born closed.
+    connection.apply_inventory([], [inventory_mod.make_link(
+        'volume', 'vol-1', 'instance', 'vm-1', at(20), project_id='p-1')])
+    links = graph(connection)[1]
+    assert links[('vol-1', 'vm-1', 'volume-instance')]['state'] == 'deleted'
+    # ... but a link newer than the deletion is not.
+    connection.apply_inventory([], [inventory_mod.make_link(
+        'volume', 'vol-1', 'host', 'compute-1', at(20))])
+    assert graph(connection)[1][('vol-1', 'compute-1', 'volume-host')][
+        'state'] == 'ACTIVE'
+
+
+def port_at(pid, second, network='net-1'):
+    return obj_at('port', pid, second, project_id='p-1', parent_id=network,
+                  state='active')
+
+
+def test_apply_inventory_network_delete_marks_its_ports(connection):
+    connection.apply_inventory(
+        [obj_at('network', 'net-1', 1, project_id='p-1', parent_id='p-1'),
+         obj_at('network', 'net-2', 1, project_id='p-1', parent_id='p-1'),
+         port_at('port-1', 5), port_at('port-2', 5, network='net-2'),
+         obj_at('subnet', 'sub-1', 5, project_id='p-1', parent_id='net-1')],
+        [inventory_mod.make_link('port', 'port-1', 'network', 'net-1',
+                                 at(5), project_id='p-1')])
+    connection.apply_inventory([inventory_mod.tombstone(
+        'network', 'net-1', at(60), project_id='p-1', parent_id='p-1')])
+    objects, links = graph(connection)
+    for oid in ('port-1', 'sub-1'):
+        assert objects[oid]['state'] == 'deleted', oid
+        assert objects[oid]['deleted_by'] == 'net-1'
+        assert instant(objects[oid]['deleted_at']) == instant(at(60))
+    assert objects['port-2']['state'] == 'ACTIVE'
+    assert links[('port-1', 'net-1', 'port-network')]['state'] == 'deleted'
+    # A port event older than the network's deletion, arriving late: born
+    # deleted; the port's own delete is kept as its own.
+    connection.apply_inventory([port_at('port-3', 30)])
+    assert graph(connection)[0]['port-3']['deleted_by'] == 'net-1'
+    connection.apply_inventory([inventory_mod.tombstone(
+        'port', 'port-1', at(50), project_id='p-1', parent_id='net-1')])
+    port = graph(connection)[0]['port-1']
+    assert (port['deleted_by'], instant(port['deleted_at'])) == (
+        None, instant(at(50)))
+
+
+def test_apply_inventory_parent_appears_later(connection):
+    connection.apply_inventory([instance_at(10), vnic_at(10)],
+                               [instance_host(10)])
+    objects = graph(connection)[0]
+    assert objects['vm-1']['id_path'] == '/compute-1/vm-1'
+    assert objects['vm-1-tapabc']['id_path'] == '/compute-1/vm-1/vm-1-tapabc'
+    # The host comes from a scan; its zone and region from later ones.
+    connection.apply_inventory([obj_at('host', 'compute-1', 0,
+                                       parent_id='az-nova')])
+    assert graph(connection)[0]['vm-1']['id_path'] == (
+        '/az-nova/compute-1/vm-1')
+    connection.apply_inventory(host_tree()[:2])
+    objects = graph(connection)[0]
+    assert objects['vm-1']['id_path'] == '/region-one/az-nova/compute-1/vm-1'
+    assert objects['vm-1-tapabc']['id_path'] == (
+        '/region-one/az-nova/compute-1/vm-1/vm-1-tapabc')
+    assert objects['vm-1-tapabc']['name_path'] == (
+        '/region-one/nova/compute-1/web/vm-1-tapabc')
+    # The event's own fields are untouched by the fix.
+    assert instant(objects['vm-1']['last_event_at']) == instant(at(10))
+
+
+def test_apply_inventory_live_migration_moves_instance_and_vnics(
+        connection):
+    connection.apply_inventory(host_tree() + [instance_at(10), vnic_at(10)],
+                               [instance_host(10)])
+    connection.apply_inventory([instance_at(20, host='compute-2')],
+                               [instance_host(20, host='compute-2')])
+    objects, links = graph(connection)
+    vm, vnic = objects['vm-1'], objects['vm-1-tapabc']
+    assert (vm['parent_id'], vm['host']) == ('compute-2', 'compute-2')
+    assert vm['id_path'] == '/region-one/az-nova/compute-2/vm-1'
+    assert vnic['host'] == 'compute-2'
+    assert vnic['id_path'] == '/region-one/az-nova/compute-2/vm-1/vm-1-tapabc'
+    old = links[('vm-1', 'compute-1', 'instance-host')]
+    assert (old['state'], old['deleted_by']) == ('deleted', 'compute-2')
+    assert links[('vm-1', 'compute-2', 'instance-host')]['state'] == 'ACTIVE'
+    # The migration's events replayed late change nothing.
+    before = graph(connection)
+    connection.apply_inventory([instance_at(10)], [instance_host(10)])
+    assert graph(connection) == before
+
+
+def test_apply_inventory_refuses_invalid_input(connection):
+    good = instance_at(10)
+    for bad in ({'id': 'x', 'type': 'spaceship', 'last_event_at': at(1)},
+                {'id': 'x', 'type': 'host', 'last_event_at': 'yesterday'},
+                {'id': '', 'type': 'host', 'last_event_at': at(1)},
+                {'id': 'x', 'type': 'host'}):
+        with pytest.raises(ValueError):
+            connection.apply_inventory([good, bad])
+    with pytest.raises(ValueError):
+        connection.apply_inventory([good], [{'source_id': 'a'}])
+    assert graph(connection) == ({}, {})
+
+
+def _timeline():
+    """Changes of one small cloud, each with its instant: the order they
+    happened in."""
+    network = ('network', 'net-1')
+    return [
+        *host_tree(),
+        obj_at(*network, 1, project_id='p-1', parent_id='p-1'),
+        port_at('port-1', 2),
+        port_at('port-2', 3),
+        instance_at(4),
+        vnic_at(4),
+        instance_host(4),
+        inventory_mod.make_link('vnic', 'vm-1-tapabc', 'port', 'port-1',
+                                at(4), project_id='p-1'),
+        inventory_mod.make_link('port', 'port-1', 'network', 'net-1', at(2),
+                                project_id='p-1'),
+        instance_at(6, state='shutoff'),
+        instance_at(8, host='compute-2'),
+        instance_host(8, host='compute-2'),
+        inventory_mod.tombstone('port', 'port-2', at(9), project_id='p-1',
+                                parent_id='net-1'),
+        instance_at(10, host='compute-1'),
+        instance_host(10, host='compute-1'),
+        inventory_mod.tombstone('instance', 'vm-1', at(12),
+                                project_id='p-1', parent_id='compute-1',
+                                host='compute-1'),
+        inventory_mod.tombstone(*network, at(14), project_id='p-1',
+                                parent_id='p-1'),
+    ]
+
+
+def _apply_one(connection, change):
+    if 'link_type' in change:
+        return connection.apply_inventory([], [change])
+    return connection.apply_inventory([change])
+
+
+@PROPERTY
+@given(order=st.permutations(range(len(_timeline()))),
+       batch=st.integers(1, 5))
+def test_property_apply_inventory_any_order_same_graph(
+        connection_factory, order, batch):
+    expected_store = connection_factory()
+    for change in _timeline():
+        _apply_one(expected_store, change)
+    expected = graph(expected_store, created=False)
+    connection = connection_factory()
+    changes = [_timeline()[i] for i in order]
+    for start in range(0, len(changes), batch):
+        part = changes[start:start + batch]
+        connection.apply_inventory(
+            [c for c in part if 'link_type' not in c],
+            [c for c in part if 'link_type' in c])
+    # Redelivered in between: nothing changes either.
+    connection.apply_inventory(
+        [c for c in changes[:3] if 'link_type' not in c],
+        [c for c in changes[:3] if 'link_type' in c])
+    assert graph(connection, created=False) == expected
+
+
+FIXTURE_CHANGES = None
+
+
+def fixture_changes():
+    """The inventory changes of every fixture the endpoint handles, in
+    the order they were sent (create, update, delete)."""
+    global FIXTURE_CHANGES
+    if FIXTURE_CHANGES is None:
+        FIXTURE_CHANGES = [inventory_helpers.changes_of(n)
+                           for _, n in inventory_helpers.handled_fixtures()]
+    return FIXTURE_CHANGES
+
+
+def apply_notifications(connection, notifications, batch):
+    for start in range(0, len(notifications), batch):
+        changes = [c for n in notifications[start:start + batch] for c in n]
+        connection.apply_inventory(*inventory_helpers.split(changes))
+
+
+@PROPERTY
+@given(data=st.data(), batch=st.integers(1, 8))
+def test_property_fixtures_in_any_order_give_the_same_graph(
+        connection_factory, data, batch):
+    in_order = fixture_changes()
+    order = data.draw(st.permutations(range(len(in_order))), label='order')
+    expected_store = connection_factory()
+    apply_notifications(expected_store, in_order, 1)
+    expected = inventory_helpers.graph(expected_store, created=False)
+    assert len(expected[0]) > 20 and len(expected[1]) > 20
+    connection = connection_factory()
+    apply_notifications(connection, [in_order[i] for i in order], batch)
+    assert inventory_helpers.graph(connection, created=False) == expected
+    # Everything redelivered once more: nothing changes.
+    apply_notifications(connection, in_order, batch)
+    assert inventory_helpers.graph(connection, created=False) == expected
 
 
 # What ``import *`` gives an instantiating module: the tests and the

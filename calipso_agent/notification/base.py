@@ -10,6 +10,13 @@ time, as the dict oslo.messaging's dispatcher builds::
 An endpoint returns samples; it raises ``NotificationError`` (or anything
 else) when this one notification cannot be processed, and the agent logs it
 with the message id and drops that notification alone.
+
+An endpoint with ``makes_inventory`` also returns inventory changes
+(``inventory_changes``: object and link dicts of ``calipso_agent.inventory``);
+the agent applies those of a batch to the inventory store in one write
+before the batch is acknowledged. A notification whose changes cannot be
+made is logged with its message id and its changes dropped; its samples
+still go.
 """
 
 import abc
@@ -135,6 +142,13 @@ class NotificationEndpoint(metaclass=abc.ABCMeta):
         self.conf = conf
         self.handles = EventTypeMatcher(self.event_types)
 
+    #: Whether ``inventory_changes`` says anything.
+    makes_inventory = False
+
     @abc.abstractmethod
     def process_notification(self, notification):
         """Return the list of samples ``notification`` yields."""
+
+    def inventory_changes(self, notification):
+        """The inventory objects and links ``notification`` changes."""
+        return []

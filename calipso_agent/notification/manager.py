@@ -1,9 +1,12 @@
-"""The notification agent's listener: batches in, samples published, ack.
+"""The notification agent's listener: batches in, samples published,
+inventory changes stored, ack.
 
 One oslo.messaging batch notification listener per worker consumes every
 configured exchange and topic. A batch is handed to the endpoint plugins,
-their samples to the pipeline; the batch is acknowledged only when every
-publisher of every sink has accepted its samples. A publisher failure
+their samples to the pipeline and their inventory changes to the
+inventory store (``[inventory] connection``, in one write per batch); the
+batch is acknowledged only when every publisher of every sink has accepted
+its samples and the store has committed its changes. A publisher failure
 that fails for now requeues the whole batch after a backoff, so nothing is
 lost, and sample ids are deterministic, so the retry duplicates nothing. A
 notification that can never succeed is dead-lettered alone (see
@@ -16,7 +19,7 @@ import logging
 import oslo_messaging
 from stevedore import named
 
-from calipso_agent import delivery, messaging, metrics
+from calipso_agent import delivery, messaging, metrics, storage
 from calipso_agent import pipeline as pipeline_mod
 
 LOG = logging.getLogger(__name__)
@@ -66,14 +69,48 @@ class SampleDispatcher(messaging.BatchEndpoint):
     def __init__(self, endpoints, pipeline, backoff=(0.5, 30.0),
                  limits=None, dead_letters=None,
                  origin=('nova', 'notifications'), max_attempts=5,
-                 probe_interval=1.0):
-        super().__init__(pipeline.publish_samples, pipeline_probe(pipeline),
+                 probe_interval=1.0, inventory_store=None):
+        self.inventory_store = inventory_store
+        super().__init__(pipeline.publish_samples,
+                         pipeline_probe(pipeline, inventory_store),
                          'Publishing', 'publishing', backoff, limits,
-                         dead_letters, origin, max_attempts, probe_interval)
+                         dead_letters, origin, max_attempts, probe_interval,
+                         self.apply_changes)
         self.endpoints = endpoints
+        self.inventory_endpoints = [e for e in endpoints
+                                    if e.makes_inventory]
+        if self.inventory_endpoints and inventory_store is None:
+            raise ValueError('inventory endpoints need an inventory store')
         self.pipeline = pipeline
         self.dropped = 0
         self.trimmed = 0
+        self.inventory_dropped = 0
+
+    def apply_changes(self, changes):
+        """Write the inventory changes of a batch: one write."""
+        objects, links = [], []
+        for change in changes:
+            (links if 'link_type' in change or 'close_links' in change
+             else objects).append(change)
+        self.inventory_store.apply_inventory(objects, links)
+
+    def changes_of(self, notification, item):
+        """The inventory changes of one notification; [] (logged) when
+        they cannot be made: its samples still go."""
+        event_type = notification.get('event_type')
+        changes = []
+        for endpoint in self.inventory_endpoints:
+            if not endpoint.handles(event_type):
+                continue
+            try:
+                changes.extend(endpoint.inventory_changes(notification))
+            except Exception as exc:
+                self.inventory_dropped += 1
+                LOG.error('Notification %s (%s): no inventory change can be '
+                          'made of it, dropped: %s', item.message_id,
+                          item.event_type, delivery.one_line(exc))
+                return []
+        return changes
 
     def samples_of(self, notification):
         """The samples every endpoint yields for one notification."""
@@ -106,6 +143,8 @@ class SampleDispatcher(messaging.BatchEndpoint):
             if reason is not None:
                 item.refused = f'meter {sample.name}: {reason}'
                 return item
+        if self.inventory_endpoints:
+            item.changes = self.changes_of(notification, item)
         trimmed = self.limits.bound_samples(samples)
         if trimmed:
             self.trimmed += 1
@@ -131,15 +170,38 @@ class SampleDispatcher(messaging.BatchEndpoint):
     audit = debug = warn = error = critical = ignore
 
 
-def pipeline_probe(pipeline):
-    """Probe of a pipeline's publishers: True when every one that can
-    tell answers (and one at least can), False when one does not."""
+def pipeline_probe(pipeline, inventory_store=None):
+    """Probe of a pipeline's publishers (and the inventory store): True
+    when every one that can tell answers (and one at least can), False
+    when one does not."""
     def probe():
         answers = [publisher.probe() for sink in getattr(pipeline, "sinks", ())
                    for publisher in sink.publishers]
+        if inventory_store is not None:
+            answers.append(store_answers(inventory_store))
         told = [a for a in answers if a is not None]
         return bool(told) and all(told)
     return probe
+
+
+def store_answers(store):
+    try:
+        store.ping()
+    except Exception:
+        return False
+    return True
+
+
+def inventory_url(conf):
+    """``[inventory] connection``, or the sample store's database."""
+    return conf.inventory.connection or storage.database_url(conf)
+
+
+def open_inventory_store(conf, endpoints):
+    """The inventory store when an endpoint makes inventory changes."""
+    if not any(e.makes_inventory for e in endpoints):
+        return None
+    return storage.get_connection_from_url(conf, inventory_url(conf))
 
 
 class NotificationService(messaging.BatchListenerService):
@@ -152,10 +214,12 @@ class NotificationService(messaging.BatchListenerService):
         super().__init__(worker_id, conf)
         self.pipeline = None
         self.endpoints = None
+        self.inventory_store = None
 
     def prepare(self):
         self.pipeline = load_pipeline(self.conf)
         self.endpoints = load_endpoints(self.conf)
+        self.inventory_store = open_inventory_store(self.conf, self.endpoints)
         return True
 
     def make_endpoint(self):
@@ -163,6 +227,7 @@ class NotificationService(messaging.BatchListenerService):
         return SampleDispatcher(
             self.endpoints, self.pipeline,
             origin=(options.exchanges[0], options.topics[0]),
+            inventory_store=self.inventory_store,
             **self.delivery_options())
 
     def targets(self):
@@ -181,3 +246,5 @@ class NotificationService(messaging.BatchListenerService):
     def close(self):
         if self.pipeline is not None:
             self.pipeline.close()
+        if self.inventory_store is not None:
+            self.inventory_store.close()

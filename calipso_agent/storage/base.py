@@ -13,6 +13,7 @@ import abc
 import datetime
 import math
 
+from calipso_agent import inventory
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import query as query_mod
 
@@ -417,9 +418,30 @@ class Connection(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def upsert_inventory(self, objects):
         """Store inventory objects (dicts with at least ``id``, ``type``,
-        ``last_event_at``). An object older (``last_event_at``) than the
-        stored one is ignored, so replayed events change nothing. Returns
-        how many were written."""
+        ``last_event_at``) as they are. An object older (``last_event_at``)
+        than the stored one is ignored, so replayed events change nothing.
+        Returns how many were written. Nothing is derived (paths,
+        tombstones of children, links): ``apply_inventory`` does that."""
+
+    def apply_inventory(self, objects=(), links=()):
+        """Merge objects and links made from events or scans into the
+        graph, by the rules of ``calipso_agent.inventory`` (newer wins,
+        tombstones, deletions close links and mark children, paths from
+        parents, exclusive links): all or nothing where the store has
+        transactions, and safe to repeat. Returns how many objects and
+        links were written; ValueError (nothing written) on an invalid
+        one."""
+        objects, links = list(objects), list(links)
+        if not objects and not links:
+            return 0
+        with self._inventory_batch() as batch:
+            return inventory.apply(batch, objects, links)
+
+    @abc.abstractmethod
+    def _inventory_batch(self):
+        """A context manager giving an ``inventory.InventoryBatch``: its
+        reads and its one write in one transaction (committed when the
+        block ends without error), where the store has them."""
 
     @abc.abstractmethod
     def get_inventory(self, ids=None, types=None, project_ids=None,

@@ -17,6 +17,7 @@ holding them cannot be queried, as in the reference semantics, where a
 dotted field always means nesting.
 """
 
+import contextlib
 import datetime
 import functools
 import logging
@@ -29,6 +30,7 @@ import bson.errors
 import pymongo
 from pymongo import errors as mongo_errors
 
+from calipso_agent import inventory
 from calipso_agent import sample as sample_mod
 from calipso_agent.storage import base
 from calipso_agent.storage import query as query_mod
@@ -331,6 +333,71 @@ def _object_from_document(doc):
                      if k not in ('_id', '_event_ts')})
 
 
+def _not_newer(micros):
+    """The documents a write of an event at ``micros`` may replace."""
+    return {'$or': [{'_event_ts': {'$lte': micros}},
+                    {'_event_ts': {'$exists': False}}]}
+
+
+class _InventoryBatch(inventory.InventoryBatch):
+    """Reads and the write of ``apply_inventory``. MongoDB has no
+    transaction here: each document is replaced on its own, guarded by
+    its event time, and a batch that fails midway is applied again whole
+    (the rules make a repeat change nothing)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.db = store.db
+
+    @_translate_errors
+    def objects(self, ids):
+        return [_object_from_document(d) for d in self.db.inventory.find(
+            {'_id': {'$in': sorted(set(ids))}})]
+
+    @_translate_errors
+    def children(self, parent_ids):
+        return [_object_from_document(d) for d in self.db.inventory.find(
+            {'parent_id': {'$in': sorted(set(parent_ids))}})]
+
+    @_translate_errors
+    def links_from(self, source_ids):
+        return [_object_from_document(d) for d in self.db.link.find(
+            {'source_id': {'$in': sorted(set(source_ids))}})]
+
+    @_translate_errors
+    def links_of(self, ids):
+        ids = sorted(set(ids))
+        return [_object_from_document(d) for d in self.db.link.find(
+            {'$or': [{'source_id': {'$in': ids}},
+                     {'target_id': {'$in': ids}}]})]
+
+    @_translate_errors
+    def write(self, objects, links):
+        for obj in objects:
+            doc = _stored_object(obj, ('id', 'type'))
+            doc['_id'] = obj['id']
+            doc['_event_ts'] = bson.Int64(_micros(
+                base.parse_timestamp(obj['last_event_at'])))
+            self._replace({'_id': obj['id']}, doc, self.db.inventory)
+        for link in links:
+            doc = _stored_object(link, ('source_id', 'target_id',
+                                        'link_type'))
+            doc['_event_ts'] = bson.Int64(_micros(
+                base.parse_timestamp(link['last_event_at'])))
+            triple = {f: doc[f] for f in ('source_id', 'target_id',
+                                          'link_type')}
+            self._replace(triple, doc, self.db.link)
+
+    @staticmethod
+    def _replace(key, doc, collection):
+        try:
+            collection.replace_one(dict(key, **_not_newer(doc['_event_ts'])),
+                                   doc, upsert=True)
+        except mongo_errors.DuplicateKeyError:
+            # Stored with a later event meanwhile: that one stays.
+            pass
+
+
 class Connection(base.Connection):
     """MongoDB storage; ``client`` replaces ``pymongo.MongoClient(url)``
     (tests give a mongomock client)."""
@@ -361,6 +428,9 @@ class Connection(base.Connection):
         self.db.inventory.create_index([('type', 1)], name='inventory_type')
         self.db.inventory.create_index([('project_id', 1)],
                                        name='inventory_project')
+        self.db.inventory.create_index([('parent_id', 1)],
+                                       name='inventory_parent')
+        self.db.inventory.create_index([('host', 1)], name='inventory_host')
         self.db.link.create_index(
             [('source_id', 1), ('target_id', 1), ('link_type', 1)],
             name='link_triple', unique=True)
@@ -817,6 +887,10 @@ class Connection(base.Connection):
             written += result.matched_count + (result.upserted_id
                                                is not None)
         return written
+
+    @contextlib.contextmanager
+    def _inventory_batch(self):
+        yield _InventoryBatch(self)
 
     @_translate_errors
     def get_inventory(self, ids=None, types=None, project_ids=None,

@@ -131,16 +131,25 @@ class Connection(writes.Writes, reads.Reads, statistics.Statistics,
         with self._transaction(write=True) as conn:
             self._lock_upgrade(conn)
             existing = set(sa.inspect(conn).get_table_names())
-            schema.METADATA.create_all(conn)
-            version = conn.execute(sa.select(schema.SCHEMA.c.version)
-                                   ).scalar()
-            if version is None:
-                conn.execute(schema.SCHEMA.insert().values(
-                    version=version_now))
-            elif version > version_now:
+            version = None
+            if schema.SCHEMA.name in existing:
+                version = conn.execute(sa.select(schema.SCHEMA.c.version)
+                                       ).scalar()
+            if version is not None and version > version_now:
                 raise base.StorageError(
                     f'the database schema is version {version}, newer than '
                     f'this code ({version_now})')
+            for old in range(version or version_now, version_now):
+                for name in schema.RECREATED_FROM.get(old, ()):
+                    schema.METADATA.tables[name].drop(conn, checkfirst=True)
+                    existing.discard(name)
+            schema.METADATA.create_all(conn)
+            if version is None:
+                conn.execute(schema.SCHEMA.insert().values(
+                    version=version_now))
+            elif version < version_now:
+                conn.execute(schema.SCHEMA.update().values(
+                    version=version_now))
         tables = set(schema.METADATA.tables)
         created = sorted(tables - existing)
         if not existing & tables:

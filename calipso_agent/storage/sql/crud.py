@@ -1,8 +1,12 @@
 """Inventory, links, channels and subscriptions in the SQL store: each
 row keeps the object as JSON, with the columns it is looked up by."""
 
+import contextlib
+import functools
+
 import sqlalchemy as sa
 
+from calipso_agent import inventory
 from calipso_agent.storage import base
 from calipso_agent.storage.sql import compiler, values
 from calipso_agent.storage.sql.schema import (
@@ -24,34 +28,49 @@ class Crud:
                 if not isinstance(obj.get(field), str) or not obj[field]:
                     raise ValueError(f'inventory object {obj!r}: {field} is '
                                      'missing or not a string')
-            try:
-                last = values.to_us(obj.get('last_event_at'))
-            except (TypeError, ValueError):
-                raise ValueError(f'inventory object {obj["id"]}: '
-                                 f'last_event_at {obj.get("last_event_at")!r}'
-                                 ' is not an ISO 8601 timestamp')
+            row = _object_row(obj)
             kept = newest.get(obj['id'])
-            if kept is None or last >= kept['last_event_ts']:
-                newest[obj['id']] = {
-                    'id': obj['id'], 'type': obj['type'],
-                    'project_id': obj.get('project_id'),
-                    'last_event_ts': last, 'data': values.dumps(obj)}
+            if kept is None or row['last_event_ts'] >= kept['last_event_ts']:
+                newest[obj['id']] = row
         if not newest:
             return 0
+        with self._transaction(write=True) as conn:
+            return len(conn.execute(
+                self._object_upsert().returning(INVENTORY.c.id),
+                [newest[k] for k in sorted(newest)]).all())
+
+    def _object_upsert(self):
+        """INSERT of inventory rows replacing a stored row unless that
+        one has a later event."""
         params = {c.name: sa.bindparam(c.name, type_=c.type)
                   for c in INVENTORY.c if c.name != 'data'}
         params['data'] = self._json_param('data')
         statement = self._insert(INVENTORY).values(params)
         new = statement.excluded
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=['id'],
-            set_={c: new[c] for c in ('type', 'project_id', 'last_event_ts',
-                                      'data')},
-            where=new.last_event_ts >= INVENTORY.c.last_event_ts,
-        ).returning(INVENTORY.c.id)
+            set_={c.name: new[c.name] for c in INVENTORY.c
+                  if c.name != 'id'},
+            where=new.last_event_ts >= INVENTORY.c.last_event_ts)
+
+    def _link_upsert(self, guarded):
+        params = {c.name: sa.bindparam(c.name, type_=c.type)
+                  for c in LINK.c if c.name != 'data'}
+        params['data'] = self._json_param('data')
+        statement = self._insert(LINK).values(params)
+        new = statement.excluded
+        return statement.on_conflict_do_update(
+            index_elements=['source_id', 'target_id', 'link_type'],
+            set_={c: new[c] for c in ('project_id', 'state',
+                                      'last_event_ts', 'data')},
+            where=(sa.or_(LINK.c.last_event_ts.is_(None),
+                          new.last_event_ts >= LINK.c.last_event_ts)
+                   if guarded else None))
+
+    @contextlib.contextmanager
+    def _inventory_batch(self):
         with self._transaction(write=True) as conn:
-            return len(conn.execute(
-                statement, [newest[k] for k in sorted(newest)]).all())
+            yield _InventoryBatch(self, conn)
 
     def get_inventory(self, ids=None, types=None, project_ids=None,
                       limit=None):
@@ -85,22 +104,12 @@ class Crud:
             if not all(isinstance(k, str) and k for k in key):
                 raise ValueError(f'link {link!r} needs source_id, target_id '
                                  'and link_type strings')
-            rows[key] = {'source_id': key[0], 'target_id': key[1],
-                         'link_type': key[2],
-                         'project_id': link.get('project_id'),
-                         'data': values.dumps(link)}
+            rows[key] = _link_row(link)
         if not rows:
             return 0
-        params = {c.name: sa.bindparam(c.name, type_=c.type)
-                  for c in LINK.c if c.name != 'data'}
-        params['data'] = self._json_param('data')
-        statement = self._insert(LINK).values(params)
-        statement = statement.on_conflict_do_update(
-            index_elements=['source_id', 'target_id', 'link_type'],
-            set_={'project_id': statement.excluded.project_id,
-                  'data': statement.excluded.data})
         with self._transaction(write=True) as conn:
-            conn.execute(statement, [rows[k] for k in sorted(rows)])
+            conn.execute(self._link_upsert(guarded=False),
+                         [rows[k] for k in sorted(rows)])
         return len(rows)
 
     @staticmethod
@@ -192,3 +201,116 @@ class Crud:
         with self._transaction(write=True) as conn:
             return bool(conn.execute(SUBSCRIPTION.delete().where(
                 SUBSCRIPTION.c.id == subscription_id)).rowcount)
+
+
+# --- inventory rows ---------------------------------------------------------
+
+# Ids per IN list: SQLite takes at most 32766 parameters a statement.
+_CHUNK = 10000
+
+
+def _event_us(item, what):
+    try:
+        return values.to_us(item.get('last_event_at'))
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError(f'{what}: last_event_at '
+                         f'{item.get("last_event_at")!r} is not an ISO 8601 '
+                         'timestamp')
+
+
+def _object_row(obj):
+    return {'id': obj['id'], 'type': obj['type'],
+            'project_id': obj.get('project_id'),
+            'parent_id': obj.get('parent_id'), 'host': obj.get('host'),
+            'name': obj.get('name'), 'state': obj.get('state'),
+            'last_event_ts': _event_us(obj, f'inventory object {obj["id"]}'),
+            'data': values.dumps(obj)}
+
+
+def _link_row(link):
+    last = link.get('last_event_at')
+    return {'source_id': link['source_id'], 'target_id': link['target_id'],
+            'link_type': link['link_type'],
+            'project_id': link.get('project_id'),
+            'state': link.get('state'),
+            'last_event_ts': (None if last is None else _event_us(
+                link, f'link {link["source_id"]} {link["target_id"]}')),
+            'data': values.dumps(link)}
+
+
+def _chunks(ids):
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start:start + _CHUNK]
+
+
+class _InventoryBatch(inventory.InventoryBatch):
+    """Reads and the write of ``apply_inventory``, in one transaction, as
+    plain driver SQL (this runs for every batch of notifications: no
+    statement compiled per call). PostgreSQL takes the ids as one array
+    (one statement, prepared once); SQLite as a list of parameters."""
+
+    def __init__(self, store, conn):
+        self.conn = conn
+        self.postgresql = store.backend == 'postgresql'
+        self.mark = '%s' if self.postgresql else '?'
+
+    def _select(self, table, columns, ids):
+        if self.postgresql:
+            where = ' OR '.join(f'{c} = ANY(%s)' for c in columns)
+            chunks = [sorted(set(ids))]
+        else:
+            chunks = list(_chunks(ids))
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if self.postgresql:
+                params = (chunk,) * len(columns)
+            else:
+                marks = ', '.join('?' * len(chunk))
+                where = ' OR '.join(f'{c} IN ({marks})' for c in columns)
+                params = tuple(chunk) * len(columns)
+            for (data,) in self.conn.exec_driver_sql(
+                    f'SELECT data FROM {table} WHERE {where}', params):
+                yield data if isinstance(data, dict) else values.loads(data)
+
+    def objects(self, ids):
+        return self._select('inventory', ('id',), ids)
+
+    def children(self, parent_ids):
+        return self._select('inventory', ('parent_id',), parent_ids)
+
+    def links_from(self, source_ids):
+        return self._select('link', ('source_id',), source_ids)
+
+    def links_of(self, ids):
+        return self._select('link', ('source_id', 'target_id'), ids)
+
+    def write(self, objects, links):
+        if objects:
+            self.conn.exec_driver_sql(
+                _upsert_sql(self.mark, INVENTORY, ('id',)),
+                [_row_tuple(INVENTORY, _object_row(o)) for o in objects])
+        if links:
+            self.conn.exec_driver_sql(
+                _upsert_sql(self.mark, LINK,
+                            ('source_id', 'target_id', 'link_type')),
+                [_row_tuple(LINK, _link_row(lk)) for lk in links])
+
+
+def _row_tuple(table, row):
+    return tuple(row[c.name] for c in table.c)
+
+
+@functools.cache
+def _upsert_sql(mark, table, keys):
+    """INSERT of whole rows of ``table`` replacing a stored row unless
+    that one has a later event (in the driver's parameter style)."""
+    columns = [c.name for c in table.c]
+    updates = ', '.join(f'{c} = excluded.{c}' for c in columns
+                        if c not in keys)
+    return (f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES '
+            f'({", ".join([mark] * len(columns))}) ON CONFLICT '
+            f'({", ".join(keys)}) DO UPDATE SET {updates} WHERE '
+            f'{table.name}.last_event_ts IS NULL OR '
+            f'excluded.last_event_ts >= {table.name}.last_event_ts')

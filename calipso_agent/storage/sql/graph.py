@@ -24,13 +24,9 @@ def _is_live(item):
 
 
 def _live(table):
-    """Neither a tombstone nor a closed link, in SQL: it reads the JSON
-    of every row it tests, so it is used only where a limit needs it;
-    elsewhere the rows decoded anyway are tested (_is_live)."""
-    data = table.c.data
-    return sa.and_(data['deleted_at'].as_string().is_(None),
-                   sa.func.coalesce(data['state'].as_string(), '')
-                   != 'deleted')
+    """Not a tombstone, in SQL (the state column; only where a limit
+    needs it: elsewhere the rows decoded anyway are tested)."""
+    return sa.func.coalesce(table.c.state, '') != 'deleted'
 
 
 def _decoded(value):
@@ -70,8 +66,7 @@ class GraphReads:
         for field, wanted in zip(_FIELDS, (parent_id, host, name, state),
                                  strict=True):
             if wanted is not None:
-                statement = statement.where(
-                    INVENTORY.c.data[field].as_string() == wanted)
+                statement = statement.where(INVENTORY.c[field] == wanted)
         if marker is not None:
             statement = statement.where(INVENTORY.c.id > marker)
         if not deleted and limit is not None:

@@ -14,7 +14,10 @@ resource-only) listings without scanning samples.
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Tables an upgrade from a version recreates (they held nothing worth
+#: keeping): version 2 gave inventory and link their lookup columns.
+RECREATED_FROM = {1: ('link', 'inventory')}
 
 _TEXT = sa.Text().with_variant(sa.Text(collation='C'), 'postgresql')
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')
@@ -78,15 +81,24 @@ METER = sa.Table(
     sa.Index('ix_meter_project', 'project_id'),
 )
 
+# Objects and links keep the dict as JSON; the columns are what they are
+# looked up by. ``last_event_ts``: microseconds of ``last_event_at``, the
+# guard of every write (see calipso_agent.inventory).
 INVENTORY = sa.Table(
     'inventory', METADATA,
     sa.Column('id', _TEXT, primary_key=True),
     sa.Column('type', _TEXT, nullable=False),
     sa.Column('project_id', _TEXT),
+    sa.Column('parent_id', _TEXT),
+    sa.Column('host', _TEXT),
+    sa.Column('name', _TEXT),
+    sa.Column('state', _TEXT),
     sa.Column('last_event_ts', sa.BigInteger(), nullable=False),
     sa.Column('data', _JSON, nullable=False),
     sa.Index('ix_inventory_type', 'type'),
     sa.Index('ix_inventory_project', 'project_id'),
+    sa.Index('ix_inventory_parent', 'parent_id'),
+    sa.Index('ix_inventory_host', 'host'),
 )
 
 LINK = sa.Table(
@@ -95,6 +107,8 @@ LINK = sa.Table(
     sa.Column('target_id', _TEXT, primary_key=True),
     sa.Column('link_type', _TEXT, primary_key=True),
     sa.Column('project_id', _TEXT),
+    sa.Column('state', _TEXT),
+    sa.Column('last_event_ts', sa.BigInteger()),
     sa.Column('data', _JSON, nullable=False),
     sa.Index('ix_link_target', 'target_id'),
     sa.Index('ix_link_project', 'project_id'),

@@ -35,6 +35,16 @@ INFRASTRUCTURE_TYPES = frozenset(('region', 'availability_zone', 'host',
 PLACEMENT_KEY = re.compile(r'host|node|hypervisor|OS-EXT-SRV-ATTR|'
                            r'availability_zone', re.IGNORECASE)
 
+# The fields of its own objects a tenant sees: the contract's, not the
+# store's bookkeeping (link_targets, described_from, reported_state and
+# deleted_by name other objects, maybe infrastructure or another
+# project's).
+TENANT_OBJECT_FIELDS = ('id', 'type', 'name', 'project_id', 'parent_id',
+                        'parent_type', 'id_path', 'name_path', 'environment',
+                        'host', 'state', 'attributes', 'created_at',
+                        'updated_at', 'deleted_at', 'last_event_at',
+                        'resource_ids')
+
 _process_key = None
 
 
@@ -106,11 +116,15 @@ class Visibility:
         """A tenant's own object: its host, an infrastructure parent's id
         (made a token) and tree paths starting outside its projects (the
         region → zone → host tree) are placement, not its data."""
-        shown = _without_placement(obj)
-        if 'host' in shown or 'host' in obj:
+        shown = _without_placement({field: obj[field]
+                                    for field in TENANT_OBJECT_FIELDS
+                                    if field in obj})
+        if 'host' in obj:
             shown['host'] = None
-        if obj.get('parent_type') in INFRASTRUCTURE_TYPES and obj.get(
-                'parent_id') is not None:
+        infrastructure_parent = (
+            obj.get('parent_type') in INFRASTRUCTURE_TYPES
+            or obj.get('type') == 'instance')
+        if infrastructure_parent and obj.get('parent_id') is not None:
             shown['parent_id'] = self.token(obj['parent_id'])
         id_path = obj.get('id_path')
         root = id_path.strip('/').split('/')[0] if isinstance(

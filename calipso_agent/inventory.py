@@ -199,7 +199,11 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
     if link_targets is not None:
         obj['link_targets'] = {k: sorted(set(v))
                                for k, v in link_targets.items()}
-    return _Valid(validate_object(obj))
+    # The timestamps are canonical already: the rest is checked.
+    what = _check_object(obj, f'inventory object {id!r}')
+    if last is None:
+        raise ValueError(f'{what}: last_event_at is missing')
+    return _Valid(obj)
 
 
 class _Valid(dict):
@@ -229,7 +233,13 @@ def make_link(source_type, source_id, target_type, target_id,
             'created_at': None, 'updated_at': last,
             'deleted_at': last if state == DELETED else None,
             'deleted_by': None, 'last_event_at': last}
-    return _Valid(validate_link(link))
+    if last is None:
+        raise ValueError(f'{_link_what(link)}: last_event_at is missing')
+    bad = _bad_text(link, ('source_id', 'target_id', 'source_type',
+                           'target_type'), ('project_id',))
+    if bad is not None:
+        raise _text_error(f'link {link!r}', link, bad)
+    return _Valid(link)
 
 
 def closed_link(source_type, source_id, target_type, target_id,
@@ -271,9 +281,16 @@ def validate_object(obj):
     wrong."""
     if not isinstance(obj, dict):
         raise ValueError(f'inventory object {obj!r} is not a mapping')
+    what = _check_object(obj, 'inventory object')
+    return _canonical_times(obj, what)
+
+
+def _check_object(obj, what):
+    """What ``obj`` is called in errors; ValueError when a field but the
+    timestamps is wrong."""
     bad = _bad_text(obj, ('id', 'type'), _OPTIONAL_TEXT)
     if bad == 'id':
-        raise _text_error('inventory object', obj, 'id')
+        raise _text_error(what, obj, 'id')
     what = f'inventory object {obj["id"]}'
     if bad is not None:
         raise _text_error(what, obj, bad)
@@ -286,7 +303,7 @@ def validate_object(obj):
     if targets is not None and not (isinstance(targets, dict) and all(
             isinstance(v, list) for v in targets.values())):
         raise ValueError(f'{what}: link_targets is not a mapping of lists')
-    return _canonical_times(obj, what)
+    return what
 
 
 def validate_link(link):

@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import re
+import threading
 import urllib.parse
 
 import bson
@@ -405,6 +406,7 @@ class Connection(base.Connection):
     def __init__(self, conf, url, client=None):
         super().__init__(conf, url)
         self._owns_client = client is None
+        self._inventory_lock = threading.Lock()
         self.client = (pymongo.MongoClient(url) if client is None
                        else client)
         self.db = self.client.get_database(_database_name(url))
@@ -890,7 +892,10 @@ class Connection(base.Connection):
 
     @contextlib.contextmanager
     def _inventory_batch(self):
-        yield _InventoryBatch(self)
+        # One batch at a time in this process; processes sharing the
+        # database are not kept apart (doc/inventory.md).
+        with self._inventory_lock:
+            yield _InventoryBatch(self)
 
     @_translate_errors
     def get_inventory(self, ids=None, types=None, project_ids=None,

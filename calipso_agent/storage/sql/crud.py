@@ -70,6 +70,12 @@ class Crud:
     @contextlib.contextmanager
     def _inventory_batch(self):
         with self._transaction(write=True) as conn:
+            if self.backend == 'postgresql':
+                # One inventory batch at a time, whatever the process: a
+                # batch reads what it derives from, and a concurrent one
+                # must not change that before it commits.
+                conn.exec_driver_sql('SELECT pg_advisory_xact_lock(%s)',
+                                     (_INVENTORY_LOCK,))
             yield _InventoryBatch(self, conn)
 
     def get_inventory(self, ids=None, types=None, project_ids=None,
@@ -205,6 +211,8 @@ class Crud:
 
 # --- inventory rows ---------------------------------------------------------
 
+# The PostgreSQL advisory lock of inventory batches ("calipso" in ASCII).
+_INVENTORY_LOCK = 0x63616c6970736f
 # Ids per IN list: SQLite takes at most 32766 parameters a statement.
 _CHUNK = 10000
 

@@ -50,6 +50,9 @@ PARENT_TYPES = {'availability_zone': 'region', 'host': 'availability_zone',
                 'port': 'network', 'router': 'project',
                 'floating_ip': 'project', 'volume': 'project',
                 'vservice': 'host', 'vedge': 'host'}
+#: Types that are the parent of some type: only their children are
+#: looked up when they appear or move.
+PARENT_OF_SOME = frozenset(PARENT_TYPES.values())
 #: Depth in the tree: a batch derives parents before children.
 DEPTH = {'project': 0, 'region': 0, 'availability_zone': 1, 'host': 2,
          'instance': 3, 'vnic': 4, 'network': 1, 'subnet': 2, 'port': 2,
@@ -196,7 +199,16 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
     if link_targets is not None:
         obj['link_targets'] = {k: sorted(set(v))
                                for k, v in link_targets.items()}
-    return validate_object(obj)
+    # The timestamps are canonical already: the rest is checked.
+    what = _check_object(obj, f'inventory object {id!r}')
+    if last is None:
+        raise ValueError(f'{what}: last_event_at is missing')
+    return _Valid(obj)
+
+
+class _Valid(dict):
+    """An object or link made by a builder here: valid as made (``apply``
+    does not check it again unless it was changed: a copy is a dict)."""
 
 
 def tombstone(type, id, last_event_at, **fields):
@@ -221,7 +233,13 @@ def make_link(source_type, source_id, target_type, target_id,
             'created_at': None, 'updated_at': last,
             'deleted_at': last if state == DELETED else None,
             'deleted_by': None, 'last_event_at': last}
-    return validate_link(link)
+    if last is None:
+        raise ValueError(f'{_link_what(link)}: last_event_at is missing')
+    bad = _bad_text(link, ('source_id', 'target_id', 'source_type',
+                           'target_type'), ('project_id',))
+    if bad is not None:
+        raise _text_error(f'link {link!r}', link, bad)
+    return _Valid(link)
 
 
 def closed_link(source_type, source_id, target_type, target_id,
@@ -232,13 +250,30 @@ def closed_link(source_type, source_id, target_type, target_id,
                      last_event_at, state=DELETED, **fields)
 
 
-def _text(item, field, what, required=True):
-    value = item.get(field)
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value:
-        raise ValueError(f'{what}: {field} {value!r} is not a non-empty '
-                         'string')
+def _bad_text(item, fields, optional=()):
+    """The first of ``fields`` that is not a non-empty string (of
+    ``optional`` fields: not None and not one), or None."""
+    for field in fields:
+        value = item.get(field)
+        if value.__class__ is not str or not value:
+            if not isinstance(value, str) or not value:
+                return field
+    for field in optional:
+        value = item.get(field)
+        if value is not None and (value.__class__ is not str or not value):
+            if not isinstance(value, str) or not value:
+                return field
+    return None
+
+
+def _text_error(what, item, field):
+    return ValueError(f'{what}: {field} {item.get(field)!r} is not a '
+                      'non-empty string')
+
+
+_TYPE_SET = frozenset(TYPES)
+_OPTIONAL_TEXT = ('project_id', 'parent_id', 'parent_type', 'host', 'name')
+_TIMES = ('created_at', 'updated_at', 'deleted_at')
 
 
 def validate_object(obj):
@@ -246,51 +281,64 @@ def validate_object(obj):
     wrong."""
     if not isinstance(obj, dict):
         raise ValueError(f'inventory object {obj!r} is not a mapping')
-    _text(obj, 'id', 'inventory object')
+    what = _check_object(obj, 'inventory object')
+    return _canonical_times(obj, what)
+
+
+def _check_object(obj, what):
+    """What ``obj`` is called in errors; ValueError when a field but the
+    timestamps is wrong."""
+    bad = _bad_text(obj, ('id', 'type'), _OPTIONAL_TEXT)
+    if bad == 'id':
+        raise _text_error(what, obj, 'id')
     what = f'inventory object {obj["id"]}'
-    _text(obj, 'type', what)
-    if obj['type'] not in TYPES:
+    if bad is not None:
+        raise _text_error(what, obj, bad)
+    if obj['type'] not in _TYPE_SET:
         raise ValueError(f'{what}: type {obj["type"]!r} is not one of '
                          f'{", ".join(TYPES)}')
-    for field in ('project_id', 'parent_id', 'parent_type', 'host', 'name'):
-        _text(obj, field, what, required=False)
     if not isinstance(obj.get('attributes', {}), dict):
         raise ValueError(f'{what}: attributes is not a mapping')
     targets = obj.get('link_targets')
     if targets is not None and not (isinstance(targets, dict) and all(
             isinstance(v, list) for v in targets.values())):
         raise ValueError(f'{what}: link_targets is not a mapping of lists')
-    return _canonical_times(obj, what, 'last_event_at', 'created_at',
-                            'updated_at', 'deleted_at')
+    return what
 
 
 def validate_link(link):
     """``link`` with its timestamps canonical, or ValueError."""
     if not isinstance(link, dict):
         raise ValueError(f'link {link!r} is not a mapping')
-    for field in ('source_id', 'target_id', 'link_type'):
-        _text(link, field, f'link {link!r}')
-    what = 'link {source_id} {link_type} {target_id}'.format(**link)
+    bad = _bad_text(link, ('source_id', 'target_id', 'link_type'))
+    if bad is not None:
+        raise _text_error(f'link {link!r}', link, bad)
     if not isinstance(link.get('attributes', {}), dict):
-        raise ValueError(f'{what}: attributes is not a mapping')
-    return _canonical_times(link, what, 'last_event_at', 'created_at',
-                            'updated_at', 'deleted_at')
+        raise ValueError(f'link {link["source_id"]} {link["link_type"]} '
+                         f'{link["target_id"]}: attributes is not a mapping')
+    return _canonical_times(link, None)
 
 
-def _canonical_times(item, what, required, *optional):
-    try:
-        item[required] = timestamp(item.get(required))
-    except ValueError as exc:
-        raise ValueError(f'{what}: {required}: {exc}')
-    if item[required] is None:
-        raise ValueError(f'{what}: {required} is missing')
-    for field in optional:
-        if item.get(field) is not None:
-            try:
-                item[field] = timestamp(item[field])
-            except ValueError as exc:
-                raise ValueError(f'{what}: {field}: {exc}')
+def _canonical_times(item, what):
+    for field in ('last_event_at',) + _TIMES:
+        value = item.get(field)
+        if value is None:
+            if field == 'last_event_at':
+                raise ValueError(f'{what or _link_what(item)}: '
+                                 'last_event_at is missing')
+            continue
+        if value.__class__ is str and _CANONICAL.match(value):
+            continue
+        try:
+            item[field] = timestamp(value)
+        except ValueError as exc:
+            raise ValueError(f'{what or _link_what(item)}: {field}: {exc}')
     return item
+
+
+def _link_what(link):
+    return (f'link {link["source_id"]} {link["link_type"]} '
+            f'{link["target_id"]}')
 
 
 # --- the store's side -------------------------------------------------------
@@ -306,6 +354,10 @@ class InventoryBatch(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def children(self, parent_ids):
         """The stored objects whose parent_id is one of these."""
+
+    @abc.abstractmethod
+    def links_from(self, source_ids):
+        """The stored links from one of these ids."""
 
     @abc.abstractmethod
     def links_of(self, ids):
@@ -486,7 +538,8 @@ def apply(batch, objects=(), links=()):
     valid."""
     incoming = {}
     for obj in objects:
-        obj = validate_object(dict(obj))
+        obj = dict(obj) if type(obj) is _Valid else validate_object(
+            dict(obj))
         obj.setdefault('deleted_by', None)
         kept = incoming.get(obj['id'])
         if kept is None or newer(obj, kept):
@@ -496,7 +549,8 @@ def apply(batch, objects=(), links=()):
         incoming[kept['id']] = kept
     incoming_links = {}
     for link in links:
-        link = validate_link(dict(link))
+        link = dict(link) if type(link) is _Valid else validate_link(
+            dict(link))
         link.setdefault('deleted_by', None)
         kept = incoming_links.get(link_key(link))
         if kept is None or newer(link, kept):
@@ -557,13 +611,15 @@ def apply(batch, objects=(), links=()):
                 write.add(oid)
             view[oid] = derived
             stored = before.get(oid)
-            if (stored is None or oid in incoming or any(
-                    derived.get(f) != stored.get(f) for f in (
-                        'id_path', 'name_path', 'host', 'state',
-                        'deleted_at'))):
+            if derived['type'] in PARENT_OF_SOME and (
+                    stored is None or any(
+                        derived.get(f) != stored.get(f) for f in (
+                            'id_path', 'name_path', 'host', 'state',
+                            'deleted_at'))):
                 moved.append(oid)
-            if stored is None or is_deleted(derived) != is_deleted(stored) \
-                    or derived.get('deleted_at') != stored.get('deleted_at'):
+            if is_deleted(derived) and (
+                    stored is None or not is_deleted(stored)
+                    or derived.get('deleted_at') != stored.get('deleted_at')):
                 deletion_changed.add(oid)
         frontier = set()
         if moved:
@@ -586,10 +642,13 @@ def apply(batch, objects=(), links=()):
     # Links: the incoming ones, those of objects whose deletion changed,
     # and the exclusive siblings of both.
     link_view = {}
-    ends = ({k[0] for k in incoming_links} | {k[1] for k in incoming_links}
-            | {i for i in write if view[i].get('link_targets')})
-    for stored in batch.links_of(ends | deletion_changed):
+    sources = ({k[0] for k in incoming_links}
+               | {i for i in write if view[i].get('link_targets')})
+    for stored in batch.links_from(sources - deletion_changed):
         link_view[link_key(stored)] = _stored(stored)
+    if deletion_changed:
+        for stored in batch.links_of(deletion_changed):
+            link_view[link_key(stored)] = _stored(stored)
     link_before = dict(link_view)
     touched = set()
     for key, link in incoming_links.items():
@@ -608,9 +667,9 @@ def apply(batch, objects=(), links=()):
             touched.add(key)
     exclusive = {(k[0], k[2]) for k in touched
                  if k[2] in EXCLUSIVE_LINK_TYPES}
-    unloaded = {k[0] for k in exclusive} - ends - deletion_changed
+    unloaded = {k[0] for k in exclusive} - sources - deletion_changed
     if unloaded:
-        for stored in batch.links_of(unloaded):
+        for stored in batch.links_from(unloaded):
             key = link_key(stored)
             if key not in link_view:
                 link_view[key] = link_before[key] = _stored(stored)

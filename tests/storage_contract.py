@@ -1527,6 +1527,16 @@ def test_adjacent_links(small_graph):
         ('v-1', 'net-1', 'vnic-network')]
     assert store.adjacent_links([]) == []
     assert store.adjacent_links(['host-1'], outgoing=[], incoming=[]) == []
+    # Leaving out the links back to a traversal's previous level.
+    assert triples(store.adjacent_links(['i-1'], exclude=['host-1'])) == [
+        ('i-1', 'v-1', 'instance-vnic')]
+    assert triples(store.adjacent_links(['host-1'],
+                                        exclude=['i-1', 'i-3'])) == [
+        ('i-2', 'host-1', 'instance-host')]
+    # An excluded id among ids is still expanded.
+    assert triples(store.adjacent_links(['i-1', 'v-1'],
+                                        exclude=['v-1', 'net-1'])) == [
+        ('i-1', 'host-1', 'instance-host'), ('i-1', 'v-1', 'instance-vnic')]
     assert store.adjacent_links(['nope']) == []
 
 
@@ -2617,6 +2627,38 @@ def test_property_apply_inventory_any_order_same_graph(
         [c for c in changes[:3] if 'link_type' not in c],
         [c for c in changes[:3] if 'link_type' in c])
     assert graph(connection, created=False) == expected
+
+
+def test_apply_inventory_concurrent_batches_follow_the_rules(connection):
+    """Batches applied at once by several threads end as if applied one
+    after the other: a delete and a create of the same instant, in
+    either order, leave the tombstone."""
+    import threading
+
+    ids = [f'vm-{i}' for i in range(200)]
+    creates = [obj_at('instance', i, 10, project_id='p-1') for i in ids]
+    deletes = [inventory_mod.tombstone('instance', i, at(10),
+                                       project_id='p-1') for i in ids]
+    errors = []
+    start_together = threading.Barrier(4)
+
+    def run(changes):
+        start_together.wait()
+        try:
+            for start in range(0, len(changes), 5):
+                connection.apply_inventory(changes[start:start + 5])
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(changes,))
+               for changes in (creates, deletes, creates, deletes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    objects = graph(connection)[0]
+    assert {objects[i]['state'] for i in ids} == {'deleted'}
 
 
 FIXTURE_CHANGES = None

@@ -35,7 +35,7 @@ class Walk:
         self.objects = {start['id']: start}
         self.types = {start['id']: start['type']}
         self.links = {}
-        self._pending = {}
+        self._shown = {}
 
     def _resolve(self, ids):
         """Read the objects of ``ids`` (types from their links until
@@ -83,18 +83,24 @@ class Walk:
         return pairs, self.edges()
 
     def edges(self):
-        shown = []
-        for key in sorted(self.links):
-            link = self.visibility.link(self.links[key], self.objects)
-            if link is not None:
-                shown.append(link)
-        return shown
+        ordered = [self.links[key] for key in sorted(self.links)]
+        if self.visibility.is_admin:
+            return ordered
+        shown = (self.shown_link(link) for link in ordered)
+        return [link for link in shown if link is not None]
 
     def node(self, object_id):
         return self.visibility.node(self.objects[object_id])
 
     def shown_link(self, link):
-        return self.visibility.link(link, self.objects)
+        """``link`` as shown (computed once per link: impact repeats the
+        links near the start in every path)."""
+        if self.visibility.is_admin:
+            return link
+        key = _triple(link)
+        if key not in self._shown:
+            self._shown[key] = self.visibility.link(link, self.objects)
+        return self._shown[key]
 
 
 def clique(storage, visibility, start, clique_type):
@@ -147,18 +153,23 @@ def _breadth_first(storage, visibility, start, forward, reverse, depth):
     with, per object reached, (depth, the link it was reached by)."""
     walk = Walk(storage, visibility, start)
     reached_by = {start['id']: (0, None)}
-    frontier = [start['id']]
+    frontier, previous = [start['id']], []
     level = 0
     while frontier and level < depth and (forward or reverse):
         level += 1
         members = set(frontier)
+        # Links back to the previous level lead nowhere new (breadth
+        # first) and were recorded when it was reached.
         links = storage.adjacent_links(members, outgoing=forward,
-                                       incoming=reverse)
+                                       incoming=reverse, exclude=previous)
+        previous = frontier
 
         frontier = walk.add(links, _expansion(
             members, forward, reverse, reached_by, level))
-        for dropped in set(reached_by) - set(walk.types):
-            del reached_by[dropped]
+        if not visibility.is_admin:
+            # A tenant's walk dropped what it may not go through.
+            for dropped in set(reached_by) - set(walk.types):
+                del reached_by[dropped]
     return walk, reached_by
 
 

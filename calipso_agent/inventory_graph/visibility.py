@@ -24,6 +24,8 @@ OPAQUE_PREFIX = 'opaque-'
 # What an opaque node and a link between infrastructure objects keep.
 OPAQUE_NODE_FIELDS = ('id', 'type', 'state')
 BARE_LINK_FIELDS = ('source_id', 'target_id', 'link_type', 'state')
+# What impact and path add to each node they list (traversal.py).
+STEP_FIELDS = ('depth', 'path', 'via', 'first_failure')
 
 INFRASTRUCTURE_TYPES = frozenset(('region', 'availability_zone', 'host',
                                   'vservice', 'vedge'))
@@ -32,6 +34,16 @@ INFRASTRUCTURE_TYPES = frozenset(('region', 'availability_zone', 'host',
 # left out of a tenant's view of its own objects, at any depth.
 PLACEMENT_KEY = re.compile(r'host|node|hypervisor|OS-EXT-SRV-ATTR|'
                            r'availability_zone', re.IGNORECASE)
+
+# The fields of its own objects a tenant sees: the contract's, not the
+# store's bookkeeping (link_targets, described_from, reported_state and
+# deleted_by name other objects, maybe infrastructure or another
+# project's).
+TENANT_OBJECT_FIELDS = ('id', 'type', 'name', 'project_id', 'parent_id',
+                        'parent_type', 'id_path', 'name_path', 'environment',
+                        'host', 'state', 'attributes', 'created_at',
+                        'updated_at', 'deleted_at', 'last_event_at',
+                        'resource_ids')
 
 _process_key = None
 
@@ -91,9 +103,10 @@ class Visibility:
 
     def node(self, obj):
         """``obj`` as shown: whole (to a tenant without what names its
-        placement), or opaque."""
+        placement), or opaque. An admin's is ``obj`` itself, not a copy
+        (the traversals' results are read-only)."""
         if self.is_admin:
-            return dict(obj)
+            return obj
         if self.owns(obj):
             return self._own_object(obj)
         return {'id': self.token(obj['id']), 'type': obj.get('type'),
@@ -103,11 +116,15 @@ class Visibility:
         """A tenant's own object: its host, an infrastructure parent's id
         (made a token) and tree paths starting outside its projects (the
         region → zone → host tree) are placement, not its data."""
-        shown = _without_placement(obj)
-        if 'host' in shown or 'host' in obj:
+        shown = _without_placement({field: obj[field]
+                                    for field in TENANT_OBJECT_FIELDS
+                                    if field in obj})
+        if 'host' in obj:
             shown['host'] = None
-        if obj.get('parent_type') in INFRASTRUCTURE_TYPES and obj.get(
-                'parent_id') is not None:
+        infrastructure_parent = (
+            obj.get('parent_type') in INFRASTRUCTURE_TYPES
+            or obj.get('type') == 'instance')
+        if infrastructure_parent and obj.get('parent_id') is not None:
             shown['parent_id'] = self.token(obj['parent_id'])
         id_path = obj.get('id_path')
         root = id_path.strip('/').split('/')[0] if isinstance(
@@ -123,7 +140,7 @@ class Visibility:
         when it may not be shown (an end or the link itself is of another
         project, or an end is unknown to a tenant)."""
         if self.is_admin:
-            return dict(link)
+            return link
         ends = [objects.get(link['source_id']), objects.get(link['target_id'])]
         if any(end is None or not self.traversable(end) for end in ends):
             return None

@@ -103,8 +103,8 @@ def _scalars(payload, skip=()):
 
 # --- nova -------------------------------------------------------------------
 
-def _instance_changes(instance_id, fields, at, deleted):
-    """The instance, its link to its host and its vNICs."""
+def _instance_changes(instance_id, fields, at, deleted, link_targets=None):
+    """The instance and its link to its host."""
     host = fields.get('host') or None
     project_id = fields.get('tenant_id') or fields.get('project_id')
     vm_state = fields.get('state')
@@ -115,7 +115,7 @@ def _instance_changes(instance_id, fields, at, deleted):
         'instance', instance_id, at, name=fields.get('display_name'),
         project_id=project_id, parent_id=host, host=host, state=state,
         created_at=_time(fields.get('created_at')),
-        attributes=_scalars(fields, _NOVA_NOISE))]
+        attributes=_scalars(fields, _NOVA_NOISE), link_targets=link_targets)]
     if host and state != inventory.DELETED:
         changes.append(inventory.make_link(
             'instance', instance_id, 'host', host, at,
@@ -141,13 +141,12 @@ def _nova_versioned(event_type, payload, at):
     if not isinstance(fields, dict):
         raise ValueError('the payload has no nova_object.data')
     instance_id = _required(fields, 'uuid')
-    deleted = event_type == 'instance.delete.end'
-    changes = _instance_changes(instance_id, fields, at, deleted)
-    if deleted:
-        return changes
+    if event_type == 'instance.delete.end':
+        return _instance_changes(instance_id, fields, at, True)
     vnics = [inventory.vnic_id(instance_id, a.get('port_uuid'))
              for a in _addresses(fields) if a.get('port_uuid')]
-    changes[0]['link_targets'] = {'instance-vnic': sorted(set(vnics))}
+    changes = _instance_changes(instance_id, fields, at, False,
+                                {'instance-vnic': vnics})
     host = fields.get('host') or None
     project_id = fields.get('tenant_id')
     interfaces = {}
@@ -263,32 +262,35 @@ def _port(item, at):
 
 
 def _router(item, at):
-    router = _neutron_object('router', item, at)
-    changes = [router]
     gateway = item.get('external_gateway_info') or {}
+    targets = None
+    if 'external_gateway_info' in item:
+        targets = {'router-network': [gateway['network_id']]
+                   if gateway.get('network_id') else []}
+    router = _neutron_object('router', item, at, link_targets=targets)
+    changes = [router]
     if gateway.get('network_id'):
         changes.append(inventory.make_link(
             'router', router['id'], 'network', gateway['network_id'], at,
             project_id=router['project_id'],
             attributes={'external_fixed_ips':
                         gateway.get('external_fixed_ips')}))
-    if 'external_gateway_info' in item:
-        router['link_targets'] = {'router-network': [
-            gateway['network_id']] if gateway.get('network_id') else []}
     return changes
 
 
 def _floating_ip(item, at):
+    targets = None
+    if 'port_id' in item:
+        targets = {'floating_ip-port': [item['port_id']]
+                   if item['port_id'] else []}
     fip = _neutron_object('floating_ip', item, at,
-                          name=item.get('floating_ip_address'))
+                          name=item.get('floating_ip_address'),
+                          link_targets=targets)
     changes = [fip]
     if item.get('port_id'):
         changes.append(inventory.make_link(
             'floating_ip', fip['id'], 'port', item['port_id'], at,
             project_id=fip['project_id']))
-    if 'port_id' in item:
-        fip['link_targets'] = {'floating_ip-port': [item['port_id']]
-                               if item['port_id'] else []}
     return changes
 
 
@@ -321,25 +323,26 @@ def _cinder(event_type, payload, at):
                                     name=payload.get('display_name'),
                                     project_id=project_id,
                                     parent_id=project_id)]
-    changes = [inventory.make_object(
-        'volume', volume_id, at, name=payload.get('display_name'),
-        project_id=project_id, parent_id=project_id,
-        state=payload.get('status'),
-        created_at=_time(payload.get('created_at')),
-        attributes=_scalars(payload))]
     attached = {a.get('instance_uuid') for a in
                 payload.get('volume_attachment') or ()
                 if isinstance(a, dict)}
     attached.add(payload.get('instance_uuid'))
     attached.discard(None)
+    # What it is attached to now: the attachments listed (newer cinder),
+    # or none when it is available again.
+    targets = None
+    if 'volume_attachment' in payload or payload.get('status') in (
+            'available', 'error'):
+        targets = {'volume-instance': sorted(attached)}
+    changes = [inventory.make_object(
+        'volume', volume_id, at, name=payload.get('display_name'),
+        project_id=project_id, parent_id=project_id,
+        state=payload.get('status'),
+        created_at=_time(payload.get('created_at')),
+        attributes=_scalars(payload), link_targets=targets)]
     if event_type == 'volume.attach.end':
         changes.extend(inventory.make_link('volume', volume_id, 'instance',
                                            instance_id, at,
                                            project_id=project_id)
                        for instance_id in sorted(attached))
-    # What it is attached to now: the attachments listed (newer cinder),
-    # or none when it is available again.
-    if 'volume_attachment' in payload or payload.get('status') in (
-            'available', 'error'):
-        changes[0]['link_targets'] = {'volume-instance': sorted(attached)}
     return changes

@@ -15,12 +15,14 @@ itself is ``messaging``'s.
 """
 
 import logging
+import threading
 
 import oslo_messaging
 from stevedore import named
 
 from calipso_agent import delivery, messaging, metrics, storage
 from calipso_agent import pipeline as pipeline_mod
+from calipso_agent.storage import base as storage_base
 
 LOG = logging.getLogger(__name__)
 
@@ -197,11 +199,48 @@ def inventory_url(conf):
     return conf.inventory.connection or storage.database_url(conf)
 
 
+class InventoryStore:
+    """The store of ``[inventory] connection``, connected on first use
+    when it cannot be reached at start: the agent starts, and requeues
+    the batches until the store answers. A URL no driver takes fails at
+    once."""
+
+    def __init__(self, conf):
+        self.url = inventory_url(conf)
+        self.conf = conf
+        self._lock = threading.Lock()
+        self._store = None
+        try:
+            self._store = storage.get_connection_from_url(conf, self.url)
+        except storage_base.StorageError as exc:
+            LOG.warning('Inventory store %s unreachable (%s); connecting on '
+                        'first write', storage.safe_url(self.url), exc)
+
+    def connection(self):
+        with self._lock:
+            if self._store is None:
+                self._store = storage.get_connection_from_url(self.conf,
+                                                              self.url)
+            return self._store
+
+    def apply_inventory(self, objects, links):
+        return self.connection().apply_inventory(objects, links)
+
+    def ping(self):
+        self.connection().ping()
+
+    def close(self):
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+
 def open_inventory_store(conf, endpoints):
     """The inventory store when an endpoint makes inventory changes."""
     if not any(e.makes_inventory for e in endpoints):
         return None
-    return storage.get_connection_from_url(conf, inventory_url(conf))
+    return InventoryStore(conf)
 
 
 class NotificationService(messaging.BatchListenerService):

@@ -503,15 +503,17 @@ class Connection(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def adjacent_links(self, ids, outgoing=None, incoming=None,
-                       deleted=False):
+                       deleted=False, exclude=None):
         """The links leaving the objects ``ids`` (``source_id`` in ids)
         whose type is in ``outgoing``, and those entering them
         (``target_id`` in ids) whose type is in ``incoming``, each once,
         ordered by (source_id, target_id, link_type). ``outgoing`` /
-        ``incoming``: link types, None for any, empty for none. One
-        round trip whatever the number of ids: the graph traversals
-        expand a whole frontier with it. Closed links (``deleted_at``
-        set or state "deleted") only with ``deleted``."""
+        ``incoming``: link types, None for any, empty for none;
+        ``exclude``: ids whose links are left out when they are the
+        other end (a traversal's previous level). One round trip
+        whatever the number of ids: the graph traversals expand a whole
+        frontier with it. Closed links (``deleted_at`` set or state
+        "deleted") only with ``deleted``."""
 
     # --- monitoring channels and subscriptions ---------------------------
     @abc.abstractmethod

@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import re
+import threading
 import urllib.parse
 
 import bson
@@ -360,6 +361,11 @@ class _InventoryBatch(inventory.InventoryBatch):
             {'parent_id': {'$in': sorted(set(parent_ids))}})]
 
     @_translate_errors
+    def links_from(self, source_ids):
+        return [_object_from_document(d) for d in self.db.link.find(
+            {'source_id': {'$in': sorted(set(source_ids))}})]
+
+    @_translate_errors
     def links_of(self, ids):
         ids = sorted(set(ids))
         return [_object_from_document(d) for d in self.db.link.find(
@@ -400,6 +406,7 @@ class Connection(base.Connection):
     def __init__(self, conf, url, client=None):
         super().__init__(conf, url)
         self._owns_client = client is None
+        self._inventory_lock = threading.Lock()
         self.client = (pymongo.MongoClient(url) if client is None
                        else client)
         self.db = self.client.get_database(_database_name(url))
@@ -885,7 +892,10 @@ class Connection(base.Connection):
 
     @contextlib.contextmanager
     def _inventory_batch(self):
-        yield _InventoryBatch(self)
+        # One batch at a time in this process; processes sharing the
+        # database are not kept apart (doc/inventory.md).
+        with self._inventory_lock:
+            yield _InventoryBatch(self)
 
     @_translate_errors
     def get_inventory(self, ids=None, types=None, project_ids=None,
@@ -992,20 +1002,23 @@ class Connection(base.Connection):
 
     @_translate_errors
     def adjacent_links(self, ids, outgoing=None, incoming=None,
-                       deleted=False):
+                       deleted=False, exclude=None):
         """One find with an $or per direction: the batched frontier
         expansion of the traversals ($graphLookup cannot follow each
         link type in its own direction, and mongomock lacks it)."""
         ids = _as_list(ids) or []
         if not ids:
             return []
+        exclude = sorted(set(_as_list(exclude) or ()) - set(ids))
         branches = []
-        for field, types in (('source_id', outgoing),
-                             ('target_id', incoming)):
+        for field, other, types in (('source_id', 'target_id', outgoing),
+                                    ('target_id', 'source_id', incoming)):
             types = _as_list(types)
             if types is not None and not types:
                 continue
             branch = {field: {'$in': ids}}
+            if exclude:
+                branch[other] = {'$nin': exclude}
             if types is not None:
                 branch['link_type'] = {'$in': types}
             branches.append(branch)

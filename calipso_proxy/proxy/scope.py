@@ -22,8 +22,10 @@ from calipso_agent import query_model
 from calipso_agent.inventory_graph import visibility
 from calipso_agent.wsgi import errors, query_string
 
-# What an opaque infrastructure node and a link to one may hold.
-OPAQUE_NODE_KEYS = frozenset(visibility.OPAQUE_NODE_FIELDS + ('opaque',))
+# What an opaque infrastructure node (as a step of an impact or path
+# too) and a link to one may hold.
+OPAQUE_NODE_KEYS = frozenset(visibility.OPAQUE_NODE_FIELDS + ('opaque',) +
+                             visibility.STEP_FIELDS)
 BARE_LINK_KEYS = frozenset(visibility.BARE_LINK_FIELDS)
 
 # The simple and complex query field names that mean project_id.
@@ -163,6 +165,7 @@ class ProjectScope:
             return self.owns(item)
         if item.get('opaque') is True:
             return (set(item) <= OPAQUE_NODE_KEYS
+                    and item.get('type') in visibility.INFRASTRUCTURE_TYPES
                     and isinstance(item.get('id'), str)
                     and item['id'].startswith(visibility.OPAQUE_PREFIX))
         if 'source_id' in item or 'target_id' in item:

@@ -62,6 +62,7 @@ class AgentProcess:
         with open(self.config_file, 'w') as handle:
             handle.write(
                 daemon_defaults(url) +
+                f'state_path = {self.workdir}\n'
                 f'[notification]\n'
                 f'workers = {workers}\n'
                 f'batch_size = {batch_size}\n'

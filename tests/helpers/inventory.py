@@ -1,8 +1,12 @@
-"""Inventory graphs: built by hand in the contract's shape (objects and
-links as the store keeps them, dicts, built consistently: ids, parents,
-paths, link types "<source_type>-<target_type>"), and the inventory
-changes of the shared notification fixtures, with graphs of a store to
-compare."""
+"""Inventory graphs for the tests and benchmarks.
+
+* the inventory changes of the shared notification fixtures, and the
+  graph of a store to compare (the endpoint's tests);
+* graphs of the contract's shape built directly: objects and links as
+  the store keeps them (dicts), consistent ids, parents, paths and link
+  types "<source_type>-<target_type>" (the read side's tests and
+  bench/inventory_graph.py).
+"""
 
 import functools
 
@@ -10,6 +14,62 @@ from calipso_agent import inventory
 from calipso_agent.notification import base
 from calipso_agent.notification import inventory as endpoint_mod
 from tests.helpers import basics, fixtures
+
+
+@functools.cache
+def endpoint():
+    return endpoint_mod.InventoryEndpoint(basics.make_conf())
+
+
+def handled_fixtures():
+    """(name, notification) of every fixture the endpoint handles, in
+    the order they were sent (their timestamps; name among equals)."""
+    found = []
+    for name in fixtures.fixture_names():
+        envelope = fixtures.load_envelope(name)
+        _, notification = base.from_envelope(envelope)
+        if not endpoint().handles(notification['event_type']):
+            continue
+        try:
+            at = inventory.timestamp(notification['metadata']['timestamp'])
+        except ValueError:
+            at = ''
+        found.append((at, name, notification))
+    return [(name, n) for _, name, n in sorted(found, key=lambda f: f[:2])]
+
+
+def changes_of(notification):
+    """The endpoint's changes of one notification; [] when it refuses it
+    (a malformed one)."""
+    try:
+        return endpoint().inventory_changes(notification)
+    except base.NotificationError:
+        return []
+
+
+def split(changes):
+    """(objects, links) of a list of changes."""
+    objects = [c for c in changes
+               if 'link_type' not in c and 'close_links' not in c]
+    links = [c for c in changes if 'link_type' in c or 'close_links' in c]
+    return objects, links
+
+
+def graph(connection, created=True):
+    """(objects by id, links by triple) as stored; without created_at
+    unless ``created`` (without a source's creation time it is the first
+    event applied, so it depends on the arrival order)."""
+    def kept(item):
+        item = dict(item)
+        if not created:
+            item.pop('created_at', None)
+        return item
+    return ({o['id']: kept(o) for o in connection.get_inventory()},
+            {inventory.link_key(lk): kept(lk)
+             for lk in connection.get_links()})
+
+
+# --- graphs built directly (the read side) ---------------------------------
 
 T_EVENT = '2024-05-01T12:00:00+00:00'
 INFRASTRUCTURE_TYPES = ('region', 'availability_zone', 'host', 'vservice',
@@ -201,54 +261,121 @@ def big_host(instances=500, vnics=4, networks=8):
     return cloud
 
 
-@functools.cache
-def endpoint():
-    return endpoint_mod.InventoryEndpoint(basics.make_conf())
+# --- random clouds of several projects (the isolation property tests) -----
+
+PROJECTS = tuple(f'proj-{n}' for n in range(4))
+STATES = ('ACTIVE', 'DOWN', 'ERROR', 'SHUTOFF')
 
 
-def handled_fixtures():
-    """(name, notification) of every fixture the endpoint handles, in
-    the order they were sent (their timestamps; name among equals)."""
+def random_cloud(draw, st):
+    """A cloud drawn with hypothesis (``draw``, ``st`` the strategies
+    module): hosts with drawn states and names, and per project a
+    network, subnet, router (gateway on another project's network
+    sometimes) and instances on drawn hosts with 1 or 2 vNICs; some
+    instances deleted."""
+    cloud = Cloud()
+    host_names = [f'hv{n:02d}-{draw(st.sampled_from(["rack", "pod"]))}'
+                  for n in range(draw(st.integers(1, 3)))]
+    hosts = infrastructure(cloud, host_names, {
+        name: draw(st.sampled_from(STATES)) for name in host_names})
+    networks = {}
+    for pid in PROJECTS:
+        made = project_network(cloud, pid, pid)
+        networks[pid] = made
+        network_1 = hosts[0]
+        if draw(st.booleans()):
+            dhcp = cloud.add(obj(f'qdhcp-{made["network"]["id"]}@'
+                                 f'{network_1["id"]}', 'vservice',
+                                 parent=network_1, host=network_1['id']))
+            cloud.connect(dhcp, made['network'])
+            cloud.connect(dhcp, network_1)
+    for pid in PROJECTS:
+        other = draw(st.sampled_from(PROJECTS))
+        cloud.connect(networks[pid]['router'], networks[other]['network'],
+                      pid)
+        for n in range(draw(st.integers(0, 3))):
+            host = draw(st.sampled_from(hosts))
+            made = networks[pid]
+            instance = instance_on(
+                cloud, made['project'], host, made['network'],
+                made['subnet'], f'vm-{pid}-{n:02d}',
+                ports=draw(st.integers(1, 2)),
+                state=draw(st.sampled_from(STATES)))
+            if draw(st.integers(0, 4)) == 0:
+                instance.update(state='deleted',
+                                deleted_at='2024-05-02T00:00:00+00:00')
+    return cloud
+
+
+def tenant_paths(draw, st, cloud):
+    """(path, params) of one tenant request on an inventory route, with
+    ids and filters drawn among every project's and the
+    infrastructure's."""
+    any_id = st.sampled_from(sorted(cloud.objects))
+    route = draw(st.sampled_from(['list', 'object', 'links', 'clique',
+                                  'impact', 'path', 'topology']))
+    if route == 'list':
+        params = []
+        for name, values in (('type', st.sampled_from(
+                ['instance', 'host', 'port', 'network,vservice'])),
+                ('project_id', st.sampled_from(PROJECTS)),
+                ('parent_id', any_id), ('host', any_id),
+                ('state', st.sampled_from(STATES + ('deleted',))),
+                ('deleted', st.sampled_from(['true', 'false'])),
+                ('marker', any_id)):
+            if draw(st.integers(0, 3)) == 0:
+                params.append((name, draw(values)))
+        return '/v2/inventory', params
+    if route == 'topology':
+        params = ([('project_id', draw(st.sampled_from(PROJECTS)))]
+                  if draw(st.booleans()) else [])
+        return '/v2/topology', params
+    object_id = draw(any_id)
+    suffix = '' if route == 'object' else f'/{route}'
+    params = []
+    if route == 'impact' and draw(st.booleans()):
+        params.append(('depth', str(draw(st.integers(1, 4)))))
+    if route in ('links',) and draw(st.booleans()):
+        params.append(('deleted', 'true'))
+    return f'/v2/inventory/{object_id}{suffix}', params
+
+
+def leaks(cloud, projects, document):
+    """What of ``document`` (a tenant's answer) a tenant of ``projects``
+    must not see: ids and names of other projects' objects and of the
+    infrastructure, objects or links of other projects, infrastructure
+    objects that are not opaque."""
     found = []
-    for name in fixtures.fixture_names():
-        envelope = fixtures.load_envelope(name)
-        _, notification = base.from_envelope(envelope)
-        if not endpoint().handles(notification['event_type']):
+    text = json_text(document)
+    for item in cloud.objects.values():
+        if item['project_id'] in projects:
             continue
-        try:
-            at = inventory.timestamp(notification['metadata']['timestamp'])
-        except ValueError:
-            at = ''
-        found.append((at, name, notification))
-    return [(name, n) for _, name, n in sorted(found, key=lambda f: f[:2])]
+        for secret in (item['id'], item['name']):
+            if f'"{secret}"' in text or (
+                    item['project_id'] is None and secret in text):
+                found.append(secret)
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if 'project_id' in item and item['project_id'] not in projects:
+                found.append(item)
+            if 'id' in item and 'type' in item and not item.get(
+                    'opaque') and item.get('project_id') not in projects:
+                found.append(item)
+            if item.get('opaque') and item.get(
+                    'type') not in INFRASTRUCTURE_TYPES:
+                found.append(item)
+            if item.get('opaque') and set(item) - {
+                    'id', 'type', 'state', 'opaque', 'depth', 'path', 'via',
+                    'first_failure'}:
+                found.append(item)
+            stack.extend(v for k, v in item.items() if k != 'attributes')
+    return found
 
 
-def changes_of(notification):
-    """The endpoint's changes of one notification; [] when it refuses it
-    (a malformed one)."""
-    try:
-        return endpoint().inventory_changes(notification)
-    except base.NotificationError:
-        return []
-
-
-def split(changes):
-    """(objects, links) of a list of changes."""
-    objects = [c for c in changes
-               if 'link_type' not in c and 'close_links' not in c]
-    links = [c for c in changes if 'link_type' in c or 'close_links' in c]
-    return objects, links
-
-
-def graph(connection, created=True):
-    """(objects by id, links by triple) as stored; without created_at
-    unless ``created`` (without a source's creation time it is the first
-    event applied, so it depends on the arrival order)."""
-    def kept(item):
-        item = dict(item)
-        if not created:
-            item.pop('created_at', None)
-        return item
-    return ({o['id']: kept(o) for o in connection.get_inventory()},
-            {inventory.link_key(lk): kept(lk)
-             for lk in connection.get_links()})
+def json_text(document):
+    import json
+    return json.dumps(document)

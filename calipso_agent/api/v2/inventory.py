@@ -98,8 +98,9 @@ def _not_found(object_id):
 
 def _visible_object(ctx, visibility, object_id):
     """The object of ``object_id`` if the caller may see it, else 404
-    (the same for an object that does not exist)."""
-    found = ctx.storage.list_inventory(ids=[object_id])
+    (the same for an object that does not exist). A tombstone is read
+    too: its state says it was deleted."""
+    found = ctx.storage.list_inventory(ids=[object_id], deleted=True)
     if not found or not visibility.owns(found[0]):
         raise _not_found(object_id)
     return found[0]

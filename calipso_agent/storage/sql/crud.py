@@ -3,6 +3,7 @@ SQL store: each row keeps the object as JSON, with the columns it is
 looked up by."""
 
 import contextlib
+import functools
 
 import sqlalchemy as sa
 
@@ -71,6 +72,12 @@ class Crud:
     @contextlib.contextmanager
     def _inventory_batch(self):
         with self._transaction(write=True) as conn:
+            if self.backend == 'postgresql':
+                # One inventory batch at a time, whatever the process: a
+                # batch reads what it derives from, and a concurrent one
+                # must not change that before it commits.
+                conn.exec_driver_sql('SELECT pg_advisory_xact_lock(%s)',
+                                     (_INVENTORY_LOCK,))
             yield _InventoryBatch(self, conn)
 
     def get_inventory(self, ids=None, types=None, project_ids=None,
@@ -237,6 +244,8 @@ class Crud:
 
 # --- inventory rows ---------------------------------------------------------
 
+# The PostgreSQL advisory lock of inventory batches ("calipso" in ASCII).
+_INVENTORY_LOCK = 0x63616c6970736f
 # Ids per IN list: SQLite takes at most 32766 parameters a statement.
 _CHUNK = 10000
 
@@ -277,31 +286,72 @@ def _chunks(ids):
 
 
 class _InventoryBatch(inventory.InventoryBatch):
-    """Reads and the write of ``apply_inventory``, in one transaction."""
+    """Reads and the write of ``apply_inventory``, in one transaction, as
+    plain driver SQL (this runs for every batch of notifications: no
+    statement compiled per call). PostgreSQL takes the ids as one array
+    (one statement, prepared once); SQLite as a list of parameters."""
 
     def __init__(self, store, conn):
-        self.store = store
         self.conn = conn
+        self.postgresql = store.backend == 'postgresql'
+        self.mark = '%s' if self.postgresql else '?'
 
-    def _select(self, table, *columns, ids):
-        for chunk in _chunks(ids):
-            yield from self.conn.execute(sa.select(table.c.data).where(
-                sa.or_(*(c.in_(chunk) for c in columns)))).scalars()
+    def _select(self, table, columns, ids):
+        if self.postgresql:
+            where = ' OR '.join(f'{c} = ANY(%s)' for c in columns)
+            chunks = [sorted(set(ids))]
+        else:
+            chunks = list(_chunks(ids))
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if self.postgresql:
+                params = (chunk,) * len(columns)
+            else:
+                marks = ', '.join('?' * len(chunk))
+                where = ' OR '.join(f'{c} IN ({marks})' for c in columns)
+                params = tuple(chunk) * len(columns)
+            for (data,) in self.conn.exec_driver_sql(
+                    f'SELECT data FROM {table} WHERE {where}', params):
+                yield data if isinstance(data, dict) else values.loads(data)
 
     def objects(self, ids):
-        return self._select(INVENTORY, INVENTORY.c.id, ids=ids)
+        return self._select('inventory', ('id',), ids)
 
     def children(self, parent_ids):
-        return self._select(INVENTORY, INVENTORY.c.parent_id, ids=parent_ids)
+        return self._select('inventory', ('parent_id',), parent_ids)
+
+    def links_from(self, source_ids):
+        return self._select('link', ('source_id',), source_ids)
 
     def links_of(self, ids):
-        return self._select(LINK, LINK.c.source_id, LINK.c.target_id,
-                            ids=ids)
+        return self._select('link', ('source_id', 'target_id'), ids)
 
     def write(self, objects, links):
         if objects:
-            self.conn.execute(self.store._object_upsert(),
-                              [_object_row(o) for o in objects])
+            self.conn.exec_driver_sql(
+                _upsert_sql(self.mark, INVENTORY, ('id',)),
+                [_row_tuple(INVENTORY, _object_row(o)) for o in objects])
         if links:
-            self.conn.execute(self.store._link_upsert(guarded=True),
-                              [_link_row(lk) for lk in links])
+            self.conn.exec_driver_sql(
+                _upsert_sql(self.mark, LINK,
+                            ('source_id', 'target_id', 'link_type')),
+                [_row_tuple(LINK, _link_row(lk)) for lk in links])
+
+
+def _row_tuple(table, row):
+    return tuple(row[c.name] for c in table.c)
+
+
+@functools.cache
+def _upsert_sql(mark, table, keys):
+    """INSERT of whole rows of ``table`` replacing a stored row unless
+    that one has a later event (in the driver's parameter style)."""
+    columns = [c.name for c in table.c]
+    updates = ', '.join(f'{c} = excluded.{c}' for c in columns
+                        if c not in keys)
+    return (f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES '
+            f'({", ".join([mark] * len(columns))}) ON CONFLICT '
+            f'({", ".join(keys)}) DO UPDATE SET {updates} WHERE '
+            f'{table.name}.last_event_ts IS NULL OR '
+            f'excluded.last_event_ts >= {table.name}.last_event_ts')

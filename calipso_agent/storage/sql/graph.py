@@ -12,12 +12,27 @@ from calipso_agent.storage.sql.schema import INVENTORY, LINK
 _FIELDS = ('parent_id', 'host', 'name', 'state')
 
 
+def _data(table):
+    """The JSON column as text, decoded by ``values.loads`` here: the
+    JSON type's result processing costs more than the decoding."""
+    return sa.type_coerce(table.c.data, sa.Text())
+
+
+def _is_live(item):
+    """Neither a tombstone nor a closed link (decoded)."""
+    return item.get('deleted_at') is None and item.get('state') != 'deleted'
+
+
 def _live(table):
-    """Neither a tombstone nor a closed link."""
-    data = table.c.data
-    return sa.and_(data['deleted_at'].as_string().is_(None),
-                   sa.func.coalesce(data['state'].as_string(), '')
-                   != 'deleted')
+    """Not a tombstone, in SQL (the state column; only where a limit
+    needs it: elsewhere the rows decoded anyway are tested)."""
+    return sa.func.coalesce(table.c.state, '') != 'deleted'
+
+
+def _decoded(value):
+    """A JSON column's value: text from SQLite, already decoded by the
+    driver (jsonb) from PostgreSQL."""
+    return values.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 class GraphReads:
@@ -41,7 +56,7 @@ class GraphReads:
         limit = compiler.check_limit(limit)
         if limit == 0:
             return []
-        statement = sa.select(INVENTORY.c.data).order_by(INVENTORY.c.id)
+        statement = sa.select(_data(INVENTORY)).order_by(INVENTORY.c.id)
         for column, wanted in ((INVENTORY.c.id, ids),
                                (INVENTORY.c.type, types),
                                (INVENTORY.c.project_id, project_ids)):
@@ -51,39 +66,53 @@ class GraphReads:
         for field, wanted in zip(_FIELDS, (parent_id, host, name, state),
                                  strict=True):
             if wanted is not None:
-                statement = statement.where(
-                    INVENTORY.c.data[field].as_string() == wanted)
+                statement = statement.where(INVENTORY.c[field] == wanted)
         if marker is not None:
             statement = statement.where(INVENTORY.c.id > marker)
-        if not deleted:
+        if not deleted and limit is not None:
             statement = statement.where(_live(INVENTORY))
         with self._transaction() as conn:
-            return list(conn.execute(statement.limit(limit)).scalars())
+            texts = conn.execute(statement.limit(limit)).scalars().all()
+        found = [_decoded(text) for text in texts]
+        if deleted or limit is not None:
+            return found
+        return [item for item in found if _is_live(item)]
 
     def adjacent_links(self, ids, outgoing=None, incoming=None,
-                       deleted=False):
+                       deleted=False, exclude=None):
         ids = [ids] if isinstance(ids, str) else list(ids)
         if not ids:
             return []
         parts = []
-        for column, types in ((LINK.c.source_id, outgoing),
-                              (LINK.c.target_id, incoming)):
+        exclude = sorted(set(exclude or ()) - set(ids))
+        for column, other, types in (
+                (LINK.c.source_id, LINK.c.target_id, outgoing),
+                (LINK.c.target_id, LINK.c.source_id, incoming)):
             if types is not None:
                 types = list(types)
                 if not types:
                     continue
             part = sa.select(LINK.c.source_id, LINK.c.target_id,
-                             LINK.c.link_type, LINK.c.data).where(
+                             LINK.c.link_type, _data(LINK)).where(
                 self._in_set(column, ids))
+            if exclude:
+                part = part.where(sa.not_(self._in_set(other, exclude)))
             if types is not None:
                 part = part.where(self._in_set(LINK.c.link_type, types))
-            if not deleted:
-                part = part.where(_live(LINK))
             parts.append(part)
         if not parts:
             return []
         statement = parts[0] if len(parts) == 1 else sa.union_all(*parts)
         with self._transaction() as conn:
-            rows = conn.execute(statement).all()
-        unique = {(row[0], row[1], row[2]): row[3] for row in rows}
-        return [unique[key] for key in sorted(unique)]
+            rows = [tuple(row) for row in conn.execute(statement)]
+        if len(parts) == 1:
+            # One link per (source, target, type): no duplicates.
+            rows.sort(key=lambda row: row[:3])
+            texts = [row[3] for row in rows]
+        else:
+            unique = {(s, t, lt): data for s, t, lt, data in rows}
+            texts = [unique[key] for key in sorted(unique)]
+        found = [_decoded(text) for text in texts]
+        if deleted:
+            return found
+        return [link for link in found if _is_live(link)]

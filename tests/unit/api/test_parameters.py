@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from calipso_agent import storage
 from calipso_agent.api import app
 from calipso_agent.storage import impl_mongodb
+from tests.helpers import inventory as inventory_helpers
 from tests.unit.api import support
 
 NUMBERS = ('99999999999999999999', '-99999999999999999999', '-1', '0', '1',
@@ -37,13 +38,22 @@ values = st.one_of(numbers, st.sampled_from(TIMESTAMPS))
 
 GET_ROUTES = ('/v2/meters', '/v2/meters/cpu', '/v2/meters/cpu/statistics',
               '/v2/samples', '/v2/resources', '/v2/resources/vm-0',
-              '/v2/samples/x', '/v2/capabilities')
+              '/v2/samples/x', '/v2/capabilities', '/v2/inventory',
+              '/v2/inventory/vm-a1', '/v2/inventory/compute-1/links',
+              '/v2/inventory/vm-a1/clique', '/v2/inventory/compute-1/impact',
+              '/v2/inventory/vm-a2/path', '/v2/topology')
 # The named parameters and values each route takes.
 NAMED = {'limit': ['1', '5'], 'period': ['0', '60', '3600'],
          'meter_links': ['0', '1'], 'unique': ['true', 'false'],
          'groupby': ['resource_id', 'resource_metadata.size'],
          'aggregate.func': ['count', 'stddev', 'cardinality'],
-         'aggregate.param': ['user_id']}
+         'aggregate.param': ['user_id'],
+         # The inventory's (doc/inventory-api.md).
+         'depth': ['1', '3'], 'deleted': ['true', 'false'],
+         'marker': ['vm-a1'], 'type': ['instance', 'host,port'],
+         'project_id': ['project-a'], 'state': ['ACTIVE'],
+         'parent_id': ['compute-1'], 'host': ['compute-1'],
+         'name': ['north'], 'clique_type': ['instance', 'host']}
 QUERY_FIELDS = ('timestamp', 'search_offset', 'metadata.size',
                 'resource_metadata.flavor.vcpus', 'project_id',
                 'resource_id', 'meter')
@@ -142,6 +152,7 @@ def mongomock_store(conf, name, samples=()):
     connection.upgrade()
     if samples:
         assert not connection.record_samples(samples).rejected
+        inventory_helpers.small_cloud().store(connection)
     return connection
 
 
@@ -152,6 +163,7 @@ def apis(request, store_conf, store, samples, tmp_path_factory):
     if request.param == 'sqlite':
         conf = support.make_conf(tmp_path_factory.mktemp('writes'))
         stores = [store, storage.get_connection(conf)]
+        inventory_helpers.small_cloud().store(store)
     else:
         stores = [mongomock_store(store_conf, 'parameters', samples),
                   mongomock_store(store_conf, 'writes')]

@@ -274,7 +274,20 @@ def test_service_opens_the_configured_inventory_store(tmp_path):
     conf = basics.make_conf(inventory__connection=url)
     store = manager.open_inventory_store(conf, [inventory_helpers.endpoint()])
     try:
-        assert store.engine.url.database.endswith('elsewhere.sqlite')
+        assert store.connection().engine.url.database.endswith(
+            'elsewhere.sqlite')
     finally:
         store.close()
     assert manager.open_inventory_store(conf, []) is None
+
+
+def test_unreachable_inventory_store_requeues_until_it_answers(store):
+    url = f'postgresql://postgres@127.0.0.1:{basics.free_port()}/x'
+    conf = basics.make_conf(inventory__connection=url)
+    lazy = manager.InventoryStore(conf)
+    d = dispatcher([inventory_helpers.endpoint()], lazy)
+    assert d.info(story()) == REQUEUE
+    lazy.url = store.engine.url.render_as_string(hide_password=False)
+    assert d.info(story()) == HANDLED
+    assert '27a87908-bc1b-45cc-9238-09ad1ae686a7' in (
+        inventory_helpers.graph(store)[0])

@@ -272,3 +272,23 @@ def test_no_infrastructure_name_reaches_a_tenant(tenant_a, cloud):
         text = json.dumps(tenant_a.get(path).json)
         for secret in secrets:
             assert secret not in text, (path, secret)
+
+
+def test_an_unusable_clique_types_file_is_a_503_naming_it(tmp_path, cloud):
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('a: [')
+    conf = support.make_conf(tmp_path, api__clique_types=str(broken))
+    connection = storage.get_connection(conf)
+    try:
+        cloud.store(connection)
+        client = support.Client(app.setup_app(conf=conf,
+                                              storage=connection))
+        for route in ('clique', 'impact', 'path'):
+            response = client.get(f'/v2/inventory/vm-a1/{route}')
+            status, faultcode, message = support.fault(response)
+            assert (status, faultcode) == (503, 'Server')
+            assert str(broken) in message and 'not valid YAML' in message
+        # The rest of the API does not need the file.
+        assert client.get('/v2/inventory/vm-a1').status_code == 200
+    finally:
+        connection.close()

@@ -616,6 +616,28 @@ class TestSQLite(SQLChecks):
         assert journal == 'wal'
         assert indexes(store.get_samples()) == [1]
 
+    def test_version_1_gets_the_inventory_lookup_columns(self, store,
+                                                          tmp_path):
+        store.record_samples([make_sample(1)])
+        with sqlite3.connect(tmp_path / 'store.sqlite') as raw:
+            raw.execute('DROP TABLE inventory')
+            raw.execute('CREATE TABLE inventory (id TEXT PRIMARY KEY, type '
+                        'TEXT NOT NULL, project_id TEXT, last_event_ts '
+                        'BIGINT NOT NULL, data JSON NOT NULL)')
+            raw.execute('UPDATE calipso_schema SET version = 1')
+        assert 'schema version 2' in store.upgrade()
+        with sqlite3.connect(tmp_path / 'store.sqlite') as raw:
+            columns = {row[1] for row in raw.execute(
+                'PRAGMA table_info(inventory)')}
+            versions = raw.execute(
+                'SELECT version FROM calipso_schema').fetchall()
+        assert {'parent_id', 'host', 'state', 'name'} <= columns
+        assert versions == [(2,)]
+        assert store.apply_inventory([{
+            'id': 'vm-1', 'type': 'instance', 'parent_id': 'compute-1',
+            'last_event_at': '2024-05-01T00:00:00Z'}]) == 1
+        assert indexes(store.get_samples()) == [1]
+
     def test_newer_schema_is_refused(self, store, tmp_path):
         with sqlite3.connect(tmp_path / 'store.sqlite') as raw:
             raw.execute('UPDATE calipso_schema SET version = version + 1')

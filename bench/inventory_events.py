@@ -1,0 +1,253 @@
+"""Inventory events benchmark: port and instance notifications applied
+through the inventory endpoint and the store, against a bare upsert.
+
+``python -m bench.inventory_events`` (part of ``tox -e bench``) makes
+100,000 notifications shaped like the shared fixtures (nova's versioned
+``instance.create.end`` and ``instance.update`` with one interface,
+neutron's ``port.create.end`` / ``port.update.end`` of an instance's
+port): 25,000 instances on 500 hosts
+and 100 networks, each created then updated, its port created then
+updated. They go, in batches as the notification agent takes them, through
+the agent's dispatcher (``SampleDispatcher`` with the ``inventory``
+endpoint: changes made, one ``apply_inventory`` per batch, ack) into
+SQLite and PostgreSQL.
+
+The floor, in the same run: the rows that path wrote (the objects and
+links of each batch, already encoded) upserted with a bare ``executemany``
+of ``INSERT ... ON CONFLICT DO UPDATE`` into identical empty tables, one
+transaction per batch. It prints events/s of both and the ratio (target:
+ours >= 0.5x the floor), the fastest of ``--repeat`` runs of each.
+PostgreSQL is the local server (``--pg-url``); the bench creates and
+drops a database of its own. It is a measurement: the exit status is 0
+whatever the figures.
+"""
+
+import argparse
+import copy
+import datetime
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+
+import oslo_messaging
+import psycopg
+
+from bench.storage import make_conf, pg_database, say
+from calipso_agent import inventory
+from calipso_agent.notification import base, manager
+from calipso_agent.notification import inventory as endpoint_mod
+from calipso_agent.storage.sql import postgresql, sqlite, values
+from tests.helpers import fixtures
+
+T0 = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC)
+HOSTS = 500
+NETWORKS = 100
+PROJECTS = 50
+OBJECT_COLUMNS = ('id', 'type', 'project_id', 'parent_id', 'host', 'name',
+                  'state', 'last_event_ts', 'data')
+LINK_COLUMNS = ('source_id', 'target_id', 'link_type', 'project_id', 'state',
+                'last_event_ts', 'data')
+TARGET = 0.5
+
+
+def make_notifications(count):
+    """``count`` notifications: per instance, its creation, its port's
+    creation, its update and its port's update, one second apart."""
+    instance_template = base.from_envelope(fixtures.load_envelope(
+        'nova_versioned__nova-doc__instance-create-end'))[1]
+    port_template = base.from_envelope(fixtures.load_envelope(
+        'neutron__calipso__port_instance_add'))[1]
+    notifications = []
+    instances = max(1, count // 4)
+    for index in range(instances):
+        vm = str(uuid.UUID(int=index + 1))
+        port = str(uuid.UUID(int=10**9 + index))
+        host = f'compute-{index % HOSTS}'
+        network = str(uuid.UUID(int=10**12 + index % NETWORKS))
+        project = f'project-{index % PROJECTS}'
+        at = T0 + datetime.timedelta(seconds=index)
+        for step in range(4):
+            when = (at + datetime.timedelta(milliseconds=step)).isoformat()
+            if step % 2 == 0:
+                n = copy.deepcopy(instance_template)
+                n['event_type'] = ('instance.create.end' if step == 0
+                                   else 'instance.update')
+                data = n['payload']['nova_object.data']
+                data.update(uuid=vm, host=host, node=host, tenant_id=project,
+                            display_name=f'vm-{index}',
+                            state='building' if step == 0 else 'active')
+                address = data['ip_addresses'][0]['nova_object.data']
+                address['port_uuid'] = port
+                address['device_name'] = inventory.tap_name(port)
+            else:
+                n = copy.deepcopy(port_template)
+                n['event_type'] = ('port.create.end' if step == 1
+                                   else 'port.update.end')
+                item = n['payload']['port']
+                item.update(id=port, device_id=vm, network_id=network,
+                            tenant_id=project, status='DOWN' if step == 1
+                            else 'ACTIVE')
+                item['binding:host_id'] = host
+            n['metadata'] = {'message_id': str(uuid.uuid4()),
+                             'timestamp': when}
+            notifications.append(n)
+    return notifications[:count]
+
+
+class NoPipeline:
+    sinks = ()
+
+    def publish_samples(self, samples):
+        pass
+
+
+def run_ours(store, notifications, batch):
+    dispatcher = manager.SampleDispatcher(
+        [endpoint_mod.InventoryEndpoint(make_conf())], NoPipeline(),
+        inventory_store=store)
+    start = time.perf_counter()
+    for first in range(0, len(notifications), batch):
+        result = dispatcher.info(notifications[first:first + batch])
+        if result != oslo_messaging.NotificationResult.HANDLED:
+            raise RuntimeError(f'batch at {first} not handled: {result}')
+    return time.perf_counter() - start
+
+
+def floor_rows(notifications, batch):
+    """Per batch, the (object rows, link rows) the path writes: the final
+    rows of the batch's objects and links, encoded as the store does."""
+    endpoint = endpoint_mod.InventoryEndpoint(make_conf())
+    batches = []
+    for first in range(0, len(notifications), batch):
+        objects, links = {}, {}
+        for n in notifications[first:first + batch]:
+            for change in endpoint.inventory_changes(n):
+                if 'link_type' in change:
+                    links[inventory.link_key(change)] = change
+                else:
+                    objects[change['id']] = change
+        batches.append((
+            [(o['id'], o['type'], o['project_id'], o['parent_id'],
+              o['host'], o['name'], o['state'],
+              values.to_us(o['last_event_at']), values.dumps(o))
+             for o in objects.values()],
+            [(lk['source_id'], lk['target_id'], lk['link_type'],
+              lk['project_id'], lk['state'],
+              values.to_us(lk['last_event_at']), values.dumps(lk))
+             for lk in links.values()]))
+    return batches
+
+
+def upsert_sql(placeholder, table, columns, keys):
+    updates = ', '.join(f'{c} = excluded.{c}' for c in columns
+                        if c not in keys)
+    return (f'INSERT INTO {table} ({", ".join(columns)}) VALUES '
+            f'({", ".join([placeholder] * len(columns))}) ON CONFLICT '
+            f'({", ".join(keys)}) DO UPDATE SET {updates} WHERE '
+            f'excluded.last_event_ts >= {table}.last_event_ts')
+
+
+def run_floor(cursor_of, commit, placeholder, batches):
+    objects_sql = upsert_sql(placeholder, 'bare_inventory', OBJECT_COLUMNS,
+                             ('id',))
+    links_sql = upsert_sql(placeholder, 'bare_link', LINK_COLUMNS,
+                           ('source_id', 'target_id', 'link_type'))
+    start = time.perf_counter()
+    for object_rows, link_rows in batches:
+        cursor = cursor_of()
+        cursor.executemany(objects_sql, object_rows)
+        cursor.executemany(links_sql, link_rows)
+        commit()
+    return time.perf_counter() - start
+
+
+def bench_sqlite(notifications, batch, rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = sqlite.Connection(make_conf(), f'sqlite:///{tmp}/ours.sqlite')
+        store.upgrade()
+        ours_s = run_ours(store, notifications, batch)
+        stored = len(store.get_inventory())
+        store.close()
+        bare = sqlite3.connect(f'{tmp}/ours.sqlite')
+        for table, key, indexed in (
+                ('inventory', 'id', ('type', 'project_id', 'parent_id',
+                                     'host')),
+                ('link', 'source_id, target_id, link_type',
+                 ('target_id', 'project_id'))):
+            bare.execute(f'CREATE TABLE bare_{table} AS SELECT * FROM '
+                         f'{table} WHERE 0')
+            bare.execute(f'CREATE UNIQUE INDEX bare_{table}_key ON '
+                         f'bare_{table} ({key})')
+            for column in indexed:
+                bare.execute(f'CREATE INDEX bare_{table}_{column} ON '
+                             f'bare_{table} ({column})')
+        bare.commit()
+        floor_s = run_floor(bare.cursor, bare.commit, '?', rows)
+        bare.close()
+    return ours_s, floor_s, stored
+
+
+def bench_pg(notifications, batch, rows, admin_url):
+    url, drop = pg_database(admin_url)
+    try:
+        store = postgresql.Connection(make_conf(), url)
+        store.upgrade()
+        ours_s = run_ours(store, notifications, batch)
+        stored = len(store.get_inventory())
+        store.close()
+        with psycopg.connect(url) as conn:
+            for table in ('inventory', 'link'):
+                conn.execute(f'CREATE TABLE bare_{table} '
+                             f'(LIKE {table} INCLUDING ALL)')
+            conn.commit()
+            floor_s = run_floor(conn.cursor, conn.commit, '%s', rows)
+    finally:
+        drop()
+    return ours_s, floor_s, stored
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m bench.inventory_events',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('--events', type=int, default=100_000)
+    parser.add_argument('--batch', type=int, default=100,
+                        help='notifications per batch (the agent\'s '
+                             '[notification] batch_size)')
+    parser.add_argument('--repeat', type=int, default=2,
+                        help='runs of each side; the fastest counts (the '
+                             'machine is shared)')
+    parser.add_argument('--only', choices=('sqlite', 'postgresql'))
+    parser.add_argument('--pg-url', default=os.environ.get(
+        'CALIPSO_BENCH_PG_URL', 'postgresql://postgres@127.0.0.1:5432/test'))
+    args = parser.parse_args(argv)
+    notifications = make_notifications(args.events)
+    rows = floor_rows(notifications, args.batch)
+    written = sum(len(o) + len(lk) for o, lk in rows)
+    say(f'inventory events: {len(notifications):,} port and instance '
+        f'notifications, batches of {args.batch} ({written:,} object and '
+        'link rows upserted by the floor)')
+    runs = (('SQLite', lambda: bench_sqlite(notifications, args.batch,
+                                            rows)),
+            ('PostgreSQL', lambda: bench_pg(notifications, args.batch, rows,
+                                            args.pg_url)))
+    for engine, run in runs:
+        if args.only and engine.lower() != args.only:
+            continue
+        timings = [run() for _ in range(max(1, args.repeat))]
+        ours_s = min(t[0] for t in timings)
+        floor_s = min(t[1] for t in timings)
+        stored = timings[0][2]
+        ratio = floor_s / ours_s
+        rate = len(notifications) / ours_s
+        floor = len(notifications) / floor_s
+        say(f'  {engine:<10} endpoint+store {rate:>9,.0f} events/s   bare '
+            f'upsert {floor:>9,.0f} events/s   ours/floor {ratio:.2f}   '
+            f'>= {TARGET}x: '
+            f'{"met" if ratio >= TARGET else "NOT met"}   ({stored:,} '
+            'objects stored)')
+
+
+if __name__ == '__main__':
+    main()

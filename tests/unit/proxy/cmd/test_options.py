@@ -10,7 +10,8 @@ from calipso_proxy.cmd import controller as controller_cmd
 from calipso_proxy.cmd import proxy as proxy_cmd
 
 AGENT_ONLY_GROUPS = [group for group, _ in agent_opts.list_opts()
-                     if group not in ('DEFAULT', 'database', 'api')]
+                     if group not in ('DEFAULT', 'database', 'api',
+                                      'service_credentials')]
 
 
 def write_config(tmp_path):

@@ -328,30 +328,41 @@ class _InventoryBatch(inventory.InventoryBatch):
         return self._select('link', ('source_id', 'target_id'), ids)
 
     def write(self, objects, links):
-        if objects:
+        # Rows are unique per key here (``apply`` keeps one per id and
+        # per triple), so one statement takes many rows.
+        self._upsert(INVENTORY, ('id',),
+                     [_row_tuple(INVENTORY, _object_row(o))
+                      for o in objects])
+        self._upsert(LINK, ('source_id', 'target_id', 'link_type'),
+                     [_row_tuple(LINK, _link_row(lk)) for lk in links])
+
+    def _upsert(self, table, keys, rows):
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
             self.conn.exec_driver_sql(
-                _upsert_sql(self.mark, INVENTORY, ('id',)),
-                [_row_tuple(INVENTORY, _object_row(o)) for o in objects])
-        if links:
-            self.conn.exec_driver_sql(
-                _upsert_sql(self.mark, LINK,
-                            ('source_id', 'target_id', 'link_type')),
-                [_row_tuple(LINK, _link_row(lk)) for lk in links])
+                _upsert_sql(self.mark, table, keys, len(chunk)),
+                tuple(value for row in chunk for value in row))
+
+
+# Rows per INSERT: within SQLite's 32766 parameters a statement.
+_ROWS_PER_STATEMENT = 500
 
 
 def _row_tuple(table, row):
     return tuple(row[c.name] for c in table.c)
 
 
-@functools.cache
-def _upsert_sql(mark, table, keys):
-    """INSERT of whole rows of ``table`` replacing a stored row unless
-    that one has a later event (in the driver's parameter style)."""
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(mark, table, keys, count):
+    """INSERT of ``count`` whole rows of ``table``, each replacing a
+    stored row unless that one has a later event (in the driver's
+    parameter style)."""
     columns = [c.name for c in table.c]
     updates = ', '.join(f'{c} = excluded.{c}' for c in columns
                         if c not in keys)
+    row = f'({", ".join([mark] * len(columns))})'
     return (f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES '
-            f'({", ".join([mark] * len(columns))}) ON CONFLICT '
+            f'{", ".join([row] * count)} ON CONFLICT '
             f'({", ".join(keys)}) DO UPDATE SET {updates} WHERE '
             f'{table.name}.last_event_ts IS NULL OR '
             f'excluded.last_event_ts >= {table.name}.last_event_ts')

@@ -108,6 +108,18 @@ def notification_time(value):
     return stamp
 
 
+def kept_time(envelope):
+    """``notification_time`` of the envelope's timestamp; None when it has
+    none or it is not ISO 8601 (such an envelope is sent with the current
+    time rather than not at all)."""
+    if not envelope.get('timestamp'):
+        return None
+    try:
+        return notification_time(envelope['timestamp'])
+    except ValueError:
+        return None
+
+
 def notifier_conf(url, exchange):
     """A ConfigOpts of oslo.messaging's options for a Notifier that sends
     to ``exchange`` (a service's ``control_exchange``) on ``url``."""
@@ -150,14 +162,14 @@ class Replayer:
             publisher_id=envelope.get('publisher_id') or 'calipso-replay')
         priority = str(envelope.get('priority') or 'info').lower()
         send = getattr(notifier, {'warning': 'warn'}.get(priority, priority))
-        if self.keep_timestamps and envelope.get('timestamp'):
-            timeutils.set_time_override(notification_time(
-                envelope['timestamp']))
+        stamp = kept_time(envelope) if self.keep_timestamps else None
+        if stamp is not None:
+            timeutils.set_time_override(stamp)
         try:
             send(dict(envelope.get('ctxt') or {}), envelope['event_type'],
                  envelope['payload'])
         finally:
-            if self.keep_timestamps:
+            if stamp is not None:
                 timeutils.clear_time_override()
         return exchange
 

@@ -99,6 +99,11 @@ def main(argv=None):
 def replay_one(replayer, envelope, path):
     """The exchange ``envelope`` went to; None (said on stderr) when the
     broker did not take it."""
+    if (replayer.keep_timestamps and envelope.get('timestamp')
+            and replay.kept_time(envelope) is None):
+        print(f'calipso-replay: {path}: timestamp '
+              f'{envelope["timestamp"]!r} is not ISO 8601; sent with the '
+              'current time', file=sys.stderr)
     try:
         return replayer.send(envelope)
     except Exception as exc:

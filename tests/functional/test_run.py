@@ -5,12 +5,16 @@ On a RabbitMQ virtual host of its own (the product consumes the default
 fixtures go on the bus with ``calipso-replay``; the samples appear in the
 API and its statistics; a channel is created with the controller and its
 proxy, queried with python-ceilometerclient (library and CLI), shows its
-project only; ``calipso run`` stopped by SIGTERM while notifications are
-still queued, started again, stores every sample exactly once.
+project only; the inventory the agent keeps from the same notifications
+is listed by the API and, limited to a channel's project, by its proxy;
+the polling agent stores this host's meters; ``calipso run`` stopped by
+SIGTERM while notifications are still queued, started again, stores every
+sample exactly once.
 """
 
 import collections
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -24,9 +28,11 @@ import pytest
 import requests
 from ceilometerclient import client as ceilometer_client
 
-from calipso_agent import replay, service
+from calipso_agent import inventory, replay, service
 from calipso_agent.notification import base, manager
+from calipso_agent.storage.sql import sqlite
 from tests.helpers import basics, fixtures
+from tests.helpers import inventory as inventory_helpers
 
 pytestmark = pytest.mark.functional
 
@@ -68,7 +74,7 @@ class Run:
         self.api_port = basics.free_port()
         self.controller_port = basics.free_port()
         low = basics.free_port()
-        self.proxy_ports = f'{low}-{low}'
+        self.proxy_ports = f'{low}-{low + 1}'
         self.api = f'http://127.0.0.1:{self.api_port}'
         self.controller = f'http://127.0.0.1:{self.controller_port}'
         self.output_path = os.path.join(self.state_dir, 'run.out')
@@ -191,7 +197,9 @@ def product(tmp_path_factory, vhost):
 @pytest.fixture(scope='module')
 def replayed(product, vhost):
     files = replay.envelope_files([fixtures.NOTIFICATIONS])
-    out = replay_files(vhost, fixtures.NOTIFICATIONS)
+    # With their own timestamps, so the inventory (newest event wins) is
+    # the fixtures' whatever order the files are sent in.
+    out = replay_files(vhost, '--keep-timestamps', fixtures.NOTIFICATIONS)
     assert out.strip() == f'calipso-replay: {len(files)} notifications sent'
     expected = expected_samples(product.config_file, files)
     assert sum(expected.values()) > 50
@@ -228,20 +236,26 @@ def test_host_samples_are_polled_and_stored(product):
     assert stats['max'] > 0
 
 
-def test_channel_proxy_shows_only_its_project(product, replayed):
-    projects = collections.Counter()
-    for (_, project), count in replayed.items():
-        projects[project] += count
-    ours = max((p for p in projects if p), key=projects.get)
+def create_channel(product, name, tenant_list):
+    """(channel with its token, proxy URL) of a new channel."""
     created = requests.post(
         product.controller + CHANNELS, timeout=30,
-        data=json.dumps({'name': 'e2e', 'tenant_list': [ours]}))
+        data=json.dumps({'name': name, 'tenant_list': tenant_list}))
     assert created.status_code == 201, created.text
     channel = created.json()
     url = basics.wait_until(lambda: requests.get(
         f'{product.controller}{CHANNELS}{channel["id"]}/',
         timeout=10).json()['ceilometer_url'], 60)
     assert url, product.output()
+    return channel, url
+
+
+def test_channel_proxy_shows_only_its_project(product, replayed):
+    projects = collections.Counter()
+    for (_, project), count in replayed.items():
+        projects[project] += count
+    ours = max((p for p in projects if p), key=projects.get)
+    channel, url = create_channel(product, 'e2e', [ours])
 
     client = ceilometer_client.get_client(2, os_endpoint=url,
                                           os_token=channel['token'])
@@ -263,6 +277,77 @@ def test_channel_proxy_shows_only_its_project(product, replayed):
     assert len(cli('sample-list', '--limit', '100000')) == projects[ours]
     meter_rows = cli('meter-list')
     assert meter_rows and all(f'| {ours} ' in row for row in meter_rows)
+
+
+def expected_inventory(tmp_path):
+    """The live objects the inventory endpoint makes of the fixtures as
+    ``calipso-replay --keep-timestamps`` sends them (a broken timestamp
+    replaced by the current time), applied in this process into a store
+    of the test's own (any order gives the same graph)."""
+    store = sqlite.Connection(basics.make_conf(),
+                              f'sqlite:///{tmp_path}/expected.sqlite')
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    for name in fixtures.fixture_names():
+        envelope = fixtures.load_envelope(name)
+        if replay.kept_time(envelope) is None:
+            envelope = dict(envelope, timestamp=now)
+        _, notification = base.from_envelope(envelope)
+        if inventory_helpers.endpoint().handles(notification['event_type']):
+            store.apply_inventory(*inventory_helpers.split(
+                inventory_helpers.changes_of(notification)))
+    objects, _ = inventory_helpers.graph(store, created=False)
+    return {i: o for i, o in objects.items()
+            if o['state'] != inventory.DELETED}
+
+
+def listed_inventory(url, token=None):
+    response = requests.get(
+        url + '/v2/inventory', params={'limit': 10000}, timeout=30,
+        headers={'X-Auth-Token': token} if token else {})
+    assert response.status_code == 200, response.text
+    return {o['id']: (o['type'], o['state']) for o in response.json()}
+
+
+def test_inventory_through_the_api_and_a_channel_proxy(product, replayed,
+                                                       tmp_path):
+    """The agent of calipso run keeps the inventory of the replayed nova,
+    neutron and cinder notifications; the API lists it, and a channel's
+    proxy only its project's objects."""
+    live = expected_inventory(tmp_path)
+    want = {i: (o['type'], o['state']) for i, o in live.items()}
+    if not basics.wait_until(
+            lambda: listed_inventory(product.api) == want or None, 60):
+        got = listed_inventory(product.api)
+        raise AssertionError(sorted(
+            (i, got.get(i), want.get(i)) for i in set(got) | set(want)
+            if got.get(i) != want.get(i)))
+
+    projects = collections.Counter(o['project_id'] for o in live.values()
+                                   if o.get('project_id'))
+    ours = projects.most_common(1)[0][0]
+    channel, url = create_channel(product, 'inventory', [ours])
+    url = url.rstrip('/')
+    token = channel['token']
+    mine = {i: v for i, v in want.items()
+            if live[i].get('project_id') == ours}
+    assert len(mine) >= 2
+    assert listed_inventory(url, token) == mine
+    foreign = sorted(i for i, o in live.items()
+                     if o.get('project_id') != ours)
+    assert foreign
+    for object_id in foreign:
+        response = requests.get(f'{url}/v2/inventory/{object_id}',
+                                headers={'X-Auth-Token': token}, timeout=30)
+        assert response.status_code == 404, (object_id, response.text)
+    other = next(p for p in projects if p != ours)
+    response = requests.get(url + '/v2/inventory', timeout=30,
+                            params={'project_id': other},
+                            headers={'X-Auth-Token': token})
+    assert response.status_code == 403, response.text
+    # The topology page is served by the API and through the proxy.
+    for base_url in (product.api, url):
+        page = requests.get(base_url + '/ui/', timeout=30)
+        assert page.status_code == 200 and '<html' in page.text.lower()
 
 
 def test_stopped_with_queued_notifications_stores_each_once(

@@ -86,3 +86,24 @@ def test_noauth_keeps_given_roles():
     webob.Request.blank('/', headers={'X-Roles': 'member'}).get_response(
         filtered)
     assert seen['roles'] == 'member'
+
+
+def test_noauth_request_declaring_a_scope_is_the_readers():
+    """A channel's proxy without service credentials reads a development
+    API as the proxies' reader, never as an admin."""
+    seen = []
+
+    def application(environ, start_response):
+        seen.append(environ.get('HTTP_X_ROLES'))
+        start_response('200 OK', [])
+        return [b'']
+
+    filtered = auth.NoAuth(application, reader_role='calipso_reader')
+    scope = {'X-Calipso-Project-Scope': 'p1,p2'}
+    for headers in (scope, {}, {**scope, 'X-Roles': 'member'}):
+        webob.Request.blank('/', headers=headers).get_response(filtered)
+    assert seen == ['calipso_reader', 'admin', 'member']
+    # Without a reader role (the controller's pipeline): an admin's.
+    unconfigured = auth.NoAuth(application)
+    webob.Request.blank('/', headers=scope).get_response(unconfigured)
+    assert seen[-1] == 'admin'

@@ -3,7 +3,8 @@
 The identity comes from the headers keystonemiddleware's auth_token sets
 (``X-Identity-Status``, ``X-Roles``, ``X-Project-Id``, ``X-User-Id``); in
 the development ``noauth`` pipeline they are taken as the client sent
-them, and a request without ``X-Roles`` is an admin's.
+them, and a request without ``X-Roles`` is an admin's, or the reader's
+below when it declares a channel's scope (wsgi/auth.py).
 
 * The ``admin`` role sees every project.
 * The role of ``[api] multi_project_role`` (without admin) is the reader

@@ -17,6 +17,11 @@ Proxy kinds:
   project;
 * ``QUERY``: a complex query body, scoped with ``and``;
 * ``PUBLIC``: no project data, forwarded as is;
+* ``SUBSCRIBE``: the channel's subscriptions (the only writes through
+  a proxy): a body is checked and gains the channel's project
+  constraint (calipso_agent/subscriptions.py), CORD's paths are
+  forwarded as their /v2/subscribe equivalents, and the channel is named
+  to the API;
 * ``REFUSED``: not through a proxy: 405 when the path has proxied
   methods, else 404, as for a path the API does not have.
 """
@@ -28,8 +33,10 @@ ITEM = 'item'
 STATISTICS = 'statistics'
 QUERY = 'query'
 PUBLIC = 'public'
+SUBSCRIBE = 'subscribe'
 REFUSED = 'refused'
-PROXY_KINDS = frozenset((LIST, ITEM, STATISTICS, QUERY, PUBLIC, REFUSED))
+PROXY_KINDS = frozenset((LIST, ITEM, STATISTICS, QUERY, PUBLIC, SUBSCRIBE,
+                         REFUSED))
 
 OPENAPI_PATH = '/v2/openapi.json'
 
@@ -72,6 +79,16 @@ ROUTES = (
         'POST': Endpoint('query.query_samples', QUERY)}),
     Declaration('/v2/capabilities', {
         'GET': Endpoint('capabilities.get_capabilities', PUBLIC)}),
+    Declaration('/v2/subscribe', {
+        'GET': Endpoint('subscriptions.list_subscriptions', SUBSCRIBE),
+        'POST': Endpoint('subscriptions.subscribe', SUBSCRIBE)}),
+    Declaration('/v2/subscribe/{app_id}', {
+        'DELETE': Endpoint('subscriptions.unsubscribe', SUBSCRIBE)}),
+    # CORD's paths, for its applications as they are.
+    Declaration('/subscribe', {
+        'POST': Endpoint('subscriptions.subscribe', SUBSCRIBE)}),
+    Declaration('/unsubscribe', {
+        'POST': Endpoint('subscriptions.unsubscribe_body', SUBSCRIBE)}),
     # The documents name the backend's own address: not through a proxy.
     Declaration(OPENAPI_PATH, {
         'GET': Endpoint('openapi_document', REFUSED)}, public=True),

@@ -8,6 +8,8 @@ byte-for-byte what Ceilometer's ``compute_signature`` produces.
 import hashlib
 import hmac
 
+import msgpack
+
 
 def _swap_text(value):
     """Render values inside lists the way Ceilometer signs them.
@@ -95,3 +97,10 @@ def meter_message(sample, secret, publisher_id=None):
         msg['publisher_id'] = publisher_id
     msg['message_signature'] = compute_signature(msg, secret)
     return msg
+
+
+def datagram(sample, secret):
+    """The msgpack datagram of a Sample: what udp:// and the udp://
+    targets of subscriptions send (CORD's and Ceilometer's wire)."""
+    return msgpack.packb(meter_message(sample, secret), use_bin_type=True,
+                         default=str)

@@ -1,0 +1,171 @@
+"""The subscription publisher in this process: real UDP, HTTP and AMQP
+receivers, a real SQLite store holding the subscriptions; a dead target
+holds nothing but itself."""
+
+import http.server
+import threading
+
+import msgpack
+import pytest
+
+from calipso_agent import storage, subscriptions
+from calipso_agent.publisher import utils
+from tests.helpers import pubsub
+from tests.helpers.basics import load_publisher, make_conf, make_sample
+from tests.helpers.basics import wait_until
+from tests.helpers.bus import RABBIT_URL, TELEMETRY_SECRET
+from tests.helpers.receivers import SampleHTTPServer, UDPCollector
+
+pytestmark = pytest.mark.functional
+
+PROJECTS = ['p-a', 'p-b']
+
+
+@pytest.fixture
+def setup(tmp_path):
+    conf = make_conf(database__connection=f'sqlite:///{tmp_path}/s.db',
+                     publisher__telemetry_secret=TELEMETRY_SECRET,
+                     transport_url=RABBIT_URL,
+                     subscription__refresh_interval=0.2,
+                     subscription__counter_interval=0.2,
+                     subscription__http_timeout=0.5,
+                     subscription__http_max_retries=1,
+                     subscription__http_retry_backoff=0.05)
+    store = storage.get_connection(conf)
+    channel = pubsub.make_channel(store, PROJECTS)
+    publisher = load_publisher(conf, 'subscription://')
+    yield conf, store, channel, publisher
+    publisher.close()
+    store.close()
+
+
+def subscribe(store, channel, **body):
+    body.setdefault('sub_info', 'cpu')
+    return pubsub.store_subscription(store, channel, PROJECTS, body)
+
+
+def test_udp_gets_cord_datagrams_of_its_projects_only(setup):
+    _, store, channel, publisher = setup
+    udp = UDPCollector()
+    try:
+        subscribe(store, channel, app_id='a', target=udp.url,
+                  query=[{'field': 'volume', 'op': 'ge', 'value': 2}])
+        samples = [make_sample(i, project_id=p)
+                   for i, p in enumerate(['p-a', 'p-x', 'p-b', 'p-a',
+                                          'p-x'])]
+        samples.append(make_sample(9, name='memory', project_id='p-a'))
+        publisher.publish_samples(samples)
+        assert wait_until(lambda: len(udp.messages) >= 2, 10)
+        wanted = [s for s in samples[:5]
+                  if s.project_id in PROJECTS and s.volume >= 2]
+        assert sorted(m['resource_id'] for m in udp.messages) == sorted(
+            s.resource_id for s in wanted)
+        # CORD's wire: the udp:// publisher's datagram, signed.
+        by_id = {s.id: s for s in wanted}
+        for message in udp.messages:
+            expected = msgpack.unpackb(utils.datagram(
+                by_id[message['message_id']], TELEMETRY_SECRET), raw=False)
+            assert message == expected
+            assert utils.verify_signature(message, TELEMETRY_SECRET)
+    finally:
+        udp.close()
+
+
+def test_change_takes_effect_and_unsubscribe_stops(setup):
+    _, store, channel, publisher = setup
+    udp = UDPCollector()
+    try:
+        publisher.publish_samples([make_sample(0, project_id='p-a')])
+        record = subscribe(store, channel, app_id='late', target=udp.url)
+        assert wait_until(lambda: (publisher.publish_samples(
+            [make_sample(1, project_id='p-a')]) or udp.messages), 5, 0.1)
+        store.delete_subscription(record['id'])
+        assert wait_until(lambda: not publisher._index, 5)
+        count = len(udp.messages)
+        publisher.publish_samples([make_sample(i, project_id='p-a')
+                                   for i in range(10, 20)])
+        assert publisher._senders == {}
+        assert len(udp.messages) == count
+    finally:
+        udp.close()
+
+
+class HangingServer:
+    """Accepts connections and never answers."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                stop.wait(30)
+
+            def log_message(self, *args):
+                pass
+
+        stop = self.stop = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                      Handler)
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}/'
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_dead_http_target_holds_only_itself(setup):
+    _, store, channel, publisher = setup
+    live = SampleHTTPServer()
+    dead = HangingServer()
+    try:
+        live_sub = subscribe(store, channel, app_id='live',
+                             target=f'http://u:secret@127.0.0.1:'
+                                    f'{live.port}/hook')
+        dead_sub = subscribe(store, channel, app_id='dead',
+                             target=dead.url)
+        samples = [make_sample(i, project_id='p-a')
+                   for i in range(15000)]
+        # The dead target's queue (10000) overflows; the live one gets
+        # every sample, batch after batch.
+        for start in range(0, len(samples), 1000):
+            publisher.publish_samples(samples[start:start + 1000])
+            assert wait_until(
+                lambda: len(live.samples()) == start + 1000, 10)
+        assert sorted(s['id'] for s in live.samples()) == sorted(
+            s.id for s in samples)
+
+        def counters():
+            return store.get_subscription_counters()
+
+        assert wait_until(lambda: counters().get(dead_sub['id'], {}).get(
+            'dropped', 0) >= len(samples) - 10000, 20)
+        assert counters()[dead_sub['id']]['delivered'] == 0
+        assert 'secret' not in str(counters())
+        assert wait_until(lambda: counters().get(live_sub['id'], {}).get(
+            'delivered') == len(samples), 10)
+        assert counters()[live_sub['id']]['dropped'] == 0
+    finally:
+        dead.close()
+        live.close()
+
+
+def test_amqp_target_keeps_samples_on_its_queue(setup):
+    _, store, channel, publisher = setup
+    record = subscribe(store, channel, app_id='queue', target='amqp://')
+    queue = subscriptions.amqp_queue(record['id'])
+    try:
+        assert wait_until(lambda: (publisher.publish_samples(
+            [make_sample(0, project_id='p-b')]) or
+            store.get_subscription_counters().get(record['id'], {}).get(
+                'delivered')), 10, 0.3)
+        publisher.publish_samples([make_sample(i, project_id='p-b')
+                                   for i in range(1, 6)])
+        assert wait_until(lambda: store.get_subscription_counters()[
+            record['id']]['delivered'] >= 6, 10)
+        got = pubsub.read_queue(queue)
+        assert {m['resource_id'] for m in got} >= {f'vm-{i}'
+                                                   for i in range(1, 6)}
+        assert all(m['project_id'] == 'p-b' for m in got)
+    finally:
+        store.delete_subscription(record['id'])

@@ -11,8 +11,12 @@ import pytest
 from calipso_agent import storage, subscriptions
 from calipso_agent.publisher import utils
 from tests.helpers import pubsub
-from tests.helpers.basics import load_publisher, make_conf, make_sample
-from tests.helpers.basics import wait_until
+from tests.helpers.basics import (
+    load_publisher,
+    make_conf,
+    make_sample,
+    wait_until,
+)
 from tests.helpers.bus import RABBIT_URL, TELEMETRY_SECRET
 from tests.helpers.receivers import SampleHTTPServer, UDPCollector
 
@@ -128,10 +132,10 @@ def test_dead_http_target_holds_only_itself(setup):
                    for i in range(15000)]
         # The dead target's queue (10000) overflows; the live one gets
         # every sample, batch after batch.
-        for start in range(0, len(samples), 1000):
-            publisher.publish_samples(samples[start:start + 1000])
+        for end in range(1000, len(samples) + 1, 1000):
+            publisher.publish_samples(samples[end - 1000:end])
             assert wait_until(
-                lambda: len(live.samples()) == start + 1000, 10)
+                lambda end=end: len(live.samples()) == end, 10)
         assert sorted(s['id'] for s in live.samples()) == sorted(
             s.id for s in samples)
 

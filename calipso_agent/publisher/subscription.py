@@ -61,10 +61,14 @@ class SubscriptionPublisher(base.Publisher):
             return
         senders = self._senders
         for sample in samples:
-            for matcher in index.matching(sample):
+            matched = index.matching(sample)
+            if not matched:
+                continue
+            delivery = subscription_targets.Delivery(sample, self.secret)
+            for matcher in matched:
                 sender = senders.get(matcher.id)
                 if sender is not None:
-                    sender.offer(sample)
+                    sender.offer(delivery)
 
     def _start(self):
         """Read the subscriptions once and start the refresher, in the
@@ -146,8 +150,7 @@ class SubscriptionPublisher(base.Publisher):
         extra = {}
         if target.scheme == 'amqp':
             extra['broker_urls'] = self._amqp_urls()
-        return cls(sub_id, target, self.options, self.networks,
-                   secret=self.secret, **extra)
+        return cls(sub_id, target, self.options, self.networks, **extra)
 
     def _amqp_urls(self):
         if self._broker_urls is None:

@@ -13,15 +13,14 @@ What cannot be queued or sent is counted as dropped, with the last
 error; messages name the target without its credentials.
 """
 
+import collections
 import logging
-import queue
 import socket
 import threading
 import time
 import urllib.parse
 
 import kombu
-import orjson
 import requests
 
 from calipso_agent import subscriptions
@@ -32,6 +31,29 @@ LOG = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Seconds between two warnings of one sender's drops.
 LOG_INTERVAL = 60
+
+
+class Delivery:
+    """A sample on its way to the subscriptions it matched: each encoding
+    is made once, by the first sender that needs it, and shared."""
+
+    __slots__ = ('sample', 'secret', '_datagram', '_json')
+
+    def __init__(self, sample, secret):
+        self.sample = sample
+        self.secret = secret
+        self._datagram = None
+        self._json = None
+
+    def datagram(self):
+        if self._datagram is None:
+            self._datagram = utils.datagram(self.sample, self.secret)
+        return self._datagram
+
+    def json(self):
+        if self._json is None:
+            self._json = self.sample.to_json()
+        return self._json
 
 
 class Sender:
@@ -45,7 +67,11 @@ class Sender:
         self.target = target
         self.options = options
         self.networks = networks
-        self.queue = queue.Queue(options.queue_size)
+        # A deque (append and popleft need no lock) and an Event: cheaper
+        # than queue.Queue on the pipeline's side, which runs per sample.
+        self.capacity = options.queue_size
+        self._items = collections.deque()
+        self._wake = threading.Event()
         self.delivered = 0
         self.dropped = 0
         self.last_error = None
@@ -56,13 +82,15 @@ class Sender:
             target=self._run, name=f'subscription-{sub_id[:8]}', daemon=True)
         self._thread.start()
 
-    def offer(self, sample):
-        """Queue ``sample`` without ever waiting; dropped when full."""
-        try:
-            self.queue.put_nowait(sample)
-        except queue.Full:
+    def offer(self, delivery):
+        """Queue a Delivery without ever waiting; dropped when full."""
+        if len(self._items) >= self.capacity:
             with self._lock:
                 self.dropped += 1
+            return
+        self._items.append(delivery)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def take_counts(self):
         """The counts since the last call, reset."""
@@ -117,14 +145,14 @@ class Sender:
         self.close()
 
     def _next_batch(self):
-        try:
-            batch = [self.queue.get(timeout=0.2)]
-        except queue.Empty:
-            return []
+        if not self._items:
+            self._wake.wait(0.2)
+            self._wake.clear()
+        batch = []
         while len(batch) < self.batch_size:
             try:
-                batch.append(self.queue.get_nowait())
-            except queue.Empty:
+                batch.append(self._items.popleft())
+            except IndexError:
                 break
         return batch
 
@@ -155,8 +183,9 @@ class Sender:
 
 
 class UDPSender(Sender):
-    def __init__(self, sub_id, target, options, networks=(), secret=None):
-        self.secret = secret
+    batch_size = 500
+
+    def __init__(self, sub_id, target, options, networks=()):
         self._socket = None
         super().__init__(sub_id, target, options, networks)
 
@@ -167,9 +196,8 @@ class UDPSender(Sender):
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
 
     def send(self, batch):
-        for sample in batch:
-            self._socket.sendto(utils.datagram(sample, self.secret),
-                                self.address)
+        for delivery in batch:
+            self._socket.sendto(delivery.datagram(), self.address)
 
     def close(self):
         if self._socket is not None:
@@ -177,7 +205,7 @@ class UDPSender(Sender):
 
 
 class HTTPSender(Sender):
-    def __init__(self, sub_id, target, options, networks=(), secret=None):
+    def __init__(self, sub_id, target, options, networks=()):
         self.batch_size = options.http_batch_size
         parsed = urllib.parse.urlsplit(target.url)
         netloc = parsed.netloc.rpartition('@')[2]
@@ -196,8 +224,7 @@ class HTTPSender(Sender):
         self._check_address()
 
     def send(self, batch):
-        body = orjson.dumps([s.as_dict() for s in batch], default=str,
-                            option=orjson.OPT_NON_STR_KEYS)
+        body = b'[' + b','.join(d.json() for d in batch) + b']'
         delay = self.options.http_retry_backoff
         attempts = self.options.http_max_retries + 1
         for attempt in range(attempts):
@@ -230,7 +257,7 @@ class AMQPSender(Sender):
     """Samples on the subscription's durable queue: an application that
     is away finds them there when it comes back."""
 
-    def __init__(self, sub_id, target, options, networks=(), secret=None,
+    def __init__(self, sub_id, target, options, networks=(),
                  broker_urls=()):
         self.broker_urls = list(broker_urls)
         self.queue_name = subscriptions.amqp_queue(sub_id)
@@ -266,9 +293,9 @@ class AMQPSender(Sender):
         if self._connection is None:
             self._connect()
         try:
-            for sample in batch:
+            for delivery in batch:
                 self._producer.publish(
-                    sample.to_json(), routing_key=self.queue_name,
+                    delivery.json(), routing_key=self.queue_name,
                     exchange='', delivery_mode=2,
                     content_type='application/json',
                     content_encoding='utf-8')

@@ -1,6 +1,7 @@
-"""Senders of the subscription publisher: one per subscription, each
-with a bounded queue and a thread of its own, so that a slow or dead
-target holds nothing but its own queue.
+"""Senders of the subscription publisher, one per subscription. An
+http(s) or amqp target has a bounded queue and a thread of its own, so
+that a slow or dead target holds nothing but its own queue; a UDP
+target is sent to at once on a non-blocking socket (it cannot be slow).
 
 * ``udp://HOST:PORT``: one msgpack datagram per sample (utils.datagram,
   the udp:// publisher's encoding: CORD's wire);
@@ -56,41 +57,38 @@ class Delivery:
         return self._json
 
 
-class Sender:
-    """A bounded queue of samples for one subscription and the thread
-    emptying it; counts what was delivered and dropped."""
-
-    batch_size = 1
+class Counted:
+    """A subscription's sender: what it delivered and dropped, and the
+    last error, since the counts were last taken."""
 
     def __init__(self, sub_id, target, options, networks=()):
         self.sub_id = sub_id
         self.target = target
         self.options = options
         self.networks = networks
-        # A deque (append and popleft need no lock) and an Event: cheaper
-        # than queue.Queue on the pipeline's side, which runs per sample.
-        self.capacity = options.queue_size
-        self._items = collections.deque()
-        self._wake = threading.Event()
         self.delivered = 0
         self.dropped = 0
         self.last_error = None
         self._logged_at = -LOG_INTERVAL
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f'subscription-{sub_id[:8]}', daemon=True)
-        self._thread.start()
 
     def offer(self, delivery):
-        """Queue a Delivery without ever waiting; dropped when full."""
-        if len(self._items) >= self.capacity:
-            with self._lock:
-                self.dropped += 1
-            return
-        self._items.append(delivery)
-        if not self._wake.is_set():
-            self._wake.set()
+        """Take a Delivery, never waiting."""
+        raise NotImplementedError
+
+    def stop(self, wait=0):
+        """No more deliveries."""
+
+    def removed(self):
+        """The subscription is gone: release what it holds outside."""
+
+    def _check_address(self):
+        try:
+            return subscriptions.check_target_address(self.target,
+                                                      self.networks)
+        except subscriptions.SubscriptionError as exc:
+            raise ConnectionRefusedError(exc.args[0] if exc.args else
+                                         str(exc))
 
     def take_counts(self):
         """The counts since the last call, reset."""
@@ -118,6 +116,36 @@ class Sender:
         with self._lock:
             self.dropped += count
             self.last_error = error
+
+
+
+class QueuedSender(Counted):
+    """A bounded queue of deliveries and the thread emptying it: the
+    target may be as slow as it likes, the pipeline never waits."""
+
+    batch_size = 1
+
+    def __init__(self, sub_id, target, options, networks=()):
+        super().__init__(sub_id, target, options, networks)
+        # A deque (append and popleft need no lock) and an Event: cheaper
+        # than queue.Queue on the pipeline's side, which runs per sample.
+        self.capacity = options.queue_size
+        self._items = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f'subscription-{sub_id[:8]}', daemon=True)
+        self._thread.start()
+
+    def offer(self, delivery):
+        """Queue a Delivery without ever waiting; dropped when full."""
+        if len(self._items) >= self.capacity:
+            with self._lock:
+                self.dropped += 1
+            return
+        self._items.append(delivery)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _run(self):
         try:
@@ -161,9 +189,6 @@ class Sender:
         if wait:
             self._thread.join(wait)
 
-    def removed(self):
-        """The subscription is gone: release what it holds outside."""
-
     def open(self):
         """Prepare (resolve, connect) in the sender's thread."""
 
@@ -173,38 +198,48 @@ class Sender:
     def close(self):
         """Release the connection or socket."""
 
-    def _check_address(self):
-        try:
-            return subscriptions.check_target_address(self.target,
-                                                      self.networks)
-        except subscriptions.SubscriptionError as exc:
-            raise ConnectionRefusedError(exc.args[0] if exc.args else
-                                         str(exc))
 
-
-class UDPSender(Sender):
-    batch_size = 500
+class UDPSender(Counted):
+    """udp:// deliveries made at once by the publishing thread: a
+    non-blocking sendto never waits (a full socket buffer drops the
+    datagram, counted), and a thread per UDP target would hand the GIL
+    back and forth once a datagram. The host is resolved (and checked
+    against the allowed networks) when the subscription is read, in the
+    publisher's refresher thread."""
 
     def __init__(self, sub_id, target, options, networks=()):
-        self._socket = None
         super().__init__(sub_id, target, options, networks)
-
-    def open(self):
-        addresses = self._check_address()
+        self.address = None
+        self._socket = None
+        try:
+            addresses = self._check_address()
+        except Exception as exc:
+            self._failed(0, f'{type(exc).__name__}: {exc}')
+            return
         family = socket.AF_INET6 if ':' in addresses[0] else socket.AF_INET
-        self.address = (addresses[0], self.target.port)
+        self.address = (addresses[0], target.port)
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._socket.setblocking(False)
 
-    def send(self, batch):
-        for delivery in batch:
+    def offer(self, delivery):
+        if self.address is None:
+            with self._lock:
+                self.dropped += 1
+            return
+        try:
             self._socket.sendto(delivery.datagram(), self.address)
+        except OSError as exc:
+            self._failed(1, f'{type(exc).__name__}: {exc}')
+            return
+        with self._lock:
+            self.delivered += 1
 
-    def close(self):
+    def stop(self, wait=0):
         if self._socket is not None:
             self._socket.close()
 
 
-class HTTPSender(Sender):
+class HTTPSender(QueuedSender):
     def __init__(self, sub_id, target, options, networks=()):
         self.batch_size = options.http_batch_size
         parsed = urllib.parse.urlsplit(target.url)
@@ -253,7 +288,7 @@ class HTTPSender(Sender):
         self.session.close()
 
 
-class AMQPSender(Sender):
+class AMQPSender(QueuedSender):
     """Samples on the subscription's durable queue: an application that
     is away finds them there when it comes back."""
 

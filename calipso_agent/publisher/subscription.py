@@ -45,12 +45,14 @@ class SubscriptionPublisher(base.Publisher):
         self._store = None
         self._index = subscriptions.MatcherIndex([])
         self._senders = {}
-        self._version = None
+        # The store's subscription version in effect (None: not read yet).
+        self.version = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
         self._pid = None
         self._broker_urls = None
+        self._start()
 
     # --- the pipeline's side ------------------------------------------
     def publish_samples(self, samples):
@@ -71,15 +73,18 @@ class SubscriptionPublisher(base.Publisher):
                     sender.offer(delivery)
 
     def _start(self):
-        """Read the subscriptions once and start the refresher, in the
-        process that publishes (after any fork)."""
+        """Start the refresher in the process that publishes (again after
+        a fork); it reads the subscriptions at once. Until then samples
+        match nothing: publishing never waits for the store."""
         with self._lock:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
             self._store = None
             self._senders = {}
-            self._refresh()
+            self._index = subscriptions.MatcherIndex([])
+            self.version = None
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._run,
                                             name='subscription-refresher',
                                             daemon=True)
@@ -92,6 +97,7 @@ class SubscriptionPublisher(base.Publisher):
         return self._store
 
     def _run(self):
+        self._refresh()
         since_flush = 0.0
         interval = self.options.refresh_interval
         while not self._stop.wait(interval):
@@ -105,7 +111,7 @@ class SubscriptionPublisher(base.Publisher):
         try:
             store = self._connection()
             version = store.subscriptions_version()
-            if version == self._version:
+            if version == self.version:
                 return
             stored = store.get_subscriptions()
         except Exception as exc:
@@ -113,7 +119,7 @@ class SubscriptionPublisher(base.Publisher):
                         'known ones stay in effect', type(exc).__name__, exc)
             return
         self._apply(stored)
-        self._version = version
+        self.version = version
 
     def _apply(self, stored):
         matchers = []

@@ -10,7 +10,7 @@ import pytest
 
 from calipso_agent import storage, subscriptions
 from calipso_agent.publisher import utils
-from tests.helpers import pubsub
+from tests.helpers import bus, pubsub
 from tests.helpers.basics import (
     load_publisher,
     make_conf,
@@ -43,16 +43,22 @@ def setup(tmp_path):
     store.close()
 
 
-def subscribe(store, channel, **body):
+def subscribe(store, channel, publisher=None, **body):
+    """Store a subscription; with ``publisher``, wait until it is in
+    effect there."""
     body.setdefault('sub_info', 'cpu')
-    return pubsub.store_subscription(store, channel, PROJECTS, body)
+    record = pubsub.store_subscription(store, channel, PROJECTS, body)
+    if publisher is not None:
+        version = store.subscriptions_version()
+        assert wait_until(lambda: publisher.version == version, 10)
+    return record
 
 
 def test_udp_gets_cord_datagrams_of_its_projects_only(setup):
     _, store, channel, publisher = setup
     udp = UDPCollector()
     try:
-        subscribe(store, channel, app_id='a', target=udp.url,
+        subscribe(store, channel, publisher, app_id='a', target=udp.url,
                   query=[{'field': 'volume', 'op': 'ge', 'value': 2}])
         samples = [make_sample(i, project_id=p)
                    for i, p in enumerate(['p-a', 'p-x', 'p-b', 'p-a',
@@ -80,9 +86,10 @@ def test_change_takes_effect_and_unsubscribe_stops(setup):
     udp = UDPCollector()
     try:
         publisher.publish_samples([make_sample(0, project_id='p-a')])
-        record = subscribe(store, channel, app_id='late', target=udp.url)
-        assert wait_until(lambda: (publisher.publish_samples(
-            [make_sample(1, project_id='p-a')]) or udp.messages), 5, 0.1)
+        record = subscribe(store, channel, publisher, app_id='late',
+                           target=udp.url)
+        publisher.publish_samples([make_sample(1, project_id='p-a')])
+        assert wait_until(lambda: udp.messages, 5)
         store.delete_subscription(record['id'])
         assert wait_until(lambda: not publisher._index, 5)
         count = len(udp.messages)
@@ -123,10 +130,10 @@ def test_dead_http_target_holds_only_itself(setup):
     live = SampleHTTPServer()
     dead = HangingServer()
     try:
-        live_sub = subscribe(store, channel, app_id='live',
+        live_sub = subscribe(store, channel, publisher, app_id='live',
                              target=f'http://u:secret@127.0.0.1:'
                                     f'{live.port}/hook')
-        dead_sub = subscribe(store, channel, app_id='dead',
+        dead_sub = subscribe(store, channel, publisher, app_id='dead',
                              target=dead.url)
         samples = [make_sample(i, project_id='p-a')
                    for i in range(15000)]
@@ -156,20 +163,18 @@ def test_dead_http_target_holds_only_itself(setup):
 
 def test_amqp_target_keeps_samples_on_its_queue(setup):
     _, store, channel, publisher = setup
-    record = subscribe(store, channel, app_id='queue', target='amqp://')
+    record = subscribe(store, channel, publisher, app_id='queue',
+                       target='amqp://')
     queue = subscriptions.amqp_queue(record['id'])
     try:
-        assert wait_until(lambda: (publisher.publish_samples(
-            [make_sample(0, project_id='p-b')]) or
-            store.get_subscription_counters().get(record['id'], {}).get(
-                'delivered')), 10, 0.3)
         publisher.publish_samples([make_sample(i, project_id='p-b')
-                                   for i in range(1, 6)])
-        assert wait_until(lambda: store.get_subscription_counters()[
-            record['id']]['delivered'] >= 6, 10)
+                                   for i in range(1, 6)] +
+                                  [make_sample(9, project_id='p-x')])
+        assert wait_until(lambda: store.get_subscription_counters().get(
+            record['id'], {}).get('delivered') == 5, 10)
         got = pubsub.read_queue(queue)
-        assert {m['resource_id'] for m in got} >= {f'vm-{i}'
-                                                   for i in range(1, 6)}
-        assert all(m['project_id'] == 'p-b' for m in got)
+        assert sorted(m['resource_id'] for m in got) == [
+            f'vm-{i}' for i in range(1, 6)]
     finally:
         store.delete_subscription(record['id'])
+        bus.delete_queues([queue])

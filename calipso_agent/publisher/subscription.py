@@ -4,26 +4,175 @@ subscriptions it matches (calipso_agent/subscriptions.py).
 The subscriptions are read from the store of ``[database] connection``
 when its subscription version changes (looked at every ``[subscription]
 refresh_interval`` seconds by a thread of the publisher, never per
-sample), compiled into an index by meter name and pattern. A matching
-sample is put in the bounded queue of the subscription's sender
-(publisher/subscription_targets.py) and ``publish_samples`` returns:
-it never waits for a target, never raises for one, so a slow or dead
-target never holds the pipeline, the other targets or the ack of the
-batch. Delivered and dropped counts (and the last error) are added to
-the store every ``counter_interval`` seconds.
+sample), compiled into an index by meter name and pattern. The
+pipeline's thread only matches: the samples that match go, as JSON with
+their subscription ids, to the publisher's delivery process
+(publisher/subscription_delivery.py), which signs, encodes and sends
+them to the targets, so that this work never takes the GIL from the
+pipeline. ``publish_samples`` never waits for it nor for a target and
+never raises for one: a slow or dead target never holds the pipeline,
+the other targets or the ack of the batch. What waits for the delivery
+process is bounded (``queue_size`` samples), and so is each target's
+queue there; the excess is dropped and counted. Delivered and dropped
+counts (and the last error) are added to the store every
+``counter_interval`` seconds.
 
 Deliveries are at most once: a sample dropped (queue full, target away
-past the retries) is counted, not retried later.
+past the retries, delivery process restarting) is counted, not retried.
 """
 
+import collections
 import logging
 import os
+import subprocess
+import sys
 import threading
 
+import orjson
+
 from calipso_agent import dead_letter, storage, subscriptions
-from calipso_agent.publisher import base, subscription_targets
+from calipso_agent.publisher import base, subscription_delivery
 
 LOG = logging.getLogger(__name__)
+
+DELIVERY_MODULE = 'calipso_agent.publisher.subscription_delivery'
+
+
+def _merge(into, counts):
+    for sub_id, added in counts.items():
+        kept = into.setdefault(sub_id, {'delivered': 0, 'dropped': 0,
+                                        'last_error': None})
+        kept['delivered'] += added.get('delivered') or 0
+        kept['dropped'] += added.get('dropped') or 0
+        if added.get('last_error'):
+            kept['last_error'] = added['last_error']
+
+
+class DeliveryProcess:
+    """The delivery process as the agent sees it: frames queued (at most
+    ``capacity`` samples waiting) and written by a thread of their own,
+    counts read back by another; started again when it died."""
+
+    def __init__(self, config, capacity):
+        self.config = config
+        self.capacity = capacity
+        self._frames = collections.deque()
+        self._waiting = 0
+        self._subscriptions = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._counts = {}
+        self._process = None
+        self._writer = threading.Thread(target=self._write, daemon=True,
+                                        name='subscription-delivery')
+        self._writer.start()
+
+    # --- the agent's side -------------------------------------------------
+    def set_subscriptions(self, records):
+        self._subscriptions = subscription_delivery.frame('subscriptions',
+                                                          records)
+        self._frames.append((self._subscriptions, None))
+        self._wake.set()
+
+    def submit(self, entries):
+        """Queue ``[(subscription ids, sample JSON), ...]``; never
+        waits: past ``capacity`` they are dropped (counted)."""
+        if self._waiting + len(entries) > self.capacity:
+            self._dropped(entries)
+            return
+        with self._lock:
+            self._waiting += len(entries)
+        self._frames.append((subscription_delivery.frame('samples',
+                                                         entries), entries))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def take_counts(self):
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return counts
+
+    def give_back(self, counts):
+        with self._lock:
+            _merge(self._counts, counts)
+
+    def _dropped(self, entries, error=None):
+        counts = {}
+        for ids, _ in entries:
+            for sub_id in ids:
+                _merge(counts, {sub_id: {'dropped': 1,
+                                         'last_error': error}})
+        self.give_back(counts)
+
+    # --- the writer and reader threads ---------------------------------
+    def _spawn(self):
+        process = subprocess.Popen(
+            [sys.executable, '-m', DELIVERY_MODULE], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, close_fds=True)
+        process.stdin.write(subscription_delivery.frame('config',
+                                                        self.config))
+        if self._subscriptions is not None:
+            process.stdin.write(self._subscriptions)
+        process.stdin.flush()
+        threading.Thread(target=self._read, args=(process.stdout,),
+                         daemon=True, name='subscription-counts').start()
+        LOG.info('Subscription delivery process %d started', process.pid)
+        return process
+
+    def _write(self):
+        while not self._stop.is_set():
+            if not self._frames:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            data, entries = self._frames.popleft()
+            if entries is not None:
+                with self._lock:
+                    self._waiting -= len(entries)
+            try:
+                if self._process is None or (
+                        self._process.poll() is not None):
+                    if self._process is not None:
+                        LOG.error('Subscription delivery process exited '
+                                  '(%s); starting it again',
+                                  self._process.returncode)
+                    self._process = self._spawn()
+                    if data is self._subscriptions:
+                        continue
+                self._process.stdin.write(data)
+                if not self._frames:
+                    self._process.stdin.flush()
+            except (OSError, ValueError) as exc:
+                if entries is not None:
+                    self._dropped(entries, f'delivery process: {exc}')
+                if self._stop.wait(0.5):
+                    return
+
+    def _read(self, stream):
+        for line in stream:
+            try:
+                counts = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            self.give_back(counts)
+
+    def close(self):
+        self._stop.set()
+        self._wake.set()
+        self._writer.join(5)
+        process = self._process
+        if process is None:
+            return
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 class SubscriptionPublisher(base.Publisher):
@@ -35,23 +184,29 @@ class SubscriptionPublisher(base.Publisher):
                 'subscription:// takes no host, path or option: the '
                 'subscriptions are read from [database] connection')
         self.options = conf.subscription
-        self.secret = conf.publisher.telemetry_secret
         try:
-            self.networks = subscriptions.parse_networks(
+            networks = subscriptions.parse_networks(
                 self.options.allowed_target_cidrs)
         except ValueError as exc:
             raise base.PublisherConfigError(
                 f'[subscription] allowed_target_cidrs: {exc}')
+        self._delivery_config = {
+            'options': {name: getattr(self.options, name) for name in (
+                'queue_size', 'http_batch_size', 'http_timeout',
+                'http_max_retries', 'http_retry_backoff',
+                'counter_interval')},
+            'secret': conf.publisher.telemetry_secret,
+            'networks': [str(n) for n in networks],
+            'broker_urls': None}
         self._store = None
         self._index = subscriptions.MatcherIndex([])
-        self._senders = {}
+        self._delivery = None
         # The store's subscription version in effect (None: not read yet).
         self.version = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
         self._pid = None
-        self._broker_urls = None
         self._start()
 
     # --- the pipeline's side ------------------------------------------
@@ -61,16 +216,13 @@ class SubscriptionPublisher(base.Publisher):
         index = self._index
         if not index:
             return
-        senders = self._senders
+        entries = []
         for sample in samples:
             matched = index.matching(sample)
-            if not matched:
-                continue
-            delivery = subscription_targets.Delivery(sample, self.secret)
-            for matcher in matched:
-                sender = senders.get(matcher.id)
-                if sender is not None:
-                    sender.offer(delivery)
+            if matched:
+                entries.append(([m.id for m in matched], sample.to_json()))
+        if entries:
+            self._delivery.submit(entries)
 
     def _start(self):
         """Start the refresher in the process that publishes (again after
@@ -81,10 +233,10 @@ class SubscriptionPublisher(base.Publisher):
                 return
             self._pid = os.getpid()
             self._store = None
-            self._senders = {}
             self._index = subscriptions.MatcherIndex([])
             self.version = None
             self._stop = threading.Event()
+            self._delivery = None
             self._thread = threading.Thread(target=self._run,
                                             name='subscription-refresher',
                                             daemon=True)
@@ -122,80 +274,57 @@ class SubscriptionPublisher(base.Publisher):
         self.version = version
 
     def _apply(self, stored):
-        matchers = []
-        senders = {}
+        matchers, records = [], []
         for record in stored:
             try:
                 matcher = subscriptions.Matcher(record)
-                target = subscriptions.parse_target(record['target'])
+                subscriptions.parse_target(record['target'])
             except (KeyError, TypeError, ValueError,
                     subscriptions.SubscriptionError) as exc:
                 LOG.error('Subscription %s cannot be used, skipped: %s',
                           record.get('id'), exc)
                 continue
-            old = self._senders.get(matcher.id)
-            if old is not None and old.target.url == target.url:
-                senders[matcher.id] = old
-            else:
-                senders[matcher.id] = self._sender(matcher.id, target)
             matchers.append(matcher)
-        gone = [s for sid, s in self._senders.items()
-                if senders.get(sid) is not s]
-        # The new index and senders first: a sample never finds a sender
-        # that is stopping.
-        self._senders = senders
+            records.append({'id': record['id'],
+                            'target': record['target']})
+        if self._delivery is None:
+            self._delivery_config['broker_urls'] = self._amqp_urls()
+            self._delivery = DeliveryProcess(self._delivery_config,
+                                             self.options.queue_size)
+        # The delivery process learns them first: a sample matched with
+        # the new index finds its sender there.
+        self._delivery.set_subscriptions(records)
         self._index = subscriptions.MatcherIndex(matchers)
-        for sender in gone:
-            sender.stop()
-            if sender.sub_id not in senders:
-                sender.removed()
         LOG.info('%d subscriptions in effect', len(matchers))
 
-    def _sender(self, sub_id, target):
-        cls = subscription_targets.SENDERS[target.scheme]
-        extra = {}
-        if target.scheme == 'amqp':
-            extra['broker_urls'] = self._amqp_urls()
-        return cls(sub_id, target, self.options, self.networks, **extra)
-
     def _amqp_urls(self):
-        if self._broker_urls is None:
-            if self.options.amqp_url:
-                self._broker_urls = [self.options.amqp_url]
-            else:
-                try:
-                    self._broker_urls = dead_letter.broker_urls(
-                        self.conf) or []
-                except Exception as exc:
-                    LOG.error('No broker for amqp:// subscriptions: %s', exc)
-                    self._broker_urls = []
-        return self._broker_urls
+        if self.options.amqp_url:
+            return [self.options.amqp_url]
+        try:
+            return dead_letter.broker_urls(self.conf) or []
+        except Exception as exc:
+            LOG.error('No broker for amqp:// subscriptions: %s', exc)
+            return []
 
     def _flush_counters(self):
-        taken = {}
-        for sub_id, sender in list(self._senders.items()):
-            counts = sender.take_counts()
-            if counts['delivered'] or counts['dropped'] or (
-                    counts['last_error']):
-                taken[sub_id] = (sender, counts)
-        if not taken:
+        if self._delivery is None:
+            return
+        counts = self._delivery.take_counts()
+        if not counts:
             return
         try:
-            self._connection().add_subscription_counters(
-                {sub_id: counts for sub_id, (_, counts) in taken.items()})
+            self._connection().add_subscription_counters(counts)
         except Exception as exc:
             LOG.warning('Subscription counters cannot be written now: %s',
                         exc)
-            for sender, counts in taken.values():
-                sender.give_back(counts)
+            self._delivery.give_back(counts)
 
     def close(self):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        for sender in self._senders.values():
-            sender.stop(wait=2)
-        if self._pid == os.getpid():
+        if self._delivery is not None and self._pid == os.getpid():
+            self._delivery.close()
             self._flush_counters()
         if self._store is not None:
             self._store.close()

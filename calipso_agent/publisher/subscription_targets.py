@@ -40,11 +40,11 @@ class Delivery:
 
     __slots__ = ('sample', 'secret', '_datagram', '_json')
 
-    def __init__(self, sample, secret):
+    def __init__(self, sample, secret, json=None):
         self.sample = sample
         self.secret = secret
         self._datagram = None
-        self._json = None
+        self._json = json
 
     def datagram(self):
         if self._datagram is None:

@@ -83,22 +83,28 @@ def test_udp_gets_cord_datagrams_of_its_projects_only(setup):
 
 def test_change_takes_effect_and_unsubscribe_stops(setup):
     _, store, channel, publisher = setup
-    udp = UDPCollector()
+    udp, marker = UDPCollector(), UDPCollector()
     try:
         publisher.publish_samples([make_sample(0, project_id='p-a')])
         record = subscribe(store, channel, publisher, app_id='late',
                            target=udp.url)
         publisher.publish_samples([make_sample(1, project_id='p-a')])
         assert wait_until(lambda: udp.messages, 5)
+        assert [m['resource_id'] for m in udp.messages] == ['vm-1']
         store.delete_subscription(record['id'])
-        assert wait_until(lambda: not publisher._index, 5)
-        count = len(udp.messages)
+        subscribe(store, channel, publisher, app_id='marker',
+                  target=marker.url, sub_info='memory')
         publisher.publish_samples([make_sample(i, project_id='p-a')
                                    for i in range(10, 20)])
-        assert publisher._senders == {}
-        assert len(udp.messages) == count
+        publisher.publish_samples([make_sample(99, name='memory',
+                                               project_id='p-a')])
+        # Delivered in order: once the marker is there, the samples
+        # before it would have been too.
+        assert wait_until(lambda: marker.messages, 10)
+        assert [m['resource_id'] for m in udp.messages] == ['vm-1']
     finally:
         udp.close()
+        marker.close()
 
 
 class HangingServer:

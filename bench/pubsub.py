@@ -214,16 +214,21 @@ def run(mode, args, root):
         # Let the datagrams of the last batches arrive.
         time.sleep(2)
         per_notification = (arrivals.lines.value - warm) / len(sent)
-        # Drain: a backlog published while the agent is stopped.
-        agent.stop()
-        before = arrivals.lines.value
-        publish_paced(topic, 'drain', args.drain)
-        expected = before + round(per_notification * args.drain)
-        agent.start()
-        # The clock starts once the agent listens (not its start-up).
-        started = time.monotonic()
-        wait_until(lambda: arrivals.lines.value >= expected, 600, 0.01)
-        drain = args.drain / (time.monotonic() - started)
+        # Drain: a backlog published while the agent is stopped, the
+        # best of --drain-runs (the machine's other loads vary).
+        rates = []
+        for run_index in range(args.drain_runs):
+            agent.stop()
+            before = arrivals.lines.value
+            publish_paced(topic, f'drain{run_index}', args.drain)
+            expected = before + round(per_notification * args.drain)
+            agent.start()
+            # The clock starts once the agent listens (not its start-up).
+            started = time.monotonic()
+            wait_until(lambda expected=expected: arrivals.lines.value >=
+                       expected, 600, 0.01)
+            rates.append(args.drain / (time.monotonic() - started))
+        drain = max(rates)
         counters = store.get_subscription_counters()
     finally:
         agent.stop()
@@ -255,6 +260,7 @@ def main(argv=None):
     parser.add_argument('--rate', type=float, default=1000)
     parser.add_argument('--seconds', type=float, default=10)
     parser.add_argument('--drain', type=int, default=10000)
+    parser.add_argument('--drain-runs', type=int, default=3)
     parser.add_argument('--batch-size', type=int, default=100)
     args = parser.parse_args(argv)
     if not bus.broker_available():

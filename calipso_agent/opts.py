@@ -377,6 +377,15 @@ SUBSCRIPTION_OPTS = [
                  default=0.2,
                  min=0,
                  help='Seconds before the first retry of a failed POST.'),
+    cfg.IntOpt('delivery_niceness',
+               default=10,
+               min=0,
+               max=19,
+               help='Niceness added to the subscription publisher\'s '
+                    'delivery process (it signs, encodes and sends the '
+                    'samples of subscriptions): where CPU is short, the '
+                    'pipeline (storing samples, acknowledging batches) '
+                    'goes first and deliveries wait, then drop (counted).'),
     cfg.StrOpt('amqp_url',
                secret=True,
                help='Broker of the amqp:// targets (a kombu URL such as '

@@ -392,6 +392,10 @@ class Matcher:
                                             for p in patterns))
                         if patterns else None)
         self.terms = [parse_term(t) for t in subscription['query']]
+        # The channel's scope term is what ``projects`` checks first.
+        scope = {'field': PROJECT_FIELD, 'op': 'in',
+                 'value': sorted(self.projects)}
+        self._checked = [t for t in self.terms if t != scope]
 
     def selects_meter(self, name):
         return name in self.names or (
@@ -403,7 +407,10 @@ class Matcher:
         of a project outside its channel, whatever its terms."""
         if sample.project_id not in self.projects:
             return False
-        return all(_term_matches(sample, term) for term in self.terms)
+        for term in self._checked:
+            if not _term_matches(sample, term):
+                return False
+        return True
 
 
 def _is_pattern(meter):
@@ -411,31 +418,38 @@ def _is_pattern(meter):
 
 
 class MatcherIndex:
-    """Matchers indexed by meter name (patterns apart), so a sample is
-    tried against the subscriptions of its meter only."""
+    """Matchers indexed by project and meter name (patterns apart): every
+    subscription is limited to its channel's projects, so a sample is
+    tried against the subscriptions of its project and meter only."""
 
     def __init__(self, matchers):
-        self.by_name = {}
-        self.with_patterns = []
+        self.by_key = {}
+        self.with_patterns = {}
         for matcher in matchers:
-            for name in matcher.names:
-                self.by_name.setdefault(name, []).append(matcher)
-            if matcher.pattern is not None:
-                self.with_patterns.append(matcher)
-        self._pattern_cache = {}
+            for project in matcher.projects:
+                for name in matcher.names:
+                    self.by_key.setdefault((project, name), []).append(
+                        matcher)
+                if matcher.pattern is not None:
+                    self.with_patterns.setdefault(project, []).append(
+                        matcher)
+        self._cache = {}
 
     def __bool__(self):
-        return bool(self.by_name or self.with_patterns)
+        return bool(self.by_key or self.with_patterns)
 
-    def candidates(self, name):
-        found = self._pattern_cache.get(name)
+    def candidates(self, project, name):
+        key = (project, name)
+        found = self._cache.get(key)
         if found is None:
-            found = [m for m in self.with_patterns if m.selects_meter(name)
-                     and name not in m.names]
-            if len(self._pattern_cache) < 10000:
-                self._pattern_cache[name] = found
-        return self.by_name.get(name, []) + found
+            found = self.by_key.get(key, []) + [
+                m for m in self.with_patterns.get(project, ())
+                if m.selects_meter(name) and name not in m.names]
+            if len(self._cache) < 100000:
+                self._cache[key] = found
+        return found
 
     def matching(self, sample):
         """The matchers ``sample`` goes to."""
-        return [m for m in self.candidates(sample.name) if m.matches(sample)]
+        return [m for m in self.candidates(sample.project_id, sample.name)
+                if m.matches(sample)]

@@ -194,7 +194,7 @@ class SubscriptionPublisher(base.Publisher):
             'options': {name: getattr(self.options, name) for name in (
                 'queue_size', 'http_batch_size', 'http_timeout',
                 'http_max_retries', 'http_retry_backoff',
-                'counter_interval')},
+                'counter_interval', 'delivery_niceness')},
             'secret': conf.publisher.telemetry_secret,
             'networks': [str(n) for n in networks],
             'broker_urls': None}

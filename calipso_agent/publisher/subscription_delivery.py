@@ -22,6 +22,7 @@ End of stdin (the agent is gone) stops the process.
 
 import ipaddress
 import logging
+import os
 import struct
 import sys
 import threading
@@ -147,6 +148,9 @@ def main():
     if first is None or first[0] != 'config':
         sys.exit('subscription delivery: no configuration on stdin')
     deliverer = Deliverer(first[1])
+    niceness = getattr(deliverer.options, 'delivery_niceness', 0)
+    if niceness:
+        os.nice(niceness)
     stop = threading.Event()
     reporter = threading.Thread(
         target=report_counts, daemon=True,

@@ -20,21 +20,19 @@ p99 <= 250 ms, drain rate with subscriptions >= 0.8x the floor's.
 """
 
 import argparse
-import http.server
 import json
 import multiprocessing
 import os
 import select
 import socket
 import tempfile
-import threading
 import time
 
 import msgpack
 
 from bench.common import percentile, say
 from calipso_agent import storage
-from tests.helpers import bus, daemons, fixtures, pubsub
+from tests.helpers import bus, daemons, fixtures, pubsub, receivers
 from tests.helpers.basics import make_conf, wait_until
 
 PROJECTS = [f'p-bench-{k}' for k in range(10)]
@@ -101,32 +99,6 @@ class Arrivals:
         return result
 
 
-class HangingServer:
-    """Accepts HTTP requests and never answers: a dead target."""
-
-    def __init__(self):
-        stop = self.stop = threading.Event()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                stop.wait(600)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                      Handler)
-        self.server.daemon_threads = True
-        self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
-        threading.Thread(target=self.server.serve_forever,
-                         daemon=True).start()
-
-    def close(self):
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def subscribe_all(store, urls, dead_url):
     count = 0
     for k, project in enumerate(PROJECTS):
@@ -137,7 +109,7 @@ def subscribe_all(store, urls, dead_url):
                 'sub_info': METERS[j % len(METERS)]})
             count += 1
         pubsub.store_subscription(store, channel, [project], {
-            'app_id': 'dead', 'target': f'{dead_url}/{k}', 'sub_info': '*'})
+            'app_id': 'dead', 'target': f'{dead_url}{k}', 'sub_info': '*'})
         count += 1
     return count
 
@@ -187,7 +159,7 @@ def run(mode, args, root):
     arrivals = Arrivals(output,
                         LIVE_PER_CHANNEL if mode == 'pubsub' else 0)
     if mode == 'pubsub':
-        dead = HangingServer()
+        dead = receivers.HangingHTTPServer()
         subscribed = subscribe_all(store, arrivals.urls, dead.url)
         publishers.append('subscription://')
     topic = bus.unique_topic('calipso_bench_pubsub')

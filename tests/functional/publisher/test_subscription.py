@@ -2,9 +2,6 @@
 receivers, a real SQLite store holding the subscriptions; a dead target
 holds nothing but itself."""
 
-import http.server
-import threading
-
 import msgpack
 import pytest
 
@@ -18,7 +15,11 @@ from tests.helpers.basics import (
     wait_until,
 )
 from tests.helpers.bus import RABBIT_URL, TELEMETRY_SECRET
-from tests.helpers.receivers import SampleHTTPServer, UDPCollector
+from tests.helpers.receivers import (
+    HangingHTTPServer,
+    SampleHTTPServer,
+    UDPCollector,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -107,34 +108,10 @@ def test_change_takes_effect_and_unsubscribe_stops(setup):
         marker.close()
 
 
-class HangingServer:
-    """Accepts connections and never answers."""
-
-    def __init__(self):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                stop.wait(30)
-
-            def log_message(self, *args):
-                pass
-
-        stop = self.stop = threading.Event()
-        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                      Handler)
-        self.url = f'http://127.0.0.1:{self.server.server_address[1]}/'
-        threading.Thread(target=self.server.serve_forever,
-                         daemon=True).start()
-
-    def close(self):
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_dead_http_target_holds_only_itself(setup):
     _, store, channel, publisher = setup
     live = SampleHTTPServer()
-    dead = HangingServer()
+    dead = HangingHTTPServer()
     try:
         live_sub = subscribe(store, channel, publisher, app_id='live',
                              target=f'http://u:secret@127.0.0.1:'

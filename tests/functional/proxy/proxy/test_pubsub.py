@@ -15,7 +15,11 @@ import requests
 from calipso_agent import storage
 from tests.helpers import bus, daemons, fixtures, pubsub
 from tests.helpers.basics import make_conf, wait_until
-from tests.helpers.receivers import SampleHTTPServer, UDPCollector
+from tests.helpers.receivers import (
+    HangingHTTPServer,
+    SampleHTTPServer,
+    UDPCollector,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -99,7 +103,11 @@ def test_cord_client_unchanged_gets_msgpack_of_its_projects(service):
 
 
 def test_http_and_amqp_targets_and_counters(service):
+    """A live HTTP target, a dead one (accepts, never answers) and an
+    AMQP queue: the live one gets its samples, the batches are acked,
+    whatever the dead one does."""
     live = SampleHTTPServer()
+    hanging = HangingHTTPServer()
     try:
         answer = post(service, '/v2/subscribe', {
             'app_id': 'web', 'target': f'http://user:pw@127.0.0.1:'
@@ -110,8 +118,7 @@ def test_http_and_amqp_targets_and_counters(service):
         assert answer.status_code == 201, answer.text
         assert 'pw' not in answer.text
         dead = post(service, '/v2/subscribe', {
-            'app_id': 'dead', 'target': 'http://127.0.0.1:9/x',
-            'sub_info': '*'})
+            'app_id': 'dead', 'target': hanging.url, 'sub_info': '*'})
         assert dead.status_code == 201
         queued = post(service, '/v2/subscribe', {
             'app_id': 'queue', 'target': 'amqp://', 'sub_info': 'vcpus'})
@@ -125,6 +132,9 @@ def test_http_and_amqp_targets_and_counters(service):
         assert wait_until(lambda: set(mine) <= {
             s['resource_id'] for s in live.samples()}, 15)
         assert {s['project_id'] for s in live.samples()} == {PROJECTS[0]}
+        # Every notification acknowledged while the dead target hangs.
+        assert wait_until(lambda: bus.unsettled_messages(
+            f'{service["topic"]}.info') == 0, 15)
         assert {s['name'] for s in live.samples()} == {'memory'}
         got = []
         assert wait_until(lambda: got.extend(pubsub.read_queue(queue))
@@ -145,6 +155,7 @@ def test_http_and_amqp_targets_and_counters(service):
                 headers=TOKEN, timeout=30).status_code == 200
         assert listed(service) == {}
     finally:
+        hanging.close()
         live.close()
 
 

@@ -168,7 +168,10 @@ def run(mode, args, root):
         {'sources': [{'name': 'all', 'meters': ['*'], 'sinks': ['out']}],
          'sinks': [{'name': 'out', 'publishers': publishers}]},
         batch_size=args.batch_size, batch_timeout=1,
-        extra_config=f'[database]\nconnection = {database}\n')
+        extra_config=(f'[database]\nconnection = {database}\n' +
+                      (f'[subscription]\ndelivery_niceness = '
+                       f'{args.niceness}\n' if args.niceness is not None
+                       else '')))
     try:
         agent.start()
         # Warm-up: the agent's first batches (imports, connections, the
@@ -233,6 +236,9 @@ def main(argv=None):
     parser.add_argument('--seconds', type=float, default=10)
     parser.add_argument('--drain', type=int, default=10000)
     parser.add_argument('--drain-runs', type=int, default=3)
+    parser.add_argument('--niceness', type=int,
+                        help='[subscription] delivery_niceness (default: '
+                             'the option\'s)')
     parser.add_argument('--batch-size', type=int, default=100)
     args = parser.parse_args(argv)
     if not bus.broker_available():

@@ -36,6 +36,11 @@ from calipso_agent.publisher import base, subscription_delivery
 LOG = logging.getLogger(__name__)
 
 DELIVERY_MODULE = 'calipso_agent.publisher.subscription_delivery'
+# Samples a frame to the delivery process holds at most: small frames let
+# it start on a batch's first samples while the rest is on the way.
+FRAME_SAMPLES = 64
+# Bytes the writer thread sends to the delivery process in one write.
+WRITE_BYTES = 1 << 20
 
 
 def _merge(into, counts):
@@ -83,8 +88,10 @@ class DeliveryProcess:
             return
         with self._lock:
             self._waiting += len(entries)
-        self._frames.append((subscription_delivery.frame('samples',
-                                                         entries), entries))
+        for start in range(0, len(entries), FRAME_SAMPLES):
+            chunk = entries[start:start + FRAME_SAMPLES]
+            self._frames.append((subscription_delivery.frame('samples',
+                                                             chunk), chunk))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -126,10 +133,16 @@ class DeliveryProcess:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            data, entries = self._frames.popleft()
-            if entries is not None:
-                with self._lock:
-                    self._waiting -= len(entries)
+            # What is queued goes in one write: a backlog costs few
+            # system calls and GIL hand-offs.
+            taken, size = [], 0
+            while self._frames and size < WRITE_BYTES:
+                data, entries = self._frames.popleft()
+                taken.append((data, entries))
+                size += len(data)
+            waiting = sum(len(e) for _, e in taken if e is not None)
+            with self._lock:
+                self._waiting -= waiting
             try:
                 if self._process is None or (
                         self._process.poll() is not None):
@@ -138,14 +151,12 @@ class DeliveryProcess:
                                   '(%s); starting it again',
                                   self._process.returncode)
                     self._process = self._spawn()
-                    if data is self._subscriptions:
-                        continue
-                self._process.stdin.write(data)
-                if not self._frames:
-                    self._process.stdin.flush()
+                self._process.stdin.write(b''.join(d for d, _ in taken))
+                self._process.stdin.flush()
             except (OSError, ValueError) as exc:
-                if entries is not None:
-                    self._dropped(entries, f'delivery process: {exc}')
+                for _, entries in taken:
+                    if entries is not None:
+                        self._dropped(entries, f'delivery process: {exc}')
                 if self._stop.wait(0.5):
                     return
 

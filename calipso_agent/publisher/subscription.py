@@ -214,6 +214,7 @@ class SubscriptionPublisher(base.Publisher):
         self._delivery = None
         # The store's subscription version in effect (None: not read yet).
         self.version = None
+        self._channels = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -246,6 +247,7 @@ class SubscriptionPublisher(base.Publisher):
             self._store = None
             self._index = subscriptions.MatcherIndex([])
             self.version = None
+            self._channels = None
             self._stop = threading.Event()
             self._delivery = None
             self._thread = threading.Thread(target=self._run,
@@ -274,21 +276,31 @@ class SubscriptionPublisher(base.Publisher):
         try:
             store = self._connection()
             version = store.subscriptions_version()
-            if version == self.version:
+            # The channels too (a few rows): a channel that lost a
+            # project stops its subscriptions' deliveries of it at once.
+            channels = {c['id']: frozenset(c.get('tenant_list') or ())
+                        for c in store.get_channels()}
+            if version == self.version and channels == self._channels:
                 return
             stored = store.get_subscriptions()
         except Exception as exc:
             LOG.warning('Subscriptions cannot be read now (%s: %s); the '
                         'known ones stay in effect', type(exc).__name__, exc)
             return
-        self._apply(stored)
+        self._apply(stored, channels)
+        self._channels = channels
         self.version = version
 
-    def _apply(self, stored):
+    def _apply(self, stored, channels):
         matchers, records = [], []
         for record in stored:
             try:
-                matcher = subscriptions.Matcher(record)
+                projects = frozenset(record.get('projects') or ()) & (
+                    channels.get(record.get('channel_id'), frozenset()))
+                if not projects:
+                    continue
+                matcher = subscriptions.Matcher(
+                    dict(record, projects=sorted(projects)))
                 subscriptions.parse_target(record['target'])
             except (KeyError, TypeError, ValueError,
                     subscriptions.SubscriptionError) as exc:

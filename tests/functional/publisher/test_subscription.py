@@ -108,6 +108,24 @@ def test_change_takes_effect_and_unsubscribe_stops(setup):
         marker.close()
 
 
+def test_a_project_taken_from_the_channel_is_no_longer_delivered(setup):
+    _, store, channel, publisher = setup
+    udp = UDPCollector()
+    try:
+        subscribe(store, channel, publisher, app_id='both', target=udp.url)
+        store.update_channel(channel, {'tenant_list': ['p-a']})
+        assert wait_until(lambda: publisher.version is not None and
+                          publisher._channels[channel] == {'p-a'}, 10)
+        publisher.publish_samples([make_sample(1, project_id='p-b'),
+                                   make_sample(2, project_id='p-a')])
+        assert wait_until(lambda: udp.messages, 10)
+        publisher.publish_samples([make_sample(3, project_id='p-a')])
+        assert wait_until(lambda: len(udp.messages) == 2, 10)
+        assert [m['resource_id'] for m in udp.messages] == ['vm-2', 'vm-3']
+    finally:
+        udp.close()
+
+
 def test_dead_http_target_holds_only_itself(setup):
     _, store, channel, publisher = setup
     live = SampleHTTPServer()

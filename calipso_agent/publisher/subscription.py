@@ -80,6 +80,9 @@ class DeliveryProcess:
         self._frames.append((self._subscriptions, None))
         self._wake.set()
 
+    def full(self):
+        return self._waiting >= self.capacity
+
     def submit(self, entries):
         """Queue ``[(subscription ids, sample JSON), ...]``; never
         waits: past ``capacity`` they are dropped (counted)."""
@@ -105,12 +108,13 @@ class DeliveryProcess:
             _merge(self._counts, counts)
 
     def _dropped(self, entries, error=None):
-        counts = {}
-        for ids, _ in entries:
-            for sub_id in ids:
-                _merge(counts, {sub_id: {'dropped': 1,
-                                         'last_error': error}})
-        self.give_back(counts)
+        self.count_dropped(collections.Counter(
+            sub_id for ids, _ in entries for sub_id in ids), error)
+
+    def count_dropped(self, dropped, error=None):
+        """Count ``{subscription id: samples}`` as dropped."""
+        self.give_back({sub_id: {'dropped': count, 'last_error': error}
+                        for sub_id, count in dropped.items()})
 
     # --- the writer and reader threads ---------------------------------
     def _spawn(self):
@@ -227,6 +231,13 @@ class SubscriptionPublisher(base.Publisher):
             self._start()
         index = self._index
         if not index:
+            return
+        if self._delivery.full():
+            # A backlog the delivery process cannot take now: count its
+            # drops without encoding anything.
+            self._delivery.count_dropped(collections.Counter(
+                m.id for sample in samples
+                for m in index.matching(sample)))
             return
         entries = []
         for sample in samples:

@@ -493,6 +493,69 @@ INVENTORY_SCAN_OPTS = [
                     'end of each list.'),
 ]
 
+SUBSCRIPTION_OPTS = [
+    cfg.ListOpt('allowed_target_cidrs',
+                default=[],
+                help='Networks (CIDRs) the udp://, http:// and https:// '
+                     'targets of tenant subscriptions may point to: a '
+                     'target whose host resolves outside them is refused '
+                     'at subscribe time and never sent to. Empty: any '
+                     'address. Set it so that tenants cannot turn the '
+                     'service against internal hosts.'),
+    cfg.FloatOpt('refresh_interval',
+                 default=1.0,
+                 min=0.1,
+                 help='Seconds between two looks of the subscription '
+                      'publisher at the store\'s subscription version; a '
+                      'change is read and in effect within this time.'),
+    cfg.FloatOpt('counter_interval',
+                 default=2.0,
+                 min=0.1,
+                 help='Seconds between two writes of the delivered and '
+                      'dropped counts into the store (GET /v2/subscribe '
+                      'shows them).'),
+    cfg.IntOpt('queue_size',
+               default=10000,
+               min=1,
+               help='Samples waiting for one target; past that, new '
+                    'samples for it are dropped and counted, so a slow or '
+                    'dead target never holds the pipeline.'),
+    cfg.IntOpt('http_batch_size',
+               default=100,
+               min=1,
+               help='Samples at most in one POST to an http(s) target.'),
+    cfg.FloatOpt('http_timeout',
+                 default=2.0,
+                 min=0.1,
+                 help='Seconds an http(s) target has to answer a POST.'),
+    cfg.IntOpt('http_max_retries',
+               default=3,
+               min=0,
+               help='Retries of a POST that failed, with a backoff '
+                    'doubling from http_retry_backoff; then its samples '
+                    'are dropped and counted.'),
+    cfg.FloatOpt('http_retry_backoff',
+                 default=0.2,
+                 min=0,
+                 help='Seconds before the first retry of a failed POST.'),
+    cfg.IntOpt('delivery_niceness',
+               default=10,
+               min=0,
+               max=19,
+               help='Niceness added to the subscription publisher\'s '
+                    'delivery process (it signs, encodes and sends the '
+                    'samples of subscriptions): where CPU is short, the '
+                    'pipeline (storing samples, acknowledging batches) '
+                    'goes first and deliveries wait, then drop (counted).'),
+    cfg.StrOpt('amqp_url',
+               secret=True,
+               help='Broker of the amqp:// targets (a kombu URL such as '
+                    'amqp://user:password@127.0.0.1:5672//): each such '
+                    'subscription gets a durable queue of its own there. '
+                    'Unset: the transport_url of the agent.'),
+]
+
+
 def list_opts():
     """Options per group, for oslo-config-generator and register_opts."""
     return [
@@ -512,6 +575,7 @@ def list_opts():
         ('api', API_OPTS),
         (SERVICE_CREDENTIALS, SERVICE_CREDENTIALS_OPTS + keystoneauth_opts()),
         ('inventory_scan', INVENTORY_SCAN_OPTS),
+        ('subscription', SUBSCRIPTION_OPTS),
     ]
 
 

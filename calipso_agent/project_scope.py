@@ -15,6 +15,9 @@ import hmac
 
 HEADER = 'X-Calipso-Project-Scope'
 SIGNATURE_HEADER = 'X-Calipso-Scope-Signature'
+# The channel a proxy serves, for its subscriptions: the API believes it
+# only for a channel whose projects are exactly the (signed) scope.
+CHANNEL_HEADER = 'X-Calipso-Channel'
 
 
 def header_value(projects):

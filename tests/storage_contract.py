@@ -1666,6 +1666,48 @@ def test_polling_overrides(connection):
     assert sorted(connection.get_polling_overrides()) == ['cpu_source']
 
 
+def test_subscriptions_version_changes_with_every_change(connection):
+    connection.create_channel(channel('ch-1'))
+    seen = [connection.subscriptions_version()]
+    connection.create_subscription(subscription('s-1', 'ch-1'))
+    seen.append(connection.subscriptions_version())
+    assert connection.subscriptions_version() == seen[-1]
+    connection.create_subscription(subscription('s-2', 'ch-1'))
+    seen.append(connection.subscriptions_version())
+    connection.delete_subscription('s-1')
+    seen.append(connection.subscriptions_version())
+    connection.delete_subscription('s-1')
+    assert connection.subscriptions_version() == seen[-1]
+    connection.delete_channel('ch-1')
+    seen.append(connection.subscriptions_version())
+    assert len(set(seen)) == len(seen), seen
+
+
+def test_subscription_counters_add_up(connection):
+    connection.create_channel(channel('ch-1'))
+    connection.create_subscription(subscription('s-1', 'ch-1'))
+    connection.create_subscription(subscription('s-2', 'ch-1'))
+    assert connection.get_subscription_counters() == {}
+    connection.add_subscription_counters({
+        's-1': {'delivered': 3, 'dropped': 0, 'last_error': None},
+        's-2': {'delivered': 0, 'dropped': 2, 'last_error': 'refused'},
+        'gone': {'delivered': 9, 'dropped': 9, 'last_error': 'x'}})
+    connection.add_subscription_counters({
+        's-1': {'delivered': 4, 'dropped': 1, 'last_error': 'timeout'},
+        's-2': {'delivered': 1, 'dropped': 0, 'last_error': None}})
+    assert connection.get_subscription_counters() == {
+        's-1': {'delivered': 7, 'dropped': 1, 'last_error': 'timeout'},
+        's-2': {'delivered': 1, 'dropped': 2, 'last_error': 'refused'}}
+    assert list(connection.get_subscription_counters(ids=['s-2'])) == [
+        's-2']
+    # A subscription made again (replaced) starts from zero.
+    connection.delete_subscription('s-1')
+    connection.create_subscription(subscription('s-1', 'ch-1'))
+    assert 's-1' not in connection.get_subscription_counters()
+    connection.delete_channel('ch-1')
+    assert connection.get_subscription_counters() == {}
+
+
 # --- property tests: every driver answers as the reference -----------------
 
 NAMES = {'cpu': ('ns', 'cumulative'), 'memory': ('MB', 'gauge'),

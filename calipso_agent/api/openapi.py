@@ -353,6 +353,46 @@ def _query_array(name, items, description):
             'schema': _array(items), 'description': description}
 
 
+_TERM = _object({
+    'field': _string(description='A sample field (name, type, unit, '
+                     'volume, user_id, project_id, resource_id, '
+                     'timestamp, source, id; CORD\'s counter_* names) or '
+                     'resource_metadata.<key>.'),
+    'op': {'type': 'string', 'enum': ['eq', 'ne', 'lt', 'le', 'gt', 'ge',
+                                      'in']},
+    'value': {'description': 'A string, number or boolean; for in, a '
+                             'list or comma-separated text.'},
+}, required=['field', 'value'])
+
+SCHEMAS['SubscriptionBody'] = _object({
+    'app_id': _string(description='The application\'s name for the '
+                      'subscription, unique in the channel: a second '
+                      'subscribe replaces the first.'),
+    'target': _string(description='udp://HOST:PORT, http(s)://... or '
+                      'amqp:// (a queue of the subscription\'s own).'),
+    'sub_info': {'description': 'A meter name or pattern (cpu_*), or a '
+                                'list of them.'},
+    'query': _array(_TERM, 'Terms every sample must satisfy.'),
+}, required=['app_id', 'target', 'sub_info'])
+
+SCHEMAS['Subscription'] = _object({
+    'app_id': _string(),
+    'target': _string(description='Without credentials.'),
+    'sub_info': _array(_string()),
+    'query': _array(_TERM, 'The terms, with the channel\'s project '
+                    'constraint last.'),
+    'created_at': _string(nullable=True),
+    'delivered': {'type': 'integer'},
+    'dropped': {'type': 'integer'},
+    'last_error': _string(nullable=True),
+    'queue': _string(description='amqp:// targets: the queue to read.'),
+}, required=['app_id', 'target', 'sub_info', 'query', 'delivered',
+             'dropped'])
+
+SCHEMAS['Unsubscribed'] = _object({
+    'app_id': _string(), 'unsubscribed': {'type': 'boolean'}},
+    required=['app_id', 'unsubscribed'])
+
 PARAMETERS = {
     'q.field': _query_array(
         'q.field', _string(), 'Field of each simple-query term: user_id, '
@@ -425,6 +465,8 @@ PARAMETERS = {
               'schema': {'type': 'integer', 'minimum': 1, 'maximum': 64},
               'description': 'Most links from the focal point (default '
                              '64).'},
+    'app_id': {'name': 'app_id', 'in': 'path', 'required': True,
+               'schema': _string(minLength=1)},
 }
 
 RESPONSES = {
@@ -547,6 +589,25 @@ PATHS = {
         'the polling agents apply it at their next cycle.',
         ['source_name'], 200, _ref('schemas', 'PollingSource'), NOT_FOUND,
         body=_ref('schemas', 'PollingChange'))},
+    '/v2/subscribe': {
+        'get': _operation('The channel\'s subscriptions with their '
+                          'delivery counters (through a channel\'s '
+                          'proxy).', [], 200, _list_of('Subscription')),
+        'post': _operation('Subscribe (replaces the app_id\'s).', [], 201,
+                           _ref('schemas', 'Subscription'),
+                           body=_ref('schemas', 'SubscriptionBody')),
+    },
+    '/v2/subscribe/{app_id}': {'delete': _operation(
+        'Unsubscribe.', ['app_id'], 200, _ref('schemas', 'Unsubscribed'),
+        NOT_FOUND)},
+    '/subscribe': {'post': _operation(
+        'CORD\'s subscribe: as POST /v2/subscribe.', [], 201,
+        _ref('schemas', 'Subscription'),
+        body=_ref('schemas', 'SubscriptionBody'))},
+    '/unsubscribe': {'post': _operation(
+        'CORD\'s unsubscribe, body {"app_id"}.', [], 200,
+        _ref('schemas', 'Unsubscribed'), NOT_FOUND,
+        body=_object({'app_id': _string()}, required=['app_id']))},
     '/healthcheck': {'get': {
         'summary': 'Whether the API serves requests and its store answers '
                    '(no authentication).',

@@ -7,7 +7,6 @@ import errno
 import logging
 import socket
 
-import msgpack
 from oslo_utils import netutils
 
 from calipso_agent.publisher import base, utils
@@ -56,8 +55,7 @@ class UDPPublisher(base.Publisher):
 
     def publish_samples(self, samples):
         for sample in samples:
-            data = msgpack.packb(utils.meter_message(sample, self.secret),
-                                 use_bin_type=True, default=str)
+            data = utils.datagram(sample, self.secret)
             try:
                 self._socket.sendto(data, self.address)
             except OSError as exc:

@@ -8,6 +8,8 @@ byte-for-byte what Ceilometer's ``compute_signature`` produces.
 import hashlib
 import hmac
 
+import msgpack
+
 
 def _swap_text(value):
     """Render values inside lists the way Ceilometer signs them.
@@ -28,31 +30,33 @@ def _swap_text(value):
     return value
 
 
-def _signed_fields(message, prefix=''):
-    """(name, value) pairs by sorted key; nested dicts give 'a:b' names."""
-    for key, value in sorted(message.items(), key=lambda kv: str(kv[0])):
+def _signed_parts(message, prefix, parts):
+    """Append the name and rendered value of each field, by sorted key
+    (nested dicts give 'a:b' names), except the signature's."""
+    for key in sorted(message, key=str):
+        value = message[key]
         name = f'{prefix}{key}'
         if isinstance(value, dict):
-            yield from _signed_fields(value, f'{name}:')
-        elif isinstance(value, (list, tuple)):
-            yield name, _swap_text(value)
-        else:
-            yield name, value
+            _signed_parts(value, f'{name}:', parts)
+        elif name != 'message_signature':
+            parts.append(name)
+            parts.append(str(_swap_text(value))
+                         if isinstance(value, (list, tuple)) else str(value))
 
 
 def compute_signature(message, secret):
-    """Hex HMAC-SHA256 of ``message`` without its signature; '' unsigned."""
+    """Hex HMAC-SHA256 of ``message`` without its signature; '' unsigned.
+
+    The HMAC of the names and values one after the other, hashed in one
+    call: the same bytes as Ceilometer's update per field."""
     if not secret:
         return ''
     if isinstance(secret, str):
         secret = secret.encode('utf-8')
-    digest = hmac.new(secret, b'', hashlib.sha256)
-    for name, value in _signed_fields(message):
-        if name == 'message_signature':
-            continue
-        digest.update(str(name).encode('utf-8'))
-        digest.update(str(value).encode('utf-8'))
-    return digest.hexdigest()
+    parts = []
+    _signed_parts(message, '', parts)
+    return hmac.new(secret, ''.join(parts).encode('utf-8'),
+                    hashlib.sha256).hexdigest()
 
 
 def verify_signature(message, secret):
@@ -95,3 +99,10 @@ def meter_message(sample, secret, publisher_id=None):
         msg['publisher_id'] = publisher_id
     msg['message_signature'] = compute_signature(msg, secret)
     return msg
+
+
+def datagram(sample, secret):
+    """The msgpack datagram of a Sample: what udp:// and the udp://
+    targets of subscriptions send (CORD's and Ceilometer's wire)."""
+    return msgpack.packb(meter_message(sample, secret), use_bin_type=True,
+                         default=str)

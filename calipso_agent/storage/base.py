@@ -539,7 +539,8 @@ class Connection(metaclass=abc.ABCMeta):
     def create_subscription(self, subscription):
         """Store a subscription (dict with ``id``, ``app_id``,
         ``channel_id``, ``target``, ``meters``, ``query``) and return it
-        as stored."""
+        as stored, with its counters at zero; StorageError if the id
+        exists. Bumps subscriptions_version."""
 
     @abc.abstractmethod
     def get_subscriptions(self, channel_id=None, ids=None):
@@ -547,7 +548,27 @@ class Connection(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def delete_subscription(self, subscription_id):
-        """Delete a subscription; True if it existed."""
+        """Delete a subscription and its counters; True if it existed.
+        Bumps subscriptions_version (so does delete_channel when the
+        channel had subscriptions)."""
+
+    @abc.abstractmethod
+    def subscriptions_version(self):
+        """A number that changes whenever a subscription is created or
+        deleted (0 before the first): agents poll it, cheaply, and read
+        the subscriptions again only when it changed."""
+
+    @abc.abstractmethod
+    def add_subscription_counters(self, counters):
+        """Add delivery counts: ``counters`` maps subscription ids to
+        ``{"delivered": n, "dropped": n, "last_error": text or None}``
+        (a None last_error keeps the stored one). Ids of subscriptions
+        that no longer exist are ignored."""
+
+    @abc.abstractmethod
+    def get_subscription_counters(self, ids=None):
+        """``{subscription id: {"delivered", "dropped", "last_error"}}``
+        of the subscriptions that have counts, all or these ids."""
 
     # --- polling overrides (the probing level set through the API) -------
     @abc.abstractmethod

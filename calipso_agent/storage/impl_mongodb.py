@@ -1066,8 +1066,18 @@ class Connection(base.Connection):
     def delete_channel(self, channel_id):
         existed = self.db.channel.delete_one(
             {'_id': channel_id}).deleted_count > 0
-        self.db.subscription.delete_many({'channel_id': channel_id})
+        owned = [doc['_id'] for doc in self.db.subscription.find(
+            {'channel_id': channel_id}, projection=['_id'])]
+        if owned:
+            self.db.subscription_counter.delete_many(
+                {'_id': {'$in': owned}})
+            self.db.subscription.delete_many({'channel_id': channel_id})
+            self._bump_subscriptions_version()
         return existed
+
+    def _bump_subscriptions_version(self):
+        self.db.subscription_version.update_one(
+            {'_id': 1}, {'$inc': {'version': 1}}, upsert=True)
 
     @_translate_errors
     def create_subscription(self, subscription):
@@ -1078,6 +1088,8 @@ class Connection(base.Connection):
         except mongo_errors.DuplicateKeyError:
             raise base.StorageError(
                 f'subscription {subscription["id"]} exists')
+        self.db.subscription_counter.delete_one({'_id': subscription['id']})
+        self._bump_subscriptions_version()
         return _object_from_document(doc)
 
     @_translate_errors
@@ -1093,8 +1105,41 @@ class Connection(base.Connection):
 
     @_translate_errors
     def delete_subscription(self, subscription_id):
-        return self.db.subscription.delete_one(
+        self.db.subscription_counter.delete_one({'_id': subscription_id})
+        deleted = self.db.subscription.delete_one(
             {'_id': subscription_id}).deleted_count > 0
+        if deleted:
+            self._bump_subscriptions_version()
+        return deleted
+
+    @_translate_errors
+    def subscriptions_version(self):
+        doc = self.db.subscription_version.find_one({'_id': 1})
+        return doc['version'] if doc else 0
+
+    @_translate_errors
+    def add_subscription_counters(self, counters):
+        if not counters:
+            return
+        existing = {doc['_id'] for doc in self.db.subscription.find(
+            {'_id': {'$in': sorted(counters)}}, projection=['_id'])}
+        for sub_id in sorted(existing):
+            added = counters[sub_id]
+            update = {'$inc': {'delivered': int(added.get('delivered') or 0),
+                               'dropped': int(added.get('dropped') or 0)}}
+            if added.get('last_error') is not None:
+                update['$set'] = {'last_error': added['last_error']}
+            self.db.subscription_counter.update_one({'_id': sub_id}, update,
+                                                    upsert=True)
+
+    @_translate_errors
+    def get_subscription_counters(self, ids=None):
+        ids = _as_list(ids)
+        query = {} if ids is None else {'_id': {'$in': ids}}
+        return {doc['_id']: {'delivered': doc.get('delivered', 0),
+                             'dropped': doc.get('dropped', 0),
+                             'last_error': doc.get('last_error')}
+                for doc in self.db.subscription_counter.find(query)}
 
     # --- polling overrides --------------------------------------------------
     @_translate_errors

@@ -26,6 +26,11 @@ Proxy kinds:
   scope); every object and link of the answer is checked: of a channel
   project, or an opaque infrastructure node (type and state only);
 * ``PUBLIC``: no project data, forwarded as is;
+* ``SUBSCRIBE``: the channel's subscriptions (the only writes through
+  a proxy): a body is checked and gains the channel's project
+  constraint (calipso_agent/subscriptions.py), CORD's paths are
+  forwarded as their /v2/subscribe equivalents, and the channel is named
+  to the API;
 * ``REFUSED``: not through a proxy: 405 when the path has proxied
   methods, else 404, as for a path the API does not have.
 """
@@ -38,8 +43,10 @@ STATISTICS = 'statistics'
 QUERY = 'query'
 INVENTORY = 'inventory'
 PUBLIC = 'public'
+SUBSCRIBE = 'subscribe'
 REFUSED = 'refused'
 PROXY_KINDS = frozenset((LIST, ITEM, STATISTICS, QUERY, INVENTORY, PUBLIC,
+                         SUBSCRIBE,
                          REFUSED))
 
 OPENAPI_PATH = '/v2/openapi.json'
@@ -103,6 +110,16 @@ ROUTES = (
         'GET': Endpoint('polling.list_sources', REFUSED)}),
     Declaration('/v2/polling/sources/{name}', {
         'PUT': Endpoint('polling.put_source', REFUSED)}),
+    Declaration('/v2/subscribe', {
+        'GET': Endpoint('subscriptions.list_subscriptions', SUBSCRIBE),
+        'POST': Endpoint('subscriptions.subscribe', SUBSCRIBE)}),
+    Declaration('/v2/subscribe/{app_id}', {
+        'DELETE': Endpoint('subscriptions.unsubscribe', SUBSCRIBE)}),
+    # CORD's paths, for its applications as they are.
+    Declaration('/subscribe', {
+        'POST': Endpoint('subscriptions.subscribe', SUBSCRIBE)}),
+    Declaration('/unsubscribe', {
+        'POST': Endpoint('subscriptions.unsubscribe_body', SUBSCRIBE)}),
     # The documents name the backend's own address: not through a proxy.
     Declaration(OPENAPI_PATH, {
         'GET': Endpoint('openapi_document', REFUSED)}, public=True),

@@ -14,6 +14,7 @@ import orjson
 import webob
 import webob.dec
 
+from calipso_agent import subscriptions
 from calipso_agent.wsgi import errors, paste_app, responses, router, v2_routes
 from calipso_proxy.proxy import backend as backend_mod
 from calipso_proxy.proxy import scope as scope_mod
@@ -111,6 +112,8 @@ class ChannelProxy:
         values = list(params.values())
         if not request.environ.get(token_gate.AUTHENTICATED):
             self.auth.check(request.headers, request.remote_addr)
+        if kind == v2_routes.SUBSCRIBE:
+            return self._subscription(request, route, values)
         if kind == v2_routes.ITEM:
             if request.query_string:
                 raise errors.ClientError('A sample or resource read by id '
@@ -141,6 +144,44 @@ class ChannelProxy:
             answer = self.backend.request('GET', forwarded_path, params,
                                           headers=request.headers)
         return self._answer(request, kind, values, answer)
+
+    def _subscription(self, request, route, values):
+        """The channel's subscriptions: a body checked and scoped to the
+        channel's projects (400, 403 before anything is forwarded),
+        CORD's paths forwarded as /v2/subscribe's."""
+        json_headers = {**request.headers,
+                        'Content-Type': 'application/json'}
+        if request.method in ('GET', 'HEAD'):
+            answer = self.backend.request('GET', '/v2/subscribe',
+                                          headers=request.headers)
+        elif request.method == 'DELETE' or route.template == '/unsubscribe':
+            if values:
+                app_id = values[0]
+            else:
+                body = subscriptions.decode_json(request.body)
+                if not isinstance(body, dict) or 'app_id' not in body:
+                    raise errors.ClientError('The body must be '
+                                             '{"app_id": ...}')
+                app_id = body['app_id']
+            subscriptions.check_app_id(app_id)
+            answer = self.backend.request(
+                'DELETE', _quoted(['v2', 'subscribe', app_id]),
+                headers=request.headers)
+        else:
+            parsed = subscriptions.parse_body(
+                subscriptions.decode_json(request.body),
+                self.scope.projects)
+            forwarded = {'app_id': parsed['app_id'],
+                         'target': parsed['target'],
+                         'sub_info': parsed['meters'],
+                         'query': parsed['query']}
+            answer = self.backend.request(
+                'POST', '/v2/subscribe', body=orjson.dumps(forwarded),
+                headers=json_headers)
+        if not answer.content_type.startswith(errors.JSON_TYPE):
+            raise BadBackendAnswer(f'The backend API answered '
+                                   f'{answer.status}')
+        return self._response(answer.status, answer.body)
 
     def _answer(self, request, kind, values, answer):
         if answer.status >= 400:

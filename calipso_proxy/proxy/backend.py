@@ -61,6 +61,9 @@ class BackendClient:
         self.scope_headers = {
             project_scope.HEADER: project_scope.header_value(
                 conf.proxy.authorized_projects)}
+        if conf.proxy.channel_id:
+            self.scope_headers[project_scope.CHANNEL_HEADER] = (
+                conf.proxy.channel_id)
         if conf.proxy.scope_signature:
             self.scope_headers[project_scope.SIGNATURE_HEADER] = (
                 conf.proxy.scope_signature)

@@ -7,7 +7,9 @@
 * ``bus``: The real RabbitMQ: queues, publishing notifications with
   oslo.messaging's Notifier, raw messages, dead letters.
 * ``receivers``: What publishers send to: a UDP socket and an HTTP server
-  that collect samples.
+  that collect samples, an HTTP server that never answers.
+* ``pubsub``: Tenant subscriptions: channels and subscriptions in a
+  store, the queue of an amqp:// subscription read back.
 * ``daemons``: The daemons as processes of their own (agent, collector, API,
   proxy) with the configuration the tests give them.
 * ``oracle``: The test oracle of the storage contract: ordering, complex

@@ -235,3 +235,20 @@ def oslo_body(message_text):
     of the message, as is: it may be what no encoder would make)."""
     return ('{"oslo.version": "2.0", "oslo.message": '
             + json.dumps(message_text) + '}').encode()
+
+
+def unsettled_messages(queue, vhost='/'):
+    """Ready plus unacknowledged messages of ``queue`` (rabbitmqctl), None
+    when it cannot tell."""
+    try:
+        out = subprocess.run(
+            ['rabbitmqctl', '-q', 'list_queues', '-p', vhost, 'name',
+             'messages_ready', 'messages_unacknowledged'],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == queue:
+            return int(fields[1]) + int(fields[2])
+    return None

@@ -82,3 +82,31 @@ class SampleHTTPServer:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class HangingHTTPServer:
+    """An HTTP server on 127.0.0.1 that accepts every POST and never
+    answers (until closed): a dead target."""
+
+    def __init__(self):
+        stop = self.stop = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                stop.wait(600)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                      Handler)
+        self.server.daemon_threads = True
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}/'
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()

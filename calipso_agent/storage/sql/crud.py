@@ -16,6 +16,8 @@ from calipso_agent.storage.sql.schema import (
     LINK,
     POLLING_OVERRIDE,
     SUBSCRIPTION,
+    SUBSCRIPTION_COUNTER,
+    SUBSCRIPTION_VERSION,
 )
 
 
@@ -185,14 +187,42 @@ class Crud:
 
     def delete_channel(self, channel_id):
         with self._transaction(write=True) as conn:
-            conn.execute(SUBSCRIPTION.delete().where(
-                SUBSCRIPTION.c.channel_id == channel_id))
+            owned = sa.select(SUBSCRIPTION.c.id).where(
+                SUBSCRIPTION.c.channel_id == channel_id)
+            conn.execute(SUBSCRIPTION_COUNTER.delete().where(
+                SUBSCRIPTION_COUNTER.c.subscription_id.in_(owned)))
+            if conn.execute(SUBSCRIPTION.delete().where(
+                    SUBSCRIPTION.c.channel_id == channel_id)).rowcount:
+                self._bump_subscriptions_version(conn)
             return bool(conn.execute(CHANNEL.delete().where(
                 CHANNEL.c.id == channel_id)).rowcount)
 
+    def _bump_subscriptions_version(self, conn):
+        statement = self._insert(SUBSCRIPTION_VERSION).values(id=1,
+                                                              version=1)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=['id'],
+            set_={'version': SUBSCRIPTION_VERSION.c.version + 1}))
+
     def create_subscription(self, subscription):
-        return self._create(SUBSCRIPTION, 'subscription', subscription,
-                            {'channel_id': subscription.get('channel_id')})
+        if not isinstance(subscription.get('id'), str) or (
+                not subscription['id']):
+            raise ValueError(f'subscription {subscription!r}: id is '
+                             'missing or not a string')
+        statement = (self._insert(SUBSCRIPTION)
+                     .values(id=subscription['id'], data=subscription,
+                             channel_id=subscription.get('channel_id'))
+                     .on_conflict_do_nothing(index_elements=['id'])
+                     .execution_options(preserve_rowcount=True))
+        with self._transaction(write=True) as conn:
+            if not conn.execute(statement).rowcount:
+                raise base.StorageError(
+                    f'subscription {subscription["id"]} exists')
+            conn.execute(SUBSCRIPTION_COUNTER.delete().where(
+                SUBSCRIPTION_COUNTER.c.subscription_id ==
+                subscription['id']))
+            self._bump_subscriptions_version(conn)
+        return values.loads(values.dumps(subscription))
 
     def get_subscriptions(self, channel_id=None, ids=None):
         statement = sa.select(SUBSCRIPTION.c.data).order_by(
@@ -207,9 +237,51 @@ class Crud:
 
     def delete_subscription(self, subscription_id):
         with self._transaction(write=True) as conn:
-            return bool(conn.execute(SUBSCRIPTION.delete().where(
+            conn.execute(SUBSCRIPTION_COUNTER.delete().where(
+                SUBSCRIPTION_COUNTER.c.subscription_id == subscription_id))
+            deleted = bool(conn.execute(SUBSCRIPTION.delete().where(
                 SUBSCRIPTION.c.id == subscription_id)).rowcount)
+            if deleted:
+                self._bump_subscriptions_version(conn)
+            return deleted
 
+    def subscriptions_version(self):
+        with self._transaction() as conn:
+            return conn.execute(sa.select(
+                SUBSCRIPTION_VERSION.c.version)).scalar() or 0
+
+    def add_subscription_counters(self, counters):
+        if not counters:
+            return
+        with self._transaction(write=True) as conn:
+            existing = set(conn.execute(sa.select(SUBSCRIPTION.c.id).where(
+                SUBSCRIPTION.c.id.in_(list(counters)))).scalars())
+            for sub_id in sorted(existing):
+                added = counters[sub_id]
+                row = {'subscription_id': sub_id,
+                       'delivered': int(added.get('delivered') or 0),
+                       'dropped': int(added.get('dropped') or 0),
+                       'last_error': added.get('last_error')}
+                statement = self._insert(SUBSCRIPTION_COUNTER).values(row)
+                new = statement.excluded
+                table = SUBSCRIPTION_COUNTER.c
+                conn.execute(statement.on_conflict_do_update(
+                    index_elements=['subscription_id'],
+                    set_={'delivered': table.delivered + new.delivered,
+                          'dropped': table.dropped + new.dropped,
+                          'last_error': sa.func.coalesce(
+                              new.last_error, table.last_error)}))
+
+    def get_subscription_counters(self, ids=None):
+        statement = sa.select(SUBSCRIPTION_COUNTER)
+        if ids is not None:
+            statement = statement.where(
+                SUBSCRIPTION_COUNTER.c.subscription_id.in_(list(ids)))
+        with self._transaction() as conn:
+            return {row.subscription_id: {
+                'delivered': row.delivered, 'dropped': row.dropped,
+                'last_error': row.last_error}
+                for row in conn.execute(statement)}
 
     # --- polling overrides --------------------------------------------------
     def get_polling_overrides(self):

@@ -136,6 +136,23 @@ POLLING_OVERRIDE = sa.Table(
     sa.Column('data', _JSON, nullable=False),
 )
 
+# Delivery counters of subscriptions, added to by the agents.
+SUBSCRIPTION_COUNTER = sa.Table(
+    'subscription_counter', METADATA,
+    sa.Column('subscription_id', _TEXT, primary_key=True),
+    sa.Column('delivered', sa.BigInteger(), nullable=False),
+    sa.Column('dropped', sa.BigInteger(), nullable=False),
+    sa.Column('last_error', _TEXT),
+)
+
+# One row: bumped by every change of the subscriptions, so agents know
+# when to read them again.
+SUBSCRIPTION_VERSION = sa.Table(
+    'subscription_version', METADATA,
+    sa.Column('id', sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column('version', sa.BigInteger(), nullable=False),
+)
+
 # Staging of record_samples: one per database session.
 INCOMING = sa.Table(
     'sample_incoming', sa.MetaData(),

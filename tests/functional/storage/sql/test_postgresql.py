@@ -28,7 +28,8 @@ pytestmark = pytest.mark.functional
 SERVER_URL = os.environ.get('CALIPSO_TEST_POSTGRESQL_URL',
                             'postgresql://postgres@127.0.0.1:5432/test')
 TABLES = ('sample', 'resource', 'meter', 'inventory', 'link', 'channel',
-          'subscription', 'polling_override')
+          'subscription', 'subscription_counter', 'subscription_version',
+          'polling_override')
 
 
 @pytest.fixture(scope='session')

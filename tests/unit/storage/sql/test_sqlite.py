@@ -607,7 +607,8 @@ class TestSQLite(SQLChecks):
                 "tbl_name = 'sample' AND sql IS NOT NULL")}
             journal = raw.execute('PRAGMA journal_mode').fetchone()[0]
         assert tables == {'sample', 'resource', 'meter', 'inventory', 'link',
-                          'channel', 'subscription', 'polling_override',
+                          'channel', 'subscription', 'subscription_counter',
+                          'subscription_version', 'polling_override',
                           'calipso_schema'}
         assert versions == [(schema.SCHEMA_VERSION,)]
         assert sample_indexes == {

@@ -38,8 +38,6 @@ SNAPSHOT_KEY = 'host.snapshot'
 DISCOVERY = 'local_host'
 MB = 1024 * 1024
 NS = 1_000_000_000
-# CPU time that is not work (psutil's fields, where the platform has them).
-IDLE_FIELDS = ('idle', 'iowait')
 # Filesystem whose use disk.usage reports.
 ROOT = os.path.abspath(os.sep)
 
@@ -81,6 +79,19 @@ class HostSnapshot:
     def load(self):
         return self._read('load', psutil.getloadavg)
 
+    def rows(self, kind, host, counters):
+        """[(resource id, name, counters)] of ``host``'s devices or
+        interfaces (``counters()``: the psutil reading), sorted by name;
+        made once per cycle for every pollster of that kind."""
+        key = (kind, host)
+        try:
+            return self._values[key]
+        except KeyError:
+            made = self._values[key] = [
+                (f'{host}-{name}', name, counter)
+                for name, counter in sorted(counters().items())]
+            return made
+
 
 def snapshot(cache):
     """The cycle's HostSnapshot (made by the first pollster asking)."""
@@ -94,9 +105,9 @@ def snapshot(cache):
 def busy_and_total(times):
     """(busy, total) seconds of a psutil cpu_times."""
     # guest time is already counted in user time (Linux).
-    total = sum(getattr(times, k) for k in times._fields
-                if k not in ('guest', 'guest_nice'))
-    idle = sum(getattr(times, k, 0.0) for k in IDLE_FIELDS)
+    total = (sum(times) - getattr(times, 'guest', 0.0)
+             - getattr(times, 'guest_nice', 0.0))
+    idle = getattr(times, 'idle', 0.0) + getattr(times, 'iowait', 0.0)
     return total - idle, total
 
 
@@ -224,7 +235,8 @@ class CounterPollster(base.Pollster):
         """{device or interface name: psutil counters} of the cycle."""
 
     def get_samples(self, context, cache, resources):
-        counters = self.readings(snapshot(cache))
+        readings = snapshot(cache)
+        read = self.readings
         field, kind, meter = self.field, self.kind, self.meter
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
@@ -236,8 +248,8 @@ class CounterPollster(base.Pollster):
                            {'host': host, kind: name}, source, None,
                            new_id(meter, resource_id, timestamp))
                 for host in map(str, resources)
-                for name, counter in sorted(counters.items())
-                for resource_id in (f'{host}-{name}',)]
+                for resource_id, name, counter in readings.rows(
+                    kind, host, lambda: read(readings))]
 
 
 class DiskPollster(CounterPollster):

@@ -47,6 +47,11 @@ def next_tick(now, interval):
     return (math.floor(now / interval) + 1) * interval
 
 
+def as_list(samples):
+    """``get_samples``' answer as a list (a list as it is)."""
+    return samples if type(samples) is list else list(samples)
+
+
 def iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
 
@@ -293,6 +298,20 @@ class SourceRunner:
         return call
 
     def _poll_call(self, pollster, needs, context, cache, found):
+        if len(needs) == 1:
+            [need] = needs
+
+            def call():
+                try:
+                    resources = found[need]
+                except KeyError:
+                    raise DiscoveryUnavailableError(need) from None
+                if not resources:
+                    return []
+                return as_list(pollster.get_samples(context, cache,
+                                                    list(resources)))
+            return call
+
         def call():
             missing = [n for n in needs if n not in found]
             if missing:
@@ -302,7 +321,7 @@ class SourceRunner:
                 resources.extend(found[name])
             if not resources:
                 return []
-            return list(pollster.get_samples(context, cache, resources))
+            return as_list(pollster.get_samples(context, cache, resources))
         return call
 
     def _collect(self, steps, pollster_steps):

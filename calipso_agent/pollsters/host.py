@@ -131,10 +131,16 @@ class HostPollster(base.Pollster):
 
     def get_samples(self, context, cache, resources):
         readings = snapshot(cache)
-        return [self.make_sample(context, str(resource),
-                                 self.value(readings),
-                                 metadata={'host': context.host})
-                for resource in resources]
+        value, meter = self.value, self.meter
+        timestamp, host = context.timestamp, context.host
+        # make_sample spelled out: this runs for every meter every cycle.
+        return [sample.Sample(meter, self.meter_type, self.unit,
+                              value(readings), None, None, resource_id,
+                              timestamp, {'host': host},
+                              context.sample_source, None,
+                              base.polled_sample_id(meter, resource_id,
+                                                    timestamp))
+                for resource_id in map(str, resources)]
 
 
 class CPUPollster(HostPollster):

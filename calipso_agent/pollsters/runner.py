@@ -90,6 +90,7 @@ class SourceRunner:
         self._backlogged = False
         self._partition_failing = False
         self._assigned = None
+        self._counters = None
         self.thread = None
 
     def start(self, generation=0):
@@ -205,8 +206,11 @@ class SourceRunner:
             return False
         samples = self._collect(cycle.steps.steps, cycle.pollster_steps)
         self.manager.outbox.put(samples)
-        metrics.samples_polled(self.name, len(samples))
-        metrics.polling_cycle(self.name, 'polled')
+        if self._counters is None:
+            self._counters = metrics.polled_cycle_counters(self.name)
+        cycles, polled = self._counters
+        polled.inc(len(samples))
+        cycles.inc()
         return True
 
     def _share(self, resources, partitioned):

@@ -45,51 +45,70 @@ ROOT = os.path.abspath(os.sep)
 class HostSnapshot:
     """The psutil readings of one cycle, each read on first use."""
 
+    __slots__ = ('_cpu_times', '_busy', '_memory', '_disk_usage', '_disk_io',
+                 '_net_io', '_load', '_rows')
+
     def __init__(self):
-        self._values = {}
+        self._cpu_times = self._busy = self._memory = None
+        self._disk_usage = self._disk_io = self._net_io = self._load = None
+        self._rows = {}
 
-    def _read(self, key, call):
-        try:
-            return self._values[key]
-        except KeyError:
-            value = self._values[key] = call()
-            return value
-
+    # Spelled out, not through a helper: each runs for every meter.
     def cpu_times(self):
-        return self._read('cpu_times', psutil.cpu_times)
+        value = self._cpu_times
+        if value is None:
+            value = self._cpu_times = psutil.cpu_times()
+        return value
 
     def cpu_busy_and_total(self):
-        return self._read('cpu_busy', lambda: busy_and_total(
-            self.cpu_times()))
+        value = self._busy
+        if value is None:
+            value = self._busy = busy_and_total(self.cpu_times())
+        return value
 
     def virtual_memory(self):
-        return self._read('virtual_memory', psutil.virtual_memory)
+        value = self._memory
+        if value is None:
+            value = self._memory = psutil.virtual_memory()
+        return value
 
     def disk_usage(self):
-        return self._read('disk_usage', lambda: psutil.disk_usage(ROOT))
+        value = self._disk_usage
+        if value is None:
+            value = self._disk_usage = psutil.disk_usage(ROOT)
+        return value
 
     def disk_io(self):
-        return self._read('disk_io',
-                          lambda: psutil.disk_io_counters(perdisk=True) or {})
+        value = self._disk_io
+        if value is None:
+            value = self._disk_io = (psutil.disk_io_counters(perdisk=True)
+                                     or {})
+        return value
 
     def net_io(self):
-        return self._read('net_io',
-                          lambda: psutil.net_io_counters(pernic=True) or {})
+        value = self._net_io
+        if value is None:
+            value = self._net_io = psutil.net_io_counters(pernic=True) or {}
+        return value
 
     def load(self):
-        return self._read('load', psutil.getloadavg)
+        value = self._load
+        if value is None:
+            value = self._load = psutil.getloadavg()
+        return value
 
-    def rows(self, kind, host, counters):
+    def rows(self, kind, host, read):
         """[(resource id, name, counters)] of ``host``'s devices or
-        interfaces (``counters()``: the psutil reading), sorted by name;
-        made once per cycle for every pollster of that kind."""
+        interfaces (``read(snapshot)``: the psutil reading by name),
+        sorted by name; made once per cycle for every pollster of that
+        kind."""
         key = (kind, host)
         try:
-            return self._values[key]
+            return self._rows[key]
         except KeyError:
-            made = self._values[key] = [
+            made = self._rows[key] = [
                 (f'{host}-{name}', name, counter)
-                for name, counter in sorted(counters().items())]
+                for name, counter in sorted(read(self).items())]
             return made
 
 
@@ -255,7 +274,7 @@ class CounterPollster(base.Pollster):
                            new_id(meter, resource_id, timestamp))
                 for host in map(str, resources)
                 for resource_id, name, counter in readings.rows(
-                    kind, host, lambda: read(readings))]
+                    kind, host, read)]
 
 
 class DiskPollster(CounterPollster):

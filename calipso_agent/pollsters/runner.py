@@ -56,14 +56,13 @@ def iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
 
 class Cycle:
-    """One cycle under way: its steps, and its pollsters' steps."""
+    """One cycle under way: its tick and steps."""
 
-    __slots__ = ('tick', 'steps', 'pollster_steps')
+    __slots__ = ('tick', 'steps')
 
-    def __init__(self, tick, steps, pollster_steps):
+    def __init__(self, tick, steps):
         self.tick = tick
         self.steps = supervised.Steps(steps)
-        self.pollster_steps = pollster_steps
 
 
 class Plan:
@@ -71,12 +70,11 @@ class Plan:
     sets the context, cache and found resources its steps read (a step
     given up in an earlier cycle already read its own)."""
 
-    __slots__ = ('definition', 'steps', 'pollster_steps', 'context', 'cache',
-                 'found')
+    __slots__ = ('definition', 'steps', 'context', 'cache', 'found')
 
     def __init__(self, definition):
         self.definition = definition
-        self.steps = self.pollster_steps = ()
+        self.steps = ()
         self.context = self.cache = self.found = None
 
 
@@ -209,7 +207,7 @@ class SourceRunner:
         conf = self.manager.conf
         context = base.PollingContext(conf, self.manager.host, self.name,
                                       iso(tick), conf.sample_source)
-        self.cycle = Cycle(tick, *self._plan(definition, context))
+        self.cycle = Cycle(tick, self._plan(definition, context))
         return self._finish(self.cycle, generation)
 
     def _finish(self, cycle, generation):
@@ -218,7 +216,7 @@ class SourceRunner:
             generation = self.steps.generation
         if not self.steps.run(cycle.steps, generation):
             return False
-        samples = self._collect(cycle.steps.steps, cycle.pollster_steps)
+        samples = self._collect(cycle.steps.steps)
         self.manager.outbox.put(samples)
         if self._counters is None:
             self._counters = metrics.polled_cycle_counters(self.name)
@@ -277,8 +275,8 @@ class SourceRunner:
         return assigned, wanted
 
     def _plan(self, definition, context):
-        """The steps of a cycle (discoveries, then pollsters) and the
-        pollsters' steps, set for a new cycle in ``context``."""
+        """The steps of a cycle (discoveries, then pollsters), set for a
+        new cycle in ``context``."""
         plan = self._planned
         if plan is None or not (plan.definition is definition
                                 or plan.definition == definition):
@@ -288,7 +286,7 @@ class SourceRunner:
         plan.found = {}
         for step in plan.steps:
             step.result = step.error = None
-        return plan.steps, plan.pollster_steps
+        return plan.steps
 
     def _make_plan(self, definition):
         """The Plan of ``definition``'s cycles (made again when it
@@ -308,7 +306,6 @@ class SourceRunner:
             supervised.Step(key, self._poll_call(pollster, needs, plan))
             for pollster, needs, key in assigned]
         plan.steps = steps + pollster_steps
-        plan.pollster_steps = pollster_steps
         return plan
 
     def _discover_call(self, entry, plan):
@@ -352,17 +349,17 @@ class SourceRunner:
             return as_list(pollster.get_samples(context, cache, resources))
         return call
 
-    def _collect(self, steps, pollster_steps):
+    def _collect(self, steps):
         """The samples of the cycle's steps (which then let go of them and
-        of the cycle's cache); failures reported."""
+        of the cycle's cache; only pollsters' steps have a result);
+        failures reported."""
         samples = []
-        for step in pollster_steps:
-            if step.error is None and step.result:
-                samples.extend(step.result)
-            step.result = None
         for step in steps:
             if step.error is not None:
                 self._report(step)
+            elif step.result:
+                samples.extend(step.result)
+                step.result = None
         plan = self._planned
         if plan is not None and plan.steps is steps:
             plan.context = plan.cache = plan.found = None

@@ -75,19 +75,23 @@ class StepRunner:
         start of the next (this runs for every pollster of every cycle)."""
         lock = self._lock
         items = steps.steps
+        count = len(items)
         hung = self.hung
         monotonic = time.monotonic
         lock.acquire()
         try:
+            # steps.index moves only under the lock: here, or when the
+            # step under way is given up (and the generation with it).
+            index = steps.index
             while True:
                 if generation != self.generation:
                     return False
-                if steps.index >= len(items):
+                if index >= count:
                     return True
-                step = items[steps.index]
+                step = items[index]
                 if step.key in hung:
                     step.error = StillHungError(step.key)
-                    steps.index += 1
+                    index = steps.index = index + 1
                     continue
                 self._progress = (steps, step, monotonic())
                 lock.release()
@@ -105,7 +109,7 @@ class StepRunner:
                     return False
                 self._progress = None
                 step.result, step.error = result, error
-                steps.index += 1
+                index = steps.index = index + 1
         finally:
             lock.release()
 

@@ -152,14 +152,16 @@ class HostPollster(base.Pollster):
         readings = snapshot(cache)
         value, meter = self.value, self.meter
         timestamp, host = context.timestamp, context.host
-        # make_sample spelled out: this runs for every meter every cycle.
-        return [sample.Sample(meter, self.meter_type, self.unit,
-                              value(readings), None, None, resource_id,
-                              timestamp, {'host': host},
-                              context.sample_source, None,
-                              base.polled_sample_id(meter, resource_id,
-                                                    timestamp))
-                for resource_id in map(str, resources)]
+        samples = []
+        # make_sample spelled out, and a loop rather than a comprehension
+        # (one resource, most often): this runs for every meter every cycle.
+        for resource_id in map(str, resources):
+            samples.append(sample.Sample(
+                meter, self.meter_type, self.unit, value(readings), None,
+                None, resource_id, timestamp, {'host': host},
+                context.sample_source, None,
+                base.polled_sample_id(meter, resource_id, timestamp)))
+        return samples
 
 
 class CPUPollster(HostPollster):

@@ -94,6 +94,8 @@ class SourceRunner:
             f'Polling source {self.name}',
             manager.conf.polling.pollster_timeout)
         self.interval = definition.interval
+        # Not a mutable option: read once (an option lookup is slow).
+        self.sample_source = manager.conf.sample_source
         self.due = None
         self.cycle = None
         self._wake = threading.Event()
@@ -204,9 +206,9 @@ class SourceRunner:
                           len(self.manager.outbox))
             return True
         self._backlogged = False
-        conf = self.manager.conf
-        context = base.PollingContext(conf, self.manager.host, self.name,
-                                      iso(tick), conf.sample_source)
+        context = base.PollingContext(self.manager.conf, self.manager.host,
+                                      self.name, iso(tick),
+                                      self.sample_source)
         self.cycle = Cycle(tick, self._plan(definition, context))
         return self._finish(self.cycle, generation)
 

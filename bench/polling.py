@@ -5,14 +5,15 @@ the agent's memory over many cycles.
 
 * **CPU of one polling cycle** of the shipped host source (14 meters, one
   sample per meter, device and interface): what the agent does at each
-  tick (``SourceRunner.poll``: plan, discovery, the pollsters on the step
-  worker, samples with their ids, handed to the outbox; publishing is the
-  pipeline's and not counted), against the floor: the bare psutil calls
-  the pollsters make, once each (``cpu_times``, ``virtual_memory``,
-  ``disk_usage('/')``, ``disk_io_counters(perdisk=True)``,
-  ``net_io_counters(pernic=True)``, ``getloadavg``). Both run alternately
-  in rounds in this process and are timed with the process CPU clock
-  (every thread). Target: ours <= 1.5x the floor.
+  tick (``SourceRunner.poll``: plan, discovery, the pollsters each as a
+  supervised step in the calling thread, samples with their ids, handed
+  to the outbox; publishing is the pipeline's and not counted), against
+  the floor: the bare psutil calls the pollsters make, once each
+  (``cpu_times``, ``virtual_memory``, ``disk_usage('/')``,
+  ``disk_io_counters(perdisk=True)``, ``net_io_counters(pernic=True)``,
+  ``getloadavg``). Both run alternately in rounds in this process and
+  are timed with the process CPU clock (every thread). Target: ours <=
+  1.5x the floor.
 * **RSS over cycles**: ``calipso-agent-polling`` as a process polling the
   host source every ``--interval`` seconds (1 by default) into a
   ``file://`` publisher, for ``--cycles`` cycles (1,000 by default: about

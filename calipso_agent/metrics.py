@@ -325,6 +325,13 @@ def samples_polled(source, count):
     SAMPLES_POLLED.labels(source).inc(count)
 
 
+def polled_cycle_counters(source):
+    """(cycles polled, samples polled) counters of ``source``, bound once
+    by its runner (it bumps them at every cycle)."""
+    return POLLING_CYCLES.labels(source, 'polled'), SAMPLES_POLLED.labels(
+        source)
+
+
 def publish_retried(count):
     POLLED_PUBLISH_RETRIES.inc(count)
 

@@ -53,6 +53,7 @@ Plugins never import each other: they meet here.
 """
 
 import abc
+import datetime
 import hashlib
 import socket
 import uuid
@@ -62,24 +63,67 @@ from calipso_agent import sample as sample_mod
 POLL_NAMESPACE = 'calipso.poll'
 DISCOVER_NAMESPACE = 'calipso.discover'
 
-# Namespace of the ids of polled samples (distinct from the notification
-# samples' one, so a poll can never collide with a notification).
+# Namespace hashed with the meter and resource of a polled sample's id.
 POLLED_ID_NAMESPACE = uuid.UUID('0c7b4d2e-91f3-5a38-b6e1-4a7f2d93c5e8')
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+_INSTANT_BITS = 56
+_KEY_BITS = 66
+# Bounds of the caches of id halves (cleared when full).
+_MAX_INSTANTS = 1024
+_MAX_KEYS = 32768
+_instant_halves = {}
+_key_halves = {}
 
-_ID_HASH = hashlib.sha1(POLLED_ID_NAMESPACE.bytes)
-_VARIANT = '89ab89ab89ab89ab'
+
+def _instant_half(timestamp):
+    """'tttttttt-tttt-8tt': the microseconds since the epoch of
+    ``timestamp`` (ISO 8601; naive is UTC), 56 bits, and the version."""
+    instant = datetime.datetime.fromisoformat(timestamp)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=datetime.UTC)
+    micros = ((instant - _EPOCH) // _MICROSECOND) % (1 << _INSTANT_BITS)
+    h = f'{micros:014x}'
+    if len(_instant_halves) >= _MAX_INSTANTS:
+        _instant_halves.clear()
+    half = _instant_halves[timestamp] = f'{h[:8]}-{h[8:12]}-8{h[12:]}'
+    return half
+
+
+def _key_half(meter, resource_id):
+    """'k-vkkk-kkkkkkkkkkkk': 66 bits of the SHA-1 of the namespace and
+    ``meter/resource_id``, and the variant."""
+    digest = hashlib.sha1(POLLED_ID_NAMESPACE.bytes
+                          + f'{meter}/{resource_id}'.encode()).digest()
+    bits = int.from_bytes(digest, 'big') >> (160 - _KEY_BITS)
+    tail = f'{bits & ((1 << 60) - 1):015x}'
+    if len(_key_halves) >= _MAX_KEYS:
+        _key_halves.clear()
+    half = _key_halves[meter, resource_id] = (
+        f'{bits >> 62:x}-{8 | (bits >> 60) & 3:x}{tail[:3]}-{tail[3:]}')
+    return half
 
 
 def polled_sample_id(meter, resource_id, timestamp):
     """The id of the sample of ``meter`` for ``resource_id`` polled at
-    ``timestamp``: the same inputs always give the same id (a uuid5 of
-    them, spelled out: this runs for every polled sample)."""
-    digest = _ID_HASH.copy()
-    digest.update(f'{meter}/{resource_id}/{timestamp}'.encode())
-    h = digest.hexdigest()
-    return (f'{h[:8]}-{h[8:12]}-5{h[13:16]}-'
-            f'{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}')
+    ``timestamp``: the same inputs always give the same id.
+
+    A version 8 (custom) uuid: its first 56 bits are the instant in
+    microseconds since the epoch (so two instants never share an id, and
+    ids sort by instant), the last 66 bits those of a SHA-1 of the
+    namespace, meter and resource. Each half is computed once (per cycle,
+    per meter and resource) and the id is their concatenation: this runs
+    for every polled sample. It never equals a notification sample's id
+    (a uuid5)."""
+    try:
+        first = _instant_halves[timestamp]
+    except KeyError:
+        first = _instant_half(timestamp)
+    try:
+        return first + _key_halves[meter, resource_id]
+    except KeyError:
+        return first + _key_half(meter, resource_id)
 
 
 def host_name(conf):

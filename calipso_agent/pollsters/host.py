@@ -38,8 +38,6 @@ SNAPSHOT_KEY = 'host.snapshot'
 DISCOVERY = 'local_host'
 MB = 1024 * 1024
 NS = 1_000_000_000
-# CPU time that is not work (psutil's fields, where the platform has them).
-IDLE_FIELDS = ('idle', 'iowait')
 # Filesystem whose use disk.usage reports.
 ROOT = os.path.abspath(os.sep)
 
@@ -47,39 +45,71 @@ ROOT = os.path.abspath(os.sep)
 class HostSnapshot:
     """The psutil readings of one cycle, each read on first use."""
 
+    __slots__ = ('_cpu_times', '_busy', '_memory', '_disk_usage', '_disk_io',
+                 '_net_io', '_load', '_rows')
+
     def __init__(self):
-        self._values = {}
+        self._cpu_times = self._busy = self._memory = None
+        self._disk_usage = self._disk_io = self._net_io = self._load = None
+        self._rows = {}
 
-    def _read(self, key, call):
-        try:
-            return self._values[key]
-        except KeyError:
-            value = self._values[key] = call()
-            return value
-
+    # Spelled out, not through a helper: each runs for every meter.
     def cpu_times(self):
-        return self._read('cpu_times', psutil.cpu_times)
+        value = self._cpu_times
+        if value is None:
+            value = self._cpu_times = psutil.cpu_times()
+        return value
 
     def cpu_busy_and_total(self):
-        return self._read('cpu_busy', lambda: busy_and_total(
-            self.cpu_times()))
+        value = self._busy
+        if value is None:
+            value = self._busy = busy_and_total(self.cpu_times())
+        return value
 
     def virtual_memory(self):
-        return self._read('virtual_memory', psutil.virtual_memory)
+        value = self._memory
+        if value is None:
+            value = self._memory = psutil.virtual_memory()
+        return value
 
     def disk_usage(self):
-        return self._read('disk_usage', lambda: psutil.disk_usage(ROOT))
+        value = self._disk_usage
+        if value is None:
+            value = self._disk_usage = psutil.disk_usage(ROOT)
+        return value
 
     def disk_io(self):
-        return self._read('disk_io',
-                          lambda: psutil.disk_io_counters(perdisk=True) or {})
+        value = self._disk_io
+        if value is None:
+            value = self._disk_io = (psutil.disk_io_counters(perdisk=True)
+                                     or {})
+        return value
 
     def net_io(self):
-        return self._read('net_io',
-                          lambda: psutil.net_io_counters(pernic=True) or {})
+        value = self._net_io
+        if value is None:
+            value = self._net_io = psutil.net_io_counters(pernic=True) or {}
+        return value
 
     def load(self):
-        return self._read('load', psutil.getloadavg)
+        value = self._load
+        if value is None:
+            value = self._load = psutil.getloadavg()
+        return value
+
+    def rows(self, kind, host, read):
+        """[(resource id, name, counters)] of ``host``'s devices or
+        interfaces (``read(snapshot)``: the psutil reading by name),
+        sorted by name; made once per cycle for every pollster of that
+        kind."""
+        key = (kind, host)
+        try:
+            return self._rows[key]
+        except KeyError:
+            made = self._rows[key] = [
+                (f'{host}-{name}', name, counter)
+                for name, counter in sorted(read(self).items())]
+            return made
 
 
 def snapshot(cache):
@@ -94,9 +124,9 @@ def snapshot(cache):
 def busy_and_total(times):
     """(busy, total) seconds of a psutil cpu_times."""
     # guest time is already counted in user time (Linux).
-    total = sum(getattr(times, k) for k in times._fields
-                if k not in ('guest', 'guest_nice'))
-    idle = sum(getattr(times, k, 0.0) for k in IDLE_FIELDS)
+    total = (sum(times) - getattr(times, 'guest', 0.0)
+             - getattr(times, 'guest_nice', 0.0))
+    idle = getattr(times, 'idle', 0.0) + getattr(times, 'iowait', 0.0)
     return total - idle, total
 
 
@@ -120,10 +150,18 @@ class HostPollster(base.Pollster):
 
     def get_samples(self, context, cache, resources):
         readings = snapshot(cache)
-        return [self.make_sample(context, str(resource),
-                                 self.value(readings),
-                                 metadata={'host': context.host})
-                for resource in resources]
+        value, meter = self.value, self.meter
+        timestamp, host = context.timestamp, context.host
+        samples = []
+        # make_sample spelled out, and a loop rather than a comprehension
+        # (one resource, most often): this runs for every meter every cycle.
+        for resource_id in map(str, resources):
+            samples.append(sample.Sample(
+                meter, self.meter_type, self.unit, value(readings), None,
+                None, resource_id, timestamp, {'host': host},
+                context.sample_source, None,
+                base.polled_sample_id(meter, resource_id, timestamp)))
+        return samples
 
 
 class CPUPollster(HostPollster):
@@ -224,7 +262,8 @@ class CounterPollster(base.Pollster):
         """{device or interface name: psutil counters} of the cycle."""
 
     def get_samples(self, context, cache, resources):
-        counters = self.readings(snapshot(cache))
+        readings = snapshot(cache)
+        read = self.readings
         field, kind, meter = self.field, self.kind, self.meter
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
@@ -236,8 +275,8 @@ class CounterPollster(base.Pollster):
                            {'host': host, kind: name}, source, None,
                            new_id(meter, resource_id, timestamp))
                 for host in map(str, resources)
-                for name, counter in sorted(counters.items())
-                for resource_id in (f'{host}-{name}',)]
+                for resource_id, name, counter in readings.rows(
+                    kind, host, read)]
 
 
 class DiskPollster(CounterPollster):

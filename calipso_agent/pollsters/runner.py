@@ -47,18 +47,35 @@ def next_tick(now, interval):
     return (math.floor(now / interval) + 1) * interval
 
 
+def as_list(samples):
+    """``get_samples``' answer as a list (a list as it is)."""
+    return samples if type(samples) is list else list(samples)
+
+
 def iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
 
 class Cycle:
-    """One cycle under way: its steps, and its pollsters' steps."""
+    """One cycle under way: its tick and steps."""
 
-    __slots__ = ('tick', 'steps', 'pollster_steps')
+    __slots__ = ('tick', 'steps')
 
-    def __init__(self, tick, steps, pollster_steps):
+    def __init__(self, tick, steps):
         self.tick = tick
         self.steps = supervised.Steps(steps)
-        self.pollster_steps = pollster_steps
+
+
+class Plan:
+    """The steps of the cycles of one definition, made once: each cycle
+    sets the context, cache and found resources its steps read (a step
+    given up in an earlier cycle already read its own)."""
+
+    __slots__ = ('definition', 'steps', 'context', 'cache', 'found')
+
+    def __init__(self, definition):
+        self.definition = definition
+        self.steps = ()
+        self.context = self.cache = self.found = None
 
 
 class SourceRunner:
@@ -77,6 +94,8 @@ class SourceRunner:
             f'Polling source {self.name}',
             manager.conf.polling.pollster_timeout)
         self.interval = definition.interval
+        # Not a mutable option: read once (an option lookup is slow).
+        self.sample_source = manager.conf.sample_source
         self.due = None
         self.cycle = None
         self._wake = threading.Event()
@@ -84,7 +103,8 @@ class SourceRunner:
         self._overrunning = False
         self._backlogged = False
         self._partition_failing = False
-        self._assigned = None
+        self._planned = None
+        self._counters = None
         self.thread = None
 
     def start(self, generation=0):
@@ -186,10 +206,10 @@ class SourceRunner:
                           len(self.manager.outbox))
             return True
         self._backlogged = False
-        conf = self.manager.conf
-        context = base.PollingContext(conf, self.manager.host, self.name,
-                                      iso(tick), conf.sample_source)
-        self.cycle = Cycle(tick, *self._plan(definition, context))
+        context = base.PollingContext(self.manager.conf, self.manager.host,
+                                      self.name, iso(tick),
+                                      self.sample_source)
+        self.cycle = Cycle(tick, self._plan(definition, context))
         return self._finish(self.cycle, generation)
 
     def _finish(self, cycle, generation):
@@ -198,10 +218,13 @@ class SourceRunner:
             generation = self.steps.generation
         if not self.steps.run(cycle.steps, generation):
             return False
-        samples = self._collect(cycle.steps.steps, cycle.pollster_steps)
+        samples = self._collect(cycle.steps.steps)
         self.manager.outbox.put(samples)
-        metrics.samples_polled(self.name, len(samples))
-        metrics.polling_cycle(self.name, 'polled')
+        if self._counters is None:
+            self._counters = metrics.polled_cycle_counters(self.name)
+        cycles, polled = self._counters
+        polled.inc(len(samples))
+        cycles.inc()
         return True
 
     def _share(self, resources, partitioned):
@@ -224,13 +247,8 @@ class SourceRunner:
         return share
 
     def _assignments(self, definition):
-        """[(pollster, needs)] of the pollsters the definition selects,
-        and the discovery entries they need (kept while the definition
-        stays the same)."""
-        cached = self._assigned
-        if cached is not None and (cached[0] is definition
-                                   or cached[0] == definition):
-            return cached[1], cached[2]
+        """[(pollster, needs, step key)] of the pollsters the definition
+        selects, and the discovery entries they need."""
         assigned = []
         wanted = []
         for pollster in self.manager.pollsters:
@@ -256,34 +274,47 @@ class SourceRunner:
             assigned.append((pollster, needs,
                              f'pollster {pollster.meter} '
                              f'({plugin_name(pollster)})'))
-        self._assigned = (definition, assigned, wanted)
         return assigned, wanted
 
     def _plan(self, definition, context):
-        """The steps of a cycle (discoveries, then pollsters; ``found``
-        fills with the resources) and the pollsters' steps."""
+        """The steps of a cycle (discoveries, then pollsters), set for a
+        new cycle in ``context``."""
+        plan = self._planned
+        if plan is None or not (plan.definition is definition
+                                or plan.definition == definition):
+            plan = self._planned = self._make_plan(definition)
+        plan.context = context
+        plan.cache = {}
+        plan.found = {}
+        for step in plan.steps:
+            step.result = step.error = None
+        return plan.steps
+
+    def _make_plan(self, definition):
+        """The Plan of ``definition``'s cycles (made again when it
+        changes): its steps read the cycle they run in from the plan."""
         assigned, wanted = self._assignments(definition)
-        found = {}
+        plan = Plan(definition)
         steps = []
         if definition.resources:
-            steps.append(supervised.Step('resources', lambda: found.update(
-                static=self._share(definition.resources, True))))
+            def share_listed():
+                found = plan.found
+                found['static'] = self._share(definition.resources, True)
+            steps.append(supervised.Step('resources', share_listed))
         for name in wanted:
-            steps.append(supervised.Step(
-                f'discovery {name}', self._discover_call(name, context,
-                                                         found)))
-        cache = {}
-        pollster_steps = []
-        for pollster, needs, key in assigned:
-            pollster_steps.append(supervised.Step(
-                key, self._poll_call(pollster, needs, context, cache,
-                                     found)))
-        return steps + pollster_steps, pollster_steps
+            steps.append(supervised.Step(f'discovery {name}',
+                                         self._discover_call(name, plan)))
+        pollster_steps = [
+            supervised.Step(key, self._poll_call(pollster, needs, plan))
+            for pollster, needs, key in assigned]
+        plan.steps = steps + pollster_steps
+        return plan
 
-    def _discover_call(self, entry, context, found):
+    def _discover_call(self, entry, plan):
         name, param = split_discovery(entry)
 
         def call():
+            context, found = plan.context, plan.found
             plugin = self.manager.discoveries.get(name)
             if plugin is None:
                 raise LookupError(f'no discovery plugin {name!r} in '
@@ -292,8 +323,23 @@ class SourceRunner:
             found[entry] = self._share(resources, plugin.partitioned)
         return call
 
-    def _poll_call(self, pollster, needs, context, cache, found):
+    def _poll_call(self, pollster, needs, plan):
+        if len(needs) == 1:
+            [need] = needs
+
+            def call():
+                try:
+                    resources = plan.found[need]
+                except KeyError:
+                    raise DiscoveryUnavailableError(need) from None
+                if not resources:
+                    return []
+                return as_list(pollster.get_samples(
+                    plan.context, plan.cache, list(resources)))
+            return call
+
         def call():
+            context, cache, found = plan.context, plan.cache, plan.found
             missing = [n for n in needs if n not in found]
             if missing:
                 raise DiscoveryUnavailableError(', '.join(missing))
@@ -302,17 +348,23 @@ class SourceRunner:
                 resources.extend(found[name])
             if not resources:
                 return []
-            return list(pollster.get_samples(context, cache, resources))
+            return as_list(pollster.get_samples(context, cache, resources))
         return call
 
-    def _collect(self, steps, pollster_steps):
+    def _collect(self, steps):
+        """The samples of the cycle's steps (which then let go of them and
+        of the cycle's cache; only pollsters' steps have a result);
+        failures reported."""
         samples = []
-        for step in pollster_steps:
-            if step.error is None and step.result:
-                samples.extend(step.result)
         for step in steps:
             if step.error is not None:
                 self._report(step)
+            elif step.result:
+                samples.extend(step.result)
+                step.result = None
+        plan = self._planned
+        if plan is not None and plan.steps is steps:
+            plan.context = plan.cache = plan.found = None
         return samples
 
     def _report(self, step):

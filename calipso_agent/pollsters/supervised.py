@@ -69,32 +69,49 @@ class StepRunner:
 
     def run(self, steps, generation):
         """Run ``steps`` from where they are; False when this thread's
-        generation was given up meanwhile (it must stop)."""
-        while steps.index < len(steps.steps):
-            step = steps.steps[steps.index]
-            with self._lock:
+        generation was given up meanwhile (it must stop).
+
+        One hold of the lock between two steps: the end of one and the
+        start of the next (this runs for every pollster of every cycle)."""
+        lock = self._lock
+        items = steps.steps
+        count = len(items)
+        hung = self.hung
+        monotonic = time.monotonic
+        lock.acquire()
+        try:
+            # steps.index moves only under the lock: here, or when the
+            # step under way is given up (and the generation with it).
+            index = steps.index
+            while True:
                 if generation != self.generation:
                     return False
-                if step.key in self.hung:
+                if index >= count:
+                    return True
+                step = items[index]
+                if step.key in hung:
                     step.error = StillHungError(step.key)
-                    steps.index += 1
+                    index = steps.index = index + 1
                     continue
-                self._progress = (steps, step, time.monotonic())
-            result = error = None
-            try:
-                result = step.call()
-            except Exception as exc:
-                error = exc
-            with self._lock:
+                self._progress = (steps, step, monotonic())
+                lock.release()
+                try:
+                    result = step.call()
+                    error = None
+                except Exception as exc:
+                    result, error = None, exc
+                finally:
+                    lock.acquire()
                 if generation != self.generation:
-                    self.hung.discard(step.key)
+                    hung.discard(step.key)
                     LOG.info('%s: %s returned after it was given up',
                              self.name, step.key)
                     return False
                 self._progress = None
                 step.result, step.error = result, error
-                steps.index += 1
-        return True
+                index = steps.index = index + 1
+        finally:
+            lock.release()
 
     def give_up_overdue(self, now=None):
         """Give up the step under way if it ran past the timeout; the new

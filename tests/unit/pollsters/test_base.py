@@ -1,23 +1,83 @@
 """The pollster contract's helpers."""
 
+import datetime
+import hashlib
 import uuid
 
 from calipso_agent import sample
 from calipso_agent.pollsters import base
 
 
+def expected_polled_id(meter, resource_id, instant):
+    """The documented id, from the uuid module: 56 bits of microseconds
+    since the epoch, version 8, 66 bits of SHA-1(namespace, meter/resource),
+    variant RFC 4122."""
+    micros = (instant - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+              ) // datetime.timedelta(microseconds=1)
+    digest = hashlib.sha1(base.POLLED_ID_NAMESPACE.bytes
+                          + f'{meter}/{resource_id}'.encode()).digest()
+    key = int.from_bytes(digest, 'big') >> (160 - 66)
+    value = ((micros >> 8) << 80 | 8 << 76 | (micros & 0xff) << 68
+             | (key >> 62) << 64 | 0b10 << 62 | key & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
 def test_polled_sample_id_is_deterministic_per_meter_resource_instant():
     ts = '2026-12-06T06:00:00+00:00'
     first = base.polled_sample_id('cpu', 'host1', ts)
     assert first == base.polled_sample_id('cpu', 'host1', ts)
-    assert uuid.UUID(first).version == 5
-    assert first == str(uuid.uuid5(
-        base.POLLED_ID_NAMESPACE, f'cpu/host1/{ts}'))
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (8, uuid.RFC_4122)
+    assert first == expected_polled_id(
+        'cpu', 'host1', datetime.datetime(2026, 12, 6, 6, tzinfo=datetime.UTC))
     others = {base.polled_sample_id('cpu', 'host2', ts),
               base.polled_sample_id('load.1', 'host1', ts),
               base.polled_sample_id('cpu', 'host1',
-                                    '2026-12-06T06:00:10+00:00')}
-    assert first not in others and len(others) == 3
+                                    '2026-12-06T06:00:10+00:00'),
+              base.polled_sample_id('cpu', 'host1',
+                                    '2026-12-06T06:00:00.000001+00:00')}
+    assert first not in others and len(others) == 4
+
+
+def test_polled_sample_id_depends_on_the_instant_not_its_spelling():
+    ts = '2026-12-06T06:00:00+00:00'
+    first = base.polled_sample_id('cpu', 'host1', ts)
+    assert first == base.polled_sample_id('cpu', 'host1',
+                                          '2026-12-06T07:00:00+01:00')
+    assert first == base.polled_sample_id('cpu', 'host1',
+                                          '2026-12-06T06:00:00')
+    assert first == base.polled_sample_id('cpu', 'host1',
+                                          '2026-12-06T06:00:00Z')
+
+
+def test_polled_sample_ids_sort_by_instant():
+    instants = [f'2026-12-06T06:{minute:02d}:00+00:00'
+                for minute in range(0, 60, 7)]
+    ids = [base.polled_sample_id('cpu', f'host{n}', ts)
+           for n, ts in zip(range(9, 0, -1), instants, strict=True)]
+    assert ids == sorted(ids)
+
+
+def test_polled_sample_id_same_after_its_caches_are_cleared(monkeypatch):
+    ts = '2026-12-06T06:00:00+00:00'
+    made = {(m, r, t): base.polled_sample_id(m, r, t)
+            for m in ('cpu', 'load.1') for r in ('a', 'b', 'c')
+            for t in (ts, '2026-12-06T06:01:00+00:00')}
+    monkeypatch.setattr(base, '_MAX_KEYS', 2)
+    monkeypatch.setattr(base, '_MAX_INSTANTS', 1)
+    base._key_halves.clear()
+    base._instant_halves.clear()
+    for (meter, resource, timestamp), expected in made.items():
+        assert base.polled_sample_id(meter, resource, timestamp) == expected
+    assert len(base._key_halves) <= 2 and len(base._instant_halves) <= 1
+    assert len(set(made.values())) == len(made)
+
+
+def test_polled_sample_id_never_equals_a_notification_sample_id():
+    ts = '2026-12-06T06:00:00+00:00'
+    polled = uuid.UUID(base.polled_sample_id('cpu', 'host1', ts))
+    notified = uuid.UUID(sample.sample_id('msg', 'cpu', 'host1'))
+    assert (polled.version, notified.version) == (8, 5)
 
 
 class Constant(base.Pollster):

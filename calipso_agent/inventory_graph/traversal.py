@@ -114,8 +114,14 @@ def clique(storage, visibility, start, clique_type):
                 if t in (source_type, target_type)}
         if not ends:
             continue
-        links = storage.adjacent_links(ends, outgoing=[link_type],
-                                       incoming=[link_type])
+        # A link leaves an object of its source type and enters one of
+        # its target type: a direction none of the ends can take is not
+        # asked for (usually only one is: instances found, vNICs not).
+        has_types = {walk.types[i] for i in ends}
+        links = storage.adjacent_links(
+            ends,
+            outgoing=[link_type] if source_type in has_types else [],
+            incoming=[link_type] if target_type in has_types else [])
 
         def accept(link):
             if link['source_id'] in walk.types:

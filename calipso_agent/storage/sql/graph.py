@@ -26,6 +26,14 @@ def _is_live(item):
     return item.get('deleted_at') is None and item.get('state') != 'deleted'
 
 
+def _live_ones(items, deleted):
+    """``items`` without tombstones and closed links, unless
+    ``deleted``."""
+    if deleted:
+        return items
+    return [item for item in items if _is_live(item)]
+
+
 def _live(table):
     """Not a tombstone, in SQL (the state column; only where a limit
     needs it: elsewhere the rows decoded anyway are tested)."""
@@ -123,10 +131,15 @@ class GraphReads:
         if not parts:
             return []
         if len(parts) == 1:
-            statement = parts[0].order_by(*_LINK_KEY)
-        else:
-            statement = sa.union_all(*parts).order_by(
-                *(sa.literal_column(column.name) for column in _LINK_KEY))
+            # One link per (source, target, type): no duplicates, and
+            # the key columns are not needed.
+            statement = parts[0].with_only_columns(_data(LINK)).order_by(
+                *_LINK_KEY)
+            with self._transaction() as conn:
+                texts = conn.execute(statement).scalars().all()
+            return _live_ones([_decoded(text) for text in texts], deleted)
+        statement = sa.union_all(*parts).order_by(
+            *(sa.literal_column(column.name) for column in _LINK_KEY))
         with self._transaction() as conn:
             rows = conn.execute(statement).all()
         # Ordered by the key ("C"/binary collation: Python's string
@@ -139,7 +152,5 @@ class GraphReads:
                 continue
             last_source, last_target, last_type = (source_id, target_id,
                                                    link_type)
-            link = _decoded(data)
-            if deleted or _is_live(link):
-                found.append(link)
-        return found
+            found.append(_decoded(data))
+        return _live_ones(found, deleted)

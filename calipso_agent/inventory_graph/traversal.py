@@ -235,8 +235,11 @@ def impact(storage, visibility, rules, start, depth=MAX_DEPTH):
             continue
         link = reached.vias[object_id]
         before = paths.get(_previous(link, object_id))
-        path = (_chain(walk, reached, object_id) if before is None
-                else before + [walk.shown_link(link)])
+        if before is None:
+            path = _chain(walk, reached, object_id)
+        else:
+            path = before.copy()
+            path.append(walk.shown_link(link))
         paths[object_id] = path
         # The node is the walk's own (read for it, or made by the
         # Visibility): given its depth and path in place.

@@ -138,19 +138,23 @@ class GraphReads:
             with self._transaction() as conn:
                 texts = conn.execute(statement).scalars().all()
             return _live_ones([_decoded(text) for text in texts], deleted)
-        statement = sa.union_all(*parts).order_by(
-            *(sa.literal_column(column.name) for column in _LINK_KEY))
+        both = sa.union_all(*parts).subquery()
+        statement = sa.select(both.c.data).order_by(
+            both.c.source_id, both.c.target_id, both.c.link_type)
         with self._transaction() as conn:
-            rows = conn.execute(statement).all()
+            texts = conn.execute(statement).scalars().all()
         # Ordered by the key ("C"/binary collation: Python's string
-        # order): a link both parts found comes twice in a row.
+        # order): a link both parts found comes twice in a row. Only the
+        # JSON is fetched (no row objects kept while decoding).
         found = []
-        last_source = last_target = last_type = None
-        for source_id, target_id, link_type, data in rows:
-            if (link_type == last_type and target_id == last_target
-                    and source_id == last_source):
+        last = None
+        for text in texts:
+            link = _decoded(text)
+            if last is not None and (
+                    link['link_type'] == last['link_type']
+                    and link['target_id'] == last['target_id']
+                    and link['source_id'] == last['source_id']):
                 continue
-            last_source, last_target, last_type = (source_id, target_id,
-                                                   link_type)
-            found.append(_decoded(data))
+            found.append(link)
+            last = link
         return _live_ones(found, deleted)

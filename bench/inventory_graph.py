@@ -24,6 +24,7 @@ measurement: exit status 0 whatever the figures.
 """
 
 import argparse
+import gc
 import statistics
 import tempfile
 import time
@@ -109,11 +110,16 @@ walk(id, step) AS (
 
 def timed_pair(ours, floor, repeat):
     """p50 and p90 of each, their runs interleaved (the machine's load
-    changes: both sides see the same), and the last results."""
+    changes: both sides see the same), and the last results. Each run
+    starts from a collected heap (untimed): what a run allocates still
+    makes the garbage collector run inside it, but not what the runs
+    before it left pending."""
     times = ([], [])
     results = [None, None]
     for _ in range(repeat):
         for index, function in enumerate((ours, floor)):
+            results[index] = None
+            gc.collect()
             start = time.perf_counter()
             results[index] = function()
             times[index].append(time.perf_counter() - start)

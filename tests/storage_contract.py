@@ -1549,6 +1549,30 @@ def test_adjacent_links_of_a_large_frontier(connection):
     assert [mapping(x)['source_id'] for x in got] == ids
 
 
+def test_adjacent_links_in_code_point_order(connection):
+    """The order is Python's string order on every driver (not a
+    locale's: upper case before lower, accents after ASCII), each link
+    once when both of its ends are asked for in both directions."""
+    ends = ['hub', 'Zeta', 'alpha', 'Alpha', '\u00e9t\u00e9', 'b-1', 'b_1',
+            'b1', '\u4e2d']
+    connection.upsert_links([link(i, 'hub', 'instance-host') for i in ends
+                             if i != 'hub'] +
+                            [link('hub', i, 'host-vnic') for i in ends
+                             if i != 'hub'])
+    expected = sorted({(i, 'hub', 'instance-host') for i in ends
+                       if i != 'hub'} |
+                      {('hub', i, 'host-vnic') for i in ends if i != 'hub'})
+    for got in (connection.adjacent_links(ends),
+                connection.adjacent_links(['hub'], outgoing=['host-vnic'],
+                                          incoming=['instance-host']),
+                connection.adjacent_links(list(reversed(ends)))):
+        assert [link_triple(x) for x in got] == expected
+    outgoing = connection.adjacent_links(['hub'], outgoing=None,
+                                         incoming=[])
+    assert [link_triple(x) for x in outgoing] == [
+        t for t in expected if t[0] == 'hub']
+
+
 # --- channels and subscriptions ---------------------------------------------
 
 def channel(cid, **fields):

@@ -7,6 +7,7 @@ loads. A file that cannot be read or is not a YAML mapping is an error
 """
 
 import collections
+import functools
 import logging
 import os
 import re
@@ -64,6 +65,7 @@ class Rules:
         return frozenset(forward), frozenset(reverse)
 
 
+@functools.lru_cache(maxsize=1024)
 def link_type_ends(link_type):
     """The (source type, target type) a link type names."""
     source, _, target = link_type.partition('-')

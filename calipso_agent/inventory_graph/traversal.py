@@ -74,12 +74,13 @@ class Walk:
         return reached
 
     def finish(self):
-        """The (id, node) pairs in the order reached and the edges, as
-        the caller sees them."""
+        """The (id, node) pairs in the order reached (an iterator) and
+        the edges, as the caller sees them."""
         if self.visibility.is_admin:
             self._resolve(list(self.types))
-        pairs = [(i, self.visibility.node(self.objects[i]))
-                 for i in self.types if i in self.objects]
+        node = self.visibility.node
+        objects = self.objects
+        pairs = ((i, node(objects[i])) for i in self.types if i in objects)
         return pairs, self.edges()
 
     def edges(self):
@@ -113,8 +114,14 @@ def clique(storage, visibility, start, clique_type):
                 if t in (source_type, target_type)}
         if not ends:
             continue
-        links = storage.adjacent_links(ends, outgoing=[link_type],
-                                       incoming=[link_type])
+        # A link leaves an object of its source type and enters one of
+        # its target type: a direction none of the ends can take is not
+        # asked for (usually only one is: instances found, vNICs not).
+        has_types = {walk.types[i] for i in ends}
+        links = storage.adjacent_links(
+            ends,
+            outgoing=[link_type] if source_type in has_types else [],
+            incoming=[link_type] if target_type in has_types else [])
 
         def accept(link):
             if link['source_id'] in walk.types:
@@ -128,10 +135,12 @@ def clique(storage, visibility, start, clique_type):
             'edges': edges}
 
 
-def _expansion(members, forward, reverse, reached_by, level):
+def _expansion(members, forward, reverse, reached, level):
     """The ``accept`` of one level of a breadth-first walk: the end a
     link leads to from ``members`` in its direction, if not reached
-    yet (then recorded in ``reached_by``)."""
+    yet (then recorded in ``reached``)."""
+    depths, vias = reached.depths, reached.vias
+
     def accept(link):
         if link['source_id'] in members and link['link_type'] in forward:
             other = link['target_id']
@@ -140,19 +149,37 @@ def _expansion(members, forward, reverse, reached_by, level):
             other = link['source_id']
         else:
             return None
-        if other in reached_by:
+        if other in depths:
             return None
-        reached_by[other] = (level, link)
+        depths[other] = level
+        vias[other] = link
         return other
     return accept
+
+
+class Reached:
+    """Per object reached by a breadth-first walk, its depth and the
+    link it was reached by (None for the start): two dicts, not a tuple
+    per object (thousands of objects that live as long as the walk make
+    the garbage collector run)."""
+
+    def __init__(self, start_id):
+        self.depths = {start_id: 0}
+        self.vias = {start_id: None}
+
+    def keep_only(self, ids):
+        for dropped in set(self.depths) - set(ids):
+            del self.depths[dropped]
+            del self.vias[dropped]
 
 
 def _breadth_first(storage, visibility, start, forward, reverse, depth):
     """The walk along ``forward`` link types (source to target) and
     ``reverse`` ones (target to source), at most ``depth`` links deep;
-    with, per object reached, (depth, the link it was reached by)."""
+    with, per object reached, its depth and the link it was reached
+    by."""
     walk = Walk(storage, visibility, start)
-    reached_by = {start['id']: (0, None)}
+    reached = Reached(start['id'])
     frontier, previous = [start['id']], []
     level = 0
     while frontier and level < depth and (forward or reverse):
@@ -165,24 +192,29 @@ def _breadth_first(storage, visibility, start, forward, reverse, depth):
         previous = frontier
 
         frontier = walk.add(links, _expansion(
-            members, forward, reverse, reached_by, level))
+            members, forward, reverse, reached, level))
         if not visibility.is_admin:
             # A tenant's walk dropped what it may not go through.
-            for dropped in set(reached_by) - set(walk.types):
-                del reached_by[dropped]
-    return walk, reached_by
+            reached.keep_only(walk.types)
+    return walk, reached
 
 
-def _chain(walk, reached_by, object_id):
+def _previous(link, object_id):
+    """The end of ``link`` (by which ``object_id`` was reached) it was
+    reached from."""
+    return (link['source_id'] if link['target_id'] == object_id
+            else link['target_id'])
+
+
+def _chain(walk, reached, object_id):
     """The links from the start to ``object_id``, as shown."""
     chain = []
     while True:
-        _, link = reached_by[object_id]
+        link = reached.vias[object_id]
         if link is None:
             break
         chain.append(walk.shown_link(link))
-        object_id = (link['source_id'] if link['target_id'] == object_id
-                     else link['target_id'])
+        object_id = _previous(link, object_id)
     chain.reverse()
     return chain
 
@@ -191,15 +223,29 @@ def impact(storage, visibility, rules, start, depth=MAX_DEPTH):
     """Every object that depends on ``start``, each with the links from
     the start to it."""
     forward, reverse = rules.following('impact')
-    walk, reached_by = _breadth_first(storage, visibility, start, forward,
-                                      reverse, depth)
+    walk, reached = _breadth_first(storage, visibility, start, forward,
+                                   reverse, depth)
     pairs, edges = walk.finish()
     dependents = []
+    # Breadth first: the path to the object a link was followed from is
+    # known when the link's far end comes (one list per object).
+    paths = {start['id']: []}
     for object_id, node in pairs:
         if object_id == start['id']:
             continue
-        dependents.append({**node, 'depth': reached_by[object_id][0],
-                           'path': _chain(walk, reached_by, object_id)})
+        link = reached.vias[object_id]
+        before = paths.get(_previous(link, object_id))
+        if before is None:
+            path = _chain(walk, reached, object_id)
+        else:
+            path = before.copy()
+            path.append(walk.shown_link(link))
+        paths[object_id] = path
+        # The node is the walk's own (read for it, or made by the
+        # Visibility): given its depth and path in place.
+        node['depth'] = reached.depths[object_id]
+        node['path'] = path
+        dependents.append(node)
     return {'focal_point': walk.node(start['id']),
             'dependents': dependents, 'edges': edges}
 
@@ -209,12 +255,12 @@ def path(storage, visibility, rules, start):
     object with its state; the first object (breadth first) that is not
     ACTIVE is marked ``first_failure``."""
     forward, reverse = rules.following('path')
-    walk, reached_by = _breadth_first(storage, visibility, start, forward,
-                                      reverse, MAX_DEPTH)
+    walk, reached = _breadth_first(storage, visibility, start, forward,
+                                   reverse, MAX_DEPTH)
     pairs, edges = walk.finish()
     chain, first = [], None
     for object_id, node in pairs:
-        level, link = reached_by[object_id]
+        level, link = reached.depths[object_id], reached.vias[object_id]
         step = {**node, 'depth': level,
                 'via': None if link is None else walk.shown_link(link),
                 'first_failure': False}

@@ -4,7 +4,6 @@ every engine) and JSON text."""
 
 import datetime
 import json
-import re
 
 import orjson
 
@@ -12,8 +11,13 @@ from calipso_agent.storage import base
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
-_LONG_DIGITS = re.compile(r'[0-9]{20}')
-_LONG_DIGITS_BYTES = re.compile(rb'[0-9]{20}')
+# orjson reads an integer outside [-2**63, 2**64 - 1] as a float: such
+# an integer has at least 19 digits. A run of 19 digits is found by
+# mapping every digit to b'0' (bytes.translate, a table lookup per byte;
+# UTF-8 has no ASCII bytes inside multi-byte characters) and looking for
+# 19 zeros: a fifth of the cost of a regular expression's search.
+_DIGITS_AS_ZERO = bytes.maketrans(b'123456789', b'000000000')
+_LONG_DIGIT_RUN = b'0' * 19
 
 
 def to_us(value):
@@ -66,11 +70,12 @@ def dumps(value):
 
 
 def loads(text):
-    """The value of JSON text; integers beyond 64 bits stay exact (orjson
-    would make them floats)."""
-    long_digits = (_LONG_DIGITS if isinstance(text, str)
-                   else _LONG_DIGITS_BYTES)
-    if long_digits.search(text):
-        return json.loads(text)
-    return orjson.loads(text)
+    """The value of JSON text (str or UTF-8 bytes); integers beyond 64
+    bits stay exact (orjson would make them floats: such text goes to
+    json, which reads it alike otherwise)."""
+    data = (text.encode('utf-8', 'surrogatepass')
+            if isinstance(text, str) else bytes(text))
+    if _LONG_DIGIT_RUN in data.translate(_DIGITS_AS_ZERO):
+        return json.loads(data)
+    return orjson.loads(data)
 

@@ -27,6 +27,7 @@ This module knows no storage and no notification format.
 
 import abc
 import datetime
+import functools
 import hashlib
 import json
 import re
@@ -129,9 +130,22 @@ def timestamp(value):
     is read too. None stays None; anything else unreadable: ValueError."""
     if value is None:
         return None
+    if value.__class__ is str:
+        # A batch repeats its notifications' instants: each text is read
+        # once.
+        return _text_timestamp(value)
+    return _parse_timestamp(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_timestamp(value):
+    if _CANONICAL.match(value):
+        return value
+    return _parse_timestamp(value)
+
+
+def _parse_timestamp(value):
     if isinstance(value, str):
-        if _CANONICAL.match(value):
-            return value
         text = value.strip()
         if text[-1:] in ('Z', 'z'):
             text = text[:-1] + '+00:00'
@@ -199,11 +213,25 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
     if link_targets is not None:
         obj['link_targets'] = {k: sorted(set(v))
                                for k, v in link_targets.items()}
-    # The timestamps are canonical already: the rest is checked.
-    what = _check_object(obj, f'inventory object {id!r}')
-    if last is None:
-        raise ValueError(f'{what}: last_event_at is missing')
+    # The timestamps are canonical already, attributes and link_targets
+    # made here: the text fields are checked (the precise error, when one
+    # is wrong, is _check_object's).
+    if last is None or not (
+            id.__class__ is str and id and type in _TYPE_SET
+            and _texts_or_none(obj['project_id'], obj['parent_id'],
+                               obj['parent_type'], host, obj['name'])):
+        what = _check_object(obj, f'inventory object {id!r}')
+        if last is None:
+            raise ValueError(f'{what}: last_event_at is missing')
     return _Valid(obj)
+
+
+def _texts_or_none(*values):
+    """Whether each of ``values`` is None or a non-empty string."""
+    for value in values:
+        if value is not None and (value.__class__ is not str or not value):
+            return False
+    return True
 
 
 class _Valid(dict):
@@ -235,10 +263,15 @@ def make_link(source_type, source_id, target_type, target_id,
             'deleted_by': None, 'last_event_at': last}
     if last is None:
         raise ValueError(f'{_link_what(link)}: last_event_at is missing')
-    bad = _bad_text(link, ('source_id', 'target_id', 'source_type',
-                           'target_type'), ('project_id',))
-    if bad is not None:
-        raise _text_error(f'link {link!r}', link, bad)
+    if not (source_id.__class__ is str and source_id
+            and target_id.__class__ is str and target_id
+            and source_type.__class__ is str and source_type
+            and target_type.__class__ is str and target_type
+            and _texts_or_none(project_id)):
+        bad = _bad_text(link, ('source_id', 'target_id', 'source_type',
+                               'target_type'), ('project_id',))
+        if bad is not None:
+            raise _text_error(f'link {link!r}', link, bad)
     return _Valid(link)
 
 

@@ -569,11 +569,13 @@ def apply(batch, objects=(), links=()):
     ``batch`` by the rules of this module; return how many objects and
     links were written. ValueError (nothing written) when one is not
     valid."""
+    # What a builder made is valid and not changed here (the kept ones
+    # are copied before they are): only the others are copied and checked.
     incoming = {}
     for obj in objects:
-        obj = dict(obj) if type(obj) is _Valid else validate_object(
-            dict(obj))
-        obj.setdefault('deleted_by', None)
+        if type(obj) is not _Valid:
+            obj = validate_object(dict(obj))
+            obj.setdefault('deleted_by', None)
         kept = incoming.get(obj['id'])
         if kept is None or newer(obj, kept):
             kept, obj = obj, kept
@@ -582,12 +584,13 @@ def apply(batch, objects=(), links=()):
         incoming[kept['id']] = kept
     incoming_links = {}
     for link in links:
-        link = dict(link) if type(link) is _Valid else validate_link(
-            dict(link))
-        link.setdefault('deleted_by', None)
-        kept = incoming_links.get(link_key(link))
+        if type(link) is not _Valid:
+            link = validate_link(dict(link))
+            link.setdefault('deleted_by', None)
+        key = link_key(link)
+        kept = incoming_links.get(key)
         if kept is None or newer(link, kept):
-            incoming_links[link_key(link)] = link
+            incoming_links[key] = link
 
     view = {}      # id -> object as it will be (stored or new)
     absent = set()  # ids known to be in neither
@@ -616,6 +619,7 @@ def apply(batch, objects=(), links=()):
                     view[oid] = described
                     frontier.add(oid)
             continue
+        obj = dict(obj)
         if stored is not None and _own_deleted(obj):
             obj = describe(obj, stored)
         if stored is not None and stored.get('resource_ids') and (
@@ -690,7 +694,7 @@ def apply(batch, objects=(), links=()):
                             stored and stored.get('created_at'))
         if stored is not None and not newer(link, stored):
             continue
-        link['created_at'] = created
+        link = dict(link, created_at=created)
         link_view[key] = link
         touched.add(key)
     for key in link_view:

@@ -168,6 +168,8 @@ def state_of(status):
     """An upper-case state from a source status (None stays None)."""
     if status is None:
         return None
+    if status.__class__ is str:
+        return status.upper()
     return str(status).upper()
 
 
@@ -254,9 +256,10 @@ def make_link(source_type, source_id, target_type, target_id,
     """A valid link, of type ``<source_type>-<target_type>``."""
     last = timestamp(last_event_at)
     link = {'source_id': source_id, 'target_id': target_id,
-            'link_type': link_type(source_type, target_type),
+            'link_type': f'{source_type}-{target_type}',
             'source_type': source_type, 'target_type': target_type,
-            'state': state if state == DELETED else state_of(state),
+            'state': (state if state == ACTIVE or state == DELETED
+                      else state_of(state)),
             'project_id': project_id, 'attributes': dict(attributes or {}),
             'created_at': None, 'updated_at': last,
             'deleted_at': last if state == DELETED else None,

@@ -346,6 +346,8 @@ class _InventoryBatch(inventory.InventoryBatch):
             for lk in links])
 
     def _upsert(self, table, keys, rows):
+        if not rows:
+            return
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start:start + _ROWS_PER_STATEMENT]
             self.conn.exec_driver_sql(

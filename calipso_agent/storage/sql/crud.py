@@ -348,6 +348,12 @@ class _InventoryBatch(inventory.InventoryBatch):
     def _upsert(self, table, keys, rows):
         if not rows:
             return
+        if not self.postgresql:
+            # sqlite3 runs one prepared statement over the rows: cheaper
+            # than building and parsing a statement of many rows.
+            self.conn.exec_driver_sql(_upsert_sql(self.mark, table, keys, 1),
+                                      rows)
+            return
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start:start + _ROWS_PER_STATEMENT]
             self.conn.exec_driver_sql(
@@ -355,7 +361,7 @@ class _InventoryBatch(inventory.InventoryBatch):
                 tuple(itertools.chain.from_iterable(chunk)))
 
 
-# Rows per INSERT: within SQLite's 32766 parameters a statement.
+# Rows per INSERT (PostgreSQL).
 _ROWS_PER_STATEMENT = 500
 
 

@@ -294,6 +294,10 @@ class _InventoryBatch(inventory.InventoryBatch):
 
     def __init__(self, store, conn):
         self.conn = conn
+        # The driver's cursor, in the transaction SQLAlchemy began: a
+        # batch's few statements skip SQLAlchemy's execution machinery
+        # (the driver's errors are the store's errors: _transaction).
+        self.cursor = conn.connection.driver_connection.cursor()
         self.postgresql = store.backend == 'postgresql'
         self.mark = '%s' if self.postgresql else '?'
 
@@ -312,8 +316,9 @@ class _InventoryBatch(inventory.InventoryBatch):
                 marks = ', '.join('?' * len(chunk))
                 where = ' OR '.join(f'{c} IN ({marks})' for c in columns)
                 params = tuple(chunk) * len(columns)
-            for (data,) in self.conn.exec_driver_sql(
-                    f'SELECT data FROM {table} WHERE {where}', params):
+            self.cursor.execute(f'SELECT data FROM {table} WHERE {where}',
+                                params)
+            for (data,) in self.cursor.fetchall():
                 yield data if isinstance(data, dict) else values.loads(data)
 
     def objects(self, ids):
@@ -351,12 +356,12 @@ class _InventoryBatch(inventory.InventoryBatch):
         if not self.postgresql:
             # sqlite3 runs one prepared statement over the rows: cheaper
             # than building and parsing a statement of many rows.
-            self.conn.exec_driver_sql(_upsert_sql(self.mark, table, keys, 1),
-                                      rows)
+            self.cursor.executemany(_upsert_sql(self.mark, table, keys, 1),
+                                    rows)
             return
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start:start + _ROWS_PER_STATEMENT]
-            self.conn.exec_driver_sql(
+            self.cursor.execute(
                 _upsert_sql(self.mark, table, keys, len(chunk)),
                 tuple(itertools.chain.from_iterable(chunk)))
 

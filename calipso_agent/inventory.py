@@ -27,6 +27,7 @@ This module knows no storage and no notification format.
 
 import abc
 import datetime
+import functools
 import hashlib
 import json
 import re
@@ -129,9 +130,22 @@ def timestamp(value):
     is read too. None stays None; anything else unreadable: ValueError."""
     if value is None:
         return None
+    if value.__class__ is str:
+        # A batch repeats its notifications' instants: each text is read
+        # once.
+        return _text_timestamp(value)
+    return _parse_timestamp(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_timestamp(value):
+    if _CANONICAL.match(value):
+        return value
+    return _parse_timestamp(value)
+
+
+def _parse_timestamp(value):
     if isinstance(value, str):
-        if _CANONICAL.match(value):
-            return value
         text = value.strip()
         if text[-1:] in ('Z', 'z'):
             text = text[:-1] + '+00:00'
@@ -154,6 +168,8 @@ def state_of(status):
     """An upper-case state from a source status (None stays None)."""
     if status is None:
         return None
+    if status.__class__ is str:
+        return status.upper()
     return str(status).upper()
 
 
@@ -199,11 +215,25 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
     if link_targets is not None:
         obj['link_targets'] = {k: sorted(set(v))
                                for k, v in link_targets.items()}
-    # The timestamps are canonical already: the rest is checked.
-    what = _check_object(obj, f'inventory object {id!r}')
-    if last is None:
-        raise ValueError(f'{what}: last_event_at is missing')
+    # The timestamps are canonical already, attributes and link_targets
+    # made here: the text fields are checked (the precise error, when one
+    # is wrong, is _check_object's).
+    if last is None or not (
+            id.__class__ is str and id and type in _TYPE_SET
+            and _texts_or_none(obj['project_id'], obj['parent_id'],
+                               obj['parent_type'], host, obj['name'])):
+        what = _check_object(obj, f'inventory object {id!r}')
+        if last is None:
+            raise ValueError(f'{what}: last_event_at is missing')
     return _Valid(obj)
+
+
+def _texts_or_none(*values):
+    """Whether each of ``values`` is None or a non-empty string."""
+    for value in values:
+        if value is not None and (value.__class__ is not str or not value):
+            return False
+    return True
 
 
 class _Valid(dict):
@@ -226,19 +256,25 @@ def make_link(source_type, source_id, target_type, target_id,
     """A valid link, of type ``<source_type>-<target_type>``."""
     last = timestamp(last_event_at)
     link = {'source_id': source_id, 'target_id': target_id,
-            'link_type': link_type(source_type, target_type),
+            'link_type': f'{source_type}-{target_type}',
             'source_type': source_type, 'target_type': target_type,
-            'state': state if state == DELETED else state_of(state),
+            'state': (state if state == ACTIVE or state == DELETED
+                      else state_of(state)),
             'project_id': project_id, 'attributes': dict(attributes or {}),
             'created_at': None, 'updated_at': last,
             'deleted_at': last if state == DELETED else None,
             'deleted_by': None, 'last_event_at': last}
     if last is None:
         raise ValueError(f'{_link_what(link)}: last_event_at is missing')
-    bad = _bad_text(link, ('source_id', 'target_id', 'source_type',
-                           'target_type'), ('project_id',))
-    if bad is not None:
-        raise _text_error(f'link {link!r}', link, bad)
+    if not (source_id.__class__ is str and source_id
+            and target_id.__class__ is str and target_id
+            and source_type.__class__ is str and source_type
+            and target_type.__class__ is str and target_type
+            and _texts_or_none(project_id)):
+        bad = _bad_text(link, ('source_id', 'target_id', 'source_type',
+                               'target_type'), ('project_id',))
+        if bad is not None:
+            raise _text_error(f'link {link!r}', link, bad)
     return _Valid(link)
 
 
@@ -536,11 +572,13 @@ def apply(batch, objects=(), links=()):
     ``batch`` by the rules of this module; return how many objects and
     links were written. ValueError (nothing written) when one is not
     valid."""
+    # What a builder made is valid and not changed here (the kept ones
+    # are copied before they are): only the others are copied and checked.
     incoming = {}
     for obj in objects:
-        obj = dict(obj) if type(obj) is _Valid else validate_object(
-            dict(obj))
-        obj.setdefault('deleted_by', None)
+        if type(obj) is not _Valid:
+            obj = validate_object(dict(obj))
+            obj.setdefault('deleted_by', None)
         kept = incoming.get(obj['id'])
         if kept is None or newer(obj, kept):
             kept, obj = obj, kept
@@ -549,12 +587,13 @@ def apply(batch, objects=(), links=()):
         incoming[kept['id']] = kept
     incoming_links = {}
     for link in links:
-        link = dict(link) if type(link) is _Valid else validate_link(
-            dict(link))
-        link.setdefault('deleted_by', None)
-        kept = incoming_links.get(link_key(link))
+        if type(link) is not _Valid:
+            link = validate_link(dict(link))
+            link.setdefault('deleted_by', None)
+        key = link_key(link)
+        kept = incoming_links.get(key)
         if kept is None or newer(link, kept):
-            incoming_links[link_key(link)] = link
+            incoming_links[key] = link
 
     view = {}      # id -> object as it will be (stored or new)
     absent = set()  # ids known to be in neither
@@ -583,6 +622,7 @@ def apply(batch, objects=(), links=()):
                     view[oid] = described
                     frontier.add(oid)
             continue
+        obj = dict(obj)
         if stored is not None and _own_deleted(obj):
             obj = describe(obj, stored)
         if stored is not None and stored.get('resource_ids') and (
@@ -657,7 +697,7 @@ def apply(batch, objects=(), links=()):
                             stored and stored.get('created_at'))
         if stored is not None and not newer(link, stored):
             continue
-        link['created_at'] = created
+        link = dict(link, created_at=created)
         link_view[key] = link
         touched.add(key)
     for key in link_view:

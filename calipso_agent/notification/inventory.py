@@ -37,10 +37,10 @@ NOVA_STATES = {'active': 'ACTIVE', 'building': 'BUILD', 'stopped': 'SHUTOFF',
                'shelved_offloaded': 'SHELVED_OFFLOADED'}
 #: Payload fields of nova that change at every event without saying
 #: anything about the instance.
-_NOVA_NOISE = ('audit_period_beginning', 'audit_period_ending', 'bandwidth',
-               'progress', 'ip_addresses', 'block_devices', 'keypairs',
-               'request_id', 'action_initiator_user',
-               'action_initiator_project')
+_NOVA_NOISE = frozenset((
+    'audit_period_beginning', 'audit_period_ending', 'bandwidth',
+    'progress', 'ip_addresses', 'block_devices', 'keypairs', 'request_id',
+    'action_initiator_user', 'action_initiator_project'))
 _NEUTRON_TYPES = {'network': 'network', 'subnet': 'subnet', 'port': 'port',
                   'router': 'router', 'floatingip': 'floating_ip'}
 
@@ -95,10 +95,10 @@ def _required(mapping, field):
     return value
 
 
-def _scalars(payload, skip=()):
+def _scalars(payload, skip=frozenset()):
     """The fields of a payload worth keeping as attributes."""
     return {k: v for k, v in payload.items()
-            if k not in skip and not k.startswith('nova_object.')}
+            if k not in skip and k[:12] != 'nova_object.'}
 
 
 # --- nova -------------------------------------------------------------------

@@ -147,7 +147,7 @@ class SampleDispatcher(messaging.BatchEndpoint):
                 return item
         if self.inventory_endpoints:
             item.changes = self.changes_of(notification, item)
-        trimmed = self.limits.bound_samples(samples)
+        trimmed = self.limits.bound_samples(samples) if samples else None
         if trimmed:
             self.trimmed += 1
             LOG.warning('Notification %s (%s): resource_metadata over '

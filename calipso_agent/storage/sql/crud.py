@@ -4,6 +4,7 @@ looked up by."""
 
 import contextlib
 import functools
+import itertools
 
 import sqlalchemy as sa
 
@@ -365,6 +366,10 @@ class _InventoryBatch(inventory.InventoryBatch):
 
     def __init__(self, store, conn):
         self.conn = conn
+        # The driver's cursor, in the transaction SQLAlchemy began: a
+        # batch's few statements skip SQLAlchemy's execution machinery
+        # (the driver's errors are the store's errors: _transaction).
+        self.cursor = conn.connection.driver_connection.cursor()
         self.postgresql = store.backend == 'postgresql'
         self.mark = '%s' if self.postgresql else '?'
 
@@ -383,8 +388,9 @@ class _InventoryBatch(inventory.InventoryBatch):
                 marks = ', '.join('?' * len(chunk))
                 where = ' OR '.join(f'{c} IN ({marks})' for c in columns)
                 params = tuple(chunk) * len(columns)
-            for (data,) in self.conn.exec_driver_sql(
-                    f'SELECT data FROM {table} WHERE {where}', params):
+            self.cursor.execute(f'SELECT data FROM {table} WHERE {where}',
+                                params)
+            for (data,) in self.cursor.fetchall():
                 yield data if isinstance(data, dict) else values.loads(data)
 
     def objects(self, ids):
@@ -401,27 +407,46 @@ class _InventoryBatch(inventory.InventoryBatch):
 
     def write(self, objects, links):
         # Rows are unique per key here (``apply`` keeps one per id and
-        # per triple), so one statement takes many rows.
-        self._upsert(INVENTORY, ('id',),
-                     [_row_tuple(INVENTORY, _object_row(o))
-                      for o in objects])
-        self._upsert(LINK, ('source_id', 'target_id', 'link_type'),
-                     [_row_tuple(LINK, _link_row(lk)) for lk in links])
+        # per triple), so one statement takes many rows. ``apply`` gives
+        # canonical timestamps, which a batch repeats: each is converted
+        # once.
+        dumps = values.dumps
+        self._upsert(INVENTORY, ('id',), [
+            (o['id'], o['type'], o.get('project_id'), o.get('parent_id'),
+             o.get('host'), o.get('name'), o.get('state'),
+             _canonical_us(o['last_event_at']), dumps(o))
+            for o in objects])
+        self._upsert(LINK, ('source_id', 'target_id', 'link_type'), [
+            (lk['source_id'], lk['target_id'], lk['link_type'],
+             lk.get('project_id'), lk.get('state'),
+             _canonical_us(lk['last_event_at']), dumps(lk))
+            for lk in links])
 
     def _upsert(self, table, keys, rows):
+        if not rows:
+            return
+        if not self.postgresql:
+            # sqlite3 runs one prepared statement over the rows: cheaper
+            # than building and parsing a statement of many rows.
+            self.cursor.executemany(_upsert_sql(self.mark, table, keys, 1),
+                                    rows)
+            return
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start:start + _ROWS_PER_STATEMENT]
-            self.conn.exec_driver_sql(
+            self.cursor.execute(
                 _upsert_sql(self.mark, table, keys, len(chunk)),
-                tuple(value for row in chunk for value in row))
+                tuple(itertools.chain.from_iterable(chunk)))
 
 
-# Rows per INSERT: within SQLite's 32766 parameters a statement.
+# Rows per INSERT (PostgreSQL).
 _ROWS_PER_STATEMENT = 500
 
 
-def _row_tuple(table, row):
-    return tuple(row[c.name] for c in table.c)
+@functools.lru_cache(maxsize=8192)
+def _canonical_us(text):
+    """Microseconds since the epoch of a canonical timestamp
+    (``inventory.timestamp``)."""
+    return values.to_us(text)
 
 
 @functools.lru_cache(maxsize=64)

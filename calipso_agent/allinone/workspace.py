@@ -26,7 +26,8 @@ PROXY_DIR = 'proxies'
 
 PIPELINE = """\
 ---
-# Written by calipso run: every sample of every meter to the store.
+# Written by calipso run: every sample of every meter to the store and
+# to the tenant subscriptions it matches (doc/pubsub.md).
 sources:
   - name: meter_source
     meters:
@@ -37,6 +38,7 @@ sinks:
   - name: meter_sink
     publishers:
       - database://
+      - subscription://
 """
 
 

@@ -7,9 +7,10 @@ API and its statistics; a channel is created with the controller and its
 proxy, queried with python-ceilometerclient (library and CLI), shows its
 project only; the inventory the agent keeps from the same notifications
 is listed by the API and, limited to a channel's project, by its proxy;
-the polling agent stores this host's meters; ``calipso run`` stopped by
-SIGTERM while notifications are still queued, started again, stores every
-sample exactly once.
+the polling agent stores this host's meters; a tenant subscribed through
+its channel's proxy receives its samples, and only those, as datagrams;
+``calipso run`` stopped by SIGTERM while notifications are still queued,
+started again, stores every sample exactly once.
 """
 
 import collections
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -31,7 +33,7 @@ from ceilometerclient import client as ceilometer_client
 from calipso_agent import inventory, replay, service
 from calipso_agent.notification import base, manager
 from calipso_agent.storage.sql import sqlite
-from tests.helpers import basics, fixtures
+from tests.helpers import basics, fixtures, receivers
 from tests.helpers import inventory as inventory_helpers
 
 pytestmark = pytest.mark.functional
@@ -74,7 +76,7 @@ class Run:
         self.api_port = basics.free_port()
         self.controller_port = basics.free_port()
         low = basics.free_port()
-        self.proxy_ports = f'{low}-{low + 1}'
+        self.proxy_ports = f'{low}-{low + 2}'
         self.api = f'http://127.0.0.1:{self.api_port}'
         self.controller = f'http://127.0.0.1:{self.controller_port}'
         self.output_path = os.path.join(self.state_dir, 'run.out')
@@ -348,6 +350,75 @@ def test_inventory_through_the_api_and_a_channel_proxy(product, replayed,
     for base_url in (product.api, url):
         page = requests.get(base_url + '/ui/', timeout=30)
         assert page.status_code == 200 and '<html' in page.text.lower()
+
+
+def test_a_tenant_subscribes_through_its_proxy_and_gets_only_its_samples(
+        product, replayed, vhost):
+    """CORD's subscribe body to the channel's proxy, a UDP target: the
+    shipped pipeline's subscription publisher pushes the channel's samples
+    as msgpack datagrams, and never another project's."""
+    by_file = {}
+    for path in replay.envelope_files([fixtures.NOTIFICATIONS]):
+        counts = expected_samples(product.config_file, [path])
+        if counts:
+            by_file[path] = counts
+    projects = collections.Counter()
+    for counts in by_file.values():
+        for (_, project), count in counts.items():
+            projects[project] += count
+    ours = max((p for p in projects if p), key=projects.get)
+    mine = sorted(path for path, counts in by_file.items()
+                  if {project for _, project in counts} == {ours})
+    foreign = sorted(path for path, counts in by_file.items()
+                     if ours not in {project for _, project in counts})
+    assert mine and foreign
+    channel, url = create_channel(product, 'pubsub', [ours])
+    url = url.rstrip('/')
+    headers = {'X-Auth-Token': channel['token'],
+               'Content-Type': 'application/json'}
+    receiver = receivers.UDPCollector()
+    try:
+        answer = requests.post(url + '/subscribe', headers=headers,
+                               timeout=30, data=json.dumps({
+                                   'app_id': 'cord-app',
+                                   'target': receiver.url,
+                                   'sub_info': '*', 'query': []}))
+        assert answer.status_code == 201, answer.text
+        # A subscription takes effect within the refresh interval.
+        time.sleep(3)
+        replay_files(vhost, *foreign, *mine)
+        wanted = sum(sum(by_file[path].values()) for path in mine)
+        assert basics.wait_until(
+            lambda: len(receiver.messages) >= wanted, 60), (
+            len(receiver.messages), wanted, product.output()[-2000:])
+        time.sleep(2)
+        assert receiver.errors == []
+        assert {m['project_id'] for m in receiver.messages} == {ours}
+        assert len(receiver.messages) == wanted
+
+        def delivered():
+            listed = requests.get(url + '/v2/subscribe', headers=headers,
+                                  timeout=30)
+            assert listed.status_code == 200, listed.text
+            (subscription,) = listed.json()
+            return subscription['delivered'] >= wanted
+        assert basics.wait_until(delivered, 30)
+
+        answer = requests.post(url + '/unsubscribe', headers=headers,
+                               timeout=30,
+                               data=json.dumps({'app_id': 'cord-app'}))
+        assert answer.status_code == 200, answer.text
+        time.sleep(3)
+        before = len(receiver.messages)
+        stored = len(notification_samples(product))
+        replay_files(vhost, *mine)
+        assert basics.wait_until(
+            lambda: len(notification_samples(product)) >= stored + wanted,
+            60)
+        time.sleep(2)
+        assert len(receiver.messages) == before
+    finally:
+        receiver.close()
 
 
 def test_stopped_with_queued_notifications_stores_each_once(

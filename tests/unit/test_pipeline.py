@@ -121,7 +121,8 @@ def test_publisher_failure_propagates(tmp_path):
 
 def test_shipped_pipeline_file_stores_every_sample(tmp_path):
     content = yaml.safe_load(open(f'{basics.ETC}/pipeline.yaml'))
-    assert content['sinks'][0]['publishers'] == ['database://']
+    assert content['sinks'][0]['publishers'] == ['database://',
+                                                 'subscription://']
     conf = basics.make_conf(
         database__connection=f'sqlite:///{tmp_path}/calipso.sqlite')
     p = pipeline.Pipeline.from_dict(conf, content)

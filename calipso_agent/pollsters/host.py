@@ -139,24 +139,48 @@ class HostPollster(base.Pollster):
     """A meter of the host itself: one sample per resource (the host)."""
 
     default_discovery = DISCOVERY
+    #: Bound of the resources whose id key half is kept (cleared when
+    #: full).
+    max_known = 4096
+
+    def __init__(self, conf):
+        super().__init__(conf)
+        # {resource id: id key half}, kept across cycles.
+        self._keys = {}
 
     @abc.abstractmethod
     def value(self, readings):
         """The volume from this cycle's HostSnapshot."""
 
+    def _learn(self, resource_id):
+        keys = self._keys
+        if len(keys) >= self.max_known:
+            keys.clear()
+        made = keys[resource_id] = base.polled_id_key(self.meter,
+                                                      resource_id)
+        return made
+
     def get_samples(self, context, cache, resources):
-        readings = snapshot(cache)
-        value, meter = self.value, self.meter
+        try:
+            readings = cache[SNAPSHOT_KEY]
+        except KeyError:
+            readings = snapshot(cache)
+        value, meter, keys = self.value, self.meter, self._keys
         timestamp, host = context.timestamp, context.host
+        instant = base.polled_id_instant(timestamp)
         samples = []
-        # make_sample spelled out, and a loop rather than a comprehension
-        # (one resource, most often): this runs for every meter every cycle.
+        # make_sample and polled_sample_id spelled out, and a loop rather
+        # than a comprehension (one resource, most often): this runs for
+        # every meter every cycle.
         for resource_id in map(str, resources):
+            try:
+                key = keys[resource_id]
+            except KeyError:
+                key = self._learn(resource_id)
             samples.append(sample.Sample(
                 meter, self.meter_type, self.unit, value(readings), None,
                 None, resource_id, timestamp, {'host': host},
-                context.sample_source, None,
-                base.polled_sample_id(meter, resource_id, timestamp)))
+                context.sample_source, None, instant + key))
         return samples
 
 

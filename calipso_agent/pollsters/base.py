@@ -126,6 +126,27 @@ def polled_sample_id(meter, resource_id, timestamp):
         return first + _key_half(meter, resource_id)
 
 
+def polled_id_instant(timestamp):
+    """The first half of the ids of the samples polled at ``timestamp``
+    (cached): ``polled_sample_id`` is ``polled_id_instant(timestamp) +
+    polled_id_key(meter, resource_id)``."""
+    try:
+        return _instant_halves[timestamp]
+    except KeyError:
+        return _instant_half(timestamp)
+
+
+def polled_id_key(meter, resource_id):
+    """The second half of the ids of ``meter``'s samples of
+    ``resource_id``, whatever the instant: a pollster making the samples
+    of many resources at every cycle may keep it and concatenate it to
+    the cycle's ``polled_id_instant`` itself."""
+    try:
+        return _key_halves[meter, resource_id]
+    except KeyError:
+        return _key_half(meter, resource_id)
+
+
 def host_name(conf):
     """The ``host`` option, or this machine's name."""
     return getattr(conf, 'host', None) or socket.gethostname()

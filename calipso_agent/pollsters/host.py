@@ -97,18 +97,14 @@ class HostSnapshot:
             value = self._load = psutil.getloadavg()
         return value
 
-    def rows(self, kind, host, read):
-        """[(resource id, name, counters)] of ``host``'s devices or
-        interfaces (``read(snapshot)``: the psutil reading by name),
-        sorted by name; made once per cycle for every pollster of that
-        kind."""
-        key = (kind, host)
+    def rows(self, kind, read):
+        """[(name, counters)] of the devices or interfaces
+        (``read(snapshot)``: the psutil reading by name), sorted by name;
+        made once per cycle for every pollster of that kind."""
         try:
-            return self._rows[key]
+            return self._rows[kind]
         except KeyError:
-            made = self._rows[key] = [
-                (f'{host}-{name}', name, counter)
-                for name, counter in sorted(read(self).items())]
+            made = self._rows[kind] = sorted(read(self).items())
             return made
 
 
@@ -143,24 +139,48 @@ class HostPollster(base.Pollster):
     """A meter of the host itself: one sample per resource (the host)."""
 
     default_discovery = DISCOVERY
+    #: Bound of the resources whose id key half is kept (cleared when
+    #: full).
+    max_known = 4096
+
+    def __init__(self, conf):
+        super().__init__(conf)
+        # {resource id: id key half}, kept across cycles.
+        self._keys = {}
 
     @abc.abstractmethod
     def value(self, readings):
         """The volume from this cycle's HostSnapshot."""
 
+    def _learn(self, resource_id):
+        keys = self._keys
+        if len(keys) >= self.max_known:
+            keys.clear()
+        made = keys[resource_id] = base.polled_id_key(self.meter,
+                                                      resource_id)
+        return made
+
     def get_samples(self, context, cache, resources):
-        readings = snapshot(cache)
-        value, meter = self.value, self.meter
+        try:
+            readings = cache[SNAPSHOT_KEY]
+        except KeyError:
+            readings = snapshot(cache)
+        value, meter, keys = self.value, self.meter, self._keys
         timestamp, host = context.timestamp, context.host
+        instant = base.polled_id_instant(timestamp)
         samples = []
-        # make_sample spelled out, and a loop rather than a comprehension
-        # (one resource, most often): this runs for every meter every cycle.
+        # make_sample and polled_sample_id spelled out, and a loop rather
+        # than a comprehension (one resource, most often): this runs for
+        # every meter every cycle.
         for resource_id in map(str, resources):
+            try:
+                key = keys[resource_id]
+            except KeyError:
+                key = self._learn(resource_id)
             samples.append(sample.Sample(
                 meter, self.meter_type, self.unit, value(readings), None,
                 None, resource_id, timestamp, {'host': host},
-                context.sample_source, None,
-                base.polled_sample_id(meter, resource_id, timestamp)))
+                context.sample_source, None, instant + key))
         return samples
 
 
@@ -256,27 +276,60 @@ class CounterPollster(base.Pollster):
     meter_type = sample.TYPE_CUMULATIVE
     field = None
     kind = None
+    #: Bound of the devices or interfaces known per host (cleared when
+    #: full: containers' interfaces come and go).
+    max_known = 4096
+
+    def __init__(self, conf):
+        super().__init__(conf)
+        # {host: {name: (resource id, id key half)}}, kept across cycles
+        # so that a cycle neither formats resource ids nor hashes
+        # (meter, resource) pairs again.
+        self._known = {}
 
     @abc.abstractmethod
     def readings(self, snapshot):
         """{device or interface name: psutil counters} of the cycle."""
 
+    def _learn(self, known, host, name):
+        if len(known) >= self.max_known:
+            known.clear()
+        resource_id = f'{host}-{name}'
+        made = known[name] = (resource_id,
+                              base.polled_id_key(self.meter, resource_id))
+        return made
+
     def get_samples(self, context, cache, resources):
-        readings = snapshot(cache)
-        read = self.readings
+        try:
+            readings = cache[SNAPSHOT_KEY]
+        except KeyError:
+            readings = snapshot(cache)
+        rows = readings.rows(self.kind, self.readings)
         field, kind, meter = self.field, self.kind, self.meter
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
-        new_sample, new_id = sample.Sample, base.polled_sample_id
-        # make_sample spelled out: this runs for every device and
-        # interface at every cycle.
-        return [new_sample(meter, meter_type, unit, getattr(counter, field),
-                           None, None, resource_id, timestamp,
-                           {'host': host, kind: name}, source, None,
-                           new_id(meter, resource_id, timestamp))
-                for host in map(str, resources)
-                for resource_id, name, counter in readings.rows(
-                    kind, host, read)]
+        instant = base.polled_id_instant(timestamp)
+        new_sample = sample.Sample
+        samples = []
+        append = samples.append
+        # make_sample and polled_sample_id spelled out: this runs for
+        # every device and interface at every cycle.
+        for host in map(str, resources):
+            try:
+                known = self._known[host]
+            except KeyError:
+                known = self._known[host] = {}
+            for name, counter in rows:
+                try:
+                    resource_id, key = known[name]
+                except KeyError:
+                    resource_id, key = self._learn(known, host, name)
+                append(new_sample(meter, meter_type, unit,
+                                  getattr(counter, field), None, None,
+                                  resource_id, timestamp,
+                                  {'host': host, kind: name}, source, None,
+                                  instant + key))
+        return samples
 
 
 class DiskPollster(CounterPollster):

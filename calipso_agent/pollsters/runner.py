@@ -334,8 +334,11 @@ class SourceRunner:
                     raise DiscoveryUnavailableError(need) from None
                 if not resources:
                     return []
-                return as_list(pollster.get_samples(
-                    plan.context, plan.cache, list(resources)))
+                samples = pollster.get_samples(plan.context, plan.cache,
+                                               list(resources))
+                # as_list spelled out: this runs for every pollster at
+                # every cycle.
+                return samples if type(samples) is list else list(samples)
             return call
 
         def call():

@@ -125,3 +125,33 @@ def test_one_psutil_reading_per_cycle(pollsters, monkeypatch):
     cycle(pollsters)
     assert sorted(calls) == sorted(set(calls))
     assert len(calls) == 6
+
+
+def test_counter_ids_and_resources_stay_right_when_known_names_overflow(
+        pollsters):
+    interfaces = set(psutil.net_io_counters(pernic=True))
+    pollster = pollsters['network.incoming.bytes']
+    pollster.max_known = 1
+    for second in range(3):
+        samples = cycle(pollsters, second)['network.incoming.bytes']
+        assert {s.resource_id for s in samples} == {
+            f'{HOST}-{name}' for name in interfaces}
+        for item in samples:
+            assert item.id == base.polled_sample_id(
+                'network.incoming.bytes', item.resource_id, item.timestamp)
+            assert item.resource_metadata == {
+                'host': HOST, 'interface': item.resource_id[len(HOST) + 1:]}
+        assert len(pollster._known[HOST]) <= 1
+
+
+def test_counter_samples_of_two_hosts_keep_their_own_resource_ids(pollsters):
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  '2026-12-06T06:00:00+00:00')
+    pollster = pollsters['disk.read.bytes']
+    cache = {}
+    samples = pollster.get_samples(context, cache, [HOST, 'other'])
+    devices = set(psutil.disk_io_counters(perdisk=True) or {})
+    assert {(s.resource_metadata['host'], s.resource_id) for s in samples} == {
+        (h, f'{h}-{d}') for h in (HOST, 'other') for d in devices}
+    assert all(s.id == base.polled_sample_id('disk.read.bytes', s.resource_id,
+                                             s.timestamp) for s in samples)

@@ -4,7 +4,6 @@ looked up by."""
 
 import contextlib
 import functools
-import itertools
 
 import sqlalchemy as sa
 
@@ -425,21 +424,16 @@ class _InventoryBatch(inventory.InventoryBatch):
     def _upsert(self, table, keys, rows):
         if not rows:
             return
-        if not self.postgresql:
-            # sqlite3 runs one prepared statement over the rows: cheaper
-            # than building and parsing a statement of many rows.
-            self.cursor.executemany(_upsert_sql(self.mark, table, keys, 1),
-                                    rows)
+        if self.postgresql:
+            # One array a column: one short statement whatever the rows
+            # (psycopg parses it once and the server prepares it).
+            columns = zip(*rows, strict=True)
+            self.cursor.execute(_unnest_upsert_sql(table, keys),
+                                [list(column) for column in columns])
             return
-        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = rows[start:start + _ROWS_PER_STATEMENT]
-            self.cursor.execute(
-                _upsert_sql(self.mark, table, keys, len(chunk)),
-                tuple(itertools.chain.from_iterable(chunk)))
-
-
-# Rows per INSERT (PostgreSQL).
-_ROWS_PER_STATEMENT = 500
+        # sqlite3 runs one prepared statement over the rows: cheaper than
+        # building and parsing a statement of many rows.
+        self.cursor.executemany(_upsert_sql(self.mark, table, keys, 1), rows)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -454,12 +448,35 @@ def _upsert_sql(mark, table, keys, count):
     """INSERT of ``count`` whole rows of ``table``, each replacing a
     stored row unless that one has a later event (in the driver's
     parameter style)."""
+    row = f'({", ".join([mark] * len(table.c))})'
+    return _upsert_of(table, keys, f'VALUES {", ".join([row] * count)}')
+
+
+@functools.lru_cache(maxsize=8)
+def _unnest_upsert_sql(table, keys):
+    """PostgreSQL: the INSERT of ``_upsert_sql`` taking its rows as one
+    array parameter a column (JSON as text)."""
+    # %b: arrays in binary (in text, each JSON string would be escaped).
+    arrays = ', '.join(f'%b::{_PG_ARRAYS.get(c.name, "text")}[]'
+                       for c in table.c)
+    columns = ', '.join(f'{c.name}::jsonb' if c.name == 'data' else c.name
+                        for c in table.c)
+    return _upsert_of(table, keys, f'SELECT {columns} FROM unnest('
+                                   f'{arrays}) AS given '
+                                   f'({", ".join(c.name for c in table.c)})')
+
+
+# Columns other than text (JSON goes as text, cast in the SELECT).
+_PG_ARRAYS = {'last_event_ts': 'bigint'}
+
+
+def _upsert_of(table, keys, rows):
+    """INSERT of ``rows`` (VALUES or a SELECT) into ``table``, each
+    replacing a stored row unless that one has a later event."""
     columns = [c.name for c in table.c]
     updates = ', '.join(f'{c} = excluded.{c}' for c in columns
                         if c not in keys)
-    row = f'({", ".join([mark] * len(columns))})'
-    return (f'INSERT INTO {table.name} ({", ".join(columns)}) VALUES '
-            f'{", ".join([row] * count)} ON CONFLICT '
-            f'({", ".join(keys)}) DO UPDATE SET {updates} WHERE '
+    return (f'INSERT INTO {table.name} ({", ".join(columns)}) {rows} ON '
+            f'CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates} WHERE '
             f'{table.name}.last_event_ts IS NULL OR '
             f'excluded.last_event_ts >= {table.name}.last_event_ts')

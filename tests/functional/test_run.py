@@ -41,7 +41,7 @@ pytestmark = pytest.mark.functional
 CHANNELS = '/api/tenant/monitoring/monitoringchannel/'
 # The fixture replayed many times while calipso run is stopped.
 BULK = 'cinder__ceilometer-tests__volume_exists'
-BULK_COUNT = 5000
+BULK_COUNT = 15000
 
 
 def script(name):

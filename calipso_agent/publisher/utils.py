@@ -32,16 +32,24 @@ def _swap_text(value):
 
 def _signed_parts(message, prefix, parts):
     """Append the name and rendered value of each field, by sorted key
-    (nested dicts give 'a:b' names), except the signature's."""
+    (nested dicts give 'a:b' names), except the signature's. Plain text
+    values, the most common, skip the generic rendering: ``str()`` of a
+    str is itself."""
+    append = parts.append
     for key in sorted(message, key=str):
         value = message[key]
         name = f'{prefix}{key}'
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is str:
+            if name != 'message_signature':
+                append(name)
+                append(value)
+        elif isinstance(value, dict):
             _signed_parts(value, f'{name}:', parts)
         elif name != 'message_signature':
-            parts.append(name)
-            parts.append(str(_swap_text(value))
-                         if isinstance(value, (list, tuple)) else str(value))
+            append(name)
+            append(str(_swap_text(value))
+                   if isinstance(value, (list, tuple)) else str(value))
 
 
 def compute_signature(message, secret):

@@ -14,6 +14,7 @@ What cannot be queued or sent is counted as dropped, with the last
 error; messages name the target without its credentials.
 """
 
+import abc
 import collections
 import logging
 import socket
@@ -57,7 +58,7 @@ class Delivery:
         return self._json
 
 
-class Counted:
+class Counted(metaclass=abc.ABCMeta):
     """A subscription's sender: what it delivered and dropped, and the
     last error, since the counts were last taken."""
 
@@ -72,15 +73,19 @@ class Counted:
         self._logged_at = -LOG_INTERVAL
         self._lock = threading.Lock()
 
+    @abc.abstractmethod
     def offer(self, delivery):
         """Take a Delivery, never waiting."""
-        raise NotImplementedError
 
     def stop(self, wait=0):
-        """No more deliveries."""
+        """No more deliveries (a sender without a thread has nothing to
+        stop)."""
+        return None
 
     def removed(self):
-        """The subscription is gone: release what it holds outside."""
+        """The subscription is gone: release what it holds outside (by
+        default nothing)."""
+        return None
 
     def _check_address(self):
         try:
@@ -192,8 +197,10 @@ class QueuedSender(Counted):
     def open(self):
         """Prepare (resolve, connect) in the sender's thread."""
 
+    @abc.abstractmethod
     def send(self, batch):
-        raise NotImplementedError
+        """Send a batch of Deliveries to the target; raise on failure
+        (the batch is then counted as dropped with the reason)."""
 
     def close(self):
         """Release the connection or socket."""

@@ -42,7 +42,7 @@ def main(argv=None):
                  f'{type(exc).__name__}: {exc}')
     # The inventory's store: the notification agent's inventory endpoint
     # writes the same one.
-    url = conf.inventory.connection or storage.database_url(conf)
+    url = storage.inventory_url(conf)
     try:
         store = storage.get_connection_from_url(conf, url)
     except Exception as exc:

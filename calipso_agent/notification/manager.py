@@ -194,11 +194,6 @@ def store_answers(store):
     return True
 
 
-def inventory_url(conf):
-    """``[inventory] connection``, or the sample store's database."""
-    return conf.inventory.connection or storage.database_url(conf)
-
-
 class InventoryStore:
     """The store of ``[inventory] connection``, connected on first use
     when it cannot be reached at start: the agent starts, and requeues
@@ -206,7 +201,7 @@ class InventoryStore:
     once."""
 
     def __init__(self, conf):
-        self.url = inventory_url(conf)
+        self.url = storage.inventory_url(conf)
         self.conf = conf
         self._lock = threading.Lock()
         self._store = None

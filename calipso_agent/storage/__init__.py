@@ -53,6 +53,12 @@ def database_url(conf):
             f'sqlite:///{conf.state_path}/calipso.sqlite')
 
 
+def inventory_url(conf):
+    """``[inventory] connection``, or the sample store's database: where
+    the inventory endpoint and the inventory scan write."""
+    return conf.inventory.connection or database_url(conf)
+
+
 def startup_problem(conf):
     """Connect once, as a service starts. None when the database answers
     or is only unreachable for now (logged: the service answers or retries

@@ -27,6 +27,9 @@ let tree;
 let graph;
 let panel;
 let report;
+// The search typed last: an older answer arriving late is not shown.
+let searchSeq = 0;
+let searchTimer;
 
 function status(text, isError = false) {
   $('status').textContent = text;
@@ -186,6 +189,8 @@ async function poll() {
 
 async function runSearch(event) {
   event?.preventDefault();
+  clearTimeout(searchTimer);
+  const seq = ++searchSeq;
   const results = $('search-results');
   const text = $('search-input').value;
   if (!text.trim()) {
@@ -194,6 +199,7 @@ async function runSearch(event) {
   }
   try {
     const found = await search(text);
+    if (seq !== searchSeq) return;
     results.replaceChildren(...found.map((object) => tree.row(object)));
     if (!found.length) {
       const none = document.createElement('li');
@@ -225,10 +231,9 @@ function main() {
   $('clear-button').addEventListener('click', clearHighlights);
   $('fit-button').addEventListener('click', () => graph.fit(null, true));
   $('search').addEventListener('submit', runSearch);
-  let pending;
   $('search-input').addEventListener('input', () => {
-    clearTimeout(pending);
-    pending = setTimeout(runSearch, 300);
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(runSearch, 300);
   });
   $('search-results').addEventListener('click', (event) => {
     const row = event.target.closest('.node-row');

@@ -130,11 +130,32 @@ class Page:
                 for row in self.css('#tree .node-row')]
 
     def tree_row(self, object_id):
-        return wait_for(lambda: next(
-            (row for row in self.css('#tree .node-row, #search-results '
-                                     '.node-row')
-             if row.get_attribute('data-id') == object_id), None),
-            what=f'tree row {object_id}')
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def find():
+            try:
+                return next(
+                    (row for row in self.css('#tree .node-row, '
+                                             '#search-results .node-row')
+                     if row.get_attribute('data-id') == object_id), None)
+            except StaleElementReferenceException:
+                return None
+        return wait_for(find, what=f'tree row {object_id}')
+
+    def click_row(self, object_id):
+        """Clicks a row's name; a row re-rendered between finding and
+        clicking it (the tree refreshing, a search answering) is found
+        again."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def click():
+            try:
+                self.tree_row(object_id).find_element(
+                    'css selector', '.name').click()
+            except StaleElementReferenceException:
+                return False
+            return True
+        wait_for(click, what=f'a click on row {object_id}')
 
     def expand(self, object_id):
         """Opens a tree row and waits for its children to be shown."""
@@ -146,8 +167,7 @@ class Page:
 
     def select(self, object_id):
         marks = self.graph_marks()
-        self.tree_row(object_id).find_element('css selector',
-                                              '.name').click()
+        self.click_row(object_id)
         wait_for(lambda: self.graph_marks() > marks
                  and self.graph()['focus'] == object_id,
                  what=f'the graph of {object_id}')

@@ -8,6 +8,7 @@ import csv
 import datetime
 import io
 import json
+import time
 
 import pytest
 import requests
@@ -135,6 +136,14 @@ def test_labels_do_not_overlap_in_an_instance_clique(admin_page):
     page.by_id('search-input').send_keys('vm-a1\n')
     page.select('vm-a1')
     assert overlapping(page.graph()['nodes']) == []
+
+
+def test_a_submitted_search_is_not_redrawn_by_the_typing_timer(admin_page):
+    page = admin_page
+    page.by_id('search-input').send_keys('vm-a1\n')
+    row = page.tree_row('vm-a1')
+    time.sleep(0.6)  # past the 300 ms typing debounce
+    assert row.get_attribute('data-id') == 'vm-a1'  # not re-rendered
 
 
 def test_down_port_is_coloured_and_marked(admin_page):

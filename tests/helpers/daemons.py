@@ -257,9 +257,14 @@ class APIServer:
                 f'{extra_config}')
         self.process = None
 
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
     def start(self, timeout=30):
         import requests
 
+        # A second server on the port would leave the first one behind.
+        assert not self.running(), 'calipso-api is already started'
         with open(self.log_path, 'ab') as log:
             self.process = subprocess.Popen(
                 api_command() + ['--config-file', self.config_file],
@@ -303,7 +308,7 @@ class APIServer:
         return self.process.wait(10)
 
     def __enter__(self):
-        return self.start()
+        return self if self.running() else self.start()
 
     def __exit__(self, *exc_info):
         self.stop()

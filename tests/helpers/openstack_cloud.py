@@ -746,6 +746,7 @@ class CloudServer:
         self.url = None
 
     def start(self):
+        assert self._server is None, 'already serving'
         self._server = wsgiref.simple_server.make_server(
             '127.0.0.1', 0, self.app, server_class=_ThreadingServer,
             handler_class=_QuietHandler)
@@ -763,7 +764,7 @@ class CloudServer:
             self._server = None
 
     def __enter__(self):
-        return self.start()
+        return self if self._server is not None else self.start()
 
     def __exit__(self, *exc_info):
         self.stop()

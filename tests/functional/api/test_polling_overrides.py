@@ -35,7 +35,7 @@ def deployed(tmp_path):
     api = daemons.APIServer(
         tmp_path / 'api', database,
         extra_config=f'[polling]\ncfg_file = {agent.polling_file}\n')
-    with api.start(), agent.start():
+    with api, agent.start():
         yield api, agent
 
 

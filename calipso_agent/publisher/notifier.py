@@ -141,8 +141,11 @@ class NotifierPublisher(base.Publisher):
             'publisher_id': self.publisher_id,
             'event_type': self.event_type,
             'priority': PRIORITY,
-            'payload': [utils.meter_message(sample, self.secret)
-                        for sample in samples],
+            'payload': [utils.meter_message(sample, self.secret,
+                                            metadata=metadata)
+                        for sample, metadata in zip(
+                            samples, utils.shared_metadata(samples),
+                            strict=True)],
             'timestamp': str(timeutils.utcnow()),
         }
         for topic in self.topics:

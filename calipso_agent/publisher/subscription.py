@@ -5,8 +5,8 @@ The subscriptions are read from the store of ``[database] connection``
 when its subscription version changes (looked at every ``[subscription]
 refresh_interval`` seconds by a thread of the publisher, never per
 sample), compiled into an index by meter name and pattern. The
-pipeline's thread only matches: the samples that match go, as JSON with
-their subscription ids, to the publisher's delivery process
+pipeline's thread only matches: the samples that match go, with their
+subscription ids, to the publisher's delivery process
 (publisher/subscription_delivery.py), which signs, encodes and sends
 them to the targets, so that this work never takes the GIL from the
 pipeline. ``publish_samples`` never waits for it nor for a target and
@@ -84,8 +84,8 @@ class DeliveryProcess:
         return self._waiting >= self.capacity
 
     def submit(self, entries):
-        """Queue ``[(subscription ids, sample JSON), ...]``; never
-        waits: past ``capacity`` they are dropped (counted)."""
+        """Queue ``[(subscription ids, Sample), ...]``; never waits: past
+        ``capacity`` they are dropped (counted)."""
         if self._waiting + len(entries) > self.capacity:
             self._dropped(entries)
             return
@@ -93,8 +93,8 @@ class DeliveryProcess:
             self._waiting += len(entries)
         for start in range(0, len(entries), FRAME_SAMPLES):
             chunk = entries[start:start + FRAME_SAMPLES]
-            self._frames.append((subscription_delivery.frame('samples',
-                                                             chunk), chunk))
+            self._frames.append((subscription_delivery.samples_frame(chunk),
+                                 chunk))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -243,7 +243,7 @@ class SubscriptionPublisher(base.Publisher):
         for sample in samples:
             matched = index.matching(sample)
             if matched:
-                entries.append(([m.id for m in matched], sample.to_json()))
+                entries.append(([m.id for m in matched], sample))
         if entries:
             self._delivery.submit(entries)
 

@@ -3,7 +3,7 @@
 Signing and encoding samples for CORD's wire, and talking to the
 targets, costs more CPU than the pipeline itself; in the agent's process
 it would take the GIL from the pipeline. So the agent only matches
-samples and hands them (JSON, with the subscription ids) to this process
+samples and hands them, with their subscription ids, to this process
 (``python -m calipso_agent.publisher.subscription_delivery``), one per
 publishing agent process, over its stdin; the senders of
 publisher/subscription_targets.py deliver from here, and the counts go
@@ -15,7 +15,11 @@ Frames on stdin: a 4-byte big-endian length, then msgpack of
   allowed networks, the brokers (never on the command line: ``ps`` shows
   it);
 * ``["subscriptions", [stored subscription, ...]]``: the ones in effect;
-* ``["samples", [[[subscription id, ...], sample JSON], ...]]``.
+* ``["samples", [[metadata, ...], [entry, ...]]]`` (``samples_frame``):
+  each entry is the subscription ids then the Sample's constructor
+  arguments, its resource_metadata an index into the frame's list of
+  distinct metadata. The samples of one notification share theirs: it
+  crosses the pipe, is decoded and has its signature rendered once.
 
 End of stdin (the agent is gone) stops the process.
 """
@@ -33,7 +37,7 @@ import orjson
 
 from calipso_agent import sample as sample_mod
 from calipso_agent import subscriptions
-from calipso_agent.publisher import subscription_targets
+from calipso_agent.publisher import subscription_targets, utils
 
 LOG = logging.getLogger('calipso_agent.publisher.subscription_delivery')
 
@@ -41,8 +45,40 @@ HEADER = struct.Struct('>I')
 
 
 def frame(kind, body):
-    data = msgpack.packb([kind, body], use_bin_type=True)
+    # default=str: metadata values msgpack has no type for (a datetime)
+    # go as text, as in a sample's JSON.
+    data = msgpack.packb([kind, body], use_bin_type=True, default=str)
     return HEADER.pack(len(data)) + data
+
+
+def samples_frame(matched):
+    """The frame of ``[(subscription ids, Sample), ...]``."""
+    metadata, entries, last = [], [], None
+    for ids, sample in matched:
+        meta = sample.resource_metadata
+        if last is None or not (meta is last or meta == last):
+            metadata.append(meta)
+            last = meta
+        entries.append((ids, sample.name, sample.type, sample.unit,
+                        sample.volume, sample.user_id, sample.project_id,
+                        sample.resource_id, sample.timestamp,
+                        len(metadata) - 1, sample.source, sample.message_id,
+                        sample.id, sample.recorded_at))
+    return frame('samples', (metadata, entries))
+
+
+def frame_samples(body):
+    """``[(subscription ids, Sample, SignedMetadata)]`` of a samples
+    frame's body."""
+    metadata, entries = body
+    shared = [utils.SignedMetadata(m) for m in metadata]
+    new_sample = sample_mod.Sample
+    out = []
+    for entry in entries:
+        signed = shared[entry[9]]
+        out.append((entry[0], new_sample(*entry[1:9], signed.metadata,
+                                         *entry[10:]), signed))
+    return out
 
 
 def read_frame(stream):
@@ -54,7 +90,7 @@ def read_frame(stream):
     data = stream.read(length)
     if len(data) < length:
         return None
-    kind, body = msgpack.unpackb(data, raw=False)
+    kind, body = msgpack.unpackb(data, raw=False, strict_map_key=False)
     return kind, body
 
 
@@ -63,7 +99,9 @@ class Deliverer:
 
     def __init__(self, config):
         self.options = types.SimpleNamespace(**config['options'])
-        self.secret = config['secret']
+        secret = config['secret']
+        self.secret = (secret.encode('utf-8') if isinstance(secret, str)
+                       else secret)
         self.networks = [ipaddress.ip_network(n)
                          for n in config['networks']]
         self.broker_urls = config['broker_urls']
@@ -97,12 +135,12 @@ class Deliverer:
                         sender.removed()
             self.senders = senders
 
-    def deliver(self, entries):
-        senders = self.senders
-        for ids, data in entries:
-            values = orjson.loads(data)
-            delivery = subscription_targets.Delivery(
-                sample_mod.Sample.from_dict(values), self.secret, data)
+    def deliver(self, body):
+        """Offer the samples of a samples frame's body to their senders."""
+        senders, secret = self.senders, self.secret
+        new_delivery = subscription_targets.Delivery
+        for ids, sample, metadata in frame_samples(body):
+            delivery = new_delivery(sample, secret, metadata)
             for sub_id in ids:
                 sender = senders.get(sub_id)
                 if sender is not None:

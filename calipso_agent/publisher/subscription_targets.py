@@ -39,17 +39,20 @@ class Delivery:
     """A sample on its way to the subscriptions it matched: each encoding
     is made once, by the first sender that needs it, and shared."""
 
-    __slots__ = ('sample', 'secret', '_datagram', '_json')
+    __slots__ = ('sample', 'secret', 'metadata', '_datagram', '_json')
 
-    def __init__(self, sample, secret, json=None):
+    def __init__(self, sample, secret, metadata=None):
         self.sample = sample
         self.secret = secret
+        # utils.SignedMetadata, shared with the samples of its notification.
+        self.metadata = metadata
         self._datagram = None
-        self._json = json
+        self._json = None
 
     def datagram(self):
         if self._datagram is None:
-            self._datagram = utils.datagram(self.sample, self.secret)
+            self._datagram = utils.datagram(self.sample, self.secret,
+                                            self.metadata)
         return self._datagram
 
     def json(self):

@@ -54,8 +54,9 @@ class UDPPublisher(base.Publisher):
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
 
     def publish_samples(self, samples):
-        for sample in samples:
-            data = utils.datagram(sample, self.secret)
+        for sample, metadata in zip(samples, utils.shared_metadata(samples),
+                                    strict=True):
+            data = utils.datagram(sample, self.secret, metadata)
             try:
                 self._socket.sendto(data, self.address)
             except OSError as exc:

@@ -1,7 +1,11 @@
+import hashlib
+import hmac
 import json
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calipso_agent.publisher import utils
 from tests.helpers.basics import make_sample
@@ -113,3 +117,49 @@ def test_no_secret_means_unsigned():
     msg = utils.meter_message(make_sample(1, **SIGNED), '')
     assert msg['message_signature'] == ''
     assert utils.verify_signature({'anything': 1}, '')
+
+
+METADATA = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
+              st.floats(allow_nan=False)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.text(max_size=4), children, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(metadata=st.dictionaries(st.text(max_size=6), METADATA, max_size=5),
+       volume=st.one_of(st.integers(), st.floats(allow_nan=False)),
+       user_id=st.one_of(st.none(), st.text(max_size=5)),
+       publisher_id=st.one_of(st.none(), st.text(max_size=5)))
+def test_meter_message_signs_as_the_generic_rendering(
+        metadata, volume, user_id, publisher_id):
+    smp = make_sample(1, volume=volume, user_id=user_id,
+                      resource_metadata=metadata)
+    msg = utils.meter_message(smp, SECRET, publisher_id=publisher_id)
+    assert msg['message_signature'] == utils.compute_signature(msg, SECRET)
+
+
+def test_samples_sharing_metadata_sign_and_encode_as_alone():
+    samples = [make_sample(i, resource_metadata={'flavor': {'id': 'm1'},
+                                                 'n': i // 2})
+               for i in range(5)]
+    shared = utils.shared_metadata(samples)
+    assert shared[0] is shared[1] and shared[2] is shared[3]
+    assert len({id(m) for m in shared}) == 3
+    for smp, metadata in zip(samples, shared, strict=True):
+        assert utils.datagram(smp, SECRET, metadata) == utils.datagram(
+            smp, SECRET)
+        assert utils.verify_signature(
+            utils.meter_message(smp, SECRET, metadata=metadata), SECRET)
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.one_of(st.text(min_size=1, max_size=100),
+                        st.binary(min_size=1, max_size=150)),
+       data=st.binary(max_size=300))
+def test_signer_is_hmac_sha256(secret, data):
+    key = secret.encode('utf-8') if isinstance(secret, str) else secret
+    assert utils.Signer(secret).hexdigest(data) == hmac.new(
+        key, data, hashlib.sha256).hexdigest()

@@ -19,6 +19,13 @@ every cycle of every source selecting the meter, calls::
   shared by all its pollsters: pollsters reading the same system call (the
   host pollsters' psutil snapshot, one libvirt connection) keep its result
   there under a key of their own, so it is made once per cycle.
+  A pollster names the shared readings it uses in ``reads`` (names of its
+  family's choosing, e.g. ``host.cpu_times``): before the first pollster
+  of a cycle runs, the cache holds under ``CYCLE_READINGS`` the set of
+  the ``reads`` of every pollster of the cycle, so a family can make all
+  the calls the cycle needs back to back, the first time one is asked
+  for (system calls run faster together than interleaved with building
+  samples), and none that no pollster of the cycle needs.
 * ``resources`` is the list of resources this agent polls in this cycle,
   after the partitioning between agents kept this agent's share: those
   the source lists (``resources``); else those its ``discovery`` plugins
@@ -62,6 +69,8 @@ from calipso_agent import sample as sample_mod
 
 POLL_NAMESPACE = 'calipso.poll'
 DISCOVER_NAMESPACE = 'calipso.discover'
+# Key of the cycle's cache holding the ``reads`` of its pollsters.
+CYCLE_READINGS = 'cycle.readings'
 
 # Namespace hashed with the meter and resource of a polled sample's id.
 POLLED_ID_NAMESPACE = uuid.UUID('0c7b4d2e-91f3-5a38-b6e1-4a7f2d93c5e8')
@@ -179,6 +188,9 @@ class Pollster(metaclass=abc.ABCMeta):
     """
 
     default_discovery = None
+
+    #: The shared readings this pollster uses (see the module docstring).
+    reads = ()
 
     #: The meter's type and unit (``sample.TYPE_*``), for ``make_sample``.
     meter_type = sample_mod.TYPE_GAUGE

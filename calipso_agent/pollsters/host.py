@@ -23,7 +23,8 @@ load.1, load.5, load.15       gauge       process   load average
 
 The pollsters of one cycle share one ``HostSnapshot`` kept in the cycle's
 cache: each psutil call is made at most once per cycle, whichever
-pollsters need it.
+pollsters need it, and the calls the cycle's pollsters declare in their
+``reads`` are made together when the first of them asks.
 """
 
 import abc
@@ -97,6 +98,12 @@ class HostSnapshot:
             value = self._load = psutil.getloadavg()
         return value
 
+    def take(self, wanted):
+        """Make the readings named in ``wanted`` now, back to back."""
+        for name, read in READERS:
+            if name in wanted:
+                read(self)
+
     def rows(self, kind, read):
         """[(name, counters)] of the devices or interfaces
         (``read(snapshot)``: the psutil reading by name), sorted by name;
@@ -108,12 +115,24 @@ class HostSnapshot:
             return made
 
 
+# The readings of a cycle, by the name pollsters give in ``reads``, in
+# the order they are taken.
+READERS = (('host.cpu_times', HostSnapshot.cpu_times),
+           ('host.virtual_memory', HostSnapshot.virtual_memory),
+           ('host.disk_usage', HostSnapshot.disk_usage),
+           ('host.disk_io', HostSnapshot.disk_io),
+           ('host.net_io', HostSnapshot.net_io),
+           ('host.load', HostSnapshot.load))
+
+
 def snapshot(cache):
-    """The cycle's HostSnapshot (made by the first pollster asking)."""
+    """The cycle's HostSnapshot, made by the first pollster asking with
+    the readings of the cycle's pollsters taken."""
     try:
         return cache[SNAPSHOT_KEY]
     except KeyError:
         made = cache[SNAPSHOT_KEY] = HostSnapshot()
+        made.take(cache.get(base.CYCLE_READINGS, ()))
         return made
 
 
@@ -193,6 +212,7 @@ class CPUPollster(HostPollster):
 
     meter_type = sample.TYPE_CUMULATIVE
     unit = 'ns'
+    reads = ('host.cpu_times',)
 
     def __init__(self, conf):
         super().__init__(conf)
@@ -209,6 +229,7 @@ class CPUUtilPollster(HostPollster):
     first), in percent."""
 
     unit = '%'
+    reads = ('host.cpu_times',)
 
     def __init__(self, conf):
         super().__init__(conf)
@@ -227,6 +248,7 @@ class CPUUtilPollster(HostPollster):
 
 class MemoryUsagePollster(HostPollster):
     unit = 'MB'
+    reads = ('host.virtual_memory',)
 
     def value(self, readings):
         memory = readings.virtual_memory()
@@ -235,6 +257,7 @@ class MemoryUsagePollster(HostPollster):
 
 class MemoryTotalPollster(HostPollster):
     unit = 'MB'
+    reads = ('host.virtual_memory',)
 
     def value(self, readings):
         return round(readings.virtual_memory().total / MB, 2)
@@ -242,6 +265,7 @@ class MemoryTotalPollster(HostPollster):
 
 class DiskUsagePollster(HostPollster):
     unit = 'B'
+    reads = ('host.disk_usage',)
 
     def value(self, readings):
         return readings.disk_usage().used
@@ -249,6 +273,7 @@ class DiskUsagePollster(HostPollster):
 
 class LoadPollster(HostPollster):
     unit = 'process'
+    reads = ('host.load',)
     index = 0
 
     def value(self, readings):
@@ -335,6 +360,7 @@ class CounterPollster(base.Pollster):
 class DiskPollster(CounterPollster):
     unit = 'B'
     kind = 'device'
+    reads = ('host.disk_io',)
 
     def readings(self, snapshot):
         return snapshot.disk_io()
@@ -350,6 +376,7 @@ class DiskWriteBytesPollster(DiskPollster):
 
 class NetworkPollster(CounterPollster):
     kind = 'interface'
+    reads = ('host.net_io',)
 
     def readings(self, snapshot):
         return snapshot.net_io()

@@ -70,11 +70,14 @@ class Plan:
     sets the context, cache and found resources its steps read (a step
     given up in an earlier cycle already read its own)."""
 
-    __slots__ = ('definition', 'steps', 'context', 'cache', 'found')
+    __slots__ = ('definition', 'steps', 'readings', 'context', 'cache',
+                 'found')
 
     def __init__(self, definition):
         self.definition = definition
         self.steps = ()
+        # The ``reads`` of the plan's pollsters (base.CYCLE_READINGS).
+        self.readings = frozenset()
         self.context = self.cache = self.found = None
 
 
@@ -284,7 +287,7 @@ class SourceRunner:
                                 or plan.definition == definition):
             plan = self._planned = self._make_plan(definition)
         plan.context = context
-        plan.cache = {}
+        plan.cache = {base.CYCLE_READINGS: plan.readings}
         plan.found = {}
         for step in plan.steps:
             step.result = step.error = None
@@ -295,6 +298,8 @@ class SourceRunner:
         changes): its steps read the cycle they run in from the plan."""
         assigned, wanted = self._assignments(definition)
         plan = Plan(definition)
+        plan.readings = frozenset(name for pollster, _, _ in assigned
+                                  for name in pollster.reads)
         steps = []
         if definition.resources:
             def share_listed():

@@ -112,19 +112,54 @@ def test_cumulative_counters_never_go_backwards(pollsters):
     assert previous
 
 
-def test_one_psutil_reading_per_cycle(pollsters, monkeypatch):
+PSUTIL_CALLS = ('cpu_times', 'virtual_memory', 'disk_usage',
+                'disk_io_counters', 'net_io_counters', 'getloadavg')
+
+
+@pytest.fixture
+def psutil_calls(monkeypatch):
+    """The names of the psutil calls made, in order."""
     calls = []
-    for name in ('cpu_times', 'virtual_memory', 'disk_usage',
-                 'disk_io_counters', 'net_io_counters', 'getloadavg'):
+    for name in PSUTIL_CALLS:
         real = getattr(psutil, name)
 
         def counting(*args, _real=real, _name=name, **kwargs):
             calls.append(_name)
             return _real(*args, **kwargs)
         monkeypatch.setattr(psutil, name, counting)
+    return calls
+
+
+def test_one_psutil_reading_per_cycle(pollsters, psutil_calls):
     cycle(pollsters)
-    assert sorted(calls) == sorted(set(calls))
-    assert len(calls) == 6
+    assert sorted(psutil_calls) == sorted(PSUTIL_CALLS)
+
+
+def test_the_readings_a_cycle_declares_are_taken_together(pollsters,
+                                                          psutil_calls):
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  '2026-12-06T06:00:00+00:00')
+    cache = {base.CYCLE_READINGS: frozenset(
+        name for p in pollsters.values() for name in p.reads)}
+    pollsters['load.1'].get_samples(context, cache, [HOST])
+    # The first pollster's question took every reading of the cycle...
+    assert sorted(psutil_calls) == sorted(PSUTIL_CALLS)
+    for meter, pollster in pollsters.items():
+        assert pollster.get_samples(context, cache, [HOST]), meter
+    # ...and the others asked for none again.
+    assert len(psutil_calls) == len(PSUTIL_CALLS)
+
+
+def test_a_cycle_takes_only_the_readings_its_pollsters_declare(
+        pollsters, psutil_calls):
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  '2026-12-06T06:00:00+00:00')
+    chosen = [pollsters[m] for m in ('cpu', 'cpu_util', 'memory.total')]
+    cache = {base.CYCLE_READINGS: frozenset(
+        name for p in chosen for name in p.reads)}
+    for pollster in chosen:
+        assert pollster.get_samples(context, cache, [HOST])
+    assert psutil_calls == ['cpu_times', 'virtual_memory']
 
 
 def test_counter_ids_and_resources_stay_right_when_known_names_overflow(

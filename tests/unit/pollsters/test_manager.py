@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from calipso_agent.pollsters import base, partitioning, runner, sources
 from calipso_agent.pollsters import manager as manager_mod
-from calipso_agent.pollsters import partitioning
 from tests.helpers import polling
 from tests.helpers.basics import make_conf, wait_until
 
@@ -277,3 +277,43 @@ def test_backlog_is_bounded_and_nothing_polled_dropped(agent, caplog):
     assert wait_until(lambda: len(manager.outbox) == 0, 20)
     polled = [i for i, kept in publisher.kept.items()]
     assert len(polled) >= pending
+
+
+class KeptOutbox(list):
+    def has_room(self):
+        return True
+
+    def put(self, samples):
+        self.extend(samples)
+
+
+class ReadingPollster(polling.ProbePollster):
+    """Declares readings; keeps what each cycle's cache announced."""
+
+    reads = ('test.a', 'test.b')
+    seen = []
+
+    def get_samples(self, context, cache, resources):
+        type(self).seen.append(cache.get(base.CYCLE_READINGS))
+        return super().get_samples(context, cache, resources)
+
+
+def test_a_cycle_announces_the_readings_of_its_pollsters(tmp_path):
+    conf = make_conf(host='h')
+    pollsters = [make_pollster(ReadingPollster, 'test.reading', conf),
+                 make_pollster(polling.ProbePollster, 'test.probe', conf)]
+    pollsters[1].reads = ('test.c',)
+    manager = manager_mod.PollingManager(
+        conf, pipeline=object(), partitioner=partitioning.NoPartitioner(),
+        pollsters=pollsters,
+        discoveries={'synthetic': polling.SyntheticDiscovery(conf)})
+    manager.outbox = KeptOutbox()
+    definitions = sources.parse({'sources': [
+        source('both', meters=('test.*',)),
+        source('one', meters=('test.reading',))]}, 'polling.yaml')
+    manager.file_definition = definitions
+    ReadingPollster.seen = []
+    for definition in definitions.sources:
+        runner.SourceRunner(manager, definition).poll(1_800_000_000)
+    assert ReadingPollster.seen == [frozenset({'test.a', 'test.b', 'test.c'}),
+                                    frozenset({'test.a', 'test.b'})]

@@ -4,8 +4,10 @@ the agent's memory over many cycles.
 ``python -m bench.polling`` (part of ``tox -e bench``) measures, in one run:
 
 * **CPU of one polling cycle** of the shipped host source (14 meters, one
-  sample per meter, device and interface): what the agent does at each
-  tick (``SourceRunner.poll``: plan, discovery, the pollsters each as a
+  sample per meter, device and interface; block devices as the shipped
+  configuration leaves them, then every one, for information): what the
+  agent does at each tick (``SourceRunner.poll``: plan, discovery, the
+  pollsters each as a
   supervised step in the calling thread, samples with their ids, handed
   to the outbox; publishing is the pipeline's and not counted), against
   the floor: the bare psutil calls the pollsters make, once each
@@ -75,10 +77,13 @@ class CountingOutbox(outbox_mod.Outbox):
         self.samples += len(samples)
 
 
-def host_runner():
-    """A SourceRunner of the shipped host source, as the agent makes it."""
+def host_runner(every_device=False):
+    """A SourceRunner of the shipped host source, as the agent makes it
+    (``every_device``: with no block device left out)."""
     conf = make_conf()
     conf.set_override('host', 'bench-host')
+    if every_device:
+        conf.set_override('disk_exclude', '', group='host_pollsters')
     definition = sources.load_file(SHIPPED)
     polling = manager.PollingManager(
         conf, pipeline=object(), partitioner=partitioning.NoPartitioner())
@@ -95,8 +100,8 @@ def cpu_per_call(function, count):
     return (time.process_time() - started) / count
 
 
-def bench_cycle(rounds, per_round):
-    polling, source_runner = host_runner()
+def bench_cycle(rounds, per_round, every_device=False):
+    polling, source_runner = host_runner(every_device)
     tick = [time.time()]
 
     def cycle():
@@ -113,13 +118,17 @@ def bench_cycle(rounds, per_round):
     ours_us = sorted(ours)[len(ours) // 2] * 1e6
     floor_us = sorted(floor)[len(floor) // 2] * 1e6
     ratio = ours_us / floor_us
+    devices = ('every block device' if every_device else
+               'the default [host_pollsters] disk_exclude')
     say(f'CPU of one host polling cycle ({samples_per_cycle} samples, '
-        f'{len(polling.pollsters)} pollsters loaded), median of {rounds} '
-        f'rounds of {per_round} cycles:')
+        f'{devices}; {len(polling.pollsters)} pollsters loaded), median of '
+        f'{rounds} rounds of {per_round} cycles:')
     say(f'  bare psutil calls (floor)  {floor_us:9.1f} us')
     say(f'  polling cycle (ours)       {ours_us:9.1f} us')
+    verdict = ('met' if ratio <= TARGET else 'NOT met') if not every_device \
+        else 'for information: the target is on the shipped configuration'
     say(f'  ratio ours/floor           {ratio:9.2f}x  (target <= {TARGET}x:'
-        f' {"met" if ratio <= TARGET else "NOT met"})')
+        f' {verdict})')
 
 
 def bench_breakdown(rounds, per_round):
@@ -262,6 +271,7 @@ def main(argv=None):
     say(f'{os.cpu_count()} CPUs, load average '
         f'{", ".join(f"{x:.2f}" for x in os.getloadavg())} at start')
     bench_cycle(args.rounds, args.per_round)
+    bench_cycle(args.rounds, args.per_round, every_device=True)
     if args.breakdown:
         bench_breakdown(args.rounds, args.per_round)
     if args.cycles:

@@ -220,6 +220,22 @@ COMPUTE_OPTS = [
                     'Opened read-only.'),
 ]
 
+HOST_POLLSTER_OPTS = [
+    cfg.StrOpt('disk_exclude',
+               default=r'^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$',
+               help='Regular expression of the block devices whose '
+                    'disk.read.bytes and disk.write.bytes the host '
+                    'pollsters leave out (searched in the device name). '
+                    'The default, node_exporter\'s, leaves out RAM, loop '
+                    'and floppy devices and partitions (their I/O is '
+                    'counted in their disk\'s). Empty: every device.'),
+    cfg.StrOpt('interface_exclude',
+               default='',
+               help='Regular expression of the network interfaces the '
+                    'host pollsters leave out (searched in the interface '
+                    'name), e.g. ^(lo|veth.*)$. Empty: every interface.'),
+]
+
 VSG_OPTS = [
     cfg.ListOpt('instances',
                 default=[],
@@ -564,6 +580,7 @@ def list_opts():
         ('meter', METER_OPTS),
         ('polling', POLLING_OPTS),
         ('compute', COMPUTE_OPTS),
+        ('host_pollsters', HOST_POLLSTER_OPTS),
         ('vsg', VSG_OPTS),
         ('publisher', PUBLISHER_OPTS),
         ('publisher_notifier', PUBLISHER_NOTIFIER_OPTS),

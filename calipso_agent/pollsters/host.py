@@ -2,7 +2,9 @@
 
 Meters of the host itself have the host name (``[DEFAULT] host``) as
 resource id; per-device and per-interface meters ``<host>-<device>`` and
-``<host>-<interface>``. Types and units:
+``<host>-<interface>``, except the devices and interfaces whose names
+``[host_pollsters] disk_exclude`` and ``interface_exclude`` match. Types
+and units:
 
 ============================  ==========  ========  =======================
 meter                         type        unit      what
@@ -29,6 +31,7 @@ pollsters need it, and the calls the cycle's pollsters declare in their
 
 import abc
 import os
+import re
 
 import psutil
 
@@ -104,14 +107,19 @@ class HostSnapshot:
             if name in wanted:
                 read(self)
 
-    def rows(self, kind, read):
+    def rows(self, kind, read, exclude=None):
         """[(name, counters)] of the devices or interfaces
-        (``read(snapshot)``: the psutil reading by name), sorted by name;
+        (``read(snapshot)``: the psutil reading by name) whose name
+        ``exclude`` (a compiled pattern) does not match, sorted by name;
         made once per cycle for every pollster of that kind."""
         try:
             return self._rows[kind]
         except KeyError:
-            made = self._rows[kind] = sorted(read(self).items())
+            found = read(self).items()
+            if exclude is not None:
+                search = exclude.search
+                found = [row for row in found if not search(row[0])]
+            made = self._rows[kind] = sorted(found)
             return made
 
 
@@ -292,6 +300,20 @@ class Load15Pollster(LoadPollster):
     index = 2
 
 
+def excluded(conf, option):
+    """The compiled [host_pollsters] ``option`` (None: empty, or no
+    configuration)."""
+    group = getattr(conf, 'host_pollsters', None) if option else None
+    pattern = getattr(group, option, None) if group is not None else None
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f'[host_pollsters] {option}: {pattern!r} is not a '
+                         f'regular expression: {exc}') from None
+
+
 class CounterPollster(base.Pollster):
     """A cumulative counter per device or interface of the host:
     ``readings(snapshot)`` maps names to psutil counters, ``field`` is
@@ -305,12 +327,17 @@ class CounterPollster(base.Pollster):
     #: full: containers' interfaces come and go).
     max_known = 4096
 
+    #: The [host_pollsters] option naming the devices or interfaces left
+    #: out.
+    exclude_option = None
+
     def __init__(self, conf):
         super().__init__(conf)
         # {host: {name: (resource id, id key half)}}, kept across cycles
         # so that a cycle neither formats resource ids nor hashes
         # (meter, resource) pairs again.
         self._known = {}
+        self.exclude = excluded(conf, self.exclude_option)
 
     @abc.abstractmethod
     def readings(self, snapshot):
@@ -329,7 +356,7 @@ class CounterPollster(base.Pollster):
             readings = cache[SNAPSHOT_KEY]
         except KeyError:
             readings = snapshot(cache)
-        rows = readings.rows(self.kind, self.readings)
+        rows = readings.rows(self.kind, self.readings, self.exclude)
         field, kind, meter = self.field, self.kind, self.meter
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
@@ -360,6 +387,7 @@ class CounterPollster(base.Pollster):
 class DiskPollster(CounterPollster):
     unit = 'B'
     kind = 'device'
+    exclude_option = 'disk_exclude'
     reads = ('host.disk_io',)
 
     def readings(self, snapshot):
@@ -376,6 +404,7 @@ class DiskWriteBytesPollster(DiskPollster):
 
 class NetworkPollster(CounterPollster):
     kind = 'interface'
+    exclude_option = 'interface_exclude'
     reads = ('host.net_io',)
 
     def readings(self, snapshot):

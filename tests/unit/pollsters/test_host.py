@@ -1,6 +1,8 @@
 """Host pollsters: real values of this machine, Ceilometer's types and
 units, counters that never go backwards."""
 
+import types
+
 import psutil
 import pytest
 
@@ -40,6 +42,12 @@ def pollsters():
     return made
 
 
+def kept(pollster, reading):
+    """The names of ``reading`` that ``pollster`` does not leave out."""
+    return {name for name in reading or {}
+            if pollster.exclude is None or not pollster.exclude.search(name)}
+
+
 def cycle(pollsters, second=0):
     """{meter: [samples]} of one cycle sharing one cache, as the agent
     runs it."""
@@ -66,7 +74,9 @@ def test_types_units_and_resource_ids(pollsters):
     interfaces = set(psutil.net_io_counters(pernic=True))
     assert {s.resource_id for s in samples['network.incoming.bytes']} == {
         f'{HOST}-{name}' for name in interfaces}
-    devices = set(psutil.disk_io_counters(perdisk=True) or {})
+    devices = kept(pollsters['disk.read.bytes'],
+                   psutil.disk_io_counters(perdisk=True))
+    assert devices
     assert {s.resource_id for s in samples['disk.read.bytes']} == {
         f'{HOST}-{name}' for name in devices}
     assert {s.resource_metadata['interface']
@@ -185,8 +195,56 @@ def test_counter_samples_of_two_hosts_keep_their_own_resource_ids(pollsters):
     pollster = pollsters['disk.read.bytes']
     cache = {}
     samples = pollster.get_samples(context, cache, [HOST, 'other'])
-    devices = set(psutil.disk_io_counters(perdisk=True) or {})
+    devices = kept(pollster, psutil.disk_io_counters(perdisk=True))
     assert {(s.resource_metadata['host'], s.resource_id) for s in samples} == {
         (h, f'{h}-{d}') for h in (HOST, 'other') for d in devices}
     assert all(s.id == base.polled_sample_id('disk.read.bytes', s.resource_id,
                                              s.timestamp) for s in samples)
+
+
+DEVICES = ('loop0', 'loop12', 'ram0', 'zram0', 'fd0', 'sda', 'sda1', 'vda',
+           'vda2', 'xvdb', 'xvdb3', 'nvme0n1', 'nvme0n1p1', 'dm-0', 'md127')
+
+
+def polled_names(monkeypatch, cls, reading, names, **options):
+    counters = types.SimpleNamespace(
+        read_bytes=1, write_bytes=2, bytes_recv=3, bytes_sent=4,
+        packets_recv=5, packets_sent=6)
+    monkeypatch.setattr(psutil, reading,
+                        lambda **kwargs: dict.fromkeys(names, counters))
+    conf = make_conf(host=HOST, **{f'host_pollsters__{k}': v
+                                   for k, v in options.items()})
+    pollster = cls(conf)
+    pollster.meter = 'm'
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  '2026-12-06T06:00:00+00:00')
+    return [s.resource_metadata[pollster.kind]
+            for s in pollster.get_samples(context, {}, [HOST])]
+
+
+def test_disks_leave_out_ram_loop_and_partitions_by_default(monkeypatch):
+    assert polled_names(monkeypatch, host.DiskReadBytesPollster,
+                        'disk_io_counters', DEVICES) == [
+        'dm-0', 'md127', 'nvme0n1', 'sda', 'vda', 'xvdb']
+
+
+def test_an_empty_pattern_polls_every_device(monkeypatch):
+    assert polled_names(monkeypatch, host.DiskWriteBytesPollster,
+                        'disk_io_counters', DEVICES,
+                        disk_exclude='') == sorted(DEVICES)
+
+
+def test_interfaces_are_all_polled_unless_excluded(monkeypatch):
+    names = ('lo', 'eth0', 'veth1a2b', 'br-int')
+    assert polled_names(monkeypatch, host.IncomingBytesPollster,
+                        'net_io_counters', names) == sorted(names)
+    assert polled_names(monkeypatch, host.OutgoingPacketsPollster,
+                        'net_io_counters', names,
+                        interface_exclude='^(lo|veth.*)$') == [
+        'br-int', 'eth0']
+
+
+def test_a_broken_pattern_is_refused_with_the_option_named():
+    conf = make_conf(host=HOST, host_pollsters__disk_exclude='(loop')
+    with pytest.raises(ValueError, match=r'\[host_pollsters\] disk_exclude'):
+        host.DiskReadBytesPollster(conf)

@@ -24,6 +24,7 @@ past the retries, delivery process restarting) is counted, not retried.
 import collections
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -54,9 +55,13 @@ def _merge(into, counts):
 
 
 class DeliveryProcess:
-    """The delivery process as the agent sees it: frames queued (at most
-    ``capacity`` samples waiting) and written by a thread of their own,
-    counts read back by another; started again when it died."""
+    """The delivery process as the agent sees it. Its stdin is a
+    non-blocking pipe: the publishing thread writes its frames there
+    itself when nothing waits before them and the pipe takes them whole
+    (no thread hand-over per batch); else they are queued (at most
+    ``capacity`` samples waiting) for a writer thread, which waits for
+    the pipe and starts the process again when it died. Counts are read
+    back by another thread."""
 
     def __init__(self, config, capacity):
         self.config = config
@@ -67,8 +72,11 @@ class DeliveryProcess:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Held while writing to the pipe (one writer at a time, in order).
+        self._write_lock = threading.Lock()
         self._counts = {}
         self._process = None
+        self._fd = None
         self._writer = threading.Thread(target=self._write, daemon=True,
                                         name='subscription-delivery')
         self._writer.start()
@@ -89,14 +97,44 @@ class DeliveryProcess:
         if self._waiting + len(entries) > self.capacity:
             self._dropped(entries)
             return
+        frames = [(subscription_delivery.samples_frame(
+            entries[start:start + FRAME_SAMPLES]),
+            entries[start:start + FRAME_SAMPLES])
+            for start in range(0, len(entries), FRAME_SAMPLES)]
+        if self._write_now(frames):
+            return
         with self._lock:
             self._waiting += len(entries)
-        for start in range(0, len(entries), FRAME_SAMPLES):
-            chunk = entries[start:start + FRAME_SAMPLES]
-            self._frames.append((subscription_delivery.samples_frame(chunk),
-                                 chunk))
+        self._frames.extend(frames)
         if not self._wake.is_set():
             self._wake.set()
+
+    def _write_now(self, frames):
+        """Write ``frames`` to the pipe from this thread if nothing is
+        queued before them and the pipe takes them whole; never waits."""
+        if self._frames or self._fd is None:
+            return False
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._frames or self._fd is None:
+                return False
+            data = b''.join(d for d, _ in frames)
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                return False
+            except OSError:
+                # The process is gone: the writer starts it again.
+                return False
+            if written < len(data):
+                # The rest goes first, by the writer; its samples are
+                # not counted as waiting (they are on their way).
+                self._frames.appendleft((data[written:], None))
+                self._wake.set()
+            return True
+        finally:
+            self._write_lock.release()
 
     def take_counts(self):
         with self._lock:
@@ -120,16 +158,29 @@ class DeliveryProcess:
     def _spawn(self):
         process = subprocess.Popen(
             [sys.executable, '-m', DELIVERY_MODULE], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, close_fds=True)
-        process.stdin.write(subscription_delivery.frame('config',
-                                                        self.config))
+            stdout=subprocess.PIPE, close_fds=True, bufsize=0)
+        fd = process.stdin.fileno()
+        os.set_blocking(fd, False)
+        first = subscription_delivery.frame('config', self.config)
         if self._subscriptions is not None:
-            process.stdin.write(self._subscriptions)
-        process.stdin.flush()
+            first += self._subscriptions
+        self._write_all(fd, first)
         threading.Thread(target=self._read, args=(process.stdout,),
                          daemon=True, name='subscription-counts').start()
         LOG.info('Subscription delivery process %d started', process.pid)
         return process
+
+    def _write_all(self, fd, data):
+        """Write ``data`` to the non-blocking pipe, waiting for room."""
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:
+                written = 0
+            view = view[written:]
+            if view:
+                select.select([], [fd], [], 1.0)
 
     def _write(self):
         while not self._stop.is_set():
@@ -137,32 +188,47 @@ class DeliveryProcess:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            # What is queued goes in one write: a backlog costs few
-            # system calls and GIL hand-offs.
-            taken, size = [], 0
-            while self._frames and size < WRITE_BYTES:
-                data, entries = self._frames.popleft()
-                taken.append((data, entries))
-                size += len(data)
-            waiting = sum(len(e) for _, e in taken if e is not None)
-            with self._lock:
-                self._waiting -= waiting
-            try:
-                if self._process is None or (
-                        self._process.poll() is not None):
-                    if self._process is not None:
-                        LOG.error('Subscription delivery process exited '
-                                  '(%s); starting it again',
-                                  self._process.returncode)
-                    self._process = self._spawn()
-                self._process.stdin.write(b''.join(d for d, _ in taken))
-                self._process.stdin.flush()
-            except (OSError, ValueError) as exc:
+            failed = None
+            # Frames are taken under the write lock: none of the
+            # publishing thread's gets written before them.
+            with self._write_lock:
+                taken = self._take_frames()
+                try:
+                    self._running_process()
+                    self._write_all(self._fd, b''.join(d for d, _ in taken))
+                except (OSError, ValueError) as exc:
+                    failed = exc
+            if failed is not None:
                 for _, entries in taken:
                     if entries is not None:
-                        self._dropped(entries, f'delivery process: {exc}')
+                        self._dropped(entries, f'delivery process: {failed}')
                 if self._stop.wait(0.5):
                     return
+
+    def _take_frames(self):
+        """What is queued, up to WRITE_BYTES, for one write: a backlog
+        costs few system calls and GIL hand-offs."""
+        taken, size = [], 0
+        while self._frames and size < WRITE_BYTES:
+            data, entries = self._frames.popleft()
+            taken.append((data, entries))
+            size += len(data)
+        waiting = sum(len(e) for _, e in taken if e is not None)
+        with self._lock:
+            self._waiting -= waiting
+        return taken
+
+    def _running_process(self):
+        """Start the process if it is not running (under the write
+        lock)."""
+        if self._process is not None and self._process.poll() is None:
+            return
+        if self._process is not None:
+            LOG.error('Subscription delivery process exited (%s); starting '
+                      'it again', self._process.returncode)
+            self._fd = None
+        self._process = self._spawn()
+        self._fd = self._process.stdin.fileno()
 
     def _read(self, stream):
         for line in stream:

@@ -86,6 +86,30 @@ def test_udp_gets_cord_datagrams_of_its_projects_only(setup):
         udp.close()
 
 
+def test_a_killed_delivery_process_is_started_again(setup):
+    _, store, channel, publisher = setup
+    udp = UDPCollector()
+    try:
+        subscribe(store, channel, publisher, app_id='a', target=udp.url)
+        batches = [[make_sample(100 * batch + i, project_id='p-a')
+                    for i in range(100)] for batch in range(3)]
+        publisher.publish_samples(batches[0])
+        assert wait_until(lambda: len(udp.messages) == 100, 10)
+        first = publisher._delivery._process
+        first.kill()
+        first.wait(10)
+        # Written to the dead pipe or queued: either way the process
+        # comes back and the later batches arrive.
+        publisher.publish_samples(batches[1])
+        assert wait_until(
+            lambda: publisher._delivery._process is not first, 10)
+        publisher.publish_samples(batches[2])
+        assert wait_until(lambda: {m['message_id'] for m in udp.messages}
+                          >= {s.id for s in batches[2]}, 10)
+    finally:
+        udp.close()
+
+
 def test_change_takes_effect_and_unsubscribe_stops(setup):
     _, store, channel, publisher = setup
     udp, marker = UDPCollector(), UDPCollector()

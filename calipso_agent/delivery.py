@@ -57,20 +57,32 @@ HANDLED = 'handled'
 REQUEUE = 'requeue'
 
 
+def encodable(text):
+    """``text`` with what UTF-8 cannot encode (lone surrogates, which a
+    broken notification may hold) backslash-escaped: a log handler or a
+    header would fail on it, and the line saying what was wrong be lost."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return text.encode('utf-8', 'backslashreplace').decode('utf-8')
+    return text
+
+
 def one_line(error, limit=REASON_LENGTH):
     """``Type: text`` of an exception (or a text) on one line, cut."""
     if isinstance(error, BaseException):
         error = f'{type(error).__name__}: {error}'
-    text = ' '.join(str(error).split())
+    text = encodable(' '.join(str(error).split()))
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def text_of(value, limit=200):
     """A message id or event type as logs and headers show it: text as
-    it is, anything else (a bad envelope) as its cut repr; None stays."""
-    if value is None or (isinstance(value, str) and len(value) <= limit):
+    it is (escaped where UTF-8 cannot encode it), anything else (a bad
+    envelope) as its cut repr; None stays."""
+    if value is None:
         return value
-    text = value if isinstance(value, str) else repr(value)
+    text = encodable(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 

@@ -152,9 +152,10 @@ class SampleDispatcher(messaging.BatchEndpoint):
             self.trimmed += 1
             LOG.warning('Notification %s (%s): resource_metadata over '
                         '[sample_limits], fields dropped: %s',
-                        item.message_id, item.event_type, ', '.join(
+                        item.message_id, item.event_type,
+                        delivery.encodable(', '.join(
                             f'{name} ({count} of {len(samples)} samples)'
-                            for name, count in sorted(trimmed.items())))
+                            for name, count in sorted(trimmed.items()))))
         item.samples = samples
         return item
 

@@ -259,3 +259,13 @@ def test_describe_rejected_names_a_few():
     assert text.startswith(f'{make_sample(0).id}: reason 0; ')
     assert text.endswith('reason 4; and 2 more')
     assert delivery.describe_rejected(['x is bad']) == 'x is bad'
+
+
+def test_texts_of_a_broken_notification_can_be_logged():
+    broken = 'id-\ud800-end'
+    for text in (delivery.text_of(broken),
+                 delivery.one_line(ValueError(f'bad value {broken!s}'))):
+        assert '\\ud800' in text
+        text.encode('utf-8')
+    assert delivery.text_of('plain') == 'plain'
+    assert delivery.text_of(None) is None

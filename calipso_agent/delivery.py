@@ -60,7 +60,10 @@ REQUEUE = 'requeue'
 def encodable(text):
     """``text`` with what UTF-8 cannot encode (lone surrogates, which a
     broken notification may hold) backslash-escaped: a log handler or a
-    header would fail on it, and the line saying what was wrong be lost."""
+    header would fail on it, and the line saying what was wrong be lost.
+    ASCII text (nearly every id and event type) is answered at once."""
+    if text.isascii():
+        return text
     try:
         text.encode('utf-8')
     except UnicodeEncodeError:

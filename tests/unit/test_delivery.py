@@ -269,3 +269,8 @@ def test_texts_of_a_broken_notification_can_be_logged():
         text.encode('utf-8')
     assert delivery.text_of('plain') == 'plain'
     assert delivery.text_of(None) is None
+
+
+def test_non_ascii_text_that_utf8_encodes_is_kept():
+    assert delivery.text_of('événement.créé') == 'événement.créé'
+    assert delivery.one_line('résumé  \n ok') == 'résumé ok'

@@ -2,9 +2,11 @@
 
 One writer at a time: writes take the database's write lock up front
 (BEGIN IMMEDIATE) and, in one process, a lock of ours; a batch goes
-through INCOMING and is merged in SQL.
+through INCOMING and is merged in SQL. A fork of the process waits for
+its transactions to end and closes its connections (``fork_guard``).
 """
 
+import contextlib
 import os
 import threading
 
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from calipso_agent.storage.sql import compiler, connection
+from calipso_agent.storage.sql import compiler, connection, fork_guard
 from calipso_agent.storage.sql.schema import INCOMING, SAMPLE
 
 
@@ -38,6 +40,14 @@ class Connection(connection.Connection):
 
     def _prepare_engine(self):
         _sqlite_transactions(self.engine, in_memory=bool(self._read_lock))
+        if not self._read_lock:
+            fork_guard.watch(self.engine)
+
+    @contextlib.contextmanager
+    def _transaction(self, write=False):
+        # Never open across a fork (fork_guard.py).
+        with fork_guard.transaction(), super()._transaction(write) as conn:
+            yield conn
 
     def _begin_write(self, conn):
         conn.execution_options(calipso_write=True)

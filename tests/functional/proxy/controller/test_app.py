@@ -118,11 +118,14 @@ class Controller:
         assert response.status_code == 201, response.text
         return response.json()
 
-    def wait_url(self, channel_id, timeout=60):
-        """The channel's ceilometer_url once set."""
+    def wait_url(self, channel_id, timeout=60, headers=None):
+        """The channel's ceilometer_url once set; every answer on the way
+        must be the channel (200)."""
         def url():
-            return self.api('GET', f'{channel_id}/').json()[
-                'ceilometer_url']
+            got = self.api('GET', f'{channel_id}/', headers=headers)
+            assert got.status_code == 200, (got.status_code, got.text,
+                                            self.log())
+            return got.json()['ceilometer_url']
         found = basics.wait_until(url, timeout, interval=0.2)
         assert found, self.log() + self.proxy_log(channel_id)
         return found

@@ -91,10 +91,7 @@ def test_a_tenant_reads_its_projects_through_its_channel(keystone,
     assert created.status_code == 201, created.text
     channel = created.json()
     assert channel['creator'] == keystone.admin.id
-    url = basics.wait_until(lambda: controller.api(
-        'GET', f'{channel["id"]}/', headers=admin).json()['ceilometer_url'],
-        60, interval=0.2)
-    assert url, controller.log()
+    url = controller.wait_url(channel['id'], headers=admin)
     tenant = {'X-Auth-Token': channel['token']}
     samples = requests.get(url.rstrip('/') + '/v2/samples', headers=tenant,
                            timeout=30)

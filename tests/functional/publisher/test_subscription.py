@@ -167,11 +167,13 @@ def test_dead_http_target_holds_only_itself(setup):
         samples = [make_sample(i, project_id='p-a')
                    for i in range(15000)]
         # The dead target's queue (10000) overflows; the live one gets
-        # every sample, batch after batch.
+        # every sample, batch after batch. The first batch also waits for
+        # the delivery process to be ready (seconds on a loaded machine).
         for end in range(1000, len(samples) + 1, 1000):
             publisher.publish_samples(samples[end - 1000:end])
             assert wait_until(
-                lambda end=end: len(live.samples()) == end, 10)
+                lambda end=end: len(live.samples()) == end,
+                60 if end == 1000 else 20), (end, len(live.samples()))
         assert sorted(s['id'] for s in live.samples()) == sorted(
             s.id for s in samples)
 

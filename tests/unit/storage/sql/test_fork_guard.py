@@ -3,6 +3,7 @@ a child forked while another thread read the database would read that
 instant's snapshot for ever (the channel controller's API workers
 answered 404 for a channel another worker had just created)."""
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -152,8 +153,9 @@ def test_a_transaction_waits_while_a_fork_is_under_way():
     assert guard.open_transactions() == 0
 
 
-def test_a_transaction_open_past_the_limit_lets_the_fork_go_on(caplog):
-    guard = fork_guard.ForkGuard(wait_limit=0.2)
+@contextlib.contextmanager
+def another_thread_in_a_transaction(guard):
+    """Another thread holds a transaction of ``guard`` meanwhile."""
     inside, release = threading.Event(), threading.Event()
 
     def transaction():
@@ -164,33 +166,29 @@ def test_a_transaction_open_past_the_limit_lets_the_fork_go_on(caplog):
     thread = threading.Thread(target=transaction)
     thread.start()
     assert inside.wait(5)
-    with caplog.at_level(logging.WARNING, logger=fork_guard.__name__):
-        started = time.monotonic()
-        guard.before_fork()
-        waited = time.monotonic() - started
-    guard.after_fork_in_parent()
-    release.set()
-    thread.join(5)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(5)
+
+
+def test_a_transaction_open_past_the_limit_lets_the_fork_go_on(caplog):
+    guard = fork_guard.ForkGuard(wait_limit=0.2)
+    with another_thread_in_a_transaction(guard):
+        with caplog.at_level(logging.WARNING, logger=fork_guard.__name__):
+            started = time.monotonic()
+            guard.before_fork()
+            waited = time.monotonic() - started
+        guard.after_fork_in_parent()
     assert waited >= 0.2
     assert 'Forking with 1 SQLite transaction(s)' in caplog.text
 
 
 def test_the_child_starts_with_its_own_transactions_only():
     guard = fork_guard.ForkGuard()
-    inside, release = threading.Event(), threading.Event()
-
-    def transaction():
-        with guard.transaction():
-            inside.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=transaction)
-    thread.start()
-    assert inside.wait(5)
-    with guard.transaction():
+    with another_thread_in_a_transaction(guard), guard.transaction():
         # As in a child forked from here: the other thread is gone.
         guard.after_fork_in_child()
         assert guard.open_transactions() == 1
     assert guard.open_transactions() == 0
-    release.set()
-    thread.join(5)

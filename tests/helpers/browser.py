@@ -107,6 +107,14 @@ class Page:
         from selenium.webdriver.common.by import By
         return self.session.find_elements(By.CSS_SELECTOR, selector)
 
+    def text(self, selector):
+        """The shown text of the first element ``selector`` matches (None:
+        none), read in one script call: a part the page redraws (a live
+        refresh) cannot go stale between finding and reading it."""
+        return self.session.execute_script(
+            'const found = document.querySelector(arguments[0]);'
+            'return found ? found.innerText : null;', selector)
+
     def open(self):
         self.session.get(self.base_url + '/ui/')
         wait_for(lambda: self.by_id('signin').is_displayed()

@@ -255,7 +255,8 @@ def test_live_refresh_keeps_the_selection(admin_page, deployment, cloud):
         assert state['focus'] == 'vm-b1'
         chosen = [n['id'] for n in state['nodes'] if 'chosen' in n['classes']]
         assert chosen == ['vm-b1']
-        assert page.css('#panel h2')[0].text == 'vm vm-b1'
+        browser.wait_for(lambda: page.text('#panel h2') == 'vm vm-b1',
+                         timeout=10, what='the panel of vm-b1')
         page.screenshot('live-refresh')
     finally:
         restored = datetime.datetime.now(datetime.UTC).isoformat()

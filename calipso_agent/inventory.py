@@ -200,16 +200,16 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
         parent_type = PARENT_TYPES.get(type)
     id_path, name_path = paths(id, name, parent_id=parent_id)
     last = timestamp(last_event_at)
-    obj = {'id': id, 'type': type, 'name': name if name else id,
-           'project_id': project_id, 'parent_id': parent_id or None,
-           'parent_type': parent_type if parent_id else None,
-           'id_path': id_path, 'name_path': name_path,
-           'environment': environment, 'host': host,
-           'state': state_of(state) if state != DELETED else DELETED,
-           'attributes': dict(attributes or {}),
-           'created_at': timestamp(created_at), 'updated_at': last,
-           'deleted_at': last if state == DELETED else None,
-           'deleted_by': None, 'last_event_at': last}
+    obj = _Valid(id=id, type=type, name=name if name else id,
+                 project_id=project_id, parent_id=parent_id or None,
+                 parent_type=parent_type if parent_id else None,
+                 id_path=id_path, name_path=name_path,
+                 environment=environment, host=host,
+                 state=state_of(state) if state != DELETED else DELETED,
+                 attributes=dict(attributes or {}),
+                 created_at=timestamp(created_at), updated_at=last,
+                 deleted_at=last if state == DELETED else None,
+                 deleted_by=None, last_event_at=last)
     if resource_ids:
         obj['resource_ids'] = sorted(set(resource_ids))
     if link_targets is not None:
@@ -225,7 +225,7 @@ def make_object(type, id, last_event_at, name=None, project_id=None,
         what = _check_object(obj, f'inventory object {id!r}')
         if last is None:
             raise ValueError(f'{what}: last_event_at is missing')
-    return _Valid(obj)
+    return obj
 
 
 def _texts_or_none(*values):
@@ -255,15 +255,16 @@ def make_link(source_type, source_id, target_type, target_id,
               state=ACTIVE):
     """A valid link, of type ``<source_type>-<target_type>``."""
     last = timestamp(last_event_at)
-    link = {'source_id': source_id, 'target_id': target_id,
-            'link_type': f'{source_type}-{target_type}',
-            'source_type': source_type, 'target_type': target_type,
-            'state': (state if state == ACTIVE or state == DELETED
-                      else state_of(state)),
-            'project_id': project_id, 'attributes': dict(attributes or {}),
-            'created_at': None, 'updated_at': last,
-            'deleted_at': last if state == DELETED else None,
-            'deleted_by': None, 'last_event_at': last}
+    link = _Valid(source_id=source_id, target_id=target_id,
+                  link_type=f'{source_type}-{target_type}',
+                  source_type=source_type, target_type=target_type,
+                  state=(state if state == ACTIVE or state == DELETED
+                         else state_of(state)),
+                  project_id=project_id,
+                  attributes=dict(attributes) if attributes else {},
+                  created_at=None, updated_at=last,
+                  deleted_at=last if state == DELETED else None,
+                  deleted_by=None, last_event_at=last)
     if last is None:
         raise ValueError(f'{_link_what(link)}: last_event_at is missing')
     if not (source_id.__class__ is str and source_id
@@ -275,7 +276,7 @@ def make_link(source_type, source_id, target_type, target_id,
                                'target_type'), ('project_id',))
         if bad is not None:
             raise _text_error(f'link {link!r}', link, bad)
-    return _Valid(link)
+    return link
 
 
 def closed_link(source_type, source_id, target_type, target_id,
@@ -590,7 +591,7 @@ def apply(batch, objects=(), links=()):
         if type(link) is not _Valid:
             link = validate_link(dict(link))
             link.setdefault('deleted_by', None)
-        key = link_key(link)
+        key = (link['source_id'], link['target_id'], link['link_type'])
         kept = incoming_links.get(key)
         if kept is None or newer(link, kept):
             incoming_links[key] = link
@@ -613,8 +614,9 @@ def apply(batch, objects=(), links=()):
     for oid, obj in incoming.items():
         stored = view.get(oid)
         # The source's creation time, else the first event applied.
-        created = _earliest(obj.get('created_at') or obj['last_event_at'],
-                            stored and stored.get('created_at'))
+        created = obj.get('created_at') or obj['last_event_at']
+        if stored is not None:
+            created = _earliest(created, stored.get('created_at'))
         if stored is not None and not newer(obj, stored):
             if _own_deleted(stored):
                 described = describe(stored, obj)
@@ -693,8 +695,9 @@ def apply(batch, objects=(), links=()):
     touched = set()
     for key, link in incoming_links.items():
         stored = link_view.get(key)
-        created = _earliest(link.get('created_at') or link['last_event_at'],
-                            stored and stored.get('created_at'))
+        created = link.get('created_at') or link['last_event_at']
+        if stored is not None:
+            created = _earliest(created, stored.get('created_at'))
         if stored is not None and not newer(link, stored):
             continue
         link = dict(link, created_at=created)

@@ -8,6 +8,8 @@ timestamp: the store keeps the newest, so redeliveries and late arrivals
 change nothing. doc/inventory.md lists the events and what each makes.
 """
 
+import operator
+
 from calipso_agent import inventory
 from calipso_agent.notification import base
 
@@ -95,10 +97,27 @@ def _required(mapping, field):
     return value
 
 
+#: {(payload keys, skip): (kept keys, their getter)}: a service's
+#: payloads repeat their fields, so the kept ones are picked once.
+_KEPT_FIELDS = {}
+_KEPT_FIELDS_MAX = 1024
+
+
 def _scalars(payload, skip=frozenset()):
     """The fields of a payload worth keeping as attributes."""
-    return {k: v for k, v in payload.items()
-            if k not in skip and k[:12] != 'nova_object.'}
+    keys = tuple(payload)
+    try:
+        kept, get = _KEPT_FIELDS[keys, skip]
+    except KeyError:
+        kept = tuple(k for k in keys
+                     if k not in skip and k[:12] != 'nova_object.')
+        get = operator.itemgetter(*kept) if len(kept) > 1 else None
+        if len(_KEPT_FIELDS) >= _KEPT_FIELDS_MAX:
+            _KEPT_FIELDS.clear()
+        _KEPT_FIELDS[keys, skip] = kept, get
+    if get is None:
+        return {k: payload[k] for k in kept}
+    return dict(zip(kept, get(payload), strict=True))
 
 
 # --- nova -------------------------------------------------------------------
@@ -143,14 +162,15 @@ def _nova_versioned(event_type, payload, at):
     instance_id = _required(fields, 'uuid')
     if event_type == 'instance.delete.end':
         return _instance_changes(instance_id, fields, at, True)
+    addresses = _addresses(fields)
     vnics = [inventory.vnic_id(instance_id, a.get('port_uuid'))
-             for a in _addresses(fields) if a.get('port_uuid')]
+             for a in addresses if a.get('port_uuid')]
     changes = _instance_changes(instance_id, fields, at, False,
                                 {'instance-vnic': vnics})
     host = fields.get('host') or None
     project_id = fields.get('tenant_id')
     interfaces = {}
-    for data in _addresses(fields):
+    for data in addresses:
         port_id = data.get('port_uuid')
         if port_id:
             interfaces.setdefault(port_id, []).append(data)

@@ -80,9 +80,14 @@ class FaultWrapper(Filter):
 
 
 class Healthcheck(Filter):
-    """200 ``OK`` on /healthcheck while the process serves requests."""
+    """200 ``OK`` on /healthcheck while the process serves requests;
+    ``headers`` are added to the answer (a proxy names itself)."""
 
     PATH = '/healthcheck'
+
+    def __init__(self, application, headers=None):
+        super().__init__(application)
+        self.headers = dict(headers or {})
 
     @webob.dec.wsgify
     def __call__(self, request):
@@ -94,4 +99,5 @@ class Healthcheck(Filter):
         response = webob.Response(content_type='text/plain',
                                   charset='UTF-8')
         response.text = 'OK'
+        response.headers.update(self.headers)
         return response

@@ -28,7 +28,7 @@ import requests
 from calipso_agent import metrics
 from calipso_agent import storage as storage_mod
 from calipso_proxy.controller import channels as channels_mod
-from calipso_proxy.proxy import liveness
+from calipso_proxy.proxy import healthcheck, liveness
 
 LOG = logging.getLogger(__name__)
 
@@ -62,10 +62,12 @@ class Reconciler:
     def healthy(self, channel):
         """Whether the proxy of ``channel`` is alive: its master's
         liveness socket (answered whatever the load), else, for a proxy
-        without one, its /healthcheck."""
+        without one, its /healthcheck, answered by that proxy (the name
+        in its healthcheck.IDENTITY_HEADER): another program on the port
+        is no proxy of the channel."""
         timeout = self.conf.controller.proxy_healthcheck_timeout
-        if liveness.check(channels_mod.liveness_socket(channel['id']),
-                          timeout):
+        name = channels_mod.liveness_socket(channel['id'])
+        if liveness.check(name, timeout):
             return True
         port = channel['port']
         try:
@@ -74,7 +76,8 @@ class Reconciler:
                 timeout=self.conf.controller.proxy_healthcheck_timeout)
         except requests.RequestException:
             return False
-        return answer.status_code == 200
+        return (answer.status_code == 200 and answer.headers.get(
+            healthcheck.IDENTITY_HEADER) == name)
 
     def run_once(self):
         """One reconciliation; whether a proxy is still starting."""

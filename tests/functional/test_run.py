@@ -75,7 +75,7 @@ class Run:
         self.transport_url = transport_url
         self.api_port = basics.free_port()
         self.controller_port = basics.free_port()
-        low = basics.free_port()
+        low = basics.free_port_range(3)
         self.proxy_ports = f'{low}-{low + 2}'
         self.api = f'http://127.0.0.1:{self.api_port}'
         self.controller = f'http://127.0.0.1:{self.controller_port}'

@@ -3,6 +3,7 @@ most tests need."""
 
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -126,6 +127,31 @@ def free_port(kind=socket.SOCK_STREAM):
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def free_port_range(count):
+    """The first of ``count`` consecutive loopback ports free now, out of
+    the ephemeral range and in a block of 2,000 of this pytest-xdist
+    worker's own: two workers' controllers started at the same time
+    would otherwise take the same proxy ports."""
+    worker = os.environ.get('PYTEST_XDIST_WORKER', 'gw0')
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = 20000 + (index % 5) * 2000
+    for _ in range(200):
+        first = random.randrange(start, start + 2000 - count)
+        if all(_port_is_free(port) for port in range(first, first + count)):
+            return first
+    raise AssertionError('no free port range')
+
+
+def _port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+        return True
 
 
 def nested_json(levels, leaf='{}'):

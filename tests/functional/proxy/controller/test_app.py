@@ -40,14 +40,6 @@ def command():
     return [sys.executable, '-m', 'calipso_proxy.cmd.controller']
 
 
-def free_port_range(count):
-    for first in range(21000, 30000 - count, 97):
-        if all(channels.port_is_free('127.0.0.1', p)
-               for p in range(first, first + count)):
-            return first
-    raise AssertionError('no free port range')
-
-
 class Controller:
     """The controller process; its log in ``workdir/controller.log``
     (appended to by every run)."""
@@ -58,7 +50,7 @@ class Controller:
         self.base = f'http://127.0.0.1:{self.port}'
         self.database = f'sqlite:///{workdir}/channels.sqlite'
         self.state_dir = os.path.join(workdir, 'proxies')
-        self.first_port = free_port_range(PORTS)
+        self.first_port = basics.free_port_range(PORTS)
         self.config = os.path.join(workdir, 'controller.conf')
         self.log_path = os.path.join(workdir, 'controller.log')
         with open(self.config, 'w') as handle:
@@ -208,8 +200,11 @@ def test_channel_life(controller):
         assert mode == 0o600, (name, oct(mode))
     with open(os.path.join(directory, 'proxy.conf')) as handle:
         assert f'public_url = {url}\n' in handle.read()
-    # The liveness the reconciler asks, answered by the proxy's master.
+    # The liveness the reconciler asks, answered by the proxy's master,
+    # and the /healthcheck naming the proxy (its HTTP check).
     assert liveness.check(channels.liveness_socket(channel_id), 1)
+    assert requests.get(f'{url}healthcheck', timeout=10).headers.get(
+        'X-Calipso-Proxy') == channels.liveness_socket(channel_id)
     assert tenant_get(url, 'not-the-token') == 401
 
     # A proxy that dies is restarted by the reconciler: a new process

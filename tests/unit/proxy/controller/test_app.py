@@ -21,6 +21,7 @@ from calipso_proxy.controller import reconciler as reconciler_mod
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.launcher import process
 from calipso_proxy.proxy import app as proxy_app
+from calipso_proxy.proxy import healthcheck
 from tests.helpers import daemons
 from tests.unit.proxy.controller.test_channels import make_conf
 
@@ -487,9 +488,13 @@ def test_reconciler_survives_a_failing_channel(app, reconciler, launcher,
 
 
 class HealthHandler(http.server.BaseHTTPRequestHandler):
+    """The proxy of channel ``no-liveness``, without a liveness socket."""
+
     def do_GET(self):  # noqa: N802
         status = 200 if self.path == '/healthcheck' else 404
         self.send_response(status)
+        self.send_header(healthcheck.IDENTITY_HEADER,
+                         channels.liveness_socket('no-liveness'))
         self.send_header('Content-Length', '2')
         self.end_headers()
         self.wfile.write(b'OK')
@@ -508,6 +513,8 @@ def test_real_healthcheck_and_thread(conf, launcher, store):
     reconciler = reconciler_mod.Reconciler(conf, launcher)
     try:
         assert reconciler.healthy({'id': 'no-liveness', 'port': port})
+        # Another channel's proxy on the port is not this one's.
+        assert not reconciler.healthy({'id': 'another', 'port': port})
     finally:
         server.shutdown()
         server.server_close()

@@ -1,12 +1,11 @@
 """Monitoring channels: validation, representation, the proxy's config
 file, port allocation, the lock and ChannelService over SQLite.
 
-``make_conf``, ``FakeLauncher`` and ``free_port_range`` serve the other
-controller tests too."""
+``make_conf`` and ``FakeLauncher`` serve the other controller tests
+too."""
 
 import hashlib
 import os
-import random
 import socket
 import stat
 import subprocess
@@ -24,17 +23,7 @@ from calipso_proxy import opts as proxy_opts
 from calipso_proxy.controller import channels
 from calipso_proxy.launcher import base as launcher_base
 from calipso_proxy.proxy import backend
-
-
-def free_port_range(count):
-    """The first port of ``count`` consecutive free loopback ports (out
-    of the ephemeral range)."""
-    for _ in range(200):
-        first = random.randrange(20000, 30000 - count)
-        if all(channels.port_is_free('127.0.0.1', p)
-               for p in range(first, first + count)):
-            return first
-    raise AssertionError('no free port range')
+from tests.helpers import basics
 
 
 def make_conf(tmp_path, ports=3, **overrides):
@@ -45,7 +34,7 @@ def make_conf(tmp_path, ports=3, **overrides):
     agent_opts.register_opts(conf)
     proxy_opts.register_opts(conf)
     conf([], project='calipso', default_config_files=[])
-    first = free_port_range(ports)
+    first = basics.free_port_range(ports)
     settings = {'state_path': str(tmp_path),
                 'database__connection':
                     f'sqlite:///{tmp_path}/calipso.sqlite',

@@ -591,7 +591,7 @@ def apply(batch, objects=(), links=()):
         if type(link) is not _Valid:
             link = validate_link(dict(link))
             link.setdefault('deleted_by', None)
-        key = (link['source_id'], link['target_id'], link['link_type'])
+        key = link_key(link)
         kept = incoming_links.get(key)
         if kept is None or newer(link, kept):
             incoming_links[key] = link

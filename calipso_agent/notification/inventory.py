@@ -8,8 +8,6 @@ timestamp: the store keeps the newest, so redeliveries and late arrivals
 change nothing. doc/inventory.md lists the events and what each makes.
 """
 
-import operator
-
 from calipso_agent import inventory
 from calipso_agent.notification import base
 
@@ -97,27 +95,10 @@ def _required(mapping, field):
     return value
 
 
-#: {(payload keys, skip): (kept keys, their getter)}: a service's
-#: payloads repeat their fields, so the kept ones are picked once.
-_KEPT_FIELDS = {}
-_KEPT_FIELDS_MAX = 1024
-
-
 def _scalars(payload, skip=frozenset()):
     """The fields of a payload worth keeping as attributes."""
-    keys = tuple(payload)
-    try:
-        kept, get = _KEPT_FIELDS[keys, skip]
-    except KeyError:
-        kept = tuple(k for k in keys
-                     if k not in skip and k[:12] != 'nova_object.')
-        get = operator.itemgetter(*kept) if len(kept) > 1 else None
-        if len(_KEPT_FIELDS) >= _KEPT_FIELDS_MAX:
-            _KEPT_FIELDS.clear()
-        _KEPT_FIELDS[keys, skip] = kept, get
-    if get is None:
-        return {k: payload[k] for k in kept}
-    return dict(zip(kept, get(payload), strict=True))
+    return {k: v for k, v in payload.items()
+            if k not in skip and k[:12] != 'nova_object.'}
 
 
 # --- nova -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from stevedore import driver
 
 from calipso_agent import opts
 from calipso_agent import sample as sample_mod
+from calipso_proxy.controller import channels
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -139,19 +140,10 @@ def free_port_range(count):
     start = 20000 + (index % 5) * 2000
     for _ in range(200):
         first = random.randrange(start, start + 2000 - count)
-        if all(_port_is_free(port) for port in range(first, first + count)):
+        if all(channels.port_is_free('127.0.0.1', port)
+               for port in range(first, first + count)):
             return first
     raise AssertionError('no free port range')
-
-
-def _port_is_free(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(('127.0.0.1', port))
-        except OSError:
-            return False
-        return True
 
 
 def nested_json(levels, leaf='{}'):

@@ -67,10 +67,7 @@ class ForkGuard:
 
     def open_transactions(self):
         with self._condition:
-            return self.open_transactions_locked()
-
-    def open_transactions_locked(self):
-        return sum(self._open.values())
+            return sum(self._open.values())
 
     def before_fork(self):
         me = threading.get_ident()
@@ -85,7 +82,7 @@ class ForkGuard:
                     LOG.warning('Forking with %d SQLite transaction(s) of '
                                 'other threads open after %g s: the child '
                                 'must not read that database',
-                                self.open_transactions_locked(),
+                                sum(self._open.values()),
                                 self.wait_limit)
                     break
                 self._condition.wait(left)
@@ -101,8 +98,8 @@ class ForkGuard:
             self._condition.notify_all()
 
     def after_fork_in_child(self):
-        # The child has only the forking thread: the others' counts (none,
-        # by the wait) and the held condition are the parent's.
+        # The child has only the forking thread: the other threads' counts
+        # and the condition's waiters are the parent's.
         me = threading.get_ident()
         opened = self._open.get(me)
         self._condition = threading.Condition(threading.Lock())

@@ -35,9 +35,14 @@ NOVA_STATES = {'active': 'ACTIVE', 'building': 'BUILD', 'stopped': 'SHUTOFF',
                'resized': 'VERIFY_RESIZE', 'soft-delete': 'SOFT_DELETED',
                'shelved': 'SHELVED',
                'shelved_offloaded': 'SHELVED_OFFLOADED'}
+#: The fields of a serialized nova object around its data: never
+#: attributes.
+_NOVA_OBJECT_FIELDS = frozenset((
+    'nova_object.name', 'nova_object.namespace', 'nova_object.version',
+    'nova_object.data', 'nova_object.changes'))
 #: Payload fields of nova that change at every event without saying
 #: anything about the instance.
-_NOVA_NOISE = frozenset((
+_NOVA_NOISE = _NOVA_OBJECT_FIELDS | frozenset((
     'audit_period_beginning', 'audit_period_ending', 'bandwidth',
     'progress', 'ip_addresses', 'block_devices', 'keypairs', 'request_id',
     'action_initiator_user', 'action_initiator_project'))
@@ -95,10 +100,13 @@ def _required(mapping, field):
     return value
 
 
-def _scalars(payload, skip=frozenset()):
-    """The fields of a payload worth keeping as attributes."""
-    return {k: v for k, v in payload.items()
-            if k not in skip and k[:12] != 'nova_object.'}
+def _attributes(payload, skip=_NOVA_OBJECT_FIELDS):
+    """The fields of a payload worth keeping as attributes: all but
+    ``skip`` (a copy less a few fields: a nova payload has some forty)."""
+    kept = payload.copy()
+    for field in skip:
+        kept.pop(field, None)
+    return kept
 
 
 # --- nova -------------------------------------------------------------------
@@ -115,7 +123,8 @@ def _instance_changes(instance_id, fields, at, deleted, link_targets=None):
         'instance', instance_id, at, name=fields.get('display_name'),
         project_id=project_id, parent_id=host, host=host, state=state,
         created_at=_time(fields.get('created_at')),
-        attributes=_scalars(fields, _NOVA_NOISE), link_targets=link_targets)]
+        attributes=_attributes(fields, _NOVA_NOISE),
+        link_targets=link_targets)]
     if host and state != inventory.DELETED:
         changes.append(inventory.make_link(
             'instance', instance_id, 'host', host, at,
@@ -340,7 +349,7 @@ def _cinder(event_type, payload, at):
         project_id=project_id, parent_id=project_id,
         state=payload.get('status'),
         created_at=_time(payload.get('created_at')),
-        attributes=_scalars(payload), link_targets=targets)]
+        attributes=_attributes(payload), link_targets=targets)]
     if event_type == 'volume.attach.end':
         changes.extend(inventory.make_link('volume', volume_id, 'instance',
                                            instance_id, at,

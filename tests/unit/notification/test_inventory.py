@@ -59,6 +59,19 @@ def test_nova_legacy_instance():
                                      'instance-host')}
 
 
+
+def test_versioned_instance_attributes_are_its_fields_but_the_noise():
+    sent = notification('nova_versioned__nova-doc__instance-create-end')
+    fields = sent['payload']['nova_object.data']
+    fields['nova_object.version'] = '1.0'
+    given = dict(fields)
+    vm = objects_of(inventory_helpers.endpoint().inventory_changes(sent))[VM]
+    assert vm['attributes']['image_uuid'] == fields['image_uuid']
+    assert vm['attributes']['flavor'] == fields['flavor']
+    for noise in ('ip_addresses', 'request_id', 'nova_object.version'):
+        assert noise not in vm['attributes']
+    assert fields == given
+
 def test_nova_update_to_deleted_is_a_tombstone():
     (vm,) = changes('nova_legacy__calipso__instance_delete')
     assert (vm['state'], vm['deleted_at']) == ('deleted', vm['last_event_at'])

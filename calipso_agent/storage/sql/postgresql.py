@@ -13,7 +13,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from calipso_agent.storage.sql import compiler, connection
+from calipso_agent.storage.sql import compiler, connection, values
 from calipso_agent.storage.sql.schema import INCOMING, METER, RESOURCE, SAMPLE
 
 # Serializes concurrent upgrade() calls on one PostgreSQL database.
@@ -90,7 +90,10 @@ class Connection(connection.Connection):
     def _create_engine(self, parsed, options):
         if parsed.drivername == 'postgresql':
             parsed = parsed.set(drivername='postgresql+psycopg')
-        options.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # JSON read back (jsonb, decoded by psycopg) through orjson, as
+        # SQLite's text is (values.loads keeps big integers exact).
+        options.update(pool_pre_ping=True, pool_size=5, max_overflow=10,
+                       json_deserializer=values.loads)
         return sa.create_engine(parsed, **options)
 
     def _prepare_engine(self):

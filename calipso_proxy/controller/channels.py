@@ -430,6 +430,7 @@ class ChannelService:
     # --- for the reconciler -----------------------------------------------
 
     def _launch(self, channel, action, reason):
+        channel = self._bindable(channel)
         if channel.get('state') != STARTING or channel.get('proxy_url'):
             self.storage().update_channel(
                 channel['id'], {'state': STARTING, 'proxy_url': ''})
@@ -439,6 +440,29 @@ class ChannelService:
                  action, channel['id'], channel['port'], info.get('pid'),
                  reason)
         return info
+
+    def _bindable(self, channel):
+        """``channel`` with a port its proxy can bind: when another
+        program holds its port while no proxy of it runs, it moves to a
+        free one of the range (its URL changes: logged). Without a free
+        port it stays where it is (the start fails and is retried)."""
+        host = self.conf.controller.proxy_host
+        if port_is_free(host, channel['port']):
+            return channel
+        store = self.storage()
+        used = {c.get('port') for c in store.get_channels()}
+        try:
+            port = allocate_port(self.conf, used)
+        except NoFreePort as exc:
+            LOG.error('Channel %s: port %s is taken by another program '
+                      'and no other is free (%s); its proxy cannot start',
+                      channel['id'], channel['port'], exc)
+            return channel
+        LOG.warning('Channel %s: port %s is taken by another program; '
+                    'its proxy moves to port %s (the channel\'s URL '
+                    'changes)', channel['id'], channel['port'], port)
+        return store.update_channel(channel['id'], {
+            'port': port, 'state': STARTING, 'proxy_url': ''})
 
     def start_proxy(self, channel_id, reason):
         """Start the proxy of a stored channel; its info, or None when

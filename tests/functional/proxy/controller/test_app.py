@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -250,6 +251,57 @@ def test_channel_life(controller):
     assert f'Started the proxy of channel {channel_id}' in log
     assert f'Restarted the proxy of channel {channel_id}' not in log
 
+
+
+def take_port_of_killed_proxy(controller, channel_id, port, tries=5):
+    """Kill the channel's proxy and listen on its port before the
+    reconciler starts it again (when the reconciler is first, again);
+    the listening socket."""
+    for _ in range(tries):
+        info = controller.pid_info(channel_id)
+        os.killpg(info['pid'], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            sock = socket.socket()
+            try:
+                sock.bind(('127.0.0.1', port))
+                sock.listen()
+                return sock
+            except OSError:
+                sock.close()
+                time.sleep(0.005)
+        assert basics.wait_until(
+            lambda info=info: restarted(controller, channel_id,
+                                        info['pid']), 60,
+            interval=0.2), controller.log()
+    pytest.fail(f'port {port} never taken before the reconciler: '
+                f'{controller.log()}')
+
+
+def test_a_proxy_whose_port_another_program_took_moves(controller):
+    created = controller.create('moving', ['p1'])
+    channel_id = created['id']
+    url = controller.wait_url(channel_id)
+    port = controller.pid_info(channel_id)['port']
+    assert url == f'http://127.0.0.1:{port}/'
+    holder = take_port_of_killed_proxy(controller, channel_id, port)
+    try:
+        def moved():
+            got = controller.api('GET', f'{channel_id}/').json()
+            return got['ceilometer_url'] not in ('', url) and got
+
+        channel = basics.wait_until(moved, 60, interval=0.2)
+        assert channel, controller.log()
+        new_url = channel['ceilometer_url']
+        assert channel['state'] == 'running'
+        answer = requests.get(f'{new_url}healthcheck', timeout=10)
+        assert answer.status_code == 200
+        assert answer.headers.get('X-Calipso-Proxy') == (
+            channels.liveness_socket(channel_id))
+        assert (f'Channel {channel_id}: port {port} is taken by another '
+                'program') in controller.log()
+    finally:
+        holder.close()
 
 def test_restarted_controller_adopts_proxies_and_stops_orphans(
         controller):

@@ -5,6 +5,7 @@ file, port allocation, the lock and ChannelService over SQLite.
 too."""
 
 import hashlib
+import logging
 import os
 import socket
 import stat
@@ -17,7 +18,7 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from calipso_agent import opts as agent_opts
-from calipso_agent import project_scope
+from calipso_agent import project_scope, storage
 from calipso_agent.wsgi import errors
 from calipso_proxy import opts as proxy_opts
 from calipso_proxy.controller import channels
@@ -388,6 +389,43 @@ def test_reconciler_operations(service, store, launcher, conf):
     assert service.stop_orphan(channel_id)
     assert not os.path.exists(launcher_base.channel_dir(conf, channel_id))
 
+
+
+def test_a_proxy_moves_off_a_port_another_program_took(
+        service, store, launcher, conf, caplog):
+    channel, _ = service.create('analytics', ['p1'])
+    taken = channel['port']
+    with socket.socket() as other, caplog.at_level(
+            logging.WARNING, 'calipso_proxy.controller.channels'):
+        other.bind(('127.0.0.1', taken))
+        other.listen()
+        info = service.start_proxy(channel['id'], 'test')
+    moved = store.get_channels([channel['id']])[0]
+    assert moved['port'] != taken
+    assert info['port'] == moved['port']
+    assert launcher.calls[-1][3] == moved['port']
+    assert (moved['state'], moved['proxy_url']) == ('starting', '')
+    assert f'port {taken} is taken by another program' in caplog.text
+    assert f'moves to port {moved["port"]}' in caplog.text
+    running = service.mark_running(channel['id'])
+    assert running['proxy_url'] == f'http://127.0.0.1:{moved["port"]}/'
+
+
+def test_a_proxy_stays_on_its_taken_port_when_no_other_is_free(
+        tmp_path, caplog):
+    conf = make_conf(tmp_path, ports=1)
+    store = storage.get_connection(conf)
+    launcher = FakeLauncher(conf)
+    service = channels.ChannelService(conf, launcher, lambda: store)
+    channel, _ = service.create('analytics', ['p1'])
+    with socket.socket() as other, caplog.at_level(logging.ERROR):
+        other.bind(('127.0.0.1', channel['port']))
+        other.listen()
+        service.start_proxy(channel['id'], 'test')
+    assert store.get_channels()[0]['port'] == channel['port']
+    assert launcher.calls[-1][3] == channel['port']
+    assert 'no other is free' in caplog.text
+    store.close()
 
 def test_config_carries_the_scope_signature_not_the_key(tmp_path):
     key = 'scope-signing-key-' + 'x' * 20

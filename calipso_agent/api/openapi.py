@@ -236,6 +236,10 @@ SCHEMAS = {
             'file no longer has, by name.',
             'additionalProperties': _ref('schemas', 'PollingOverride')},
     }),
+    'PollingOverrideRemoved': _object({
+        'name': _string(description='The source.'),
+        'removed': _ref('schemas', 'PollingOverride'),
+    }, required=['name', 'removed']),
     'PollingChange': {
         'type': 'object', 'minProperties': 1, 'additionalProperties': False,
         'description': 'The fields to override; null drops a field\'s '
@@ -588,7 +592,11 @@ PATHS = {
         'Override a source\'s interval, meters or enabled (admins only); '
         'the polling agents apply it at their next cycle.',
         ['source_name'], 200, _ref('schemas', 'PollingSource'), NOT_FOUND,
-        body=_ref('schemas', 'PollingChange'))},
+        body=_ref('schemas', 'PollingChange')),
+        'delete': _operation(
+            'Drop a source\'s override, also of a source the file no '
+            'longer has (admins only).', ['source_name'], 200,
+            _ref('schemas', 'PollingOverrideRemoved'), NOT_FOUND)},
     '/v2/subscribe': {
         'get': _operation('The channel\'s subscriptions with their '
                           'delivery counters (through a channel\'s '

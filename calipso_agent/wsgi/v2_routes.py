@@ -109,7 +109,8 @@ ROUTES = (
     Declaration('/v2/polling/sources', {
         'GET': Endpoint('polling.list_sources', REFUSED)}),
     Declaration('/v2/polling/sources/{name}', {
-        'PUT': Endpoint('polling.put_source', REFUSED)}),
+        'PUT': Endpoint('polling.put_source', REFUSED),
+        'DELETE': Endpoint('polling.delete_override', REFUSED)}),
     Declaration('/v2/subscribe', {
         'GET': Endpoint('subscriptions.list_subscriptions', SUBSCRIBE),
         'POST': Endpoint('subscriptions.subscribe', SUBSCRIBE)}),

@@ -5,8 +5,9 @@ The sources are those of the polling file the API is configured with
 overrides a source's ``interval``, ``meters`` or ``enabled`` here. The
 override is kept by the store and every polling agent applies it at its
 next cycle, over whatever the file says; a field set to null drops its
-override (the file's value applies again). Admins only: these routes
-change what every agent does and show no project's data.
+override (the file's value applies again), and DELETE drops the whole
+override, also of a source the file no longer has. Admins only: these
+routes change what every agent does and show no project's data.
 """
 
 from calipso_agent.pollsters import sources as sources_mod
@@ -103,3 +104,16 @@ def put_source(ctx, name):
                                                 if file_error else ''))
     override = ctx.storage.set_polling_override(name, changes)
     return _item(source, override)
+
+
+def delete_override(ctx, name):
+    """Drop the override of source ``name``, a source of the file or one
+    it no longer has: the file's definition applies again at the agents'
+    next cycle. The answer names what was removed."""
+    _check_admin(ctx)
+    override = ctx.storage.get_polling_overrides().get(name)
+    if override is None:
+        raise errors.NotFoundError(f'Polling override of {name} Not Found')
+    ctx.storage.set_polling_override(
+        name, dict.fromkeys(sources_mod.OVERRIDE_FIELDS))
+    return {'name': name, 'removed': override}

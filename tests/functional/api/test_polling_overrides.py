@@ -3,6 +3,7 @@ agent: calipso-api and calipso-agent-polling as processes of their own
 over one store, the override applied at the agent's next cycle."""
 
 import datetime
+import time
 
 import pytest
 import requests
@@ -80,3 +81,22 @@ def test_an_interval_changed_through_the_api_takes_effect(deployed):
     answer = put(api, {'interval': None})
     assert answer.json()['interval'] == 3600
     assert answer.json()['override'] is None
+
+
+def test_a_deleted_override_gives_the_file_back(deployed):
+    api, agent = deployed
+    assert put(api, {'interval': 1}).status_code == 200
+    polling.wait_for_cycles(agent, 2, 'test.probe', timeout=60)
+    answer = requests.delete(f'{api.url}/v2/polling/sources/probe',
+                             headers=ADMIN, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()['removed']['interval'] == 1
+    deleted_at = time.time()
+    listed = requests.get(f'{api.url}/v2/polling/sources', headers=ADMIN,
+                          timeout=30).json()
+    assert listed['sources'][0]['interval'] == 3600
+    # The agents read the overrides at most once a second, at a cycle:
+    # the file's hourly interval is back within a few ticks.
+    time.sleep(6)
+    ticks = polling.by_timestamp(agent.samples(), 'test.probe')
+    assert [t for t in ticks if seconds(t) > deleted_at + 3] == []

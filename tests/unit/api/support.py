@@ -163,6 +163,9 @@ class Client:
     def put(self, path, body, **kwargs):
         return self.request('PUT', path, body=body, **kwargs)
 
+    def delete(self, path, **kwargs):
+        return self.request('DELETE', path, **kwargs)
+
 
 def query(*terms):
     """q.* parameters of (field, op, value[, type]) terms."""

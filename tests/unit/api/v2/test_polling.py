@@ -151,6 +151,39 @@ def test_an_override_of_a_source_gone_from_the_file(admin, store,
     assert list(listing['orphan_overrides']) == ['compute_source']
 
 
+
+def test_delete_drops_the_whole_override(admin, store):
+    _, connection = store
+    admin.put('/v2/polling/sources/host_source',
+              {'interval': 5, 'enabled': False})
+    response = admin.delete('/v2/polling/sources/host_source')
+    assert response.status_code == 200
+    assert response.json['name'] == 'host_source'
+    assert without_stamp(response.json['removed']) == {'interval': 5,
+                                                       'enabled': False}
+    assert connection.get_polling_overrides() == {}
+    host = by_name(admin.get('/v2/polling/sources').json)['host_source']
+    assert (host['interval'], host['enabled'], host['override']) == (
+        60, True, None)
+    status, _, message = support.fault(
+        admin.delete('/v2/polling/sources/host_source'))
+    assert status == 404 and 'host_source' in message
+
+
+def test_delete_drops_the_override_of_a_source_gone_from_the_file(
+        admin, store, polling_file):
+    _, connection = store
+    admin.put('/v2/polling/sources/compute_source', {'interval': 30})
+    admin.put('/v2/polling/sources/host_source', {'interval': 10})
+    polling_file.write_text(POLLING_YAML.replace('compute_source',
+                                                 'renamed'))
+    response = admin.delete('/v2/polling/sources/compute_source')
+    assert response.status_code == 200
+    assert without_stamp(response.json['removed']) == {'interval': 30}
+    listing = admin.get('/v2/polling/sources').json
+    assert listing['orphan_overrides'] == {}
+    assert list(connection.get_polling_overrides()) == ['host_source']
+
 def test_a_file_that_cannot_be_read_is_reported(admin, polling_file):
     polling_file.unlink()
     listing = admin.get('/v2/polling/sources').json
@@ -174,6 +207,11 @@ def test_non_admins_are_refused(admin, store, headers):
                          {'interval': 5}, headers=headers)
     assert support.fault(response)[:2] == (403, 'Client')
     assert connection.get_polling_overrides() == {}
+    admin.put('/v2/polling/sources/host_source', {'interval': 5})
+    response = admin.delete('/v2/polling/sources/host_source',
+                            headers=headers)
+    assert support.fault(response)[:2] == (403, 'Client')
+    assert list(connection.get_polling_overrides()) == ['host_source']
 
 
 def test_an_invalid_token_is_refused(admin):

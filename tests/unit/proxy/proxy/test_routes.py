@@ -156,6 +156,7 @@ def test_a_declaration_needs_a_known_proxy_kind():
 @pytest.mark.parametrize('method, path', [
     ('GET', '/v2/polling/sources'), ('HEAD', '/v2/polling/sources'),
     ('PUT', '/v2/polling/sources/host_source'),
+    ('DELETE', '/v2/polling/sources/host_source'),
     ('GET', '/v2/polling/sources/host_source')])
 def test_the_polling_routes_are_refused(method, path):
     # Admins only: the probing level of the polling agents is never a

@@ -378,9 +378,10 @@ class _InventoryBatch(inventory.InventoryBatch):
         if not self._lock_pending:
             self.cursor.execute(statement, params)
             return
-        with self.cursor.connection.pipeline():
-            self.conn.connection.driver_connection.execute(
-                'SELECT pg_advisory_xact_lock(%s)', (_INVENTORY_LOCK,))
+        connection = self.cursor.connection
+        with connection.pipeline():
+            connection.execute('SELECT pg_advisory_xact_lock(%s)',
+                               (_INVENTORY_LOCK,))
             self.cursor.execute(statement, params)
         self._lock_pending = False
 

@@ -250,21 +250,23 @@ class Crud:
         with self._transaction(write=True) as conn:
             existing = set(conn.execute(sa.select(SUBSCRIPTION.c.id).where(
                 SUBSCRIPTION.c.id.in_(list(counters)))).scalars())
-            for sub_id in sorted(existing):
-                added = counters[sub_id]
-                row = {'subscription_id': sub_id,
-                       'delivered': int(added.get('delivered') or 0),
-                       'dropped': int(added.get('dropped') or 0),
-                       'last_error': added.get('last_error')}
-                statement = self._insert(SUBSCRIPTION_COUNTER).values(row)
-                new = statement.excluded
-                table = SUBSCRIPTION_COUNTER.c
-                conn.execute(statement.on_conflict_do_update(
-                    index_elements=['subscription_id'],
-                    set_={'delivered': table.delivered + new.delivered,
-                          'dropped': table.dropped + new.dropped,
-                          'last_error': sa.func.coalesce(
-                              new.last_error, table.last_error)}))
+            if not existing:
+                return
+            rows = [{'subscription_id': sub_id,
+                     'delivered': int(counters[sub_id].get('delivered') or 0),
+                     'dropped': int(counters[sub_id].get('dropped') or 0),
+                     'last_error': counters[sub_id].get('last_error')}
+                    for sub_id in sorted(existing)]
+            statement = self._insert(SUBSCRIPTION_COUNTER)
+            new = statement.excluded
+            table = SUBSCRIPTION_COUNTER.c
+            # One statement for every subscription (executemany).
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=['subscription_id'],
+                set_={'delivered': table.delivered + new.delivered,
+                      'dropped': table.dropped + new.dropped,
+                      'last_error': sa.func.coalesce(
+                          new.last_error, table.last_error)}), rows)
 
     def get_subscription_counters(self, ids=None):
         statement = sa.select(SUBSCRIPTION_COUNTER)

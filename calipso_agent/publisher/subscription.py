@@ -22,12 +22,15 @@ past the retries, delivery process restarting) is counted, not retried.
 """
 
 import collections
+import contextlib
+import fcntl
 import logging
 import os
 import select
 import subprocess
 import sys
 import threading
+import time
 
 import orjson
 
@@ -42,6 +45,13 @@ DELIVERY_MODULE = 'calipso_agent.publisher.subscription_delivery'
 FRAME_SAMPLES = 64
 # Bytes the writer thread sends to the delivery process in one write.
 WRITE_BYTES = 1 << 20
+# Bytes the pipe to the delivery process holds (Linux: at most
+# /proc/sys/fs/pipe-max-size; the system's default where refused).
+PIPE_BYTES = 1 << 20
+# Seconds the writer waits once the full pipe has room again, so that it
+# wakes (and takes the GIL from the pipeline) once per batch of the
+# delivery process's reads rather than for every page it frees.
+REFILL_WAIT = 0.005
 
 
 def _merge(into, counts):
@@ -161,6 +171,8 @@ class DeliveryProcess:
             stdout=subprocess.PIPE, close_fds=True, bufsize=0)
         fd = process.stdin.fileno()
         os.set_blocking(fd, False)
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         first = subscription_delivery.frame('config', self.config)
         if self._subscriptions is not None:
             first += self._subscriptions
@@ -181,6 +193,7 @@ class DeliveryProcess:
             view = view[written:]
             if view:
                 select.select([], [fd], [], 1.0)
+                time.sleep(REFILL_WAIT)
 
     def _write(self):
         while not self._stop.is_set():

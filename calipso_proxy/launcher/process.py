@@ -65,6 +65,17 @@ def _live(stat):
     return stat is not None and stat[0] not in 'ZX'
 
 
+def _wait_marked(pid, info, timeout=2.0):
+    """Wait until the command line of the process just started names
+    its proxy: for a moment after exec it is empty (the kernel sets it up
+    after the exec is reported), and a process not marked would not be
+    taken for the channel's proxy."""
+    deadline = time.monotonic() + timeout
+    while not _marked(pid, info) and _live(_stat(pid)) and (
+            time.monotonic() < deadline):
+        time.sleep(0.001)
+
+
 def _group_members(pgid):
     """Pids of the live (not zombie) processes of group ``pgid``."""
     members = []
@@ -138,19 +149,19 @@ class ProcessLauncher(base.Launcher):
                       f'starting the proxy of channel {channel_id} on port '
                       f'{port}\n'.encode())
             log.flush()
-            # Popen returns once the command is exec'd: its cmdline is
-            # the proxy's from then on.
+            # Popen returns once the command is exec'd.
             process = subprocess.Popen(
                 self.command + ['--config-file', config_path],
                 stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=directory,
                 start_new_session=True)
         self._children[process.pid] = process
-        stat = _stat(process.pid)
         info = {'pid': process.pid, 'channel_id': channel_id,
                 'config_path': config_path, 'port': port,
-                'starttime': stat[2] if stat else None,
                 'started_at': now.isoformat()}
+        _wait_marked(process.pid, info)
+        stat = _stat(process.pid)
+        info['starttime'] = stat[2] if stat else None
         path = self._pid_path(channel_id)
         with open(path + '.tmp', 'w') as handle:
             json.dump(info, handle)

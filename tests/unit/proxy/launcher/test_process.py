@@ -147,6 +147,19 @@ def test_the_command_runs_in_the_channel_dir(proxies, conf):
     proxies.stop('c-1')
 
 
+def test_a_proxy_is_known_as_such_as_soon_as_it_is_started(proxies, conf):
+    """Right after exec a process's command line is empty for a moment:
+    ``start`` returns once it names the proxy, so the proxy it started is
+    never taken for a stranger (and started again)."""
+    data, path = channel(conf)
+    for _ in range(20):
+        info = proxies.start(data, path, data['port'])
+        assert proxies.alive('c-1')
+        with open(f'/proc/{info["pid"]}/cmdline', 'rb') as handle:
+            assert path.encode() in handle.read()
+        assert proxies.stop('c-1')
+
+
 def test_sigkill_after_the_stop_timeout(proxies, conf):
     conf.set_override('proxy_stop_timeout', 0.5, 'controller')
     stubborn = process.ProcessLauncher(conf, command=proxies.command)

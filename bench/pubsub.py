@@ -65,9 +65,10 @@ class Arrivals:
         context = multiprocessing.get_context('fork')
         self.lines = context.Value('q', 0)
         # 0 while the agent drains a backlog: datagrams are read (as a
-        # receiver keeping up would) but not kept, so the receiving end,
-        # which shares this machine's two CPUs with the agent, costs it
-        # as little as it can (the drain's clock is the file's).
+        # receiver keeping up would) but not kept, into one buffer, a
+        # millisecond's worth at a time, so the receiving end, which
+        # shares this machine's two CPUs with the agent, costs it as
+        # little as it can (the drain's clock is the file's).
         self.keeping = context.Value('b', 1, lock=False)
         self._control, child = context.Pipe()
         self.process = context.Process(target=self._watch,
@@ -80,18 +81,25 @@ class Arrivals:
         # What is kept is freed at the end: no collection pauses meanwhile.
         gc.disable()
         datagrams, lines, pending, handle = [], [], b'', None
+        scratch = bytearray(65536)
         while not control.poll():
+            keeping = self.keeping.value
+            if not keeping:
+                # Nothing is timed: wake at most every millisecond and
+                # take all that waits (the buffers hold far more).
+                time.sleep(0.001)
             ready, _, _ = select.select(self.sockets, [], [], 0.002)
             now = time.monotonic()
-            keep = datagrams.append if self.keeping.value else None
             for sock in ready:
                 while True:
                     try:
-                        data = sock.recv(65536, socket.MSG_DONTWAIT)
+                        if keeping:
+                            datagrams.append((now, sock.recv(
+                                65536, socket.MSG_DONTWAIT)))
+                        else:
+                            sock.recv_into(scratch, 0, socket.MSG_DONTWAIT)
                     except BlockingIOError:
                         break
-                    if keep is not None:
-                        keep((now, data))
             if handle is None and os.path.exists(path):
                 handle = open(path, 'rb')
             chunk = handle.read() if handle is not None else b''

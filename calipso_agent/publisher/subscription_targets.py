@@ -210,26 +210,36 @@ class QueuedSender(Counted):
 
 
 class UDPSender(Counted):
-    """udp:// deliveries made at once by the publishing thread: a
-    non-blocking sendto never waits (a full socket buffer drops the
+    """udp:// deliveries made at once by the delivering thread: a
+    non-blocking send never waits (a full socket buffer drops the
     datagram, counted), and a thread per UDP target would hand the GIL
     back and forth once a datagram. The host is resolved (and checked
     against the allowed networks) when the subscription is read, in the
-    publisher's refresher thread."""
+    publisher's refresher thread. The socket is connected to the target:
+    the kernel reports a closed port (an ICMP port unreachable) at the
+    next send, which counts as dropped with its error (an application
+    that is down shows in the counters, not as delivered), and a send
+    spares the address lookup."""
 
     def __init__(self, sub_id, target, options, networks=()):
         super().__init__(sub_id, target, options, networks)
         self.address = None
         self._socket = None
+        sock = None
         try:
             addresses = self._check_address()
+            address = (addresses[0], target.port)
+            sock = socket.socket(
+                socket.AF_INET6 if ':' in address[0] else socket.AF_INET,
+                socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect(address)
         except Exception as exc:
+            if sock is not None:
+                sock.close()
             self._failed(0, f'{type(exc).__name__}: {exc}')
             return
-        family = socket.AF_INET6 if ':' in addresses[0] else socket.AF_INET
-        self.address = (addresses[0], target.port)
-        self._socket = socket.socket(family, socket.SOCK_DGRAM)
-        self._socket.setblocking(False)
+        self.address, self._socket = address, sock
 
     def offer(self, delivery):
         if self.address is None:
@@ -237,7 +247,7 @@ class UDPSender(Counted):
                 self.dropped += 1
             return
         try:
-            self._socket.sendto(delivery.datagram(), self.address)
+            self._socket.send(delivery.datagram())
         except OSError as exc:
             self._failed(1, f'{type(exc).__name__}: {exc}')
             return

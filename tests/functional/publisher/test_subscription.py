@@ -2,6 +2,8 @@
 receivers, a real SQLite store holding the subscriptions; a dead target
 holds nothing but itself."""
 
+import time
+
 import msgpack
 import pytest
 
@@ -108,6 +110,30 @@ def test_a_killed_delivery_process_is_started_again(setup):
                           >= {s.id for s in batches[2]}, 10)
     finally:
         udp.close()
+
+
+def test_a_udp_application_that_is_down_shows_in_the_counters(setup):
+    """Its closed port is reported by the kernel at the next datagram:
+    counted as dropped with the error, not all as delivered."""
+    _, store, channel, publisher = setup
+    udp = UDPCollector()
+    udp.close()
+    sub = subscribe(store, channel, publisher, app_id='gone',
+                    target=udp.url)
+
+    def counters():
+        return store.get_subscription_counters().get(sub['id'], {})
+
+    for batch in range(20):
+        publisher.publish_samples([make_sample(10 * batch + i,
+                                               project_id='p-a')
+                                   for i in range(10)])
+        if counters().get('dropped'):
+            break
+        time.sleep(0.1)
+    assert wait_until(lambda: counters().get('dropped', 0) > 0, 10), (
+        counters())
+    assert 'refused' in counters()['last_error'].lower()
 
 
 def test_change_takes_effect_and_unsubscribe_stops(setup):

@@ -44,6 +44,7 @@ MB = 1024 * 1024
 NS = 1_000_000_000
 # Filesystem whose use disk.usage reports.
 ROOT = os.path.abspath(os.sep)
+_made = sample.Sample.made
 
 
 class HostSnapshot:
@@ -204,10 +205,10 @@ class HostPollster(base.Pollster):
                 key = keys[resource_id]
             except KeyError:
                 key = self._learn(resource_id)
-            samples.append(sample.Sample(
-                meter, self.meter_type, self.unit, value(readings), None,
-                None, resource_id, timestamp, {'host': host},
-                context.sample_source, None, instant + key))
+            samples.append(_made(
+                meter, self.meter_type, self.unit, value(readings),
+                resource_id, timestamp, {'host': host},
+                context.sample_source, instant + key))
         return samples
 
 
@@ -361,7 +362,7 @@ class CounterPollster(base.Pollster):
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
         instant = base.polled_id_instant(timestamp)
-        new_sample = sample.Sample
+        new_sample = _made
         samples = []
         append = samples.append
         # make_sample and polled_sample_id spelled out: this runs for
@@ -377,10 +378,9 @@ class CounterPollster(base.Pollster):
                 except KeyError:
                     resource_id, key = self._learn(known, host, name)
                 append(new_sample(meter, meter_type, unit,
-                                  getattr(counter, field), None, None,
-                                  resource_id, timestamp,
-                                  {'host': host, kind: name}, source, None,
-                                  instant + key))
+                                  getattr(counter, field), resource_id,
+                                  timestamp, {'host': host, kind: name},
+                                  source, instant + key))
         return samples
 
 

@@ -55,3 +55,17 @@ def test_json_round_trip_and_odd_metadata():
     assert data['resource_metadata'] == {'when': '2024-01-02', '1': 'x'}
     assert data['id'] == sample_mod.sample_id('mid', 'm', 'r')
     assert sample_mod.Sample.from_dict(s.as_dict()) == s
+
+
+def test_made_is_the_sample_the_class_makes():
+    args = ('cpu', 'cumulative', 'ns', 42, 'host-1',
+            '2024-01-01T00:00:00+00:00', {'host': 'host-1'}, 'openstack',
+            'some-id')
+    made = sample_mod.Sample.made(*args)
+    name, type_, unit, volume, resource_id, timestamp, metadata, source, \
+        sample_id = args
+    assert made == sample_mod.Sample(
+        name, type_, unit, volume, None, None, resource_id, timestamp,
+        metadata, source, None, sample_id)
+    assert type(made) is sample_mod.Sample
+    assert made.as_dict()['recorded_at'] is None

@@ -110,18 +110,17 @@ class HostSnapshot:
 
     def rows(self, kind, read, exclude=None):
         """[(name, counters)] of the devices or interfaces
-        (``read(snapshot)``: the psutil reading by name) whose name
-        ``exclude`` (a compiled pattern) does not match, sorted by name;
-        made once per cycle for every pollster of that kind."""
-        try:
-            return self._rows[kind]
-        except KeyError:
+        (``read(snapshot)``: the psutil reading by name) that ``exclude``
+        (a NameFilter) does not leave out, sorted by name; made once per
+        cycle for every pollster of that kind."""
+        made = self._rows.get(kind)
+        if made is None:
             found = read(self).items()
             if exclude is not None:
-                search = exclude.search
-                found = [row for row in found if not search(row[0])]
+                left_out = exclude.left_out
+                found = [row for row in found if not left_out(row[0])]
             made = self._rows[kind] = sorted(found)
-            return made
+        return made
 
 
 # The readings of a cycle, by the name pollsters give in ``reads``, in
@@ -301,15 +300,36 @@ class Load15Pollster(LoadPollster):
     index = 2
 
 
+class NameFilter:
+    """The device or interface names a regular expression leaves out
+    (``search`` finds it in the name). The same names come back at every
+    cycle: each is searched once, until more than ``max_known`` were
+    seen (containers' interfaces come and go)."""
+
+    max_known = 4096
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self._decided = {}
+
+    def left_out(self, name):
+        decided = self._decided.get(name)
+        if decided is None:
+            if len(self._decided) >= self.max_known:
+                self._decided.clear()
+            decided = self._decided[name] = bool(self.pattern.search(name))
+        return decided
+
+
 def excluded(conf, option):
-    """The compiled [host_pollsters] ``option`` (None: empty, or no
-    configuration)."""
+    """The NameFilter of the [host_pollsters] ``option`` (None: empty,
+    or no configuration)."""
     group = getattr(conf, 'host_pollsters', None) if option else None
     pattern = getattr(group, option, None) if group is not None else None
     if not pattern:
         return None
     try:
-        return re.compile(pattern)
+        return NameFilter(re.compile(pattern))
     except re.error as exc:
         raise ValueError(f'[host_pollsters] {option}: {pattern!r} is not a '
                          f'regular expression: {exc}') from None

@@ -45,7 +45,7 @@ def pollsters():
 def kept(pollster, reading):
     """The names of ``reading`` that ``pollster`` does not leave out."""
     return {name for name in reading or {}
-            if pollster.exclude is None or not pollster.exclude.search(name)}
+            if pollster.exclude is None or not pollster.exclude.left_out(name)}
 
 
 def cycle(pollsters, second=0):
@@ -248,3 +248,22 @@ def test_a_broken_pattern_is_refused_with_the_option_named():
     conf = make_conf(host=HOST, host_pollsters__disk_exclude='(loop')
     with pytest.raises(ValueError, match=r'\[host_pollsters\] disk_exclude'):
         host.DiskReadBytesPollster(conf)
+
+
+def test_a_name_filter_decides_each_name_once_and_forgets_when_full():
+    searched = []
+
+    class Pattern:
+        def search(self, name):
+            searched.append(name)
+            return name.startswith('veth')
+
+    name_filter = host.NameFilter(Pattern())
+    name_filter.max_known = 3
+    for _ in range(3):
+        assert [n for n in ('eth0', 'veth1', 'lo')
+                if not name_filter.left_out(n)] == ['eth0', 'lo']
+    assert searched == ['eth0', 'veth1', 'lo']
+    assert name_filter.left_out('veth2')
+    assert not name_filter.left_out('eth0')
+    assert searched == ['eth0', 'veth1', 'lo', 'veth2', 'eth0']

@@ -21,12 +21,22 @@ the agent's memory over many cycles.
   ``file://`` publisher, for ``--cycles`` cycles (1,000 by default: about
   17 minutes); the resident memory of its polling worker is printed at the
   first cycle, every tenth of the run and at the end.
+* **Instructions** (``--instructions``, for information): the user-space
+  instructions of one cycle and of the floor, counted by valgrind's
+  callgrind over ``--instruction-cycles`` calls each (the same
+  alternative to CPU time on any machine, whatever else runs on it; the
+  kernel's work in the system calls, the same on both sides, is not
+  counted). The instructions of the two add up: what the CPU clock shows
+  above them is the same instructions running slower side by side.
 
 It is a measurement: the exit status is 0 whatever the figures.
 """
 
 import argparse
+import collections
+import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -173,6 +183,56 @@ def bench_breakdown(rounds, per_round):
     say(f'  steps alone (no samples)   {steps_only * 1e6:9.1f} us')
 
 
+def run_counted(side, count):
+    """The child valgrind runs: ``count`` calls of one side, through
+    ``itertools.starmap`` (valgrind counts only inside it)."""
+    if side == 'cycle':
+        _, source_runner = host_runner()
+        tick = [time.time()]
+
+        def call():
+            tick[0] += 1
+            source_runner.poll(tick[0])
+    else:
+        call = bare_psutil
+    call()
+    call()
+    collections.deque(itertools.starmap(call, itertools.repeat((), count)),
+                      maxlen=0)
+    return 0
+
+
+def counted_instructions(side, count):
+    """User-space instructions per call of ``side``, or None (valgrind
+    missing or failing)."""
+    valgrind = shutil.which('valgrind')
+    if valgrind is None:
+        return None
+    done = subprocess.run(
+        [valgrind, '--tool=callgrind', '--toggle-collect=starmap_next',
+         '--callgrind-out-file=/dev/null', sys.executable, '-m',
+         'bench.polling', '--count-instructions-of', side,
+         '--instruction-cycles', str(count)],
+        cwd=REPO, capture_output=True, text=True)
+    found = re.search(r'Collected : (\d+)', done.stderr)
+    if done.returncode or found is None:
+        return None
+    return int(found.group(1)) / count
+
+
+def bench_instructions(count):
+    floor = counted_instructions('floor', count)
+    cycle = counted_instructions('cycle', count)
+    if floor is None or cycle is None:
+        say('Instructions: not counted (valgrind missing or failing)')
+        return
+    say(f'User-space instructions (callgrind, {count} calls each; for '
+        'information, the target is on CPU time):')
+    say(f'  bare psutil calls (floor)  {floor:11,.0f}')
+    say(f'  polling cycle (ours)       {cycle:11,.0f}')
+    say(f'  ratio ours/floor           {cycle / floor:11.2f}x')
+
+
 def agent_worker(master):
     children = master.children()
     return children[0] if children else None
@@ -267,13 +327,24 @@ def main(argv=None):
     parser.add_argument('--breakdown', action='store_true',
                         help='also time the cycle without its psutil calls '
                              'and the steps without samples')
+    parser.add_argument('--instructions', action='store_true',
+                        help='also count the instructions of the cycle '
+                             'and of the floor with valgrind')
+    parser.add_argument('--instruction-cycles', type=int, default=300)
+    parser.add_argument('--count-instructions-of', choices=('cycle', 'floor'),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.count_instructions_of:
+        return run_counted(args.count_instructions_of,
+                           args.instruction_cycles)
     say(f'{os.cpu_count()} CPUs, load average '
         f'{", ".join(f"{x:.2f}" for x in os.getloadavg())} at start')
     bench_cycle(args.rounds, args.per_round)
     bench_cycle(args.rounds, args.per_round, every_device=True)
     if args.breakdown:
         bench_breakdown(args.rounds, args.per_round)
+    if args.instructions:
+        bench_instructions(args.instruction_cycles)
     if args.cycles:
         bench_rss(args.cycles, args.interval)
     return 0

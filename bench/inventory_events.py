@@ -19,12 +19,19 @@ transaction per batch, at the store's durability. Both sides run in
 rounds, one after the other (the first alternating), each on fresh
 tables; it prints the median round's events/s of both and the median of
 the rounds' ratios (target: ours >= 0.5x the floor).
+``--breakdown`` then runs our side once more per store, timed from inside:
+building the changes, the batch's reads, its write (rows encoded and
+upserted), the rules' derivation (the rest of ``inventory.apply``), and
+the transaction around it (begin and commit). The timers add about a
+microsecond an event.
 PostgreSQL is the local server (``--pg-url``); the bench creates and
 drops a database of its own. It is a measurement: the exit status is 0
 whatever the figures.
 """
 
 import argparse
+import collections
+import contextlib
 import copy
 import datetime
 import gc
@@ -42,7 +49,7 @@ from bench.storage import make_conf, pg_database, say
 from calipso_agent import inventory
 from calipso_agent.notification import base, manager
 from calipso_agent.notification import inventory as endpoint_mod
-from calipso_agent.storage.sql import postgresql, sqlite, values
+from calipso_agent.storage.sql import crud, postgresql, sqlite, values
 from tests.helpers import fixtures
 
 T0 = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC)
@@ -258,6 +265,84 @@ def bench_pg(notifications, batch, rows, admin_url, rounds):
     return timings, stored
 
 
+@contextlib.contextmanager
+def timers():
+    """{part: seconds} of our side's parts while the block runs (the
+    methods timed are put back after it)."""
+    spent = collections.defaultdict(float)
+    clock = time.perf_counter
+    patched = []
+
+    def timed_as(part, owner, name, listed=False):
+        original = getattr(owner, name)
+
+        def timed_call(*args):
+            start = clock()
+            try:
+                result = original(*args)
+                return list(result) if listed else result
+            finally:
+                spent[part] += clock() - start
+        patched.append((owner, name, original))
+        setattr(owner, name, timed_call)
+
+    timed_as('changes', manager.SampleDispatcher, 'item_of')
+    for read in ('objects', 'children', 'links_from', 'links_of'):
+        timed_as('reads', crud._InventoryBatch, read, listed=True)
+    timed_as('write', crud._InventoryBatch, 'write')
+    timed_as('apply', inventory, 'apply')
+    for store in (sqlite.Connection, postgresql.Connection):
+        timed_as('transaction', store, 'apply_inventory')
+    try:
+        yield spent
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+
+def breakdown(engine, store, notifications, batch):
+    """Our side once more on ``store`` (fresh), its parts per event."""
+    with timers() as spent:
+        total = timed(lambda: run_ours(store, notifications, batch))
+    per_event = {part: seconds / len(notifications) * 1e6
+                 for part, seconds in spent.items()}
+    parts = [('building the changes', per_event['changes']),
+             ('reads', per_event['reads']),
+             ('rules', per_event['apply'] - per_event['reads']
+              - per_event['write']),
+             ('write (encode, upsert)', per_event['write']),
+             ('begin and commit', per_event['transaction']
+              - per_event['apply']),
+             ('the rest (dispatch, ack)', total / len(notifications) * 1e6
+              - per_event['changes'] - per_event['transaction'])]
+    say(f'  {engine:<10} our side, timed from inside: '
+        f'{total / len(notifications) * 1e6:.1f} us an event: '
+        + ', '.join(f'{name} {value:.1f}' for name, value in parts))
+
+
+def breakdown_runs(args, notifications):
+    if args.only != 'postgresql':
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f'{tmp}/breakdown.sqlite'
+            store = sqlite.Connection(make_conf(), f'sqlite:///{path}')
+            store.upgrade()
+            try:
+                breakdown('SQLite', store, notifications, args.batch)
+            finally:
+                store.close()
+    if args.only != 'sqlite':
+        url, drop = pg_database(args.pg_url)
+        try:
+            store = postgresql.Connection(make_conf(), url)
+            store.upgrade()
+            try:
+                breakdown('PostgreSQL', store, notifications, args.batch)
+            finally:
+                store.close()
+        finally:
+            drop()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m bench.inventory_events',
                                      description=__doc__.split('\n\n')[0])
@@ -270,6 +355,8 @@ def main(argv=None):
                              'the other; the median round counts (the '
                              'machine is shared)')
     parser.add_argument('--only', choices=('sqlite', 'postgresql'))
+    parser.add_argument('--breakdown', action='store_true',
+                        help='then time the parts of our side from inside')
     parser.add_argument('--pg-url', default=os.environ.get(
         'CALIPSO_BENCH_PG_URL', 'postgresql://postgres@127.0.0.1:5432/test'))
     args = parser.parse_args(argv)
@@ -303,6 +390,8 @@ def main(argv=None):
             f'(rounds {ratios[0]:.2f}-{ratios[-1]:.2f})   >= {TARGET}x: '
             f'{"met" if ratio >= TARGET else "NOT met"}   ({stored:,} '
             'objects stored)')
+    if args.breakdown:
+        breakdown_runs(args, notifications)
 
 
 if __name__ == '__main__':

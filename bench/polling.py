@@ -23,11 +23,11 @@ the agent's memory over many cycles.
   first cycle, every tenth of the run and at the end.
 * **Instructions** (``--instructions``, for information): the user-space
   instructions of one cycle and of the floor, counted by valgrind's
-  callgrind over ``--instruction-cycles`` calls each (the same
-  alternative to CPU time on any machine, whatever else runs on it; the
-  kernel's work in the system calls, the same on both sides, is not
-  counted). The instructions of the two add up: what the CPU clock shows
-  above them is the same instructions running slower side by side.
+  callgrind over ``--instruction-cycles`` calls each: a count that
+  does not move with whatever else runs on the machine (the kernel's
+  work in the system calls, the same on both sides, is not counted).
+  The instructions of the two add up: what the CPU clock shows above
+  them is the same instructions running slower side by side.
 
 It is a measurement: the exit status is 0 whatever the figures.
 """

@@ -41,6 +41,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from unittest import mock
 
 import oslo_messaging
 import psycopg
@@ -271,11 +272,8 @@ def timers():
     methods timed are put back after it)."""
     spent = collections.defaultdict(float)
     clock = time.perf_counter
-    patched = []
 
-    def timed_as(part, owner, name, listed=False):
-        original = getattr(owner, name)
-
+    def clocked(part, original, listed=False):
         def timed_call(*args):
             start = clock()
             try:
@@ -283,21 +281,20 @@ def timers():
                 return list(result) if listed else result
             finally:
                 spent[part] += clock() - start
-        patched.append((owner, name, original))
-        setattr(owner, name, timed_call)
+        return timed_call
 
-    timed_as('changes', manager.SampleDispatcher, 'item_of')
-    for read in ('objects', 'children', 'links_from', 'links_of'):
-        timed_as('reads', crud._InventoryBatch, read, listed=True)
-    timed_as('write', crud._InventoryBatch, 'write')
-    timed_as('apply', inventory, 'apply')
-    for store in (sqlite.Connection, postgresql.Connection):
-        timed_as('transaction', store, 'apply_inventory')
-    try:
+    targets = [('changes', manager.SampleDispatcher, 'item_of', False),
+               *(('reads', crud._InventoryBatch, read, True) for read in (
+                   'objects', 'children', 'links_from', 'links_of')),
+               ('write', crud._InventoryBatch, 'write', False),
+               ('apply', inventory, 'apply', False),
+               *(('transaction', store, 'apply_inventory', False)
+                 for store in (sqlite.Connection, postgresql.Connection))]
+    with contextlib.ExitStack() as patches:
+        for part, owner, name, listed in targets:
+            patches.enter_context(mock.patch.object(
+                owner, name, clocked(part, getattr(owner, name), listed)))
         yield spent
-    finally:
-        for owner, name, original in reversed(patched):
-            setattr(owner, name, original)
 
 
 def breakdown(engine, store, notifications, batch):

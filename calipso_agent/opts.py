@@ -175,7 +175,9 @@ POLLING_OPTS = [
                  default=60.0,
                  min=0.01,
                  help='Seconds a pollster may take in one cycle; one that '
-                      'takes longer is logged and skipped for that cycle.'),
+                      'takes longer is logged and skipped for that cycle. '
+                      'Pollsters of one step group (the host pollsters) '
+                      'share one such timeout.'),
     cfg.IntOpt('batch_size',
                default=1000,
                min=1,

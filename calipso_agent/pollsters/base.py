@@ -45,6 +45,16 @@ than ``[polling] pollster_timeout`` is abandoned for this cycle (its
 thread cannot be killed: it must not hold state that a later call needs
 consistent). Neither stops the other pollsters.
 
+Each pollster runs as a step of its own, watched for the timeout, unless
+it names a ``step_group``: the pollsters of a group selected in a cycle
+and handed the same resources then run in one step, one after the other.
+It suits pollsters that only format readings shared through the cache
+(the host pollsters: the psutil calls are made once for all of them, so
+they would hang together anyway), which then do not each pay for a
+watchdog. One of them raising is still logged and skipped alone; a
+group running past the timeout is abandoned as a whole (its pollsters
+left are skipped that cycle, and while it hangs).
+
 A **discovery** is a stevedore plugin in ``calipso.discover``: made once
 (``Discovery(conf)``), called each cycle as ``discover(context, param)``
 where ``param`` is the text after ``://`` of the source's discovery entry
@@ -63,6 +73,7 @@ import abc
 import datetime
 import hashlib
 import socket
+import time
 import uuid
 
 from calipso_agent import sample as sample_mod
@@ -83,6 +94,9 @@ _KEY_BITS = 66
 _MAX_INSTANTS = 1024
 _MAX_KEYS = 32768
 _instant_halves = {}
+# datetime's isoformat of a whole second in UTC, up to the year 9999.
+_WHOLE_SECOND_FORMAT = '%Y-%m-%dT%H:%M:%S+00:00'
+_LAST_WHOLE_SECOND = 253402300800
 _key_halves = {}
 
 
@@ -92,8 +106,13 @@ def _instant_half(timestamp):
     instant = datetime.datetime.fromisoformat(timestamp)
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=datetime.UTC)
-    micros = ((instant - _EPOCH) // _MICROSECOND) % (1 << _INSTANT_BITS)
-    h = f'{micros:014x}'
+    return _remembered_instant(timestamp, (instant - _EPOCH) // _MICROSECOND)
+
+
+def _remembered_instant(timestamp, micros):
+    """The instant half of ``micros`` (since the epoch), kept as that of
+    ``timestamp``."""
+    h = f'{micros % (1 << _INSTANT_BITS):014x}'
     if len(_instant_halves) >= _MAX_INSTANTS:
         _instant_halves.clear()
     half = _instant_halves[timestamp] = f'{h[:8]}-{h[8:12]}-8{h[12:]}'
@@ -145,6 +164,26 @@ def polled_id_instant(timestamp):
         return _instant_half(timestamp)
 
 
+def cycle_stamp(epoch):
+    """(timestamp, id instant) of a cycle at ``epoch`` (seconds since the
+    epoch): the ISO 8601 UTC text its samples carry and
+    ``polled_id_instant`` of that text. A cycle's tick is most often a
+    whole second: its text and instant are then made without a datetime
+    (a cycle's fixed cost)."""
+    whole = int(epoch)
+    if whole == epoch and 0 <= whole < _LAST_WHOLE_SECOND:
+        timestamp = time.strftime(_WHOLE_SECOND_FORMAT, time.gmtime(whole))
+        micros = whole * 1_000_000
+    else:
+        instant = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+        timestamp = instant.isoformat()
+        micros = (instant - _EPOCH) // _MICROSECOND
+    try:
+        return timestamp, _instant_halves[timestamp]
+    except KeyError:
+        return timestamp, _remembered_instant(timestamp, micros)
+
+
 def polled_id_key(meter, resource_id):
     """The second half of the ids of ``meter``'s samples of
     ``resource_id``, whatever the instant: a pollster making the samples
@@ -164,15 +203,20 @@ def host_name(conf):
 class PollingContext:
     """What a pollster or discovery knows of the cycle it runs in."""
 
-    __slots__ = ('conf', 'host', 'source', 'timestamp', 'sample_source')
+    __slots__ = ('conf', 'host', 'source', 'timestamp', 'sample_source',
+                 'id_instant')
 
     def __init__(self, conf, host, source, timestamp,
-                 sample_source='openstack'):
+                 sample_source='openstack', id_instant=None):
         self.conf = conf
         self.host = host
         self.source = source
         self.timestamp = timestamp
         self.sample_source = sample_source
+        #: ``polled_id_instant(timestamp)``, the first half of the ids of
+        #: the cycle's samples.
+        self.id_instant = (polled_id_instant(timestamp) if id_instant is None
+                           else id_instant)
 
 
 class PollsterError(Exception):
@@ -191,6 +235,11 @@ class Pollster(metaclass=abc.ABCMeta):
 
     #: The shared readings this pollster uses (see the module docstring).
     reads = ()
+
+    #: Pollsters of one ``step_group`` (a name; None: a step of its own)
+    #: handed the same resources run one after the other in one step of
+    #: the cycle, under one timeout (see the module docstring).
+    step_group = None
 
     #: The meter's type and unit (``sample.TYPE_*``), for ``make_sample``.
     meter_type = sample_mod.TYPE_GAUGE

@@ -115,11 +115,11 @@ class HostSnapshot:
         cycle for every pollster of that kind."""
         made = self._rows.get(kind)
         if made is None:
-            found = read(self).items()
-            if exclude is not None:
-                left_out = exclude.left_out
-                found = [row for row in found if not left_out(row[0])]
-            made = self._rows[kind] = sorted(found)
+            found = read(self)
+            names = (sorted(found) if exclude is None
+                     else exclude.kept(found))
+            made = self._rows[kind] = [(name, found[name])
+                                       for name in names]
         return made
 
 
@@ -166,6 +166,7 @@ class HostPollster(base.Pollster):
     """A meter of the host itself: one sample per resource (the host)."""
 
     default_discovery = DISCOVERY
+    step_group = 'host'
     #: Bound of the resources whose id key half is kept (cleared when
     #: full).
     max_known = 4096
@@ -194,7 +195,7 @@ class HostPollster(base.Pollster):
             readings = snapshot(cache)
         value, meter, keys = self.value, self.meter, self._keys
         timestamp, host = context.timestamp, context.host
-        instant = base.polled_id_instant(timestamp)
+        instant = context.id_instant
         samples = []
         # make_sample and polled_sample_id spelled out, and a loop rather
         # than a comprehension (one resource, most often): this runs for
@@ -311,6 +312,19 @@ class NameFilter:
     def __init__(self, pattern):
         self.pattern = pattern
         self._decided = {}
+        # The names last seen, in their order, and those of them kept.
+        self._seen = self._kept = ()
+
+    def kept(self, names):
+        """The ``names`` (an iterable: a psutil reading by name) not left
+        out, sorted; worked out again only when they are not the names
+        of the last call."""
+        seen = tuple(names)
+        if seen != self._seen:
+            left_out = self.left_out
+            self._kept = sorted(name for name in seen if not left_out(name))
+            self._seen = seen
+        return self._kept
 
     def left_out(self, name):
         decided = self._decided.get(name)
@@ -341,6 +355,7 @@ class CounterPollster(base.Pollster):
     the counter read."""
 
     default_discovery = DISCOVERY
+    step_group = 'host'
     meter_type = sample.TYPE_CUMULATIVE
     field = None
     kind = None
@@ -381,7 +396,7 @@ class CounterPollster(base.Pollster):
         field, kind, meter = self.field, self.kind, self.meter
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
-        instant = base.polled_id_instant(timestamp)
+        instant = context.id_instant
         new_sample = _made
         samples = []
         append = samples.append

@@ -4,8 +4,9 @@ A runner is a thread that wakes on the source's ticks (multiples of its
 interval on the wall clock, so agents stamp a cycle alike and a re-polled
 sample keeps its id), finds the resources (the source's list, its
 discovery or the pollsters' default one), keeps this agent's share
-(``partitioning``), runs the selected pollsters one after the other
-under the step timeout (``supervised``) and puts their samples in the
+(``partitioning``), runs the selected pollsters one after the other,
+each a step under the step timeout (``supervised``), or one step for
+the pollsters of a ``step_group``, and puts their samples in the
 manager's outbox. A cycle lasting past the next tick skips the ticks it
 covered (logged once per streak): cycles never stack.
 """
@@ -209,9 +210,10 @@ class SourceRunner:
                           len(self.manager.outbox))
             return True
         self._backlogged = False
+        timestamp, id_instant = base.cycle_stamp(tick)
         context = base.PollingContext(self.manager.conf, self.manager.host,
-                                      self.name, iso(tick),
-                                      self.sample_source)
+                                      self.name, timestamp,
+                                      self.sample_source, id_instant)
         self.cycle = Cycle(tick, self._plan(definition, context))
         return self._finish(self.cycle, generation)
 
@@ -290,7 +292,7 @@ class SourceRunner:
         plan.cache = {base.CYCLE_READINGS: plan.readings}
         plan.found = {}
         for step in plan.steps:
-            step.result = step.error = None
+            step.result = step.error = step.failed = None
         return plan.steps
 
     def _make_plan(self, definition):
@@ -309,10 +311,24 @@ class SourceRunner:
         for name in wanted:
             steps.append(supervised.Step(f'discovery {name}',
                                          self._discover_call(name, plan)))
-        pollster_steps = [
-            supervised.Step(key, self._poll_call(pollster, needs, plan))
-            for pollster, needs, key in assigned]
-        plan.steps = steps + pollster_steps
+        # {(group, needs): its pollsters}, in the order of the first
+        # of each; a pollster without a group makes a step of its own.
+        grouped = {}
+        for pollster, needs, key in assigned:
+            group = pollster.step_group
+            grouped.setdefault((group or key, tuple(needs)), []).append(
+                (pollster, key))
+        for (group, needs), members in grouped.items():
+            if len(members) == 1:
+                [(pollster, key)] = members
+                steps.append(supervised.Step(
+                    key, self._poll_call(pollster, needs, plan)))
+            else:
+                meters = ', '.join(p.meter for p, _ in members)
+                steps.append(self._group_step(
+                    f'pollsters {meters} (group {group})', members, needs,
+                    plan))
+        plan.steps = steps
         return plan
 
     def _discover_call(self, entry, plan):
@@ -328,35 +344,72 @@ class SourceRunner:
             found[entry] = self._share(resources, plugin.partitioned)
         return call
 
-    def _poll_call(self, pollster, needs, plan):
+    def _group_step(self, key, members, needs, plan):
+        """The step running ``members`` ([(pollster, key)]) one after the
+        other on the resources of ``needs``; those raising are listed in
+        the step's ``failed``."""
+        step = supervised.Step(key, None)
+        resources_of = self._resources_call(needs, plan)
+
+        def call():
+            resources = resources_of()
+            if not resources:
+                return []
+            context, cache = plan.context, plan.cache
+            generation = self.steps.generation
+            samples = []
+            for pollster, member in members:
+                if self.steps.generation != generation:
+                    # Given up: the pollsters left are not this thread's
+                    # to run.
+                    break
+                try:
+                    made = pollster.get_samples(context, cache, resources)
+                    if type(made) is not list:
+                        made = list(made)
+                except Exception as exc:
+                    if step.failed is None:
+                        step.failed = []
+                    step.failed.append((member, exc))
+                    continue
+                samples.extend(made)
+            return samples
+        step.call = call
+        return step
+
+    def _resources_call(self, needs, plan):
+        """A function giving the cycle's resources of ``needs`` (a new
+        list), or raising DiscoveryUnavailableError."""
         if len(needs) == 1:
             [need] = needs
 
-            def call():
+            def resources():
                 try:
-                    resources = plan.found[need]
+                    return list(plan.found[need])
                 except KeyError:
                     raise DiscoveryUnavailableError(need) from None
-                if not resources:
-                    return []
-                samples = pollster.get_samples(plan.context, plan.cache,
-                                               list(resources))
-                # as_list spelled out: this runs for every pollster at
-                # every cycle.
-                return samples if type(samples) is list else list(samples)
-            return call
+            return resources
 
-        def call():
-            context, cache, found = plan.context, plan.cache, plan.found
+        def resources():
+            found = plan.found
             missing = [n for n in needs if n not in found]
             if missing:
                 raise DiscoveryUnavailableError(', '.join(missing))
-            resources = []
+            listed = []
             for name in needs:
-                resources.extend(found[name])
+                listed.extend(found[name])
+            return listed
+        return resources
+
+    def _poll_call(self, pollster, needs, plan):
+        resources_of = self._resources_call(needs, plan)
+
+        def call():
+            resources = resources_of()
             if not resources:
                 return []
-            return as_list(pollster.get_samples(context, cache, resources))
+            return as_list(pollster.get_samples(plan.context, plan.cache,
+                                                resources))
         return call
 
     def _collect(self, steps):
@@ -366,34 +419,39 @@ class SourceRunner:
         samples = []
         for step in steps:
             if step.error is not None:
-                self._report(step)
+                self._report(step.key, step.error)
             elif step.result:
                 samples.extend(step.result)
                 step.result = None
+            if step.failed:
+                for key, error in step.failed:
+                    self._report(key, error)
+                step.failed = None
         plan = self._planned
         if plan is not None and plan.steps is steps:
             plan.context = plan.cache = plan.found = None
         return samples
 
-    def _report(self, step):
-        error = step.error
+    def _report(self, key, error):
+        """Log and count the failure ``error`` of the step or pollster
+        ``key``."""
         if isinstance(error, DiscoveryUnavailableError):
             LOG.debug('Polling source %s: %s skipped, discovery %s failed',
-                      self.name, step.key, error)
+                      self.name, key, error)
             return
         if isinstance(error, supervised.StepTimeoutError):
             reason = 'timeout'
             LOG.error('Polling source %s: %s timed out after %g s and is '
-                      'skipped this cycle', self.name, step.key,
+                      'skipped this cycle', self.name, key,
                       self.steps.timeout)
         elif isinstance(error, supervised.StillHungError):
             reason = 'hung'
             LOG.warning('Polling source %s: %s skipped: still running '
-                        'since it timed out', self.name, step.key)
+                        'since it timed out', self.name, key)
         else:
             reason = 'error'
             LOG.error('Polling source %s: %s failed and is skipped this '
-                      'cycle: %s', self.name, step.key,
+                      'cycle: %s', self.name, key,
                       delivery.one_line(error))
             LOG.debug('Polling failure', exc_info=error)
-        metrics.pollster_failed(step.key, reason)
+        metrics.pollster_failed(key, reason)

@@ -31,15 +31,18 @@ class Step:
     """``call()`` under a name (``key``: what a hang is remembered by).
 
     After the run: ``result``, or ``error`` (an exception,
-    StepTimeoutError or StillHungError)."""
+    StepTimeoutError or StillHungError). A step making several calls,
+    each failing alone, lists in ``failed`` the (key, exception) of
+    those that raised."""
 
-    __slots__ = ('key', 'call', 'result', 'error')
+    __slots__ = ('key', 'call', 'result', 'error', 'failed')
 
     def __init__(self, key, call):
         self.key = key
         self.call = call
         self.result = None
         self.error = None
+        self.failed = None
 
 
 class Steps:

@@ -104,3 +104,26 @@ def test_make_sample_carries_meter_type_unit_and_id():
 def test_resource_key():
     assert base.resource_key({'id': 5, 'name': 'x'}) == '5'
     assert base.resource_key('abc') == 'abc'
+
+
+def test_cycle_stamp_is_the_iso_text_of_the_tick_and_its_id_instant(
+        monkeypatch):
+    # Whole seconds (the fast path) and fractions, in and out of the
+    # cache of instants.
+    for epoch in (0.0, 1_800_000_000.0, 1_800_000_060.0, 1_800_000_000.5,
+                  1_800_000_000.000001, 951_782_400.0, 253_402_300_799.0):
+        text = datetime.datetime.fromtimestamp(
+            epoch, datetime.UTC).isoformat()
+        monkeypatch.setattr(base, '_instant_halves', {})
+        stamp = base.cycle_stamp(epoch)
+        monkeypatch.setattr(base, '_instant_halves', {})
+        assert stamp == (text, base.polled_id_instant(text)), epoch
+        assert base.cycle_stamp(epoch) == stamp
+
+
+def test_a_context_carries_the_id_instant_of_its_timestamp():
+    context = base.PollingContext(None, 'h', 'src',
+                                  '2026-12-06T06:00:00+00:00')
+    assert context.id_instant == base.polled_id_instant(context.timestamp)
+    assert (context.id_instant + base.polled_id_key('cpu', 'h')
+            == base.polled_sample_id('cpu', 'h', context.timestamp))

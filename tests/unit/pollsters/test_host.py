@@ -267,3 +267,27 @@ def test_a_name_filter_decides_each_name_once_and_forgets_when_full():
     assert name_filter.left_out('veth2')
     assert not name_filter.left_out('eth0')
     assert searched == ['eth0', 'veth1', 'lo', 'veth2', 'eth0']
+
+
+def test_a_name_filter_sorts_the_names_kept_again_only_when_they_change():
+    searched = []
+
+    class Pattern:
+        def search(self, name):
+            searched.append(name)
+            return name.startswith('loop')
+
+    name_filter = host.NameFilter(Pattern())
+    assert name_filter.kept({'vda': 1, 'loop0': 2, 'sda': 3}) == [
+        'sda', 'vda']
+    first = name_filter.kept(['vda', 'loop0', 'sda'])
+    assert first == ['sda', 'vda']
+    assert name_filter.kept(['vda', 'loop0', 'sda']) is first
+    assert name_filter.kept(['vda', 'loop0', 'sdb', 'sda']) == [
+        'sda', 'sdb', 'vda']
+    assert name_filter.kept([]) == []
+    assert searched == ['vda', 'loop0', 'sda', 'sdb']
+
+
+def test_host_pollsters_share_one_step_group():
+    assert {cls.step_group for _, _, cls in EXPECTED.values()} == {'host'}

@@ -57,7 +57,7 @@ def agent(tmp_path):
     plugins; stopped at the end."""
     started = []
 
-    def start(sources, publisher=None, store=None, **options):
+    def start(sources, publisher=None, store=None, extra=(), **options):
         path = str(tmp_path / 'polling.yaml')
         polling.write_polling(path, sources)
         settings = dict(pollster_timeout=5.0, cfg_check_interval=0.2,
@@ -71,7 +71,7 @@ def agent(tmp_path):
             ('test.probe', polling.ProbePollster),
             ('test.broken', polling.BrokenPollster),
             ('test.hang', polling.HangingPollster),
-            ('test.slow', SlowPollster))]
+            ('test.slow', SlowPollster), *extra)]
         manager = manager_mod.PollingManager(
             conf, pipeline=polling.recording_pipeline(publisher),
             store=store, partitioner=partitioning.NoPartitioner(),
@@ -317,3 +317,95 @@ def test_a_cycle_announces_the_readings_of_its_pollsters(tmp_path):
         runner.SourceRunner(manager, definition).poll(1_800_000_000)
     assert ReadingPollster.seen == [frozenset({'test.a', 'test.b', 'test.c'}),
                                     frozenset({'test.a', 'test.b'})]
+
+
+class GroupedProbe(polling.ProbePollster):
+    """A probe of step group ``g``; keeps the threads it ran in."""
+
+    step_group = 'g'
+    threads = []
+
+    def get_samples(self, context, cache, resources):
+        type(self).threads.append(threading.get_ident())
+        return list(super().get_samples(context, cache, resources))
+
+
+class GroupedBroken(polling.BrokenPollster):
+    step_group = 'g'
+
+
+class GroupedHang(polling.HangingPollster):
+    step_group = 'g'
+
+
+class OtherDiscoveryProbe(polling.ProbePollster):
+    step_group = 'g'
+    default_discovery = 'other'
+
+
+def test_pollsters_of_a_step_group_run_as_one_step(tmp_path):
+    conf = make_conf(host='h')
+    pollsters = [make_pollster(GroupedProbe, 'test.a', conf),
+                 make_pollster(polling.ProbePollster, 'test.alone', conf),
+                 make_pollster(GroupedProbe, 'test.b', conf),
+                 make_pollster(OtherDiscoveryProbe, 'test.other', conf)]
+    manager = manager_mod.PollingManager(
+        conf, pipeline=object(), partitioner=partitioning.NoPartitioner(),
+        pollsters=pollsters,
+        discoveries={'synthetic': polling.SyntheticDiscovery(conf),
+                     'other': polling.SyntheticDiscovery(conf)})
+    manager.outbox = KeptOutbox()
+    definitions = sources.parse({'sources': [
+        source('s', meters=('test.*',), discovery=())]}, 'polling.yaml')
+    manager.file_definition = definitions
+    source_runner = runner.SourceRunner(manager, definitions.sources[0])
+    assert source_runner.poll(1_800_000_000)
+    keys = [step.key for step in source_runner._planned.steps]
+    assert keys == [
+        'discovery synthetic', 'discovery other',
+        'pollsters test.a, test.b (group g)',
+        f'pollster test.alone ({runner.plugin_name(pollsters[1])})',
+        f'pollster test.other ({runner.plugin_name(pollsters[3])})']
+    polled = {(s.name, s.resource_id) for s in manager.outbox}
+    assert polled == {(meter, f'synthetic-{i}') for i in range(10)
+                      for meter in ('test.a', 'test.b', 'test.alone',
+                                    'test.other')}
+
+
+def test_a_failing_pollster_of_a_group_is_reported_alone(agent, caplog):
+    caplog.set_level(logging.ERROR)
+    manager = agent([source(meters=['test.broken-g', 'test.probe-g'])],
+                    extra=[('test.broken-g', GroupedBroken),
+                           ('test.probe-g', GroupedProbe)])
+    wait_cycles(manager, 3, meter='test.probe-g')
+    assert not stamps(manager, 'test.broken-g')
+    failures = [r.getMessage() for r in caplog.records
+                if 'failed and is skipped' in r.getMessage()]
+    assert failures
+    assert all('pollster test.broken-g (' in m
+               and 'broken on purpose' in m for m in failures)
+
+
+def test_a_hanging_group_is_given_up_and_left_by_its_stuck_thread(
+        agent, caplog):
+    caplog.set_level(logging.WARNING)
+    GroupedProbe.threads = []
+    manager = agent([source(meters=['test.hang-g', 'test.probe-g',
+                                    'test.probe'])],
+                    pollster_timeout=0.3,
+                    extra=[('test.hang-g', GroupedHang),
+                           ('test.probe-g', GroupedProbe)])
+    wait_cycles(manager, 4)
+    group = 'pollsters test.hang-g, test.probe-g (group g)'
+    messages = [r.getMessage() for r in caplog.records
+                if group in r.getMessage()]
+    assert sum('timed out after 0.3 s' in m for m in messages) == 1
+    assert any('still running since it timed out' in m for m in messages)
+    # The group's pollsters after the hanging one wait with it.
+    assert not stamps(manager, 'test.probe-g')
+    [stuck] = [t for t in threading.enumerate() if t.name == 'polling-probe'
+               and t is not manager.runners['probe'].thread]
+    polling.HangingPollster.release.set()
+    stuck.join(5)
+    assert not stuck.is_alive()
+    assert stuck.ident not in GroupedProbe.threads

@@ -103,6 +103,19 @@ def host_runner(every_device=False):
     return polling, runner.SourceRunner(polling, source)
 
 
+def cycles_of(source_runner):
+    """A function polling the next cycle of ``source_runner`` at each
+    call, stamped as the agent stamps them: its ticks are the multiples
+    of the source's interval."""
+    interval = source_runner.interval
+    tick = [runner.next_tick(time.time(), interval)]
+
+    def cycle():
+        tick[0] += interval
+        source_runner.poll(tick[0])
+    return cycle
+
+
 def cpu_per_call(function, count):
     started = time.process_time()
     for _ in range(count):
@@ -112,12 +125,7 @@ def cpu_per_call(function, count):
 
 def bench_cycle(rounds, per_round, every_device=False):
     polling, source_runner = host_runner(every_device)
-    tick = [time.time()]
-
-    def cycle():
-        tick[0] += 1
-        source_runner.poll(tick[0])
-
+    cycle = cycles_of(source_runner)
     cycle()
     bare_psutil()
     samples_per_cycle = polling.outbox.samples
@@ -146,12 +154,7 @@ def bench_breakdown(rounds, per_round):
     psutil readings taken beforehand (the agent's own work), and with
     pollsters returning no samples (the runner's steps alone)."""
     polling, source_runner = host_runner()
-    tick = [time.time()]
-
-    def cycle():
-        tick[0] += 1
-        source_runner.poll(tick[0])
-
+    cycle = cycles_of(source_runner)
     taken = host.HostSnapshot()
     for read in (taken.cpu_busy_and_total, taken.virtual_memory,
                  taken.disk_usage, taken.disk_io, taken.net_io, taken.load):
@@ -188,11 +191,7 @@ def run_counted(side, count):
     ``itertools.starmap`` (valgrind counts only inside it)."""
     if side == 'cycle':
         _, source_runner = host_runner()
-        tick = [time.time()]
-
-        def call():
-            tick[0] += 1
-            source_runner.poll(tick[0])
+        call = cycles_of(source_runner)
     else:
         call = bare_psutil
     call()

@@ -94,10 +94,10 @@ _KEY_BITS = 66
 _MAX_INSTANTS = 1024
 _MAX_KEYS = 32768
 _instant_halves = {}
+_key_halves = {}
 # datetime's isoformat of a whole second in UTC, up to the year 9999.
 _WHOLE_SECOND_FORMAT = '%Y-%m-%dT%H:%M:%S+00:00'
 _LAST_WHOLE_SECOND = 253402300800
-_key_halves = {}
 
 
 def _instant_half(timestamp):

@@ -312,19 +312,22 @@ class NameFilter:
     def __init__(self, pattern):
         self.pattern = pattern
         self._decided = {}
-        # The names last seen, in their order, and those of them kept.
-        self._seen = self._kept = ()
+        # (the names last seen in their order, those of them kept): one
+        # object, replaced whole, as sources' threads may share a filter.
+        self._last = ((), [])
 
     def kept(self, names):
         """The ``names`` (an iterable: a psutil reading by name) not left
         out, sorted; worked out again only when they are not the names
         of the last call."""
         seen = tuple(names)
-        if seen != self._seen:
-            left_out = self.left_out
-            self._kept = sorted(name for name in seen if not left_out(name))
-            self._seen = seen
-        return self._kept
+        last = self._last
+        if seen == last[0]:
+            return last[1]
+        left_out = self.left_out
+        kept = sorted(name for name in seen if not left_out(name))
+        self._last = (seen, kept)
+        return kept
 
     def left_out(self, name):
         decided = self._decided.get(name)

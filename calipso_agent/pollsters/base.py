@@ -53,7 +53,9 @@ It suits pollsters that only format readings shared through the cache
 they would hang together anyway), which then do not each pay for a
 watchdog. One of them raising is still logged and skipped alone; a
 group running past the timeout is abandoned as a whole (its pollsters
-left are skipped that cycle, and while it hangs).
+left are skipped that cycle, and while it hangs). A group may also make
+its pollsters' samples in one call (``get_group_samples``), sparing a
+call per pollster: the host pollsters do.
 
 A **discovery** is a stevedore plugin in ``calipso.discover``: made once
 (``Discovery(conf)``), called each cycle as ``discover(context, param)``
@@ -240,6 +242,15 @@ class Pollster(metaclass=abc.ABCMeta):
     #: handed the same resources run one after the other in one step of
     #: the cycle, under one timeout (see the module docstring).
     step_group = None
+
+    #: Optional, for the pollsters of a step group: a classmethod
+    #: ``get_group_samples(pollsters, context, cache, resources, failed)``
+    #: making the samples of the group's pollsters selected in a cycle
+    #: (``pollsters``, in order) in one pass, as a list; for each one that
+    #: cannot make its samples, it appends (pollster, exception) to
+    #: ``failed`` and returns none of them. The first pollster's is used
+    #: for its group. None: each one's ``get_samples`` in turn.
+    get_group_samples = None
 
     #: The meter's type and unit (``sample.TYPE_*``), for ``make_sample``.
     meter_type = sample_mod.TYPE_GAUGE

@@ -162,11 +162,49 @@ class LocalHostDiscovery(base.Discovery):
         return [context.host]
 
 
-class HostPollster(base.Pollster):
-    """A meter of the host itself: one sample per resource (the host)."""
+class HostFamilyPollster(base.Pollster):
+    """A pollster of this machine. The host pollsters form one step
+    group, whose samples a cycle makes in one pass
+    (``get_group_samples``)."""
 
     default_discovery = DISCOVERY
     step_group = 'host'
+
+    @abc.abstractmethod
+    def add_samples(self, samples, readings, context, hosts):
+        """Append to ``samples`` this meter's samples of ``hosts`` (the
+        resources, as text) from the cycle's HostSnapshot ``readings``."""
+
+    def get_samples(self, context, cache, resources):
+        samples = []
+        self.add_samples(samples, snapshot(cache), context,
+                         [str(resource) for resource in resources])
+        return samples
+
+    @classmethod
+    def get_group_samples(cls, pollsters, context, cache, resources,
+                          failed):
+        samples = []
+        hosts = [str(resource) for resource in resources]
+        try:
+            readings = snapshot(cache)
+        except Exception:
+            # One of the readings failed: each pollster then reads its
+            # own again (HostSnapshot reads on first use) and fails alone.
+            readings = cache[SNAPSHOT_KEY]
+        for pollster in pollsters:
+            made = len(samples)
+            try:
+                pollster.add_samples(samples, readings, context, hosts)
+            except Exception as exc:
+                del samples[made:]
+                failed.append((pollster, exc))
+        return samples
+
+
+class HostPollster(HostFamilyPollster):
+    """A meter of the host itself: one sample per resource (the host)."""
+
     #: Bound of the resources whose id key half is kept (cleared when
     #: full).
     max_known = 4096
@@ -188,28 +226,20 @@ class HostPollster(base.Pollster):
                                                       resource_id)
         return made
 
-    def get_samples(self, context, cache, resources):
-        try:
-            readings = cache[SNAPSHOT_KEY]
-        except KeyError:
-            readings = snapshot(cache)
-        value, meter, keys = self.value, self.meter, self._keys
-        timestamp, host = context.timestamp, context.host
+    def add_samples(self, samples, readings, context, hosts):
+        keys, host = self._keys, context.host
         instant = context.id_instant
-        samples = []
-        # make_sample and polled_sample_id spelled out, and a loop rather
-        # than a comprehension (one resource, most often): this runs for
+        # make_sample and polled_sample_id spelled out: this runs for
         # every meter every cycle.
-        for resource_id in map(str, resources):
+        for resource_id in hosts:
             try:
                 key = keys[resource_id]
             except KeyError:
                 key = self._learn(resource_id)
             samples.append(_made(
-                meter, self.meter_type, self.unit, value(readings),
-                resource_id, timestamp, {'host': host},
+                self.meter, self.meter_type, self.unit, self.value(readings),
+                resource_id, context.timestamp, {'host': host},
                 context.sample_source, instant + key))
-        return samples
 
 
 class CPUPollster(HostPollster):
@@ -352,13 +382,11 @@ def excluded(conf, option):
                          f'regular expression: {exc}') from None
 
 
-class CounterPollster(base.Pollster):
+class CounterPollster(HostFamilyPollster):
     """A cumulative counter per device or interface of the host:
     ``readings(snapshot)`` maps names to psutil counters, ``field`` is
     the counter read."""
 
-    default_discovery = DISCOVERY
-    step_group = 'host'
     meter_type = sample.TYPE_CUMULATIVE
     field = None
     kind = None
@@ -390,22 +418,17 @@ class CounterPollster(base.Pollster):
                               base.polled_id_key(self.meter, resource_id))
         return made
 
-    def get_samples(self, context, cache, resources):
-        try:
-            readings = cache[SNAPSHOT_KEY]
-        except KeyError:
-            readings = snapshot(cache)
+    def add_samples(self, samples, readings, context, hosts):
         rows = readings.rows(self.kind, self.readings, self.exclude)
         field, kind, meter = self.field, self.kind, self.meter
         meter_type, unit = self.meter_type, self.unit
         timestamp, source = context.timestamp, context.sample_source
         instant = context.id_instant
         new_sample = _made
-        samples = []
         append = samples.append
         # make_sample and polled_sample_id spelled out: this runs for
         # every device and interface at every cycle.
-        for host in map(str, resources):
+        for host in hosts:
             try:
                 known = self._known[host]
             except KeyError:
@@ -419,7 +442,6 @@ class CounterPollster(base.Pollster):
                                   getattr(counter, field), resource_id,
                                   timestamp, {'host': host, kind: name},
                                   source, instant + key))
-        return samples
 
 
 class DiskPollster(CounterPollster):

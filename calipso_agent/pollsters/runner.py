@@ -345,11 +345,30 @@ class SourceRunner:
         return call
 
     def _group_step(self, key, members, needs, plan):
-        """The step running ``members`` ([(pollster, key)]) one after the
-        other on the resources of ``needs``; those raising are listed in
-        the step's ``failed``."""
+        """The step running ``members`` ([(pollster, key)]) on the
+        resources of ``needs``: through the group's ``get_group_samples``
+        when it has one, else one after the other; those failing are
+        listed in the step's ``failed``."""
         step = supervised.Step(key, None)
         resources_of = self._resources_call(needs, plan)
+        make_group_samples = members[0][0].get_group_samples
+        if make_group_samples is not None:
+            pollsters = [pollster for pollster, _ in members]
+            key_of = dict(members)
+
+            def call_group():
+                resources = resources_of()
+                if not resources:
+                    return []
+                failed = []
+                samples = make_group_samples(pollsters, plan.context,
+                                             plan.cache, resources, failed)
+                if failed:
+                    step.failed = [(key_of[pollster], exc)
+                                   for pollster, exc in failed]
+                return samples
+            step.call = call_group
+            return step
 
         def call():
             resources = resources_of()

@@ -32,14 +32,19 @@ EXPECTED = {
 HOST = 'poller-1'
 
 
-@pytest.fixture
-def pollsters():
+def make_pollsters():
+    """{meter: pollster} of every host meter, as the agent loads them."""
     conf = make_conf(host=HOST)
     made = {}
     for meter, (_, _, cls) in EXPECTED.items():
         made[meter] = cls(conf)
         made[meter].meter = meter
     return made
+
+
+@pytest.fixture
+def pollsters():
+    return make_pollsters()
 
 
 def kept(pollster, reading):
@@ -291,3 +296,59 @@ def test_a_name_filter_sorts_the_names_kept_again_only_when_they_change():
 
 def test_host_pollsters_share_one_step_group():
     assert {cls.step_group for _, _, cls in EXPECTED.values()} == {'host'}
+
+
+def group_cycle(pollsters, cache):
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  '2026-12-06T06:00:00+00:00')
+    failed = []
+    members = list(pollsters.values())
+    samples = members[0].get_group_samples(members, context, cache, [HOST],
+                                           failed)
+    return samples, failed
+
+
+def test_the_group_makes_what_each_pollster_makes_in_one_pass():
+    taken = host.HostSnapshot()
+    taken.take(frozenset(name for name, _ in host.READERS))
+    context = base.PollingContext(None, HOST, 'host_source',
+                                  '2026-12-06T06:00:00+00:00')
+    one_by_one = [s.as_dict() for p in make_pollsters().values()
+                  for s in p.get_samples(context, {host.SNAPSHOT_KEY: taken},
+                                         [HOST])]
+    grouped, failed = group_cycle(make_pollsters(),
+                                  {host.SNAPSHOT_KEY: taken})
+    assert failed == []
+    assert [s.as_dict() for s in grouped] == one_by_one
+    assert len({s['id'] for s in one_by_one}) == len(one_by_one) > 14
+
+
+def test_a_pollster_failing_in_the_group_fails_alone(monkeypatch):
+    pollsters = make_pollsters()
+    incoming = pollsters['network.incoming.bytes']
+
+    def half_then_fail(samples, readings, context, hosts):
+        type(incoming).add_samples(incoming, samples, readings, context,
+                                   hosts)
+        raise RuntimeError('broken on purpose')
+    monkeypatch.setattr(incoming, 'add_samples', half_then_fail)
+    samples, failed = group_cycle(pollsters, {})
+    assert [(p.meter, str(e)) for p, e in failed] == [
+        ('network.incoming.bytes', 'broken on purpose')]
+    made = {s.name for s in samples}
+    assert made == set(EXPECTED) - {'network.incoming.bytes'}
+
+
+def test_a_failing_reading_fails_only_the_pollsters_reading_it(monkeypatch):
+    def refused():
+        raise OSError('no load average here')
+    monkeypatch.setattr(psutil, 'getloadavg', refused)
+    pollsters = make_pollsters()
+    cache = {base.CYCLE_READINGS: frozenset(
+        name for p in pollsters.values() for name in p.reads)}
+    samples, failed = group_cycle(pollsters, cache)
+    assert sorted(p.meter for p, _ in failed) == ['load.1', 'load.15',
+                                                  'load.5']
+    assert all(isinstance(e, OSError) for _, e in failed)
+    assert {s.name for s in samples} == set(EXPECTED) - {
+        'load.1', 'load.5', 'load.15'}

@@ -287,6 +287,20 @@ class KeptOutbox(list):
         self.extend(samples)
 
 
+def kept_manager(conf, pollsters, polled, discoveries=('synthetic',)):
+    """A PollingManager of ``pollsters`` not started, on the sources
+    ``polled`` (dicts), keeping what its runners poll in its outbox."""
+    manager = manager_mod.PollingManager(
+        conf, pipeline=object(), partitioner=partitioning.NoPartitioner(),
+        pollsters=pollsters,
+        discoveries={name: polling.SyntheticDiscovery(conf)
+                     for name in discoveries})
+    manager.outbox = KeptOutbox()
+    manager.file_definition = sources.parse({'sources': list(polled)},
+                                            'polling.yaml')
+    return manager
+
+
 class ReadingPollster(polling.ProbePollster):
     """Declares readings; keeps what each cycle's cache announced."""
 
@@ -303,17 +317,11 @@ def test_a_cycle_announces_the_readings_of_its_pollsters(tmp_path):
     pollsters = [make_pollster(ReadingPollster, 'test.reading', conf),
                  make_pollster(polling.ProbePollster, 'test.probe', conf)]
     pollsters[1].reads = ('test.c',)
-    manager = manager_mod.PollingManager(
-        conf, pipeline=object(), partitioner=partitioning.NoPartitioner(),
-        pollsters=pollsters,
-        discoveries={'synthetic': polling.SyntheticDiscovery(conf)})
-    manager.outbox = KeptOutbox()
-    definitions = sources.parse({'sources': [
+    manager = kept_manager(conf, pollsters, [
         source('both', meters=('test.*',)),
-        source('one', meters=('test.reading',))]}, 'polling.yaml')
-    manager.file_definition = definitions
+        source('one', meters=('test.reading',))])
     ReadingPollster.seen = []
-    for definition in definitions.sources:
+    for definition in manager.file_definition.sources:
         runner.SourceRunner(manager, definition).poll(1_800_000_000)
     assert ReadingPollster.seen == [frozenset({'test.a', 'test.b', 'test.c'}),
                                     frozenset({'test.a', 'test.b'})]
@@ -349,16 +357,11 @@ def test_pollsters_of_a_step_group_run_as_one_step(tmp_path):
                  make_pollster(polling.ProbePollster, 'test.alone', conf),
                  make_pollster(GroupedProbe, 'test.b', conf),
                  make_pollster(OtherDiscoveryProbe, 'test.other', conf)]
-    manager = manager_mod.PollingManager(
-        conf, pipeline=object(), partitioner=partitioning.NoPartitioner(),
-        pollsters=pollsters,
-        discoveries={'synthetic': polling.SyntheticDiscovery(conf),
-                     'other': polling.SyntheticDiscovery(conf)})
-    manager.outbox = KeptOutbox()
-    definitions = sources.parse({'sources': [
-        source('s', meters=('test.*',), discovery=())]}, 'polling.yaml')
-    manager.file_definition = definitions
-    source_runner = runner.SourceRunner(manager, definitions.sources[0])
+    manager = kept_manager(conf, pollsters,
+                           [source('s', meters=('test.*',), discovery=())],
+                           discoveries=('synthetic', 'other'))
+    source_runner = runner.SourceRunner(
+        manager, manager.file_definition.sources[0])
     assert source_runner.poll(1_800_000_000)
     keys = [step.key for step in source_runner._planned.steps]
     assert keys == [
@@ -409,3 +412,45 @@ def test_a_hanging_group_is_given_up_and_left_by_its_stuck_thread(
     stuck.join(5)
     assert not stuck.is_alive()
     assert stuck.ident not in GroupedProbe.threads
+
+
+class MadeTogether(polling.ProbePollster):
+    """Of step group ``t``, whose samples the group makes in one call."""
+
+    step_group = 't'
+    calls = []
+
+    @classmethod
+    def get_group_samples(cls, pollsters, context, cache, resources,
+                          failed):
+        cls.calls.append([p.meter for p in pollsters])
+        samples = []
+        for pollster in pollsters:
+            if pollster.meter == 'test.refused':
+                failed.append((pollster, ValueError('not today')))
+            else:
+                samples.extend(pollster.get_samples(context, cache,
+                                                    resources))
+        return samples
+
+
+def test_a_group_with_its_own_maker_makes_its_samples_in_one_call(caplog):
+    caplog.set_level(logging.ERROR)
+    conf = make_conf(host='h')
+    pollsters = [make_pollster(MadeTogether, meter, conf)
+                 for meter in ('test.x', 'test.refused', 'test.y')]
+    manager = kept_manager(conf, pollsters,
+                           [source('s', meters=('test.*',), discovery=())])
+    MadeTogether.calls = []
+    source_runner = runner.SourceRunner(
+        manager, manager.file_definition.sources[0])
+    for tick in (1_800_000_000, 1_800_000_060):
+        assert source_runner.poll(tick)
+    assert MadeTogether.calls == [['test.x', 'test.refused', 'test.y']] * 2
+    assert {s.name for s in manager.outbox} == {'test.x', 'test.y'}
+    assert len(manager.outbox) == 2 * 2 * 10
+    failures = [r.getMessage() for r in caplog.records]
+    assert len(failures) == 2
+    assert all(f'pollster test.refused ({runner.plugin_name(pollsters[1])})'
+               f' failed and is skipped this cycle: ValueError: not today'
+               in m for m in failures)

@@ -193,11 +193,11 @@ class HostFamilyPollster(base.Pollster):
             # own again (HostSnapshot reads on first use) and fails alone.
             readings = cache[SNAPSHOT_KEY]
         for pollster in pollsters:
-            made = len(samples)
+            before = len(samples)
             try:
                 pollster.add_samples(samples, readings, context, hosts)
             except Exception as exc:
-                del samples[made:]
+                del samples[before:]
                 failed.append((pollster, exc))
         return samples
 

@@ -255,15 +255,23 @@ def test_a_broken_pattern_is_refused_with_the_option_named():
         host.DiskReadBytesPollster(conf)
 
 
+class PrefixPattern:
+    """A pattern finding ``prefix`` at the start of names; keeps the
+    names it searched."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.searched = []
+
+    def search(self, name):
+        self.searched.append(name)
+        return name.startswith(self.prefix)
+
+
 def test_a_name_filter_decides_each_name_once_and_forgets_when_full():
-    searched = []
-
-    class Pattern:
-        def search(self, name):
-            searched.append(name)
-            return name.startswith('veth')
-
-    name_filter = host.NameFilter(Pattern())
+    pattern = PrefixPattern('veth')
+    searched = pattern.searched
+    name_filter = host.NameFilter(pattern)
     name_filter.max_known = 3
     for _ in range(3):
         assert [n for n in ('eth0', 'veth1', 'lo')
@@ -275,14 +283,9 @@ def test_a_name_filter_decides_each_name_once_and_forgets_when_full():
 
 
 def test_a_name_filter_sorts_the_names_kept_again_only_when_they_change():
-    searched = []
-
-    class Pattern:
-        def search(self, name):
-            searched.append(name)
-            return name.startswith('loop')
-
-    name_filter = host.NameFilter(Pattern())
+    pattern = PrefixPattern('loop')
+    searched = pattern.searched
+    name_filter = host.NameFilter(pattern)
     assert name_filter.kept({'vda': 1, 'loop0': 2, 'sda': 3}) == [
         'sda', 'vda']
     first = name_filter.kept(['vda', 'loop0', 'sda'])

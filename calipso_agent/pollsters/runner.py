@@ -311,14 +311,19 @@ class SourceRunner:
         for name in wanted:
             steps.append(supervised.Step(f'discovery {name}',
                                          self._discover_call(name, plan)))
-        # {(group, needs): its pollsters}, in the order of the first
-        # of each; a pollster without a group makes a step of its own.
+        # {(group, its maker, needs): its pollsters}, in the order of the
+        # first of each: pollsters of one group name but another maker
+        # are not of the same family. A pollster without a group makes a
+        # step of its own.
         grouped = {}
         for pollster, needs, key in assigned:
             group = pollster.step_group
-            grouped.setdefault((group or key, tuple(needs)), []).append(
-                (pollster, key))
-        for (group, needs), members in grouped.items():
+            maker = getattr(pollster.get_group_samples, '__func__',
+                            pollster.get_group_samples)
+            grouped.setdefault(
+                (group or key, maker if group else None, tuple(needs)),
+                []).append((pollster, key))
+        for (group, _, needs), members in grouped.items():
             if len(members) == 1:
                 [(pollster, key)] = members
                 steps.append(supervised.Step(

@@ -434,11 +434,17 @@ class MadeTogether(polling.ProbePollster):
         return samples
 
 
+class SameGroupNameOtherMaker(polling.ProbePollster):
+    step_group = 't'
+
+
 def test_a_group_with_its_own_maker_makes_its_samples_in_one_call(caplog):
     caplog.set_level(logging.ERROR)
     conf = make_conf(host='h')
     pollsters = [make_pollster(MadeTogether, meter, conf)
                  for meter in ('test.x', 'test.refused', 'test.y')]
+    pollsters[2:2] = [make_pollster(SameGroupNameOtherMaker, 'test.other',
+                                    conf)]
     manager = kept_manager(conf, pollsters,
                            [source('s', meters=('test.*',), discovery=())])
     MadeTogether.calls = []
@@ -447,8 +453,13 @@ def test_a_group_with_its_own_maker_makes_its_samples_in_one_call(caplog):
     for tick in (1_800_000_000, 1_800_000_060):
         assert source_runner.poll(tick)
     assert MadeTogether.calls == [['test.x', 'test.refused', 'test.y']] * 2
-    assert {s.name for s in manager.outbox} == {'test.x', 'test.y'}
-    assert len(manager.outbox) == 2 * 2 * 10
+    assert [step.key for step in source_runner._planned.steps] == [
+        'discovery synthetic', 'pollsters test.x, test.refused, test.y '
+        '(group t)',
+        f'pollster test.other ({runner.plugin_name(pollsters[2])})']
+    assert {s.name for s in manager.outbox} == {'test.x', 'test.y',
+                                                'test.other'}
+    assert len(manager.outbox) == 2 * 3 * 10
     failures = [r.getMessage() for r in caplog.records]
     assert len(failures) == 2
     assert all(f'pollster test.refused ({runner.plugin_name(pollsters[1])})'

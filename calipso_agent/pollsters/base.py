@@ -248,8 +248,9 @@ class Pollster(metaclass=abc.ABCMeta):
     #: making the samples of the group's pollsters selected in a cycle
     #: (``pollsters``, in order) in one pass, as a list; for each one that
     #: cannot make its samples, it appends (pollster, exception) to
-    #: ``failed`` and returns none of them. The first pollster's is used
-    #: for its group. None: each one's ``get_samples`` in turn.
+    #: ``failed`` and returns none of them. Only pollsters sharing it
+    #: (the same function) are grouped together. None: each one's
+    #: ``get_samples`` in turn.
     get_group_samples = None
 
     #: The meter's type and unit (``sample.TYPE_*``), for ``make_sample``.

@@ -388,9 +388,8 @@ class SourceRunner:
                     # to run.
                     break
                 try:
-                    made = pollster.get_samples(context, cache, resources)
-                    if type(made) is not list:
-                        made = list(made)
+                    made = as_list(pollster.get_samples(context, cache,
+                                                        resources))
                 except Exception as exc:
                     if step.failed is None:
                         step.failed = []

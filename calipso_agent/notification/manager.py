@@ -92,8 +92,7 @@ class SampleDispatcher(messaging.BatchEndpoint):
         """Write the inventory changes of a batch: one write."""
         objects, links = [], []
         for change in changes:
-            (links if 'link_type' in change or 'close_links' in change
-             else objects).append(change)
+            (links if 'link_type' in change else objects).append(change)
         self.inventory_store.apply_inventory(objects, links)
 
     def changes_of(self, notification, item):

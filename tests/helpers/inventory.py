@@ -49,9 +49,8 @@ def changes_of(notification):
 
 def split(changes):
     """(objects, links) of a list of changes."""
-    objects = [c for c in changes
-               if 'link_type' not in c and 'close_links' not in c]
-    links = [c for c in changes if 'link_type' in c or 'close_links' in c]
+    objects = [c for c in changes if 'link_type' not in c]
+    links = [c for c in changes if 'link_type' in c]
     return objects, links
 
 

@@ -88,6 +88,8 @@ _DERIVED_OBJECT_FIELDS = ('id_path', 'name_path', 'created_at',
 _UTC = datetime.UTC
 _CANONICAL = re.compile(
     r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00\Z')
+_UTC_TEXT = re.compile(r'(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)'
+                       r'(?:\.(\d{1,6}))?(?:[Zz]|\+00:00)?\Z')
 
 
 # --- ids ----------------------------------------------------------------
@@ -140,8 +142,22 @@ def timestamp(value):
 @functools.lru_cache(maxsize=8192)
 def _text_timestamp(value):
     if _CANONICAL.match(value):
-        return value
-    return _parse_timestamp(value)
+        text = value
+    else:
+        # The usual spellings of UTC (oslo's ``2024-05-01 12:00:00.123456``
+        # in every notification's metadata, ISO with or without a
+        # fraction or a Z) are rewritten, not formatted.
+        match = _UTC_TEXT.match(value)
+        if match is None:
+            return _parse_timestamp(value)
+        day, clock, fraction = match.groups()
+        text = f'{day}T{clock}.{(fraction or "").ljust(6, "0")}+00:00'
+    try:
+        # A real instant (no 13th month, no 25th hour).
+        datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f'{value!r} is not an ISO 8601 timestamp')
+    return text
 
 
 def _parse_timestamp(value):
@@ -161,7 +177,7 @@ def _parse_timestamp(value):
         value = value.astimezone(_UTC)
     except OverflowError:
         raise ValueError(f'{value!r} is out of range')
-    return value.strftime('%Y-%m-%dT%H:%M:%S.%f') + '+00:00'
+    return value.isoformat(timespec='microseconds')
 
 
 def state_of(status):

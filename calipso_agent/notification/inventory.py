@@ -93,6 +93,38 @@ class InventoryEndpoint(base.NotificationEndpoint):
             raise base.NotificationError(f'{event_type}: {exc}')
 
 
+    def inventory_subject(self, notification):
+        """(what the changes of ``notification`` are about, their
+        instant) when it is a nova instance's or a neutron resource's
+        create or update: the subject is the ids its changes are keyed by
+        (``_nova_subject``, ``_SUBJECTS``). None for the others
+        (deletions, lists, interfaces, cinder) and whenever a field is
+        not as expected: those are made at once."""
+        event_type = notification.get('event_type')
+        payload = notification.get('payload')
+        if event_type.__class__ is not str or payload.__class__ is not dict:
+            return None
+        family, _, action = event_type.partition('.')
+        if family == 'compute' or family == 'instance':
+            subject = _nova_subject(event_type, payload)
+        else:
+            subject = _SUBJECTS.get(family)
+            if subject is None or action.removesuffix('.end') not in (
+                    'create', 'update'):
+                return None
+            item = payload.get(family)
+            subject = (subject(item) if item.__class__ is dict else None)
+        if subject is None or not all(
+                part is None or part.__class__ is str for part in subject):
+            return None
+        try:
+            at = inventory.timestamp(
+                (notification.get('metadata') or {}).get('timestamp'))
+        except (ValueError, AttributeError):
+            return None
+        return ((family,) + subject, at) if at else None
+
+
 def _required(mapping, field):
     value = mapping.get(field)
     if not isinstance(value, str) or not value:
@@ -185,6 +217,34 @@ def _nova_versioned(event_type, payload, at):
 def _addresses(fields):
     return [address.get('nova_object.data', address)
             for address in fields.get('ip_addresses') or ()]
+
+
+def _nova_subject(event_type, payload):
+    """(instance, host, its ports ...) of a nova event but a deletion."""
+    if event_type in ('compute.instance.delete.end', 'instance.delete.end'):
+        return None
+    if event_type.startswith('compute.instance.'):
+        fields, ports = payload, ()
+        instance_id = fields.get('instance_id')
+    else:
+        fields = payload.get('nova_object.data')
+        if fields.__class__ is not dict:
+            return None
+        instance_id = fields.get('uuid')
+        try:
+            ports = tuple(sorted({a.get('port_uuid')
+                                  for a in _addresses(fields)
+                                  if a.get('port_uuid')}))
+        except (AttributeError, TypeError):
+            return None
+    if fields.get('state') == 'deleted' or not _named(instance_id, *ports):
+        return None
+    return (instance_id, fields.get('host') or None) + ports
+
+
+def _named(*ids):
+    """Whether each of ``ids`` is a non-empty string."""
+    return all(i.__class__ is str and i for i in ids)
 
 
 # --- neutron ----------------------------------------------------------------
@@ -318,6 +378,40 @@ def _router_interface(action, interface, at):
                             interface['port_id'], at, project_id=project_id))
     return changes
 
+
+def _port_subject(item):
+    owner = item.get('device_owner') or ''
+    device = item.get('device_id') or None
+    if owner.__class__ is not str:
+        return None
+    kind = ('compute' if owner.startswith('compute:') else 'router'
+            if owner.startswith('network:router_') else '')
+    return ((item.get('id'), item.get('network_id'),
+             device if kind else None, kind if device else '')
+            if _named(item.get('id'), item.get('network_id')) else None)
+
+
+def _router_subject(item):
+    gateway = item.get('external_gateway_info') or {}
+    if gateway.__class__ is not dict or not _named(item.get('id')):
+        return None
+    return item['id'], gateway.get('network_id') or None
+
+
+#: What the changes of a neutron resource's create or update are keyed by:
+#: its id and the ids its links lead to (the builders below make one
+#: change of each, whatever the other fields say).
+_SUBJECTS = {
+    'network': lambda item: ((item['id'],) if _named(item.get('id'))
+                             else None),
+    'subnet': lambda item: ((item['id'], item['network_id'])
+                            if _named(item.get('id'), item.get('network_id'))
+                            else None),
+    'port': _port_subject,
+    'router': _router_subject,
+    'floatingip': lambda item: ((item['id'], item.get('port_id') or None)
+                                if _named(item.get('id')) else None),
+}
 
 _NEUTRON_BUILDERS = {'network': _network, 'subnet': _subnet, 'port': _port,
                      'router': _router, 'floatingip': _floating_ip}

@@ -14,6 +14,7 @@ notification that can never succeed is dead-lettered alone (see
 itself is ``messaging``'s.
 """
 
+import functools
 import logging
 import threading
 
@@ -89,14 +90,17 @@ class SampleDispatcher(messaging.BatchEndpoint):
         self.inventory_dropped = 0
 
     def apply_changes(self, changes):
-        """Write the inventory changes of a batch: one write."""
+        """Write the inventory changes of a batch, or of the part of it
+        being delivered: one write. The changes of a notification that a
+        newer one of the same subject replaces are not made."""
         objects, links = [], []
-        for change in changes:
+        for change in _made(changes):
             (links if 'link_type' in change else objects).append(change)
         self.inventory_store.apply_inventory(objects, links)
 
     def changes_of(self, notification, item):
-        """The inventory changes of one notification; [] (logged) when
+        """The inventory changes of one notification (or the notification
+        planned, when its endpoint says its subject); [] (logged) when
         they cannot be made: its samples still go."""
         event_type = notification.get('event_type')
         changes = []
@@ -104,14 +108,23 @@ class SampleDispatcher(messaging.BatchEndpoint):
             if not endpoint.handles(event_type):
                 continue
             try:
+                subject = endpoint.inventory_subject(notification)
+                if subject is not None:
+                    changes.append(PlannedNotification(
+                        endpoint, notification, subject,
+                        functools.partial(self._dropped_changes, item)))
+                    continue
                 changes.extend(endpoint.inventory_changes(notification))
             except Exception as exc:
-                self.inventory_dropped += 1
-                LOG.error('Notification %s (%s): no inventory change can be '
-                          'made of it, dropped: %s', item.message_id,
-                          item.event_type, delivery.one_line(exc))
+                self._dropped_changes(item, exc)
                 return []
         return changes
+
+    def _dropped_changes(self, item, error):
+        self.inventory_dropped += 1
+        LOG.error('Notification %s (%s): no inventory change can be made '
+                  'of it, dropped: %s', item.message_id, item.event_type,
+                  delivery.one_line(error))
 
     def samples_of(self, notification):
         """The samples every endpoint yields for one notification."""
@@ -170,6 +183,55 @@ class SampleDispatcher(messaging.BatchEndpoint):
         return oslo_messaging.NotificationResult.HANDLED
 
     audit = debug = warn = error = critical = ignore
+
+
+class PlannedNotification:
+    """A notification whose inventory changes are made only if no newer
+    one of the batch has its subject (``inventory_subject``): a burst of
+    updates of one port or instance costs one making. Made once, when the
+    part of the batch holding it is written; a notification they cannot
+    be made of is logged and dropped then (its changes alone)."""
+
+    __slots__ = ('endpoint', 'notification', 'key', 'at', 'dropped', '_made')
+
+    def __init__(self, endpoint, notification, subject, dropped):
+        """``subject``: the endpoint's (subject, instant) of it;
+        ``dropped(error)``: says it is dropped."""
+        self.endpoint = endpoint
+        self.notification = notification
+        subject, self.at = subject
+        self.key = (id(endpoint), subject)
+        self.dropped = dropped
+        self._made = None
+
+    def changes(self):
+        if self._made is None:
+            try:
+                self._made = self.endpoint.inventory_changes(
+                    self.notification)
+            except Exception as exc:
+                self.dropped(exc)
+                self._made = []
+        return self._made
+
+
+def _made(changes):
+    """The changes of a batch made: those of the planned notifications
+    no newer one of their subject replaces, and the others."""
+    newest = {}
+    for change in changes:
+        if change.__class__ is PlannedNotification and (
+                change.at > newest.get(change.key, '')):
+            newest[change.key] = change.at
+    if not newest:
+        return changes
+    made = []
+    for change in changes:
+        if change.__class__ is not PlannedNotification:
+            made.append(change)
+        elif change.at == newest[change.key]:
+            made.extend(change.changes())
+    return made
 
 
 def pipeline_probe(pipeline, inventory_store=None):

@@ -2,10 +2,13 @@
 and the dispatcher writing its changes: one write per batch, ack after it,
 requeue on failure, a malformed notification dropped alone."""
 
+import copy
 import logging
 
 import oslo_messaging
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from calipso_agent import inventory
 from calipso_agent.notification import base, manager, meters
@@ -304,3 +307,198 @@ def test_unreachable_inventory_store_requeues_until_it_answers(store):
     assert d.info(story()) == HANDLED
     assert '27a87908-bc1b-45cc-9238-09ad1ae686a7' in (
         inventory_helpers.graph(store)[0])
+
+
+# --- a batch's notifications of one subject ---------------------------------
+
+def keys_of(changes):
+    return sorted((c['id'],) if 'link_type' not in c
+                  else inventory.link_key(c) for c in changes)
+
+
+def variants():
+    """Every handled fixture, and each again later with its statuses and
+    names changed (what an update says), as (subject, its change keys)."""
+    found = []
+    for _, sent in inventory_helpers.handled_fixtures():
+        later = copy.deepcopy(sent)
+        later['metadata']['timestamp'] = '2030-01-01 00:00:00.000000'
+        for item in _items(later['payload']):
+            for field in ('status', 'name', 'display_name'):
+                if field in item:
+                    item[field] = f'{item[field]}-changed'
+        for n in (sent, later):
+            subject = inventory_helpers.endpoint().inventory_subject(n)
+            found.append((subject, keys_of(inventory_helpers.changes_of(n))))
+    return found
+
+
+def _items(payload):
+    yield payload
+    for value in payload.values():
+        if isinstance(value, dict):
+            yield from _items(value)
+
+
+def test_notifications_of_one_subject_change_the_same_keys():
+    by_subject = {}
+    subjects = 0
+    for subject, keys in variants():
+        if subject is None:
+            continue
+        subjects += 1
+        assert by_subject.setdefault(subject[0], keys) == keys, subject
+    # Nova's (legacy and versioned) and neutron's creates and updates.
+    assert subjects > 40
+    families = {subject[0] for subject in by_subject}
+    assert {'compute', 'instance', 'network', 'subnet', 'port', 'router',
+            'floatingip'} <= families
+
+
+@pytest.mark.parametrize('name, change', [
+    ('neutron__calipso__port_instance_add',
+     lambda n: n['payload']['port'].update(device_id='another-vm')),
+    ('neutron__calipso__port_instance_add',
+     lambda n: n['payload']['port'].update(network_id='another-net')),
+    ('nova_versioned__nova-doc__instance-create-end',
+     lambda n: n['payload']['nova_object.data'].update(host='elsewhere')),
+    ('nova_versioned__nova-doc__instance-create-end',
+     lambda n: n['payload']['nova_object.data'].update(ip_addresses=[])),
+])
+def test_a_key_field_changed_is_another_subject(name, change):
+    sent = notification(name)
+    other = copy.deepcopy(sent)
+    change(other)
+    endpoint = inventory_helpers.endpoint()
+    assert endpoint.inventory_subject(sent)[0] != (
+        endpoint.inventory_subject(other)[0])
+
+
+@pytest.mark.parametrize('name', [
+    'nova_legacy__calipso__instance_delete',
+    'neutron__calipso__interface_add',
+])
+def test_deletions_and_interfaces_have_no_subject(name):
+    assert inventory_helpers.endpoint().inventory_subject(
+        notification(name)) is None
+
+
+def port_story():
+    """A port created (DOWN) then updated (ACTIVE), one batch."""
+    created = notification('neutron__calipso__port_instance_add',
+                           timestamp='2024-05-01T10:00:00',
+                           message_id='m-create')
+    updated = copy.deepcopy(created)
+    updated['event_type'] = 'port.update.end'
+    updated['metadata'].update(timestamp='2024-05-01T10:00:05',
+                               message_id='m-update')
+    updated['payload']['port']['status'] = 'ACTIVE'
+    created['payload']['port']['status'] = 'DOWN'
+    return created, updated
+
+
+class CountingEndpoint(type(inventory_helpers.endpoint())):
+    made = 0
+
+    def inventory_changes(self, notification):
+        self.made += 1
+        return super().inventory_changes(notification)
+
+
+def test_of_one_subject_in_a_batch_the_newest_alone_is_made(store):
+    created, updated = port_story()
+    endpoint = CountingEndpoint(basics.make_conf())
+    d = dispatcher([endpoint], store)
+    assert d.info([updated, created]) == HANDLED
+    assert endpoint.made == 1
+    # The graph of the two written one after the other.
+    apart = sqlite.Connection(basics.make_conf(), 'sqlite://')
+    try:
+        one_by_one = dispatcher([inventory_helpers.endpoint()], apart)
+        for n in (created, updated):
+            assert one_by_one.info([n]) == HANDLED
+        # (Without a creation time in the events, an object's is the
+        # first instant applied.)
+        assert inventory_helpers.graph(
+            apart, created=False) == inventory_helpers.graph(
+                store, created=False)
+    finally:
+        apart.close()
+    port = inventory_helpers.graph(store)[0][created['payload']['port']['id']]
+    assert port['state'] == 'ACTIVE'
+
+
+class RefusingStore(FlakyStore):
+    """Refuses a write holding an ACTIVE port (a poison change)."""
+
+    def apply_inventory(self, objects, links):
+        if any(o['type'] == 'port' and o['state'] == 'ACTIVE'
+               for o in objects):
+            raise storage_base.StorageDataError('value out of range')
+        return super().apply_inventory(objects, links)
+
+
+def test_the_older_goes_when_the_newer_of_its_subject_is_refused(store):
+    """The store refuses the newer port update: the batch is split, the
+    older one is made and written alone, the newer dead-lettered."""
+    created, updated = port_story()
+    d = dispatcher([inventory_helpers.endpoint()], RefusingStore(store))
+    assert d.info([created, updated]) == HANDLED
+    objects = inventory_helpers.graph(store)[0]
+    assert objects[created['payload']['port']['id']]['state'] == 'DOWN'
+    assert d.delivery.dead_lettered == 1
+
+
+def test_a_planned_notification_that_cannot_be_made_is_dropped_alone(
+        store, caplog):
+    created, updated = port_story()
+    updated['payload']['port']['device_owner'] = 'compute:nova'
+    updated['payload']['port']['name'] = ['not', 'a', 'name']
+    d = dispatcher([inventory_helpers.endpoint()], store)
+    with caplog.at_level(logging.ERROR):
+        assert d.info(list(story()) + [updated]) == HANDLED
+    assert ('Notification m-update (port.update.end): no inventory change '
+            'can be made of it, dropped') in caplog.text
+    assert d.inventory_dropped == 1
+    assert '27a87908-bc1b-45cc-9238-09ad1ae686a7' in (
+        inventory_helpers.graph(store)[0])
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(data=st.data())
+def test_property_batches_through_the_dispatcher_are_their_changes(
+        tmp_path_factory, data):
+    """Fixtures, each sent again at a few instants (ties, reorderings)
+    with its statuses changed, in batches: the dispatcher's graph is the
+    graph of every change of each batch applied."""
+    handled = [n for _, n in inventory_helpers.handled_fixtures()]
+    sent = []
+    for index in data.draw(st.lists(st.integers(0, len(handled) - 1),
+                                    min_size=1, max_size=30), label='sent'):
+        n = copy.deepcopy(handled[index])
+        second = data.draw(st.integers(0, 3), label='second')
+        n['metadata']['timestamp'] = f'2031-01-01 00:00:0{second}'
+        for item in _items(n['payload']):
+            if 'status' in item:
+                item['status'] = data.draw(st.sampled_from(
+                    ['ACTIVE', 'DOWN', 'BUILD']), label='status')
+        sent.append(n)
+    batch = data.draw(st.integers(1, 12), label='batch')
+    ours = sqlite.Connection(basics.make_conf(), 'sqlite://')
+    every = sqlite.Connection(basics.make_conf(), 'sqlite://')
+    try:
+        d = dispatcher([inventory_helpers.endpoint()], ours)
+        for start in range(0, len(sent), batch):
+            part = sent[start:start + batch]
+            assert d.info(part) == HANDLED
+            changes = [c for n in part
+                       for c in inventory_helpers.changes_of(n)]
+            if changes:
+                every.apply_inventory(*inventory_helpers.split(changes))
+        assert inventory_helpers.graph(ours) == inventory_helpers.graph(
+            every)
+    finally:
+        ours.close()
+        every.close()

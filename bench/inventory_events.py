@@ -5,12 +5,16 @@ through the inventory endpoint and the store, against a bare upsert.
 100,000 notifications shaped like the shared fixtures (nova's versioned
 ``instance.create.end`` and ``instance.update`` with one interface,
 neutron's ``port.create.end`` / ``port.update.end`` of an instance's
-port): 25,000 instances on 500 hosts
-and 100 networks, each created then updated, its port created then
+port), stamped as oslo.messaging stamps them: 25,000 instances on 500
+hosts and 100 networks, each created then updated, its port created then
 updated. They go, in batches as the notification agent takes them, through
 the agent's dispatcher (``SampleDispatcher`` with the ``inventory``
 endpoint: changes made, one ``apply_inventory`` per batch, ack) into
-SQLite and PostgreSQL.
+SQLite and PostgreSQL. An instance's four notifications fall in one batch:
+the agent makes the changes of its update and of its port's update alone
+(the newest of their subjects); ``--spread`` sends every instance's
+creation first, then every port's, and so on, so that no batch holds two
+of one subject.
 
 The floor, in the same run: the rows that path wrote (the objects and
 links of each batch, already encoded) upserted with a bare ``executemany``
@@ -64,9 +68,11 @@ LINK_COLUMNS = ('source_id', 'target_id', 'link_type', 'project_id', 'state',
 TARGET = 0.5
 
 
-def make_notifications(count):
+def make_notifications(count, spread=False):
     """``count`` notifications: per instance, its creation, its port's
-    creation, its update and its port's update, one second apart."""
+    creation, its update and its port's update, one second apart; with
+    ``spread``, every instance's creation first, then every port's, and
+    so on (a batch then never holds two of one subject)."""
     instance_template = base.from_envelope(fixtures.load_envelope(
         'nova_versioned__nova-doc__instance-create-end'))[1]
     port_template = base.from_envelope(fixtures.load_envelope(
@@ -81,7 +87,9 @@ def make_notifications(count):
         project = f'project-{index % PROJECTS}'
         at = T0 + datetime.timedelta(seconds=index)
         for step in range(4):
-            when = (at + datetime.timedelta(milliseconds=step)).isoformat()
+            # As oslo.messaging stamps a notification: str(utcnow()).
+            when = str((at + datetime.timedelta(milliseconds=step)).replace(
+                tzinfo=None))
             if step % 2 == 0:
                 n = copy.deepcopy(instance_template)
                 n['event_type'] = ('instance.create.end' if step == 0
@@ -105,6 +113,9 @@ def make_notifications(count):
             n['metadata'] = {'message_id': str(uuid.uuid4()),
                              'timestamp': when}
             notifications.append(n)
+    if spread:
+        notifications = [n for step in range(4)
+                         for n in notifications[step::4]]
     return notifications[:count]
 
 
@@ -284,6 +295,7 @@ def timers():
         return timed_call
 
     targets = [('changes', manager.SampleDispatcher, 'item_of', False),
+               ('changes', manager, '_made', False),
                *(('reads', crud._InventoryBatch, read, True) for read in (
                    'objects', 'children', 'links_from', 'links_of')),
                ('write', crud._InventoryBatch, 'write', False),
@@ -352,12 +364,16 @@ def main(argv=None):
                              'the other; the median round counts (the '
                              'machine is shared)')
     parser.add_argument('--only', choices=('sqlite', 'postgresql'))
+    parser.add_argument('--spread', action='store_true',
+                        help='each step of every instance in turn: no '
+                             'batch holds two notifications of one subject '
+                             '(nothing to coalesce)')
     parser.add_argument('--breakdown', action='store_true',
                         help='then time the parts of our side from inside')
     parser.add_argument('--pg-url', default=os.environ.get(
         'CALIPSO_BENCH_PG_URL', 'postgresql://postgres@127.0.0.1:5432/test'))
     args = parser.parse_args(argv)
-    notifications = make_notifications(args.events)
+    notifications = make_notifications(args.events, args.spread)
     rows = floor_rows(notifications, args.batch)
     # The input is the bench's, not the agent's (which holds one batch):
     # out of the garbage collector's sight.

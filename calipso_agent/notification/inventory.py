@@ -92,7 +92,6 @@ class InventoryEndpoint(base.NotificationEndpoint):
         except ValueError as exc:
             raise base.NotificationError(f'{event_type}: {exc}')
 
-
     def inventory_subject(self, notification):
         """(what the changes of ``notification`` are about, their
         instant) when it is a nova instance's or a neutron resource's
@@ -108,12 +107,12 @@ class InventoryEndpoint(base.NotificationEndpoint):
         if family == 'compute' or family == 'instance':
             subject = _nova_subject(event_type, payload)
         else:
-            subject = _SUBJECTS.get(family)
-            if subject is None or action.removesuffix('.end') not in (
+            subject_of = _SUBJECTS.get(family)
+            if subject_of is None or action.removesuffix('.end') not in (
                     'create', 'update'):
                 return None
             item = payload.get(family)
-            subject = (subject(item) if item.__class__ is dict else None)
+            subject = subject_of(item) if item.__class__ is dict else None
         if subject is None or not all(
                 part is None or part.__class__ is str for part in subject):
             return None

@@ -367,7 +367,9 @@ class ChannelService:
     def create(self, name, tenant_list, creator=None):
         """Store a new channel; (channel, token). Its proxy is started by
         the reconciler."""
-        token = secrets.token_urlsafe(TOKEN_BYTES)
+        # Hex, not URL-safe base64: a token that began with '-' would be
+        # taken for an option by command-line clients (ceilometer --os-token).
+        token = secrets.token_hex(TOKEN_BYTES)
         channel_id = str(uuid.uuid4())
         with self.lock():
             store = self.storage()

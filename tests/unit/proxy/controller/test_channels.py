@@ -7,6 +7,7 @@ too."""
 import hashlib
 import logging
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -310,7 +311,7 @@ def test_lock_excludes_other_processes(tmp_path):
 
 def test_create(service, store, conf):
     channel, token = service.create('analytics', ['p1', 'p2'], 'u-1')
-    assert len(token) >= 40
+    assert re.fullmatch('[0-9a-f]{64}', token), token
     stored = store.get_channels()
     assert stored == [channel]
     assert channel['token_hash'] == hashlib.sha256(

@@ -110,20 +110,23 @@ class SampleDispatcher(messaging.BatchEndpoint):
             try:
                 subject = endpoint.inventory_subject(notification)
                 if subject is not None:
+                    # Not the item: it holds the changes, and a cycle
+                    # would leave each batch to the garbage collector.
                     changes.append(PlannedNotification(
                         endpoint, notification, subject,
-                        functools.partial(self._dropped_changes, item)))
+                        functools.partial(self._dropped_changes,
+                                          item.message_id, item.event_type)))
                     continue
                 changes.extend(endpoint.inventory_changes(notification))
             except Exception as exc:
-                self._dropped_changes(item, exc)
+                self._dropped_changes(item.message_id, item.event_type, exc)
                 return []
         return changes
 
-    def _dropped_changes(self, item, error):
+    def _dropped_changes(self, message_id, event_type, error):
         self.inventory_dropped += 1
         LOG.error('Notification %s (%s): no inventory change can be made '
-                  'of it, dropped: %s', item.message_id, item.event_type,
+                  'of it, dropped: %s', message_id, event_type,
                   delivery.one_line(error))
 
     def samples_of(self, notification):

@@ -584,6 +584,14 @@ def derive_link(link, objects, siblings):
 _MAX_LEVELS = 16
 
 
+def _follows(child, moved_ids, order):
+    """Whether ``child`` is to be derived again: its parent moved and it
+    was not derived after its parent at this level (``order``)."""
+    parent_id = child.get('parent_id')
+    return parent_id in moved_ids and order.get(
+        child['id'], -1) < order[parent_id]
+
+
 def apply(batch, objects=(), links=()):
     """Merge objects and links from events into the store behind
     ``batch`` by the rules of this module; return how many objects and
@@ -657,8 +665,12 @@ def apply(batch, objects=(), links=()):
             break
         load({view[i].get('parent_id') for i in frontier})
         moved = []
+        # Where each object of this level was derived: a child derived
+        # after its parent saw the parent as it is now.
+        order = {}
         for oid in sorted(frontier, key=lambda i: DEPTH.get(
                 view[i]['type'], 9)):
+            order[oid] = len(order)
             current = view[oid]
             parent = view.get(current.get('parent_id'))
             derived = derive_object(current, parent)
@@ -683,15 +695,15 @@ def apply(batch, objects=(), links=()):
         if moved:
             moved_ids = set(moved)
             # Children not stored yet (in this batch) follow too.
-            frontier.update(i for i, o in view.items()
-                            if o.get('parent_id') in moved_ids)
+            frontier.update(i for i in view
+                            if _follows(view[i], moved_ids, order))
             for child in batch.children(moved):
                 child = _stored(child)
                 cid = child['id']
                 if cid not in view:
                     view[cid] = child
                     absent.discard(cid)
-                if view[cid].get('parent_id') in moved_ids:
+                if _follows(view[cid], moved_ids, order):
                     frontier.add(cid)
     else:
         raise ValueError('the inventory tree is deeper than '

@@ -113,8 +113,13 @@ class InventoryEndpoint(base.NotificationEndpoint):
                 return None
             item = payload.get(family)
             subject = subject_of(item) if item.__class__ is dict else None
-        if subject is None or not all(
-                part is None or part.__class__ is str for part in subject):
+        if subject is None:
+            return None
+        try:
+            # A key of the batch's plan: a field of another type than a
+            # string is another subject; an unhashable one, no subject.
+            hash(subject)
+        except TypeError:
             return None
         try:
             at = inventory.timestamp(

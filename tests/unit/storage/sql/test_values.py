@@ -17,6 +17,18 @@ def test_integers_at_and_beyond_64_bits_stay_exact(number):
     assert values.loads(text.encode()) == decoded
 
 
+@pytest.mark.parametrize('value, text', [
+    ({1: 'a', 'b': {2.5: None, True: [3]}},
+     '{"1":"a","b":{"2.5":null,"true":[3]}}'),
+    ({'n': 2 ** 70, 3: 'x'}, '{"n": 1180591620717411303424, "3": "x"}'),
+    ({'when': values.EPOCH, 'set': frozenset()},
+     '{"when":"1970-01-01T00:00:00+00:00","set":"frozenset()"}'),
+])
+def test_keys_that_are_not_strings_and_values_that_are_not_json(value,
+                                                                 text):
+    assert values.dumps(value) == text
+
+
 @pytest.mark.parametrize('text', [
     '{"a": "\u00e9\u4e2d\U0001f600", "b": [1, 2.5, null, true]}',
     '"1234567890123456789012345"', '0.12345678901234567890123', '1e300',

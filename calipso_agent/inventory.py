@@ -88,6 +88,8 @@ _DERIVED_OBJECT_FIELDS = ('id_path', 'name_path', 'created_at',
 _UTC = datetime.UTC
 _CANONICAL = re.compile(
     r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00\Z')
+#: oslo.messaging's stamp of every notification (``str(utcnow())``).
+_OSLO_TEXT = re.compile(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\Z')
 _UTC_TEXT = re.compile(r'(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)'
                        r'(?:\.(\d{1,6}))?(?:[Zz]|\+00:00)?\Z')
 
@@ -141,7 +143,9 @@ def timestamp(value):
 
 @functools.lru_cache(maxsize=8192)
 def _text_timestamp(value):
-    if _CANONICAL.match(value):
+    if _OSLO_TEXT.match(value):
+        text = f'{value[:10]}T{value[11:]}+00:00'
+    elif _CANONICAL.match(value):
         text = value
     else:
         # The usual spellings of UTC (oslo's ``2024-05-01 12:00:00.123456``

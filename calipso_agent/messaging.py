@@ -19,6 +19,7 @@ share is here:
 """
 
 import abc
+import functools
 import logging
 import threading
 
@@ -123,16 +124,17 @@ class BatchEndpoint:
         """An empty ``delivery.Item`` of ``notification`` that is
         dead-lettered as sent with ``priority`` to ``routing_key`` on the
         origin's exchange."""
-        exchange = self.origin[0]
-
-        def dead_letter_it(reason, attempts):
-            dead_letter.publish_notification(
-                self.dead_letters, notification, priority, reason, exchange,
-                routing_key, attempts)
-
         return delivery.Item(envelope.message_id(notification),
                              notification.get('event_type'), [],
-                             dead_letter_it)
+                             functools.partial(self._dead_letter,
+                                               notification, priority,
+                                               routing_key))
+
+    def _dead_letter(self, notification, priority, routing_key, reason,
+                     attempts):
+        dead_letter.publish_notification(
+            self.dead_letters, notification, priority, reason,
+            self.origin[0], routing_key, attempts)
 
     def deliver(self, items):
         """The listener's answer for a batch of items."""

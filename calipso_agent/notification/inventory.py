@@ -236,19 +236,25 @@ def _nova_subject(event_type, payload):
             return None
         instance_id = fields.get('uuid')
         try:
-            ports = tuple(sorted({a.get('port_uuid')
-                                  for a in _addresses(fields)
-                                  if a.get('port_uuid')}))
+            ports = {a.get('port_uuid') for a in _addresses(fields)}
         except (AttributeError, TypeError):
             return None
-    if fields.get('state') == 'deleted' or not _named(instance_id, *ports):
+        ports.discard(None)
+        ports.discard('')
+        if not _named(*ports):
+            return None
+        ports = tuple(sorted(ports)) if len(ports) > 1 else tuple(ports)
+    if fields.get('state') == 'deleted' or not _named(instance_id):
         return None
     return (instance_id, fields.get('host') or None) + ports
 
 
 def _named(*ids):
     """Whether each of ``ids`` is a non-empty string."""
-    return all(i.__class__ is str and i for i in ids)
+    for i in ids:
+        if i.__class__ is not str or not i:
+            return False
+    return True
 
 
 # --- neutron ----------------------------------------------------------------

@@ -155,7 +155,7 @@ class NotificationEndpoint(metaclass=abc.ABCMeta):
 
     def inventory_subject(self, notification):
         """None, or (subject, instant): what the changes of
-        ``notification`` are about (a tuple of texts) and their
+        ``notification`` are about (a hashable tuple, its ids) and their
         ``last_event_at``. Two notifications of one subject make changes
         of the same objects and links, and neither is a deletion: of a
         batch's notifications of one subject, the agent makes the changes

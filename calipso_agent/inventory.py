@@ -148,9 +148,9 @@ def _text_timestamp(value):
     elif _CANONICAL.match(value):
         text = value
     else:
-        # The usual spellings of UTC (oslo's ``2024-05-01 12:00:00.123456``
-        # in every notification's metadata, ISO with or without a
-        # fraction or a Z) are rewritten, not formatted.
+        # The other usual spellings of UTC (oslo's without a fraction or
+        # with a shorter one, ISO with or without a fraction or a Z) are
+        # rewritten, not formatted.
         match = _UTC_TEXT.match(value)
         if match is None:
             return _parse_timestamp(value)

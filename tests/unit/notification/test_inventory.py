@@ -391,6 +391,29 @@ def test_a_key_field_changed_is_another_subject(name, change):
         endpoint.inventory_subject(other)[0])
 
 
+@pytest.mark.parametrize('name, change', [
+    ('neutron__calipso__port_instance_add',
+     lambda n: n['payload']['port'].update(device_id=['a', 'list'])),
+    ('nova_versioned__nova-doc__instance-create-end',
+     lambda n: n['payload']['nova_object.data'].update(host={'a': 'dict'})),
+    ('nova_versioned__nova-doc__instance-create-end',
+     lambda n: n['payload']['nova_object.data']['ip_addresses'][0][
+         'nova_object.data'].update(port_uuid=7)),
+])
+def test_a_key_field_of_the_wrong_type_is_no_subject_and_dropped_alone(
+        name, change, store, caplog):
+    broken = notification(name, message_id='m-broken')
+    change(broken)
+    assert inventory_helpers.endpoint().inventory_subject(broken) is None
+    d = dispatcher([inventory_helpers.endpoint()], store)
+    with caplog.at_level(logging.ERROR):
+        assert d.info(story() + [broken]) == HANDLED
+    assert 'Notification m-broken' in caplog.text
+    assert d.inventory_dropped == 1
+    assert '27a87908-bc1b-45cc-9238-09ad1ae686a7' in (
+        inventory_helpers.graph(store)[0])
+
+
 @pytest.mark.parametrize('name', [
     'nova_legacy__calipso__instance_delete',
     'neutron__calipso__interface_add',

@@ -3,7 +3,8 @@
 One JSON sample per line. Rotation follows RotatingFileHandler: before a
 line that would bring the file to ``max_bytes`` the file becomes ``.1``,
 ``.1`` becomes ``.2`` and so on up to ``backup_count``; ``max_bytes=0``
-or ``backup_count=0`` never rotates.
+or ``backup_count=0`` never rotates. A line a killed writer left torn is
+ended when the file is opened again: readers skip one unreadable line.
 """
 
 import logging
@@ -58,7 +59,28 @@ class FilePublisher(base.Publisher):
 
     def _open(self):
         self._file = open(self.path, 'ab')
+        self._end_torn_line(self._file)
         return self._file
+
+    def _end_torn_line(self, handle):
+        """End the file's last line when a writer killed mid-write left it
+        without its newline (SIGKILL can cut a write at a page): the torn
+        line stays one unreadable line instead of swallowing the next
+        sample. Its samples were not acknowledged: they come again. (Not
+        cut off: another process appending to the path may be writing
+        it.)"""
+        size = os.fstat(handle.fileno()).st_size
+        if not size:
+            return
+        with open(self.path, 'rb') as tail:
+            tail.seek(size - 1)
+            last = tail.read(1)
+        if last and last != b'\n':
+            handle.write(b'\n')
+            handle.flush()
+            LOG.warning('%s: its last line was torn (a writer killed '
+                        'mid-line); ended, samples follow on a line of '
+                        'their own', self.path)
 
     def _close_file(self):
         if self._file is not None:

@@ -58,6 +58,20 @@ def test_existing_file_is_appended(conf, tmp_path):
     assert len(read_lines(path)) == 2
 
 
+def test_a_torn_last_line_is_ended_before_the_next_sample(conf, tmp_path,
+                                                           caplog):
+    path = tmp_path / 'out.json'
+    whole = make_sample(0).to_json()
+    torn = make_sample(1).to_json()[:40]
+    path.write_bytes(whole + b'\n' + torn)
+    with caplog.at_level(logging.WARNING):
+        pub = make(conf, f'file://{path}')
+    pub.publish_samples([make_sample(2)])
+    pub.close()
+    assert read_lines(path) == [whole, torn, make_sample(2).to_json()]
+    assert 'last line was torn' in caplog.text
+
+
 def test_non_json_metadata_is_stringified(conf, tmp_path):
     path = tmp_path / 'out.json'
     pub = make(conf, f'file://{path}')

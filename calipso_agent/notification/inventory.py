@@ -243,7 +243,7 @@ def _nova_subject(event_type, payload):
         ports.discard('')
         if not _named(*ports):
             return None
-        ports = tuple(sorted(ports)) if len(ports) > 1 else tuple(ports)
+        ports = tuple(sorted(ports))
     if fields.get('state') == 'deleted' or not _named(instance_id):
         return None
     return (instance_id, fields.get('host') or None) + ports
